@@ -1,0 +1,196 @@
+package config
+
+import (
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Config holds every setting of the kioskfeed binary, so that one value can be built,
+// validated and printed once in cmd/kioskfeed and then handed to each component.
+//
+// Each field's tags drive loading: key is the YAML key (its env var is KIOSKFEED_ plus
+// the key in upper case, its flag is the key with '_' turned into '-'), default is
+// the value Default gives it, usage is the flag's help text, and secret marks a value
+// that is never printed.
+type Config struct {
+	// Listen is the HTTP listen address, host:port, that tablets, admins and HTTP
+	// producers connect to. Default ":8080" (every interface).
+	Listen string `key:"listen" default:":8080" usage:"HTTP listen address, host:port"`
+
+	// PublicURL is the URL tablets and admins use to reach kioskfeed, as seen from
+	// outside any proxy. It is the token issuer, the base of DPoP htu checks and, unless
+	// AllowedOrigins says otherwise, the only allowed Origin, so it must be exact: an
+	// absolute http or https URL with a host and no path, query or fragment. Load strips
+	// one trailing "/". Default "http://localhost:8080".
+	PublicURL string `key:"public_url" default:"http://localhost:8080" usage:"URL tablets and admins use to reach kioskfeed, without a path"`
+
+	// DataDir holds everything kioskfeed keeps on local disk: the embedded NATS store and
+	// the secrets and keys it generates on first start. Must not be empty. Default
+	// "./data".
+	DataDir string `key:"data_dir" default:"./data" usage:"directory for the embedded NATS store and generated secrets and keys"`
+
+	// NATSURL points kioskfeed at an existing NATS cluster, so several instances can run
+	// side by side and share state. Empty (the default) starts an embedded NATS server
+	// instead. Otherwise one or more comma-separated URLs with scheme nats, tls, ws or
+	// wss, each with a host.
+	NATSURL string `key:"nats_url" usage:"external NATS server URLs, comma-separated (empty = embedded server)"`
+
+	// NATSListen is the embedded server's client listener, host:port, so that producers
+	// can publish over NATS. Empty means in-process only: nothing listens. Explicitly
+	// setting it to empty in the file, the environment or a flag overrides the default.
+	// Unused with NATSURL. Default "127.0.0.1:4222" (loopback only).
+	NATSListen string `key:"nats_listen" default:"127.0.0.1:4222" usage:"embedded NATS client listener for producers, host:port (empty = in-process only)"`
+
+	// NATSCredsFile is a NATS credentials file (JWT and nkey seed) for the external
+	// server named by NATSURL. Default empty: no credentials file.
+	NATSCredsFile string `key:"nats_creds_file" usage:"credentials file for the external NATS server"`
+
+	// NATSUser is the user name for the external server named by NATSURL, for
+	// deployments that use user/password rather than a credentials file. Default empty.
+	NATSUser string `key:"nats_user" usage:"user name for the external NATS server"`
+
+	// NATSPassword is NATSUser's password. Secret: never printed. Default empty.
+	NATSPassword string `key:"nats_password" secret:"true" usage:"password for the external NATS server (prefer the env var: flags show in ps)"`
+
+	// ProducerUser is the user name producers present on the embedded server's
+	// NATSListen listener, so that a producer cannot reach the server's own subjects.
+	// Default "producer".
+	ProducerUser string `key:"producer_user" default:"producer" usage:"user name producers use on nats_listen"`
+
+	// ProducerPassword is ProducerUser's password. Secret: never printed. Empty (the
+	// default) means a password is generated into DataDir on first start.
+	ProducerPassword string `key:"producer_password" secret:"true" usage:"password producers use on nats_listen (empty = generated in data_dir)"`
+
+	// NATSReplicas is the JetStream replica count of kioskfeed's streams and buckets:
+	// 3 or 5 make acknowledged writes survive the loss of a node in a cluster. 1, 3 or
+	// 5; must be 1 with the embedded server. Default 1.
+	NATSReplicas int `key:"nats_replicas" default:"1" usage:"JetStream replicas of streams and buckets: 1, 3 or 5 (1 with the embedded server)"`
+
+	// NATSSyncAlways makes the embedded server fsync every write, so that a power cut
+	// cannot lose an acknowledged event on a single node. Default true.
+	NATSSyncAlways bool `key:"nats_sync_always" default:"true" usage:"embedded NATS server fsyncs every write"`
+
+	// AdminToken is the administrators' bearer token. Secret: never printed. Empty (the
+	// default) means one is generated into DataDir on first start; when set, at least
+	// 16 characters, so it cannot be guessed.
+	AdminToken string `key:"admin_token" secret:"true" usage:"admin bearer token, at least 16 characters (empty = generated in data_dir)"`
+
+	// AllowedOrigins lists the browser origins (scheme://host[:port], no path) allowed
+	// to open the tablet WebSocket and post the admin forms, for deployments reached
+	// under more than one name. Empty (the default) means PublicURL's origin only; see
+	// Origins. Comma-separated in the environment and flags, a YAML list in the file.
+	AllowedOrigins []string `key:"allowed_origins" usage:"comma-separated origins allowed to open /ws and post admin forms (empty = public_url's origin)"`
+
+	// TrustedProxies lists the IP addresses or CIDRs of reverse proxies whose
+	// X-Forwarded-For is believed, so that audit records and rate limits see the real
+	// client address. Default empty: X-Forwarded-For is ignored.
+	TrustedProxies []string `key:"trusted_proxies" usage:"comma-separated IPs or CIDRs whose X-Forwarded-For is believed"`
+
+	// SigningKeyFile is a PEM file of the ES256 keys that sign access tokens, so that
+	// instances sharing a NATS cluster can share keys. Empty (the default) means a key
+	// is made in DataDir on first start.
+	SigningKeyFile string `key:"signing_key_file" usage:"PEM file of ES256 token signing keys (empty = key made in data_dir)"`
+
+	// LeaseTTL bounds how long a dead instance's device leases outlive it, and so how
+	// long a tablet may be refused after its server dies. A whole number of seconds
+	// (NATS key TTLs are), at least 1s. Default 15s.
+	LeaseTTL time.Duration `key:"lease_ttl" default:"15s" usage:"how long a dead instance's device leases last, whole seconds"`
+
+	// TokenTTL is the lifetime of an access token; it bounds what a missed revocation
+	// notice could cost. 1m to 24h. Default 10m.
+	TokenTTL time.Duration `key:"token_ttl" default:"10m" usage:"access token lifetime, 1m to 24h"`
+
+	// Heartbeat is how often the server tells a tablet it is alive, so that tablets
+	// notice a dead connection. 1s to 5m. Default 20s.
+	Heartbeat time.Duration `key:"heartbeat" default:"20s" usage:"WebSocket heartbeat interval, 1s to 5m"`
+
+	// ProofSkew is how far a DPoP proof's iat may be from the server's clock, because
+	// tablet clocks drift. 1s to 1h. Default 10m.
+	ProofSkew time.Duration `key:"proof_skew" default:"10m" usage:"allowed DPoP proof iat clock skew, 1s to 1h"`
+
+	// ReplayLimit is the most events replayed to a reconnecting tablet, bounding the
+	// cost of a reconnect storm. 1 to 10000. Default 100.
+	ReplayLimit int `key:"replay_limit" default:"100" usage:"most events replayed to a reconnecting tablet, 1 to 10000"`
+
+	// MaxEventBytes is the largest event data a producer may publish, bounding memory
+	// per queued frame. 1 to 1048576. Default 65536 (64 KiB).
+	MaxEventBytes int `key:"max_event_bytes" default:"65536" usage:"largest producer event data accepted, bytes, 1 to 1048576"`
+
+	// FeedMaxMsgs is how many events the FEEDS stream keeps per feed per kind; at least
+	// ReplayLimit, so that a replay can always be served. Default 1000.
+	FeedMaxMsgs int `key:"feed_max_msgs" default:"1000" usage:"events kept per feed per kind, at least replay_limit"`
+
+	// FeedMaxAge is how long the FEEDS stream keeps an event. 0 (the default) means no
+	// age limit; otherwise at least 1m.
+	FeedMaxAge time.Duration `key:"feed_max_age" default:"0s" usage:"age after which events are dropped (0 = no age limit, else at least 1m)"`
+
+	// DedupWindow is how long a producer's event id is remembered, so that a retried
+	// publish is not shown twice. 1s to 24h. Default 2m.
+	DedupWindow time.Duration `key:"dedup_window" default:"2m" usage:"window in which a repeated event id is dropped, 1s to 24h"`
+
+	// AuditMaxAge is how long audit records are kept. At least 1h. Default 720h (30
+	// days).
+	AuditMaxAge time.Duration `key:"audit_max_age" default:"720h" usage:"how long audit records are kept, at least 1h"`
+
+	// LogFormat picks log lines for people ("text", the default) or for a log pipeline
+	// ("json").
+	LogFormat string `key:"log_format" default:"text" usage:"log format: text or json"`
+
+	// LogLevel is the least severe level logged: "debug", "info" (the default), "warn"
+	// or "error".
+	LogLevel string `key:"log_level" default:"info" usage:"log level: debug, info, warn or error"`
+
+	// sources records, per key, where Load found the value, so that Validate and
+	// WriteEffective can name it. Nil for a Config that did not come from Load.
+	sources map[string]origin
+}
+
+// Default returns the settings kioskfeed runs with when nothing is configured, one
+// machine with an embedded NATS server; Load starts from it.
+func Default() Config {
+	var c Config
+	for _, f := range fields() {
+		v, err := f.parse(f.def)
+		if err != nil {
+			// The default tags are constants checked by the tests.
+			panic("config: default of " + f.key + ": " + err.Error())
+		}
+		f.value(&c).Set(v)
+	}
+	return c
+}
+
+// Origins returns the browser origins allowed to open the tablet WebSocket and post the
+// admin forms, so that callers need not repeat the "empty means the public URL's origin"
+// rule. Schemes and hosts are lower-cased, as browsers send them. Call it on a Config
+// that passed Validate; it returns nil if PublicURL is unusable.
+func (c Config) Origins() []string {
+	if len(c.AllowedOrigins) > 0 {
+		out := make([]string, 0, len(c.AllowedOrigins))
+		for _, o := range c.AllowedOrigins {
+			u, err := url.Parse(o)
+			if err != nil || u.Host == "" {
+				out = append(out, o)
+				continue
+			}
+			out = append(out, originOf(u))
+		}
+		return out
+	}
+	u, err := url.Parse(c.PublicURL)
+	if err != nil || u.Host == "" {
+		return nil
+	}
+	return []string{originOf(u)}
+}
+
+func originOf(u *url.URL) string {
+	return strings.ToLower(u.Scheme) + "://" + strings.ToLower(u.Host)
+}
+
+// Embedded reports whether kioskfeed runs its own NATS server (NATSURL is empty), so
+// that callers share one definition of the mode.
+func (c Config) Embedded() bool {
+	return c.NATSURL == ""
+}
