@@ -1,0 +1,208 @@
+package broker
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strings"
+)
+
+// AdminAuthorizer decides whether a request carries admin rights. It is declared here,
+// where it is used, and satisfied by pairing, which owns admin authentication. A
+// refusal is an *Error (401 invalid_token or 403 forbidden).
+type AdminAuthorizer interface {
+	AuthorizeAdmin(r *http.Request) error
+}
+
+// API serves the producer endpoints of PROTOCOL.md §8 and the producer-key admin calls
+// of §6.
+type API struct {
+	b     *Broker
+	admin AdminAuthorizer
+	log   *slog.Logger
+}
+
+// NewAPI returns the producer HTTP API of b; admin guards the admin calls.
+func NewAPI(b *Broker, admin AdminAuthorizer) *API {
+	return &API{b: b, admin: admin, log: b.log}
+}
+
+// Register adds the API's routes to mux.
+func (a *API) Register(mux *http.ServeMux) {
+	mux.HandleFunc("POST /api/feeds/{feed}/events", a.publish)
+	mux.HandleFunc("GET /api/feeds/{feed}/state", a.state)
+	mux.Handle("GET /api/admin/producer-keys", a.adminOnly(a.listKeys))
+	mux.Handle("POST /api/admin/producer-keys", a.adminOnly(a.createKey))
+	mux.Handle("DELETE /api/admin/producer-keys/{id}", a.adminOnly(a.deleteKey))
+}
+
+var errNoKey = &Error{Code: CodeInvalidToken, Message: "send a producer key: Authorization: Bearer <key>"}
+
+func (a *API) publish(w http.ResponseWriter, r *http.Request) {
+	feed := r.PathValue("feed")
+	key, ok := a.b.AuthenticateProducer(r.Context(), Bearer(r))
+	if !ok {
+		a.reject(w, "unauthorized", errNoKey)
+		return
+	}
+	if !ValidFeedID(feed) {
+		a.reject(w, "invalid_feed", Errorf(CodeInvalidRequest, "feed id must match ^[a-z0-9][a-z0-9-]{0,62}$"))
+		return
+	}
+	if !key.Allows(feed) {
+		a.reject(w, "forbidden", Errorf(CodeForbidden, "this producer key may not publish to that feed"))
+		return
+	}
+	body, err := ReadJSONBody(w, r, int64(a.b.cfg.MaxEventBytes)+16<<10)
+	if err != nil {
+		a.reject(w, "invalid_body", err)
+		return
+	}
+	in, err := DecodeEventInput(body, a.b.cfg.MaxEventBytes)
+	if err != nil {
+		reason := "invalid_event"
+		var e *Error
+		if errors.As(err, &e) && e.Code == CodeTooLarge {
+			reason = "too_large"
+		}
+		a.reject(w, reason, err)
+		return
+	}
+	res, err := a.b.Publish(r.Context(), feed, in)
+	if err != nil {
+		a.reject(w, "unavailable", err)
+		return
+	}
+	WriteJSON(w, http.StatusAccepted, res)
+}
+
+func (a *API) state(w http.ResponseWriter, r *http.Request) {
+	feed := r.PathValue("feed")
+	if err := a.canRead(r, feed); err != nil {
+		WriteError(w, err)
+		return
+	}
+	if !ValidFeedID(feed) {
+		WriteError(w, Errorf(CodeInvalidRequest, "feed id must match ^[a-z0-9][a-z0-9-]{0,62}$"))
+		return
+	}
+	st, err := a.b.State(r.Context(), feed)
+	if err != nil {
+		WriteError(w, err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, st)
+}
+
+// canRead lets a producer key read the feeds it may publish to, and an admin any feed.
+func (a *API) canRead(r *http.Request, feed string) error {
+	if key, ok := a.b.AuthenticateProducer(r.Context(), Bearer(r)); ok {
+		if key.Allows(feed) {
+			return nil
+		}
+		return Errorf(CodeForbidden, "this producer key may not read that feed")
+	}
+	return a.admin.AuthorizeAdmin(r)
+}
+
+func (a *API) listKeys(w http.ResponseWriter, _ *http.Request) {
+	WriteJSON(w, http.StatusOK, a.b.ProducerKeys())
+}
+
+func (a *API) createKey(w http.ResponseWriter, r *http.Request) {
+	body, err := ReadJSONBody(w, r, 16<<10)
+	if err != nil {
+		WriteError(w, err)
+		return
+	}
+	var req struct {
+		Name  string   `json:"name"`
+		Feeds []string `json:"feeds"`
+	}
+	if err := StrictJSON(body, &req); err != nil {
+		WriteError(w, err)
+		return
+	}
+	rec, key, err := a.b.CreateProducerKey(r.Context(), req.Name, req.Feeds)
+	if err != nil {
+		WriteError(w, err)
+		return
+	}
+	a.log.Info("producer key created", slog.String("id", rec.ID), slog.String("name", rec.Name))
+	WriteJSON(w, http.StatusCreated, struct {
+		ProducerKey
+		Key string `json:"key"`
+	}{rec, key})
+}
+
+func (a *API) deleteKey(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if err := a.b.DeleteProducerKey(r.Context(), id); err != nil {
+		WriteError(w, err)
+		return
+	}
+	a.log.Info("producer key deleted", slog.String("id", id))
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (a *API) adminOnly(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := a.admin.AuthorizeAdmin(r); err != nil {
+			WriteError(w, err)
+			return
+		}
+		h(w, r)
+	})
+}
+
+func (a *API) reject(w http.ResponseWriter, reason string, err error) {
+	a.b.metrics.rejected.WithLabelValues(reason).Inc()
+	if reason == "unauthorized" {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="kioskfeed"`)
+	}
+	WriteError(w, err)
+}
+
+// Bearer is the credential of an Authorization: Bearer header, "" when there is none.
+func Bearer(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return ""
+}
+
+// ReadJSONBody checks that the request is application/json and reads its body, at most
+// limit bytes: past that it stops reading and answers too_large.
+func ReadJSONBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		return nil, Errorf(CodeUnsupportedMedia, "send Content-Type: application/json")
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, Errorf(CodeTooLarge, "the request body is too large")
+		}
+		return nil, Errorf(CodeInvalidRequest, "the request body could not be read")
+	}
+	return body, nil
+}
+
+// StrictJSON decodes one JSON object into v, refusing unknown fields with a clear message.
+func StrictJSON(body []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return Errorf(CodeInvalidRequest, "body is not valid: "+jsonProblem(err))
+	}
+	if dec.More() {
+		return Errorf(CodeInvalidRequest, "body holds more than one JSON value")
+	}
+	return nil
+}

@@ -1,0 +1,10 @@
+// Package broker is the foundation of kioskfeed: it owns the NATS connection (an
+// embedded nats-server with JetStream, or an external cluster), the streams and KV
+// buckets every other part stores its state in, the event model, publishing with
+// de-duplication, reading a feed's history and current state, producer keys and the
+// producer HTTP API, the audit writer, and the JSON error format all HTTP endpoints
+// share.
+//
+// It must not know about WebSockets or access tokens: the bridge and pairing packages
+// build on it, never the other way round.
+package broker

@@ -1,0 +1,243 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ErrGap means some event of the feed after the asked seq is no longer kept (retention
+// pushed it out) or the seq is from the future: the reader must reset to the state.
+var ErrGap = errors.New("events after this seq are no longer all kept")
+
+// State is what a tablet is shown after a reset (PROTOCOL.md §5 step 4): the feed's
+// newest state or clear event and the item events after it, at most ReplayLimit of them
+// (the newest). Seq is the newest seq of the feed, 0 when it has no events.
+type State struct {
+	Seq    uint64  `json:"seq"`
+	Events []Event `json:"events"`
+}
+
+// LastSeq is the seq of the feed's newest event, 0 when it has none.
+func (b *Broker) LastSeq(ctx context.Context, feed string) (uint64, error) {
+	ctx, cancel := b.opCtx(ctx)
+	defer cancel()
+	m, err := b.feeds.GetLastMsgForSubject(ctx, FeedSubjects(feed))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, b.unavailable("last seq", err)
+	}
+	return m.Sequence, nil
+}
+
+// State reads the feed's current state from the log.
+func (b *Broker) State(ctx context.Context, feed string) (State, error) {
+	last, err := b.LastSeq(ctx, feed)
+	if err != nil || last == 0 {
+		return State{Seq: last, Events: []Event{}}, err
+	}
+	// The newest state or clear event: the later of the two subjects' last messages.
+	var base *jetstream.RawStreamMsg
+	for _, kind := range []string{KindState, KindClear} {
+		m, err := b.lastFor(ctx, Subject(feed, kind))
+		if err != nil {
+			return State{}, err
+		}
+		if m != nil && (base == nil || m.Sequence > base.Sequence) {
+			base = m
+		}
+	}
+	events := make([]Event, 0, 1+min(b.cfg.ReplayLimit, 16))
+	from := uint64(1)
+	if base != nil {
+		if ev, ok := b.decode(base.Subject, base.Header.Get("Nats-Msg-Id"), base.Data, base.Sequence, base.Time); ok {
+			events = append(events, ev)
+		}
+		from = base.Sequence + 1
+	}
+	if from <= last {
+		items, err := b.read(ctx, Subject(feed, KindItem), from, last)
+		if err != nil {
+			return State{}, err
+		}
+		if n := len(items); n > b.cfg.ReplayLimit {
+			items = items[n-b.cfg.ReplayLimit:]
+		}
+		events = append(events, items...)
+	}
+	return State{Seq: last, Events: events}, nil
+}
+
+// History returns every event of the feed after since, in order, up to the feed's
+// newest event at the time of the call. It returns ErrGap when it cannot promise that
+// nothing after since was dropped by retention; JetStream silently starts later when
+// asked for an evicted seq, so this checks the limits itself.
+func (b *Broker) History(ctx context.Context, feed string, since uint64) ([]Event, error) {
+	last, err := b.LastSeq(ctx, feed)
+	if err != nil {
+		return nil, err
+	}
+	if since > last {
+		// Nothing of this feed is newer; but a seq beyond the whole stream is from
+		// another life of the log.
+		info, err := b.streamState(ctx, "")
+		if err != nil {
+			return nil, err
+		}
+		if since > info.LastSeq {
+			return nil, ErrGap
+		}
+		return []Event{}, nil
+	}
+	if err := b.checkRetained(ctx, feed, since); err != nil {
+		return nil, err
+	}
+	if since == last {
+		return []Event{}, nil
+	}
+	return b.read(ctx, FeedSubjects(feed), since+1, last)
+}
+
+// checkRetained returns ErrGap unless every event of feed after since is still kept.
+// Events leave the stream in two ways: the age limit drops a prefix of the whole stream
+// (caught by the stream's first seq), and the per-subject limit drops the oldest of one
+// feed-and-kind subject (caught when a subject is at its limit and its oldest kept
+// message is after since).
+func (b *Broker) checkRetained(ctx context.Context, feed string, since uint64) error {
+	st, err := b.streamState(ctx, FeedSubjects(feed))
+	if err != nil {
+		return err
+	}
+	if st.FirstSeq > since+1 && st.Msgs > 0 && b.cfg.FeedMaxAge > 0 {
+		return ErrGap
+	}
+	for subject, n := range st.Subjects {
+		if int64(n) < b.cfg.FeedMaxMsgs {
+			continue
+		}
+		first, err := b.firstFor(ctx, subject)
+		if err != nil {
+			return err
+		}
+		if first > since+1 {
+			return ErrGap
+		}
+	}
+	return nil
+}
+
+func (b *Broker) streamState(ctx context.Context, filter string) (jetstream.StreamState, error) {
+	ctx, cancel := b.opCtx(ctx)
+	defer cancel()
+	var opts []jetstream.StreamInfoOpt
+	if filter != "" {
+		opts = append(opts, jetstream.WithSubjectFilter(filter))
+	}
+	info, err := b.feeds.Info(ctx, opts...)
+	if err != nil {
+		return jetstream.StreamState{}, b.unavailable("stream info", err)
+	}
+	return info.State, nil
+}
+
+func (b *Broker) lastFor(ctx context.Context, subject string) (*jetstream.RawStreamMsg, error) {
+	ctx, cancel := b.opCtx(ctx)
+	defer cancel()
+	m, err := b.feeds.GetLastMsgForSubject(ctx, subject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, b.unavailable("last message", err)
+	}
+	return m, nil
+}
+
+// firstFor is the seq of the oldest kept message on subject (0 when none).
+func (b *Broker) firstFor(ctx context.Context, subject string) (uint64, error) {
+	ctx, cancel := b.opCtx(ctx)
+	defer cancel()
+	m, err := b.feeds.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(subject))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, b.unavailable("first message", err)
+	}
+	return m.Sequence, nil
+}
+
+// read returns the events on filter with from <= seq <= to.
+func (b *Broker) read(ctx context.Context, filter string, from, to uint64) ([]Event, error) {
+	var events []Event
+	err := b.scan(ctx, StreamFeeds, filter, from, to, func(msg jetstream.Msg, md *jetstream.MsgMetadata) {
+		if ev, ok := b.decode(msg.Subject(), msg.Headers().Get("Nats-Msg-Id"), msg.Data(), md.Sequence.Stream, md.Timestamp); ok {
+			events = append(events, ev)
+		}
+	})
+	return events, err
+}
+
+// scan calls fn for each message of stream on filter with from <= seq <= to, in order,
+// through one short-lived ordered consumer (one consumer per call, not per message).
+func (b *Broker) scan(ctx context.Context, stream, filter string, from, to uint64, fn func(jetstream.Msg, *jetstream.MsgMetadata)) error {
+	ctx, cancel := context.WithTimeout(ctx, 4*b.cfg.OpTimeout)
+	defer cancel()
+	cons, err := b.js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{
+		FilterSubjects:    []string{filter},
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:       from,
+		InactiveThreshold: 10 * time.Second,
+	})
+	if err != nil {
+		return b.unavailable("ordered consumer", err)
+	}
+	for {
+		// A short wait: the caller knows messages up to `to` exist, so an empty batch
+		// means they were removed meanwhile, not that they are still coming.
+		batch, err := cons.Fetch(512, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			return b.unavailable("fetch", err)
+		}
+		got := 0
+		for msg := range batch.Messages() {
+			got++
+			md, err := msg.Metadata()
+			if err != nil {
+				continue
+			}
+			if md.Sequence.Stream > to {
+				return nil
+			}
+			fn(msg, md)
+			if md.Sequence.Stream == to || md.NumPending == 0 {
+				return nil
+			}
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+			return b.unavailable("fetch", err)
+		}
+		if got == 0 {
+			return nil
+		}
+	}
+}
+
+// decode turns a stored message into an Event, dropping (and counting) messages that a
+// NATS producer published in a shape tablets cannot use.
+func (b *Broker) decode(subject, msgID string, data []byte, seq uint64, t time.Time) (Event, bool) {
+	ev, err := DecodeStored(subject, msgID, data, seq, t, b.cfg.MaxEventBytes)
+	if err != nil {
+		b.metrics.rejected.WithLabelValues("stored_invalid").Inc()
+		b.log.Warn("skipping invalid stored event", slog.String("subject", subject), slog.Uint64("seq", seq), slog.String("reason", fmt.Sprint(err)))
+		return Event{}, false
+	}
+	return ev, true
+}
