@@ -1,0 +1,32 @@
+// Package pairing owns everything that decides which tablet is which and what
+// it may see: pairing PINs and the reverse (device-code) pairing flow, the
+// device registry, the access-token issuer and its JWKS, DPoP proof checking
+// and stateless server nonces, the device-facing HTTP endpoints
+// (/api/pair, /api/token, /.well-known/jwks.json), administrator
+// authentication (bearer tokens and the dashboard login) and the admin API and
+// dashboard.
+//
+// The credential model (DESIGN.md, "Security model"): a tablet holds a
+// non-extractable ECDSA P-256 key; an access token is a short-lived ES256 JWT
+// bound to that key's RFC 7638 thumbprint (cnf.jkt); every use of a token
+// comes with a fresh DPoP proof (RFC 9449) signed by that key over a server
+// nonce. The cryptographic pieces are:
+//
+//   - [NonceSource]: HMAC-derived nonces any instance with the same key can
+//     check without shared state, and random WebSocket challenges.
+//   - [DPoPVerifier]: checks a proof and returns its key's thumbprint; a jti
+//     is accepted once cluster-wide through a [ReplayCache]
+//     ([KVReplayCache] on a JetStream KV bucket).
+//   - [TokenIssuer]: issues and verifies access tokens and publishes the
+//     public key set.
+//
+// Parsing is defensive throughout: sizes are capped before any decoding,
+// the algorithm is fixed to ES256, keys come only from the proof's own jwk
+// header or the server's own key set (jku, x5u and x5c are never followed, so
+// nothing here touches the network), and error reasons are fixed phrases safe
+// to log.
+//
+// pairing must not know about WebSockets: the bridge package asks it, through
+// an interface the bridge declares, to check a token and a proof and gets
+// back plain values. pairing and bridge never import each other.
+package pairing

@@ -1,0 +1,469 @@
+package pairing
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jwa"
+	"github.com/lestrrat-go/jwx/v3/jwk"
+	"github.com/lestrrat-go/jwx/v3/jws"
+)
+
+// MaxProofBytes caps a DPoP proof; longer input is refused before any
+// decoding. A real proof is about 600 bytes.
+const MaxProofBytes = 8 << 10
+
+// DefaultSkew is how far a proof's iat may differ from server time: tablet
+// clocks drift (PROTOCOL.md §2).
+const DefaultSkew = 10 * time.Minute
+
+// dpopType is the JOSE typ of a DPoP proof (RFC 9449 §4.2).
+const dpopType = "dpop+jwt"
+
+// jti bounds: 16 base64url characters carry 96 bits, the least the
+// protocol asks for; the upper bound keeps cache keys and logs sane.
+const (
+	minJTILen = 16
+	maxJTILen = 128
+)
+
+var (
+	// ErrInvalidProof matches every refusal of a DPoP proof (errors.Is);
+	// the HTTP layer answers invalid_dpop_proof, the WebSocket closes 4401.
+	ErrInvalidProof = errors.New("invalid dpop proof")
+	// ErrUseNonce matches refusals for a missing, wrong or stale nonce: the
+	// HTTP layer answers use_dpop_nonce with a fresh DPoP-Nonce header. Such
+	// an error also matches ErrInvalidProof, so check ErrUseNonce first.
+	ErrUseNonce = errors.New("use dpop nonce")
+)
+
+// ProofError is a refused DPoP proof. Reason is a short fixed phrase, safe
+// to log and to compare in tests; it never contains proof or token text.
+type ProofError struct {
+	Reason   string
+	useNonce bool
+}
+
+func (e *ProofError) Error() string { return "invalid dpop proof: " + e.Reason }
+
+// Is makes every ProofError match ErrInvalidProof, and nonce refusals also
+// ErrUseNonce.
+func (e *ProofError) Is(target error) bool {
+	return target == ErrInvalidProof || (e.useNonce && target == ErrUseNonce)
+}
+
+func proofErr(reason string) error { return &ProofError{Reason: reason} }
+
+func nonceErr(reason string) error { return &ProofError{Reason: reason, useNonce: true} }
+
+// Reasons a proof is refused, one per check.
+const (
+	reasonProofTooLarge   = "proof too large"
+	reasonMalformedProof  = "malformed proof"
+	reasonWrongTyp        = "wrong typ"
+	reasonUnsupportedAlg  = "unsupported alg"
+	reasonUnsupportedHdr  = "unsupported header"
+	reasonMissingJWK      = "missing jwk"
+	reasonPrivateJWK      = "private key in jwk"
+	reasonUnsupportedKty  = "unsupported key type"
+	reasonUnsupportedCrv  = "unsupported curve"
+	reasonInvalidJWK      = "invalid jwk"
+	reasonBadSignature    = "bad signature"
+	reasonMalformedClaims = "malformed claims"
+	reasonInvalidJTI      = "invalid jti"
+	reasonWrongHTM        = "wrong htm"
+	reasonWrongHTU        = "wrong htu"
+	reasonMissingIAT      = "missing iat"
+	reasonIATTooOld       = "iat too old"
+	reasonIATInFuture     = "iat in the future"
+	reasonMissingATH      = "missing ath"
+	reasonWrongATH        = "wrong ath"
+	reasonMissingNonce    = "missing nonce"
+	reasonInvalidNonce    = "invalid nonce"
+	reasonReplayedJTI     = "replayed jti"
+)
+
+// DPoPConfig configures a [DPoPVerifier].
+type DPoPConfig struct {
+	// Replay records each accepted proof's jti; share one across
+	// instances ([KVReplayCache]) so a proof is accepted once cluster-wide.
+	// Required.
+	Replay ReplayCache
+	// Skew is how far a proof's iat may be from Now, either way. Default
+	// DefaultSkew (10 minutes).
+	Skew time.Duration
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// DPoPVerifier checks DPoP proofs (RFC 9449) as PROTOCOL.md §2 profiles
+// them: ES256 over a P-256 key carried in the proof's own jwk header, nothing
+// fetched from anywhere. Safe for concurrent use.
+type DPoPVerifier struct {
+	replay ReplayCache
+	skew   time.Duration
+	now    func() time.Time
+}
+
+// NewDPoPVerifier checks cfg, fills defaults and returns a verifier.
+func NewDPoPVerifier(cfg DPoPConfig) (*DPoPVerifier, error) {
+	if cfg.Replay == nil {
+		return nil, errors.New("dpop verifier: no replay cache")
+	}
+	if cfg.Skew < 0 {
+		return nil, fmt.Errorf("dpop verifier: negative skew %s", cfg.Skew)
+	}
+	v := &DPoPVerifier{replay: cfg.Replay, skew: cfg.Skew, now: cfg.Now}
+	if v.skew == 0 {
+		v.skew = DefaultSkew
+	}
+	if v.now == nil {
+		v.now = time.Now
+	}
+	return v, nil
+}
+
+// ProofWant is what the request the proof came with expects of it.
+type ProofWant struct {
+	// Method is the expected htm, e.g. "POST"; compared exactly.
+	Method string
+	// URL is the expected htu, made from the configured public URL (never
+	// from request headers). Both it and the proof's htu are normalised
+	// with NormalizeHTU before an exact comparison.
+	URL string
+	// AccessToken, when not empty, is the token presented with the proof;
+	// the proof's ath must then be its base64url SHA-256. When empty, ath is
+	// ignored.
+	AccessToken string
+	// Nonce, when not empty, is the one value the nonce claim must equal
+	// (the WebSocket challenge).
+	Nonce string
+	// NonceValid decides the nonce claim when Nonce is empty (a
+	// NonceSource's Valid). One of Nonce and NonceValid is required.
+	NonceValid func(string) bool
+}
+
+// Verify checks proof against want and, when it is acceptable, records its
+// jti and returns the RFC 7638 SHA-256 thumbprint (base64url) of its key,
+// the jkt. A refusal is a *ProofError (errors.Is ErrInvalidProof, and
+// ErrUseNonce for nonce problems); any other error is a broken ProofWant or
+// an unreachable replay cache.
+func (v *DPoPVerifier) Verify(ctx context.Context, proof string, want ProofWant) (string, error) {
+	if want.Method == "" || want.URL == "" || (want.Nonce == "" && want.NonceValid == nil) {
+		return "", errors.New("dpop verify: ProofWant needs Method, URL and Nonce or NonceValid")
+	}
+	wantHTU, err := NormalizeHTU(want.URL)
+	if err != nil {
+		return "", fmt.Errorf("dpop verify: expected URL: %w", err)
+	}
+
+	if len(proof) > MaxProofBytes {
+		return "", proofErr(reasonProofTooLarge)
+	}
+	if strings.Count(proof, ".") != 2 {
+		return "", proofErr(reasonMalformedProof)
+	}
+	encHeader, _, _ := strings.Cut(proof, ".")
+
+	pub, jkt, err := proofKey(encHeader)
+	if err != nil {
+		return "", err
+	}
+
+	// The algorithm is fixed, not taken from the header, and the key is the
+	// one just validated; jws refuses crit and b64 headers here as well.
+	payload, err := jws.VerifyCompactFast(pub, []byte(proof), jwa.ES256())
+	if err != nil {
+		return "", proofErr(reasonBadSignature)
+	}
+
+	c, err := parseProofClaims(payload)
+	if err != nil {
+		return "", err
+	}
+	if n := len(c.jti); n < minJTILen || n > maxJTILen || !printableASCII(c.jti) {
+		return "", proofErr(reasonInvalidJTI)
+	}
+	if c.htm != want.Method {
+		return "", proofErr(reasonWrongHTM)
+	}
+	if htu, err := NormalizeHTU(c.htu); err != nil || htu != wantHTU {
+		return "", proofErr(reasonWrongHTU)
+	}
+	if !c.hasIAT {
+		return "", proofErr(reasonMissingIAT)
+	}
+	now := v.now()
+	nowSec := float64(now.UnixNano()) / 1e9
+	switch skew := v.skew.Seconds(); {
+	case c.iat < nowSec-skew:
+		return "", proofErr(reasonIATTooOld)
+	case c.iat > nowSec+skew:
+		return "", proofErr(reasonIATInFuture)
+	}
+	if want.AccessToken != "" {
+		if !c.hasATH {
+			return "", proofErr(reasonMissingATH)
+		}
+		if subtle.ConstantTimeCompare([]byte(c.ath), []byte(AccessTokenHash(want.AccessToken))) != 1 {
+			return "", proofErr(reasonWrongATH)
+		}
+	}
+	if c.nonce == "" {
+		return "", nonceErr(reasonMissingNonce)
+	}
+	if want.Nonce != "" {
+		if subtle.ConstantTimeCompare([]byte(c.nonce), []byte(want.Nonce)) != 1 {
+			return "", nonceErr(reasonInvalidNonce)
+		}
+	} else if !want.NonceValid(c.nonce) {
+		return "", nonceErr(reasonInvalidNonce)
+	}
+
+	// Remember the jti for as long as a proof with this iat is acceptable.
+	sec, frac := math.Modf(c.iat)
+	until := time.Unix(int64(sec), int64(frac*1e9)).Add(v.skew)
+	fresh, err := v.replay.Remember(ctx, c.jti, until)
+	if err != nil {
+		return "", fmt.Errorf("dpop verify: %w", err)
+	}
+	if !fresh {
+		return "", proofErr(reasonReplayedJTI)
+	}
+	return jkt, nil
+}
+
+// AccessTokenHash is the ath value for token: base64url SHA-256 of its
+// ASCII bytes (RFC 9449 §4.2).
+func AccessTokenHash(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// proofKey decodes and checks a proof's protected header and returns the
+// public key it carries and that key's thumbprint.
+func proofKey(encHeader string) (*ecdsa.PublicKey, string, error) {
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(encHeader)
+	if err != nil {
+		return nil, "", proofErr(reasonMalformedProof)
+	}
+	// A map keeps member names case-sensitive, as JOSE requires (a struct
+	// would let "ALG" fill Alg).
+	var hdr map[string]json.RawMessage
+	if err := strictObject(raw, &hdr); err != nil {
+		return nil, "", proofErr(reasonMalformedProof)
+	}
+	if typ, ok := stringMember(hdr, "typ"); !ok || typ != dpopType {
+		return nil, "", proofErr(reasonWrongTyp)
+	}
+	if alg, ok := stringMember(hdr, "alg"); !ok || alg != "ES256" {
+		return nil, "", proofErr(reasonUnsupportedAlg)
+	}
+	// jku, x5u, x5c and kid are ignored: the key is the jwk. crit and b64
+	// change how the JWS is read, and nothing here understands them.
+	if _, ok := hdr["crit"]; ok {
+		return nil, "", proofErr(reasonUnsupportedHdr)
+	}
+	if _, ok := hdr["b64"]; ok {
+		return nil, "", proofErr(reasonUnsupportedHdr)
+	}
+	rawJWK, ok := hdr["jwk"]
+	if !ok {
+		return nil, "", proofErr(reasonMissingJWK)
+	}
+	var key map[string]json.RawMessage
+	if err := strictObject(rawJWK, &key); err != nil {
+		return nil, "", proofErr(reasonMissingJWK)
+	}
+	if _, ok := key["d"]; ok {
+		return nil, "", proofErr(reasonPrivateJWK)
+	}
+	if kty, ok := stringMember(key, "kty"); !ok || kty != "EC" {
+		return nil, "", proofErr(reasonUnsupportedKty)
+	}
+	if crv, ok := stringMember(key, "crv"); !ok || crv != "P-256" {
+		return nil, "", proofErr(reasonUnsupportedCrv)
+	}
+	x, okX := coordinate(key, "x")
+	y, okY := coordinate(key, "y")
+	if !okX || !okY {
+		return nil, "", proofErr(reasonInvalidJWK)
+	}
+	point := make([]byte, 0, 65)
+	point = append(point, 4)
+	point = append(point, x...)
+	point = append(point, y...)
+	pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), point)
+	if err != nil { // not on the curve
+		return nil, "", proofErr(reasonInvalidJWK)
+	}
+	jkt, err := Thumbprint(pub)
+	if err != nil {
+		return nil, "", proofErr(reasonInvalidJWK)
+	}
+	return pub, jkt, nil
+}
+
+// Thumbprint is the RFC 7638 SHA-256 thumbprint of pub, base64url: a
+// device's identity (jkt) and a signing key's kid.
+func Thumbprint(pub *ecdsa.PublicKey) (string, error) {
+	k, err := jwk.Import(pub)
+	if err != nil {
+		return "", fmt.Errorf("import key: %w", err)
+	}
+	sum, err := k.Thumbprint(crypto.SHA256)
+	if err != nil {
+		return "", fmt.Errorf("thumbprint: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(sum), nil
+}
+
+// coordinate decodes a P-256 coordinate member: base64url of exactly 32
+// bytes (RFC 7518 §6.2.1.2 forbids shortened coordinates).
+func coordinate(m map[string]json.RawMessage, name string) ([]byte, bool) {
+	s, ok := stringMember(m, name)
+	if !ok {
+		return nil, false
+	}
+	b, err := base64.RawURLEncoding.Strict().DecodeString(s)
+	if err != nil || len(b) != 32 {
+		return nil, false
+	}
+	return b, true
+}
+
+type proofClaims struct {
+	jti, htm, htu, nonce, ath string
+	iat                       float64
+	hasIAT, hasATH            bool
+}
+
+// parseProofClaims reads the claims this package checks from a verified
+// payload. Members of the wrong JSON type are refused rather than ignored.
+func parseProofClaims(payload []byte) (proofClaims, error) {
+	var m map[string]json.RawMessage
+	if err := strictObject(payload, &m); err != nil {
+		return proofClaims{}, proofErr(reasonMalformedClaims)
+	}
+	var c proofClaims
+	for _, f := range []struct {
+		name string
+		dst  *string
+		has  *bool
+	}{
+		{"jti", &c.jti, nil},
+		{"htm", &c.htm, nil},
+		{"htu", &c.htu, nil},
+		{"nonce", &c.nonce, nil},
+		{"ath", &c.ath, &c.hasATH},
+	} {
+		raw, ok := m[f.name]
+		if !ok {
+			continue
+		}
+		if err := json.Unmarshal(raw, f.dst); err != nil || raw[0] != '"' {
+			return proofClaims{}, proofErr(reasonMalformedClaims)
+		}
+		if f.has != nil {
+			*f.has = true
+		}
+	}
+	if raw, ok := m["iat"]; ok {
+		// A JSON number only: json.Number would also take a quoted one.
+		if raw[0] != '-' && (raw[0] < '0' || raw[0] > '9') {
+			return proofClaims{}, proofErr(reasonMalformedClaims)
+		}
+		iat, err := strconv.ParseFloat(string(raw), 64)
+		if err != nil || math.IsInf(iat, 0) || math.IsNaN(iat) {
+			return proofClaims{}, proofErr(reasonMalformedClaims)
+		}
+		c.iat, c.hasIAT = iat, true
+	}
+	return c, nil
+}
+
+// strictObject decodes a JSON object (and nothing after it) into dst.
+func strictObject(data []byte, dst *map[string]json.RawMessage) error {
+	if err := json.Unmarshal(data, dst); err != nil {
+		return err
+	}
+	if *dst == nil {
+		return errors.New("not an object")
+	}
+	return nil
+}
+
+// stringMember returns m[name] when it is a JSON string.
+func stringMember(m map[string]json.RawMessage, name string) (string, bool) {
+	raw, ok := m[name]
+	if !ok || len(raw) == 0 || raw[0] != '"' {
+		return "", false
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", false
+	}
+	return s, true
+}
+
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// NormalizeHTU brings an http(s) or ws(s) URL to the form DPoP htu values
+// are compared in: scheme and host lower-case, the scheme's default port
+// removed, an empty path made "/", query and fragment dropped. URLs without
+// a scheme or host, or with user info, are refused. The path is kept as
+// sent (no percent-decoding), so a comparison stays exact.
+func NormalizeHTU(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", errors.New("unparsable URL")
+	}
+	scheme := strings.ToLower(u.Scheme)
+	var defaultPort string
+	switch scheme {
+	case "http", "ws":
+		defaultPort = "80"
+	case "https", "wss":
+		defaultPort = "443"
+	default:
+		return "", errors.New("scheme is not http, https, ws or wss")
+	}
+	if u.Opaque != "" || u.User != nil || u.Host == "" {
+		return "", errors.New("URL needs a host and no user info")
+	}
+	host := strings.ToLower(u.Hostname())
+	if host == "" {
+		return "", errors.New("URL has an empty host")
+	}
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	if port := u.Port(); port != "" && port != defaultPort {
+		host += ":" + port
+	}
+	path := u.EscapedPath()
+	if path == "" {
+		path = "/"
+	}
+	return scheme + "://" + host + path, nil
+}

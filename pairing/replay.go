@@ -1,0 +1,105 @@
+package pairing
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ReplayBucket is the JetStream KV bucket that remembers DPoP proof jtis.
+const ReplayBucket = "kioskfeed_dpop_jti"
+
+// ReplayCache remembers DPoP proof identifiers (jti) so each proof is
+// accepted once, across every server instance. Remember records jti until
+// the given time and reports fresh=false when it was already recorded and has
+// not expired; err is for infrastructure failures only (the caller answers
+// 503, never "replay").
+type ReplayCache interface {
+	Remember(ctx context.Context, jti string, until time.Time) (fresh bool, err error)
+}
+
+// ReplayBucketConfig is the bucket KVReplayCache expects, for setup code to
+// create (CreateOrUpdateKeyValue). Entries expire by per-key TTL, which
+// needs LimitMarkerTTL on the bucket; one revision per key is all a replay
+// check reads.
+func ReplayBucketConfig(replicas int) jetstream.KeyValueConfig {
+	if replicas < 1 {
+		replicas = 1
+	}
+	return jetstream.KeyValueConfig{
+		Bucket:      ReplayBucket,
+		Description: "DPoP proof jtis seen, each kept until its proof could no longer be accepted",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+		// Markers are only for watchers, and nobody watches this bucket:
+		// keep them as briefly as the server allows.
+		LimitMarkerTTL: time.Second,
+	}
+}
+
+// KVReplayCache is the cluster-wide [ReplayCache]: one KV key per jti,
+// created atomically with a per-key TTL, so two instances that see the same
+// proof at the same moment cannot both accept it. Safe for concurrent use.
+type KVReplayCache struct {
+	kv  jetstream.KeyValue
+	now func() time.Time
+}
+
+// NewKVReplayCache returns a cache on kv, a bucket made with
+// [ReplayBucketConfig]. now is the clock used to turn an expiry time into a
+// TTL; nil means time.Now.
+func NewKVReplayCache(kv jetstream.KeyValue, now func() time.Time) *KVReplayCache {
+	if now == nil {
+		now = time.Now
+	}
+	return &KVReplayCache{kv: kv, now: now}
+}
+
+// Remember implements [ReplayCache]. The key is the hex SHA-256 of jti:
+// jtis are attacker-chosen strings and KV keys have a restricted alphabet.
+func (c *KVReplayCache) Remember(ctx context.Context, jti string, until time.Time) (bool, error) {
+	sum := sha256.Sum256([]byte(jti))
+	key := hex.EncodeToString(sum[:])
+	_, err := c.kv.Create(ctx, key, nil, jetstream.KeyTTL(replayTTL(until.Sub(c.now()))))
+	switch {
+	case err == nil:
+		return true, nil
+	case isKeyExists(err):
+		return false, nil
+	default:
+		return false, fmt.Errorf("record jti: %w", err)
+	}
+}
+
+// replayTTL rounds d up to whole seconds, at least one: per-key TTLs are
+// whole seconds, and rounding down could forget a jti while its proof is
+// still acceptable.
+func replayTTL(d time.Duration) time.Duration {
+	if d <= time.Second {
+		return time.Second
+	}
+	return (d + time.Second - 1).Truncate(time.Second)
+}
+
+// isKeyExists reports whether a KV Create lost because the key exists. On
+// replicated buckets a losing Create can surface as a bare API error
+// (10071 or 10164) that does not match jetstream.ErrKeyExists.
+func isKeyExists(err error) bool {
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return true
+	}
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode {
+		case jetstream.JSErrCodeStreamWrongLastSequence, jetstream.JSErrCodeStreamWrongLastSequenceConstant:
+			return true
+		}
+	}
+	return false
+}
