@@ -1,0 +1,184 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/kioskfeed/kioskfeed/broker"
+	"github.com/kioskfeed/kioskfeed/config"
+	"github.com/kioskfeed/kioskfeed/pairing"
+)
+
+var _ broker.AdminAuthorizer = (*pairing.AdminAuth)(nil)
+
+// shutdownGrace bounds the drain of HTTP requests and the NATS flush on shutdown.
+const shutdownGrace = 10 * time.Second
+
+func serve(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) error {
+	var demo bool
+	var demoEvery time.Duration
+	cfg, _, err := loadConfig("serve", args, lookupEnv, stderr, func(fs *flag.FlagSet) {
+		fs.BoolVar(&demo, "demo", false, `also publish a rotating demo feed named "demo"`)
+		fs.DurationVar(&demoEvery, "demo-every", 5*time.Second, "how often the demo feed changes")
+	})
+	if err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("invalid config:\n  %s", strings.ReplaceAll(err.Error(), "\n", "\n  "))
+	}
+	log := newLogger(cfg, stderr)
+	dataDir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+
+	adminHash, newAdminToken, err := adminTokenHash(cfg, dataDir)
+	if err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	// Listen before anything slow starts, so a port clash fails at once.
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w (set KIOSKFEED_LISTEN or --listen to another address)", cfg.Listen, err)
+	}
+	defer ln.Close()
+
+	b, err := broker.New(ctx, brokerConfig(cfg, dataDir, log, reg))
+	if err != nil {
+		return err
+	}
+	defer func() {
+		closeCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+		defer cancel()
+		if err := b.Close(closeCtx); err != nil {
+			log.Warn("broker close", slog.String("error", err.Error()))
+		}
+	}()
+
+	mux := http.NewServeMux()
+	b.RegisterHealth(mux)
+	broker.NewAPI(b, pairing.NewAdminAuth(adminHash)).Register(mux)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+
+	srv := &http.Server{
+		Handler:           broker.JSONErrors(broker.InstrumentHTTP(reg, mux)),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http: %w", err)
+		}
+		return nil
+	})
+	if demo {
+		g.Go(func() error { return runDemo(gctx, b, demoEvery, log) })
+	}
+	printBanner(stdout, cfg, ln.Addr().String(), dataDir, b, newAdminToken, demo)
+	log.Info("serving", slog.String("listen", ln.Addr().String()), slog.String("public_url", cfg.PublicURL),
+		slog.Bool("embedded_nats", cfg.Embedded()), slog.String("data_dir", dataDir))
+
+	g.Go(func() error {
+		<-gctx.Done()
+		log.Info("shutting down")
+		shutCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+		defer cancel()
+		return srv.Shutdown(shutCtx)
+	})
+	return g.Wait()
+}
+
+func brokerConfig(cfg config.Config, dataDir string, log *slog.Logger, reg prometheus.Registerer) broker.Config {
+	return broker.Config{
+		URL:              cfg.NATSURL,
+		CredsFile:        cfg.NATSCredsFile,
+		User:             cfg.NATSUser,
+		Password:         cfg.NATSPassword,
+		Listen:           cfg.NATSListen,
+		ProducerUser:     cfg.ProducerUser,
+		ProducerPassword: cfg.ProducerPassword,
+		SyncAlways:       cfg.NATSSyncAlways,
+		DataDir:          dataDir,
+		Replicas:         cfg.NATSReplicas,
+		FeedMaxMsgs:      int64(cfg.FeedMaxMsgs),
+		FeedMaxAge:       cfg.FeedMaxAge,
+		DedupWindow:      cfg.DedupWindow,
+		MaxEventBytes:    cfg.MaxEventBytes,
+		ReplayLimit:      cfg.ReplayLimit,
+		AuditMaxAge:      cfg.AuditMaxAge,
+		Logger:           log,
+		Registerer:       reg,
+	}
+}
+
+// adminTokenHash is the configured admin token's hash, or the one kept in the data dir
+// (made on first start, when newToken is the token to show once).
+func adminTokenHash(cfg config.Config, dataDir string) (hash [32]byte, newToken string, err error) {
+	if cfg.AdminToken != "" {
+		return pairing.HashToken(cfg.AdminToken), "", nil
+	}
+	return pairing.LoadOrCreateAdminToken(dataDir)
+}
+
+func printBanner(w io.Writer, cfg config.Config, addr, dataDir string, b *broker.Broker, newAdminToken string, demo bool) {
+	pub := cfg.PublicURL
+	fmt.Fprintf(w, "kioskfeed %s is serving on %s\n", version, addr)
+	fmt.Fprintf(w, "  public URL:     %s\n", pub)
+	fmt.Fprintf(w, "  producer API:   POST %s/api/feeds/{feed}/events   (key from POST %s/api/admin/producer-keys)\n", pub, pub)
+	fmt.Fprintf(w, "  feed state:     GET  %s/api/feeds/{feed}/state\n", pub)
+	fmt.Fprintf(w, "  health:         %s/healthz  %s/readyz  %s/metrics\n", pub, pub, pub)
+	if addr := b.NATSAddr(); addr != "" {
+		user, _ := b.ProducerCredentials()
+		where := "as configured (producer_password)"
+		if cfg.ProducerPassword == "" {
+			where = "in " + filepath.Join(dataDir, broker.ProducerPasswordFile)
+		}
+		fmt.Fprintf(w, "  NATS producers: nats://%s  user %q, password %s\n", addr, user, where)
+	} else if cfg.Embedded() {
+		fmt.Fprintf(w, "  NATS producers: off (nats_listen is empty)\n")
+	} else {
+		fmt.Fprintf(w, "  NATS:           external, %d replicas\n", cfg.NATSReplicas)
+	}
+	fmt.Fprintf(w, "  data dir:       %s\n", dataDir)
+	switch {
+	case newAdminToken != "":
+		fmt.Fprintf(w, "  admin token:    %s\n", newAdminToken)
+		fmt.Fprintf(w, "                  (new: shown this once and stored only as a hash; delete %s to make another)\n",
+			filepath.Join(dataDir, pairing.AdminTokenHashFile))
+	case cfg.AdminToken != "":
+		fmt.Fprintf(w, "  admin token:    as configured (admin_token)\n")
+	default:
+		fmt.Fprintf(w, "  admin token:    made at first start (delete %s to make another)\n", filepath.Join(dataDir, pairing.AdminTokenHashFile))
+	}
+	if demo {
+		fmt.Fprintf(w, "  demo feed:      \"demo\" — see it with: curl -H \"Authorization: Bearer $ADMIN_TOKEN\" %s/api/feeds/demo/state\n", pub)
+	}
+}
