@@ -113,7 +113,7 @@ type Broker struct {
 	feeds   jetstream.Stream
 	audit   jetstream.Stream
 	epoch   string
-	keys    *keyStore
+	keys    *Mirror[ProducerKey]
 	metrics *metrics
 
 	srv      *server.Server // nil when external
@@ -238,7 +238,7 @@ func (b *Broker) setup(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	b.keys, err = newKeyStore(kv, b.log)
+	b.keys, err = NewMirror[ProducerKey](kv, b.log)
 	if err != nil {
 		return fmt.Errorf("watch producer keys: %w", err)
 	}
@@ -299,7 +299,7 @@ func (b *Broker) Close(ctx context.Context) error {
 			defer cancel()
 		}
 		if b.keys != nil {
-			b.keys.stop()
+			b.keys.Stop()
 		}
 		// Audit records go out asynchronously; let the pending ones be acknowledged.
 		select {

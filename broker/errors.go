@@ -50,6 +50,10 @@ type Error struct {
 	Message string
 	// RetryAfter, in seconds, is sent as Retry-After with rate_limited and unavailable.
 	RetryAfter int
+	// HTTPStatus overrides the code's usual status where the protocol gives one code
+	// two statuses (invalid_dpop_proof is 400 at the token endpoints, RFC 9449 §5.2,
+	// and 401 where a token is presented).
+	HTTPStatus int
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
@@ -90,7 +94,11 @@ func WriteError(w http.ResponseWriter, err error) {
 	if e.RetryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(e.RetryAfter))
 	}
-	WriteJSON(w, Status(e.Code), map[string]string{"error": e.Code, "message": e.Message})
+	status := e.HTTPStatus
+	if status == 0 {
+		status = Status(e.Code)
+	}
+	WriteJSON(w, status, map[string]string{"error": e.Code, "message": e.Message})
 }
 
 // JSONErrors wraps the whole mux so that the answers ServeMux writes itself (404 for an

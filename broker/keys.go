@@ -7,15 +7,10 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
-	"log/slog"
 	"path"
 	"regexp"
 	"strings"
-	"sync"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // A producer key reads kfp.<id>.<secret>: the id finds the record without a scan, and only
@@ -46,99 +41,6 @@ func (k *ProducerKey) Allows(feed string) bool {
 
 func (k ProducerKey) public() ProducerKey { k.Hash = ""; return k }
 
-// keyStore keeps every producer key record in memory, fed by a KV watcher so that a key
-// made or deleted on any instance takes effect on all of them; a publish then costs no
-// KV round trip.
-type keyStore struct {
-	kv  jetstream.KeyValue
-	log *slog.Logger
-
-	mu   sync.RWMutex
-	keys map[string]ProducerKey
-
-	cancel context.CancelFunc
-	done   chan struct{}
-}
-
-func newKeyStore(kv jetstream.KeyValue, log *slog.Logger) (*keyStore, error) {
-	ctx, cancel := context.WithCancel(context.Background())
-	w, err := kv.WatchAll(ctx)
-	if err != nil {
-		cancel()
-		return nil, err
-	}
-	s := &keyStore{kv: kv, log: log, keys: map[string]ProducerKey{}, cancel: cancel, done: make(chan struct{})}
-	initial := make(chan struct{})
-	go s.watch(w, initial)
-	select {
-	case <-initial:
-		return s, nil
-	case <-time.After(10 * time.Second):
-		s.stop()
-		return nil, errors.New("initial producer keys did not arrive within 10s")
-	}
-}
-
-func (s *keyStore) watch(w jetstream.KeyWatcher, initial chan struct{}) {
-	defer close(s.done)
-	defer w.Stop()
-	for e := range w.Updates() {
-		if e == nil {
-			close(initial)
-			continue
-		}
-		s.apply(e)
-	}
-}
-
-func (s *keyStore) apply(e jetstream.KeyValueEntry) {
-	if e.Operation() != jetstream.KeyValuePut {
-		s.remove(e.Key())
-		return
-	}
-	s.put(e.Key(), e.Value())
-}
-
-func (s *keyStore) put(id string, val []byte) {
-	var k ProducerKey
-	if err := json.Unmarshal(val, &k); err != nil {
-		s.log.Warn("unreadable producer key record", slog.String("id", id))
-		return
-	}
-	s.mu.Lock()
-	s.keys[id] = k
-	s.mu.Unlock()
-}
-
-func (s *keyStore) remove(id string) {
-	s.mu.Lock()
-	delete(s.keys, id)
-	s.mu.Unlock()
-}
-
-func (s *keyStore) stop() {
-	s.cancel()
-	<-s.done
-}
-
-func (s *keyStore) lookup(ctx context.Context, id string) (ProducerKey, bool) {
-	s.mu.RLock()
-	k, ok := s.keys[id]
-	s.mu.RUnlock()
-	if ok {
-		return k, true
-	}
-	// A key made on another instance a moment ago may not have reached our watcher.
-	e, err := s.kv.Get(ctx, id)
-	if err != nil {
-		return ProducerKey{}, false
-	}
-	if err := json.Unmarshal(e.Value(), &k); err != nil {
-		return ProducerKey{}, false
-	}
-	return k, true
-}
-
 // CreateProducerKey makes a key for feeds (feed ids or globs such as "floor-*") and
 // returns its record and the key itself, which exists nowhere else afterwards.
 func (b *Broker) CreateProducerKey(ctx context.Context, name string, feeds []string) (ProducerKey, string, error) {
@@ -164,11 +66,10 @@ func (b *Broker) CreateProducerKey(ctx context.Context, name string, feeds []str
 	val, _ := json.Marshal(rec)
 	ctx, cancel := b.opCtx(ctx)
 	defer cancel()
-	if _, err := b.keys.kv.Create(ctx, id, val); err != nil {
+	if _, err := b.keys.KV().Create(ctx, id, val); err != nil {
 		return ProducerKey{}, "", b.unavailable("create producer key", err)
 	}
-	// Our own write counts at once here, before the watcher echoes it.
-	b.keys.put(id, val)
+	b.keys.Put(id, val)
 	return rec.public(), key, nil
 }
 
@@ -177,23 +78,21 @@ func (b *Broker) CreateProducerKey(ctx context.Context, name string, feeds []str
 func (b *Broker) DeleteProducerKey(ctx context.Context, id string) error {
 	ctx, cancel := b.opCtx(ctx)
 	defer cancel()
-	if _, ok := b.keys.lookup(ctx, id); !ok {
+	if _, ok := b.keys.Lookup(ctx, id); !ok {
 		return Errorf(CodeNotFound, "no producer key with that id")
 	}
-	if err := b.keys.kv.Delete(ctx, id); err != nil {
+	if err := b.keys.KV().Delete(ctx, id); err != nil {
 		return b.unavailable("delete producer key", err)
 	}
-	b.keys.remove(id)
+	b.keys.Remove(id)
 	return nil
 }
 
 // ProducerKeys lists every key's record, without secrets or hashes.
 func (b *Broker) ProducerKeys() []ProducerKey {
-	b.keys.mu.RLock()
-	defer b.keys.mu.RUnlock()
-	out := make([]ProducerKey, 0, len(b.keys.keys))
-	for _, k := range b.keys.keys {
-		out = append(out, k.public())
+	out := b.keys.All(nil)
+	for i := range out {
+		out[i] = out[i].public()
 	}
 	return out
 }
@@ -209,7 +108,7 @@ func (b *Broker) AuthenticateProducer(ctx context.Context, key string) (Producer
 	if !ok || id == "" {
 		return ProducerKey{}, false
 	}
-	k, ok := b.keys.lookup(ctx, id)
+	k, ok := b.keys.Lookup(ctx, id)
 	if !ok || subtle.ConstantTimeCompare([]byte(k.Hash), []byte(hashKey(key))) != 1 {
 		return ProducerKey{}, false
 	}

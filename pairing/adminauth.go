@@ -1,17 +1,24 @@
 package pairing
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/base32"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kioskfeed/kioskfeed/broker"
 )
@@ -20,39 +27,126 @@ import (
 // dir. The token itself is printed once and stored nowhere.
 const AdminTokenHashFile = "admin-token.sha256"
 
-// AdminAuth checks the admin bearer token of PROTOCOL.md §6 on /api/admin/*. It
-// satisfies broker.AdminAuthorizer. Tokens made by `kioskfeed admin token create` and
-// the dashboard's session cookie will be accepted here too.
-type AdminAuth struct {
-	hashes [][32]byte
+// BucketAdminTokens holds named admin tokens made with `kioskfeed admin token create`,
+// as SHA-256 hashes, so every instance accepts them.
+const BucketAdminTokens = "kioskfeed_admin_tokens"
+
+// A named admin token reads kfa.<id>.<secret>; the bootstrap token is kfa_<secret>.
+const adminTokenPrefix = "kfa."
+
+// AdminToken is a named admin token's record, without its secret.
+type AdminToken struct {
+	ID      string    `json:"id"`
+	Name    string    `json:"name"`
+	Created time.Time `json:"created"`
+	Hash    string    `json:"hash,omitempty"`
 }
 
-// NewAdminAuth accepts the tokens whose SHA-256 hashes are given. Comparing hashes keeps
-// the comparison constant-time whatever the presented token's length.
-func NewAdminAuth(hashes ...[32]byte) *AdminAuth {
-	return &AdminAuth{hashes: hashes}
+// AdminAuth checks the admin bearer tokens of PROTOCOL.md §6 on /api/admin/*: the
+// configured (or generated) token and the named tokens in KV. It satisfies
+// broker.AdminAuthorizer. The dashboard's session cookie will be accepted here too.
+type AdminAuth struct {
+	hashes [][32]byte
+	named  *broker.Mirror[AdminToken]
+	log    *slog.Logger
 }
+
+func newAdminAuth(ctx context.Context, b *broker.Broker, log *slog.Logger, hashes ...[32]byte) (*AdminAuth, error) {
+	kv, err := b.Bucket(ctx, jetstream.KeyValueConfig{Bucket: BucketAdminTokens, Description: "named admin tokens, hashed", History: 1})
+	if err != nil {
+		return nil, err
+	}
+	named, err := broker.NewMirror[AdminToken](kv, log)
+	if err != nil {
+		return nil, err
+	}
+	return &AdminAuth{hashes: hashes, named: named, log: log}, nil
+}
+
+func (a *AdminAuth) stop() { a.named.Stop() }
 
 // HashToken is the form in which an admin token is kept and compared.
 func HashToken(token string) [32]byte { return sha256.Sum256([]byte(token)) }
 
 var errAdminToken = &broker.Error{Code: broker.CodeInvalidToken, Message: "send an admin token: Authorization: Bearer <token>"}
 
-// AuthorizeAdmin returns nil when r carries an admin token.
-func (a *AdminAuth) AuthorizeAdmin(r *http.Request) error {
-	presented := broker.Bearer(r)
-	if presented == "" {
-		return errAdminToken
+// check reports whether token is an admin token. Hash comparisons keep it
+// constant-time whatever the presented token's length.
+func (a *AdminAuth) check(ctx context.Context, token string) bool {
+	if token == "" || len(token) > 256 {
+		return false
 	}
-	h := HashToken(presented)
+	h := HashToken(token)
 	ok := 0
 	for _, want := range a.hashes {
 		ok |= subtle.ConstantTimeCompare(h[:], want[:])
 	}
-	if ok != 1 {
-		return errAdminToken
+	if ok == 1 {
+		return true
 	}
-	return nil
+	rest, found := strings.CutPrefix(token, adminTokenPrefix)
+	if !found {
+		return false
+	}
+	id, _, found := strings.Cut(rest, ".")
+	if !found {
+		return false
+	}
+	rec, found := a.named.Lookup(ctx, id)
+	hexHash := hex.EncodeToString(h[:])
+	return found && subtle.ConstantTimeCompare([]byte(rec.Hash), []byte(hexHash)) == 1
+}
+
+func (a *AdminAuth) create(ctx context.Context, name string, now time.Time) (AdminToken, string, error) {
+	var idb [8]byte
+	var secret [32]byte
+	_, _ = rand.Read(idb[:])
+	_, _ = rand.Read(secret[:])
+	id := strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(idb[:]))
+	token := adminTokenPrefix + id + "." + base64.RawURLEncoding.EncodeToString(secret[:])
+	h := HashToken(token)
+	rec := AdminToken{ID: id, Name: name, Created: now.UTC().Truncate(time.Second), Hash: hex.EncodeToString(h[:])}
+	val, _ := json.Marshal(rec)
+	if _, err := a.named.KV().Create(ctx, id, val); err != nil {
+		return AdminToken{}, "", err
+	}
+	a.named.Put(id, val)
+	rec.Hash = ""
+	return rec, token, nil
+}
+
+func (a *AdminAuth) list() []AdminToken {
+	out := a.named.All(nil)
+	for i := range out {
+		out[i].Hash = ""
+	}
+	return out
+}
+
+func (a *AdminAuth) revoke(ctx context.Context, id string) (bool, error) {
+	if _, ok := a.named.Lookup(ctx, id); !ok {
+		return false, nil
+	}
+	if err := a.named.KV().Delete(ctx, id); err != nil {
+		return false, err
+	}
+	a.named.Remove(id)
+	return true, nil
+}
+
+// AuthorizeAdmin returns nil when r carries an admin token. Failed attempts are audited
+// (admin_login_fail) and, past a burst per address, answered 429.
+func (a *Authority) AuthorizeAdmin(r *http.Request) error {
+	remote := a.addr.of(r)
+	token := broker.Bearer(r)
+	if a.admin.check(r.Context(), token) {
+		return nil
+	}
+	if ok, wait := a.adminLimit.allow(remote); !ok {
+		return rateLimited(wait)
+	}
+	a.audit("admin_login_fail", "", "", remote, "bad or missing admin bearer token")
+	return errAdminToken
 }
 
 // LoadOrCreateAdminToken returns the hash of the admin token kept in dataDir. On first

@@ -6,7 +6,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -76,36 +75,6 @@ func parseSigningKeys(data []byte) ([]*ecdsa.PrivateKey, error) {
 		return nil, errors.New("no PEM private key")
 	}
 	return keys, nil
-}
-
-// LoadOrCreateSecret reads an n-byte secret (such as the nonce key) stored
-// base64 at path, or, when the file does not exist, makes one from the
-// CSPRNG and stores it (mode 0600, written atomically; the directory must
-// exist). A file holding a secret of another length is an error, not
-// something to overwrite.
-func LoadOrCreateSecret(path string, n int) ([]byte, error) {
-	if n <= 0 {
-		return nil, fmt.Errorf("secret length %d", n)
-	}
-	data, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		secret := make([]byte, n)
-		_, _ = rand.Read(secret) // never fails
-		data = []byte(base64.StdEncoding.EncodeToString(secret) + "\n")
-		if data, err = createOnce(path, data); err != nil {
-			return nil, fmt.Errorf("create secret file: %w", err)
-		}
-	} else if err != nil {
-		return nil, fmt.Errorf("read secret file: %w", err)
-	}
-	secret, err := base64.StdEncoding.DecodeString(string(bytes.TrimSpace(data)))
-	if err != nil {
-		return nil, fmt.Errorf("secret file %s: not base64", path)
-	}
-	if len(secret) != n {
-		return nil, fmt.Errorf("secret file %s: %d bytes, want %d", path, len(secret), n)
-	}
-	return secret, nil
 }
 
 // createOnce writes data to a temporary file next to path, syncs it, and

@@ -144,38 +144,3 @@ func TestLoadSigningKeysRefuses(t *testing.T) {
 		t.Error("created a key in a directory that does not exist")
 	}
 }
-
-func TestLoadOrCreateSecret(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "nonce.key")
-	a, err := LoadOrCreateSecret(path, NonceKeySize)
-	if err != nil {
-		t.Fatalf("create: %v", err)
-	}
-	if len(a) != NonceKeySize || bytes.Equal(a, make([]byte, NonceKeySize)) {
-		t.Fatalf("secret %x: want %d random bytes", a, NonceKeySize)
-	}
-	assertMode0600(t, path)
-	assertNoTempFiles(t, dir)
-	b, err := LoadOrCreateSecret(path, NonceKeySize)
-	if err != nil || !bytes.Equal(a, b) {
-		t.Fatalf("reload = %x, %v; want %x", b, err, a)
-	}
-	if _, err := LoadOrCreateSecret(path, 16); err == nil {
-		t.Error("a 32-byte secret loaded as 16 bytes")
-	}
-	if _, err := NewNonceSource(NonceConfig{Key: a}); err != nil {
-		t.Errorf("the secret does not key a nonce source: %v", err)
-	}
-
-	bad := filepath.Join(dir, "bad.key")
-	if err := os.WriteFile(bad, []byte("not base64!\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := LoadOrCreateSecret(bad, NonceKeySize); err == nil {
-		t.Error("accepted a file that is not base64")
-	}
-	if _, err := LoadOrCreateSecret(filepath.Join(dir, "x.key"), 0); err == nil {
-		t.Error("accepted length 0")
-	}
-}

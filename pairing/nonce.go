@@ -33,7 +33,7 @@ var nonceLabel = []byte("dpop-nonce")
 type NonceConfig struct {
 	// Key is the HMAC key, exactly NonceKeySize bytes. Every instance that
 	// must accept the others' nonces uses the same key (see
-	// LoadOrCreateSecret). Required.
+	// DeriveKey from the signing key). Required.
 	Key []byte
 	// Now is the clock. Default time.Now.
 	Now func() time.Time

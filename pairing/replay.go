@@ -4,11 +4,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/kioskfeed/kioskfeed/broker"
 )
 
 // ReplayBucket is the JetStream KV bucket that remembers DPoP proof jtis.
@@ -70,7 +71,7 @@ func (c *KVReplayCache) Remember(ctx context.Context, jti string, until time.Tim
 	switch {
 	case err == nil:
 		return true, nil
-	case isKeyExists(err):
+	case broker.IsKVConflict(err):
 		return false, nil
 	default:
 		return false, fmt.Errorf("record jti: %w", err)
@@ -85,21 +86,4 @@ func replayTTL(d time.Duration) time.Duration {
 		return time.Second
 	}
 	return (d + time.Second - 1).Truncate(time.Second)
-}
-
-// isKeyExists reports whether a KV Create lost because the key exists. On
-// replicated buckets a losing Create can surface as a bare API error
-// (10071 or 10164) that does not match jetstream.ErrKeyExists.
-func isKeyExists(err error) bool {
-	if errors.Is(err, jetstream.ErrKeyExists) {
-		return true
-	}
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) {
-		switch apiErr.ErrorCode {
-		case jetstream.JSErrCodeStreamWrongLastSequence, jetstream.JSErrCodeStreamWrongLastSequenceConstant:
-			return true
-		}
-	}
-	return false
 }

@@ -1,14 +1,12 @@
 package pairing
 
 import (
+	"github.com/kioskfeed/kioskfeed/broker"
+
 	"context"
-	"errors"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 func TestReplayTTL(t *testing.T) {
@@ -27,27 +25,6 @@ func TestReplayTTL(t *testing.T) {
 	for _, tt := range tests {
 		if got := replayTTL(tt.in); got != tt.want {
 			t.Errorf("replayTTL(%v) = %v, want %v", tt.in, got, tt.want)
-		}
-	}
-}
-
-func TestIsKeyExists(t *testing.T) {
-	tests := []struct {
-		name string
-		err  error
-		want bool
-	}{
-		{"ErrKeyExists", jetstream.ErrKeyExists, true},
-		{"wrapped ErrKeyExists", fmt.Errorf("create: %w", jetstream.ErrKeyExists), true},
-		{"bare 10071", &jetstream.APIError{Code: 400, ErrorCode: 10071}, true},
-		{"bare 10164 (replicated streams)", fmt.Errorf("x: %w", &jetstream.APIError{Code: 400, ErrorCode: 10164}), true},
-		{"other API error", &jetstream.APIError{Code: 503, ErrorCode: 10008}, false},
-		{"timeout", context.DeadlineExceeded, false},
-		{"other", errors.New("nats: connection closed"), false},
-	}
-	for _, tt := range tests {
-		if got := isKeyExists(tt.err); got != tt.want {
-			t.Errorf("%s: isKeyExists = %v, want %v", tt.name, got, tt.want)
 		}
 	}
 }
@@ -130,7 +107,7 @@ func TestKVReplayCacheDown(t *testing.T) {
 	if err == nil || fresh {
 		t.Errorf("Remember with NATS down = %v, %v; want false and an error", fresh, err)
 	}
-	if isKeyExists(err) {
+	if broker.IsKVConflict(err) {
 		t.Errorf("an outage looks like a replay: %v", err)
 	}
 }

@@ -19,12 +19,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/kioskfeed/kioskfeed/bridge"
 	"github.com/kioskfeed/kioskfeed/broker"
 	"github.com/kioskfeed/kioskfeed/config"
 	"github.com/kioskfeed/kioskfeed/pairing"
 )
 
-var _ broker.AdminAuthorizer = (*pairing.AdminAuth)(nil)
+// Where pairing meets the packages that use it, without either importing the other.
+var (
+	_ broker.AdminAuthorizer = (*pairing.Authority)(nil)
+	_ bridge.Authenticator   = (*pairing.Authority)(nil)
+	_ bridge.Revocations     = (*pairing.Registry)(nil)
+)
 
 // shutdownGrace bounds the drain of HTTP requests and the NATS flush on shutdown.
 const shutdownGrace = 10 * time.Second
@@ -78,9 +84,16 @@ func serve(ctx context.Context, args []string, lookupEnv func(string) (string, b
 		}
 	}()
 
+	auth, err := newAuthority(ctx, cfg, dataDir, adminHash, b, log)
+	if err != nil {
+		return err
+	}
+	defer auth.Close()
+
 	mux := http.NewServeMux()
 	b.RegisterHealth(mux)
-	broker.NewAPI(b, pairing.NewAdminAuth(adminHash)).Register(mux)
+	broker.NewAPI(b, auth).Register(mux)
+	auth.Register(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 
 	srv := &http.Server{
@@ -138,6 +151,30 @@ func brokerConfig(cfg config.Config, dataDir string, log *slog.Logger, reg prome
 		Registerer:       reg,
 	}
 }
+
+func newAuthority(ctx context.Context, cfg config.Config, dataDir string, adminHash [32]byte, b *broker.Broker, log *slog.Logger) (*pairing.Authority, error) {
+	keyFile := cfg.SigningKeyFile
+	if keyFile == "" {
+		keyFile = filepath.Join(dataDir, SigningKeyFile)
+	}
+	keys, err := pairing.LoadOrCreateSigningKeys(keyFile)
+	if err != nil {
+		return nil, err
+	}
+	return pairing.New(ctx, pairing.Config{
+		PublicURL:        cfg.PublicURL,
+		SigningKeys:      keys,
+		AdminTokenHashes: [][32]byte{adminHash},
+		TokenTTL:         cfg.TokenTTL,
+		ProofSkew:        cfg.ProofSkew,
+		TrustedProxies:   cfg.TrustedProxies,
+		Logger:           log.With(slog.String("component", "pairing")),
+	}, b)
+}
+
+// SigningKeyFile is where the token signing keys are made in the data dir when
+// signing_key_file is not set.
+const SigningKeyFile = "signing-keys.pem"
 
 // adminTokenHash is the configured admin token's hash, or the one kept in the data dir
 // (made on first start, when newToken is the token to show once).

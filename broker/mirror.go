@@ -1,0 +1,155 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Mirror keeps every value of a KV bucket in memory, decoded, fed by a watcher: records
+// read on hot paths (producer keys on each publish, devices on each handshake) cost no
+// KV round trip, and a change made on any instance reaches every instance's mirror.
+// A write made through this instance should also be applied with Put or Remove, so that
+// it counts here at once rather than when the watcher echoes it.
+type Mirror[T any] struct {
+	kv  jetstream.KeyValue
+	log *slog.Logger
+
+	mu       sync.RWMutex
+	vals     map[string]T
+	onRemove []func(key string, old T)
+
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// NewMirror starts watching kv and returns once every existing value has been loaded.
+func NewMirror[T any](kv jetstream.KeyValue, log *slog.Logger) (*Mirror[T], error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	w, err := kv.WatchAll(ctx)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	m := &Mirror[T]{kv: kv, log: log, vals: map[string]T{}, cancel: cancel, done: make(chan struct{})}
+	initial := make(chan struct{})
+	go m.watch(w, initial)
+	select {
+	case <-initial:
+		return m, nil
+	case <-time.After(10 * time.Second):
+		m.Stop()
+		return nil, errors.New("initial values did not arrive within 10s")
+	}
+}
+
+// OnRemove registers fn to run (on the watcher's goroutine, so it must not block) when a
+// key is deleted, purged or expires, with the value it last had.
+func (m *Mirror[T]) OnRemove(fn func(key string, old T)) {
+	m.mu.Lock()
+	m.onRemove = append(m.onRemove, fn)
+	m.mu.Unlock()
+}
+
+func (m *Mirror[T]) watch(w jetstream.KeyWatcher, initial chan struct{}) {
+	defer close(m.done)
+	defer w.Stop()
+	for e := range w.Updates() {
+		if e == nil {
+			close(initial)
+			continue
+		}
+		if e.Operation() == jetstream.KeyValuePut {
+			m.Put(e.Key(), e.Value())
+		} else {
+			m.Remove(e.Key())
+		}
+	}
+}
+
+// Put decodes val and stores it under key.
+func (m *Mirror[T]) Put(key string, val []byte) {
+	var v T
+	if err := json.Unmarshal(val, &v); err != nil {
+		m.log.Warn("unreadable KV record", slog.String("bucket", m.kv.Bucket()), slog.String("key", key))
+		return
+	}
+	m.mu.Lock()
+	m.vals[key] = v
+	m.mu.Unlock()
+}
+
+// Remove forgets key and tells the OnRemove hooks, once.
+func (m *Mirror[T]) Remove(key string) {
+	m.mu.Lock()
+	old, ok := m.vals[key]
+	delete(m.vals, key)
+	hooks := m.onRemove
+	m.mu.Unlock()
+	if ok {
+		for _, fn := range hooks {
+			fn(key, old)
+		}
+	}
+}
+
+// Get returns the value under key from memory.
+func (m *Mirror[T]) Get(key string) (T, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	v, ok := m.vals[key]
+	return v, ok
+}
+
+// Lookup is Get that falls back to the bucket for a key this instance has not seen yet
+// (made on another instance a moment ago).
+func (m *Mirror[T]) Lookup(ctx context.Context, key string) (T, bool) {
+	if v, ok := m.Get(key); ok {
+		return v, true
+	}
+	var v T
+	e, err := m.kv.Get(ctx, key)
+	if err != nil || json.Unmarshal(e.Value(), &v) != nil {
+		return v, false
+	}
+	return v, true
+}
+
+// All returns every value for which keep is true (every value when keep is nil).
+func (m *Mirror[T]) All(keep func(T) bool) []T {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make([]T, 0, len(m.vals))
+	for _, v := range m.vals {
+		if keep == nil || keep(v) {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// KV is the bucket behind the mirror, for writes.
+func (m *Mirror[T]) KV() jetstream.KeyValue { return m.kv }
+
+// Stop ends the watcher and waits for it.
+func (m *Mirror[T]) Stop() {
+	m.cancel()
+	<-m.done
+}
+
+// IsKVConflict reports a lost compare-and-set or create: the key existed or changed
+// meanwhile. On replicated buckets a losing Create can come back as a bare API error
+// (10071 wrong last sequence, 10164) that does not match jetstream.ErrKeyExists
+// (NOTES.md), so all three count.
+func IsKVConflict(err error) bool {
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return true
+	}
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}

@@ -1,0 +1,214 @@
+package pairing
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/hkdf"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/kioskfeed/kioskfeed/broker"
+)
+
+// Config configures an Authority. cmd/kioskfeed fills it from config.Config.
+type Config struct {
+	// PublicURL is the URL tablets use, without a trailing slash: the token issuer and
+	// the base of every expected DPoP htu (never taken from request headers). Required.
+	PublicURL string
+	// SigningKeys sign access tokens (the first) and verify them (all). The nonce and
+	// PIN keys are derived from the first, so instances that share the key file share
+	// everything else too. Required.
+	SigningKeys []*ecdsa.PrivateKey
+	// AdminTokenHashes are SHA-256 hashes of the configured or generated admin tokens.
+	AdminTokenHashes [][32]byte
+	// TokenTTL is an access token's lifetime. Default 10m.
+	TokenTTL time.Duration
+	// ProofSkew is how far a DPoP proof's iat may be from our clock. Default 10m.
+	ProofSkew time.Duration
+	// TrustedProxies are IPs or CIDRs whose X-Forwarded-For is believed.
+	TrustedProxies []string
+	// PairEvery and PairBurst rate-limit /api/pair per client address. Default one
+	// attempt per 6s with a burst of 10.
+	PairEvery time.Duration
+	PairBurst int
+	// Presence tells whether a device has a live connection and when it was last seen,
+	// for the admin device list. Default: nobody is online (no bridge yet).
+	Presence func(deviceID string) (online bool, lastSeen time.Time)
+	// Logger takes the service's logs. Default: discard.
+	Logger *slog.Logger
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+func (c *Config) setDefaults() {
+	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+	if c.TokenTTL == 0 {
+		c.TokenTTL = DefaultTokenTTL
+	}
+	if c.ProofSkew == 0 {
+		c.ProofSkew = DefaultSkew
+	}
+	if c.PairEvery == 0 {
+		c.PairEvery = 6 * time.Second
+	}
+	if c.PairBurst == 0 {
+		c.PairBurst = 10
+	}
+	if c.Presence == nil {
+		c.Presence = func(string) (bool, time.Time) { return false, time.Time{} }
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Authority is the pairing service: PINs, the device registry, DPoP-bound access tokens,
+// the device-facing and admin HTTP endpoints, and the authenticator the bridge asks.
+type Authority struct {
+	cfg     Config
+	b       *broker.Broker
+	log     *slog.Logger
+	tokens  *TokenIssuer
+	dpop    *DPoPVerifier
+	nonces  *NonceSource
+	devices *Registry
+	pins    *pinStore
+	admin   *AdminAuth
+	addr    *clientAddr
+
+	pairLimit  *limiter
+	tokenLimit *limiter
+	adminLimit *limiter
+}
+
+// New sets up the buckets pairing keeps its state in and returns the service.
+func New(ctx context.Context, cfg Config, b *broker.Broker) (*Authority, error) {
+	cfg.setDefaults()
+	if cfg.PublicURL == "" || len(cfg.SigningKeys) == 0 {
+		return nil, errors.New("pairing: PublicURL and SigningKeys are required")
+	}
+	a := &Authority{cfg: cfg, b: b, log: cfg.Logger}
+	var err error
+	if a.addr, err = newClientAddr(cfg.TrustedProxies); err != nil {
+		return nil, err
+	}
+	if a.tokens, err = NewTokenIssuer(TokenConfig{Keys: cfg.SigningKeys, Issuer: cfg.PublicURL, TTL: cfg.TokenTTL, Now: cfg.Now}); err != nil {
+		return nil, err
+	}
+	nonceKey, err := DeriveKey(cfg.SigningKeys[0], "kioskfeed dpop nonce", NonceKeySize)
+	if err != nil {
+		return nil, err
+	}
+	if a.nonces, err = NewNonceSource(NonceConfig{Key: nonceKey, Now: cfg.Now}); err != nil {
+		return nil, err
+	}
+	replayKV, err := b.Bucket(ctx, ReplayBucketConfig(1))
+	if err != nil {
+		return nil, err
+	}
+	if a.dpop, err = NewDPoPVerifier(DPoPConfig{Replay: NewKVReplayCache(replayKV, cfg.Now), Skew: cfg.ProofSkew, Now: cfg.Now}); err != nil {
+		return nil, err
+	}
+	pinKey, err := DeriveKey(cfg.SigningKeys[0], "kioskfeed pin hmac", 32)
+	if err != nil {
+		return nil, err
+	}
+	if a.pins, err = newPINStore(ctx, b, pinKey, cfg.Now); err != nil {
+		return nil, err
+	}
+	if a.devices, err = newRegistry(ctx, b, a.log); err != nil {
+		return nil, err
+	}
+	if a.admin, err = newAdminAuth(ctx, b, a.log, cfg.AdminTokenHashes...); err != nil {
+		a.devices.stop()
+		return nil, err
+	}
+	a.pairLimit = newLimiter(cfg.PairEvery, cfg.PairBurst, cfg.Now)
+	// Tablets behind one NAT refresh tokens every few minutes each: a loose bound.
+	a.tokenLimit = newLimiter(200*time.Millisecond, 120, cfg.Now)
+	a.adminLimit = newLimiter(3*time.Second, 20, cfg.Now)
+	return a, nil
+}
+
+// Devices is the device registry, for the bridge's revocation watch (OnRevoke).
+func (a *Authority) Devices() *Registry { return a.devices }
+
+// Nonces makes the WebSocket challenges and DPoP-Nonce values.
+func (a *Authority) Nonces() *NonceSource { return a.nonces }
+
+// Close stops the registry's and admin tokens' watchers.
+func (a *Authority) Close() {
+	a.devices.stop()
+	a.admin.stop()
+}
+
+// DeriveKey derives an n-byte secret for one purpose from a signing key (HKDF-SHA256
+// over its private scalar), so that every instance sharing the key file shares it.
+func DeriveKey(k *ecdsa.PrivateKey, purpose string, n int) ([]byte, error) {
+	secret, err := k.Bytes()
+	if err != nil {
+		return nil, fmt.Errorf("derive %s key: %w", purpose, err)
+	}
+	return hkdf.Key(sha256.New, secret, nil, purpose, n)
+}
+
+// audit writes one record with the request's client address.
+func (a *Authority) audit(typ, feed, deviceID, remote, detail string) {
+	a.b.Audit(broker.AuditRecord{Time: a.cfg.Now(), Type: typ, Feed: feed, DeviceID: deviceID, RemoteAddr: remote, Detail: detail})
+}
+
+// unavailable logs a NATS failure and answers 503: the client did nothing wrong.
+func (a *Authority) unavailable(op string, err error) error {
+	a.log.Warn("pairing store unreachable", slog.String("op", op), slog.String("error", err.Error()))
+	return broker.ErrUnavailable
+}
+
+// Authenticate checks a tablet's access token and the DPoP proof that comes with it on
+// the WebSocket (htm GET, htu the ws URL, nonce the challenge) and the device's
+// standing. It returns broker.ErrCredentialInvalid (close 4401) or
+// broker.ErrDeviceRevoked (4403), wrapped with a short reason safe to log; any other
+// error means the replay cache could not be reached (1011).
+func (a *Authority) Authenticate(ctx context.Context, token, proof, nonce, htu string) (broker.Identity, error) {
+	claims, err := a.tokens.Verify(token)
+	if err != nil {
+		return broker.Identity{}, fmt.Errorf("%w: %s", broker.ErrCredentialInvalid, reasonOf(err))
+	}
+	jkt, err := a.dpop.Verify(ctx, proof, ProofWant{Method: "GET", URL: htu, AccessToken: token, Nonce: nonce})
+	if err != nil {
+		if !errors.Is(err, ErrInvalidProof) {
+			return broker.Identity{}, err
+		}
+		return broker.Identity{}, fmt.Errorf("%w: %s", broker.ErrCredentialInvalid, reasonOf(err))
+	}
+	if !claims.BoundTo(jkt) {
+		return broker.Identity{}, fmt.Errorf("%w: proof key is not the token's key", broker.ErrCredentialInvalid)
+	}
+	d, ok := a.devices.Device(claims.DeviceID)
+	if !ok {
+		return broker.Identity{}, fmt.Errorf("%w: device is not registered", broker.ErrDeviceRevoked)
+	}
+	if d.JKT != jkt || d.Feed != claims.Feed {
+		return broker.Identity{}, fmt.Errorf("%w: token does not match the device record", broker.ErrCredentialInvalid)
+	}
+	return broker.Identity{DeviceID: d.ID, Feed: d.Feed, Expires: claims.Expires}, nil
+}
+
+// reasonOf is the short, fixed reason of a proof or token refusal.
+func reasonOf(err error) string {
+	var pe *ProofError
+	if errors.As(err, &pe) {
+		return pe.Reason
+	}
+	var te *TokenError
+	if errors.As(err, &te) {
+		return te.Reason
+	}
+	return "refused"
+}

@@ -1,0 +1,243 @@
+package pairing
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/kioskfeed/kioskfeed/broker"
+)
+
+// Register adds the device-facing and admin endpoints to mux.
+func (a *Authority) Register(mux *http.ServeMux) {
+	mux.HandleFunc("POST /api/pair", a.handlePair)
+	mux.HandleFunc("POST /api/token", a.handleToken)
+	mux.HandleFunc("GET /.well-known/jwks.json", a.handleJWKS)
+	a.registerAdmin(mux)
+}
+
+// TokenResponse is the answer of /api/pair (201) and /api/token (200).
+type TokenResponse struct {
+	DeviceID    string `json:"device_id"`
+	Feed        string `json:"feed"`
+	AccessToken string `json:"access_token"`
+	TokenType   string `json:"token_type"`
+	ExpiresIn   int    `json:"expires_in"`
+}
+
+type pairRequest struct {
+	Feed string `json:"feed"`
+	PIN  string `json:"pin"`
+	Name string `json:"name"`
+}
+
+// maxNameRunes bounds a device name: it is shown in the dashboard, not a document.
+const maxNameRunes = 64
+
+// decodePairRequest parses and checks /api/pair's body.
+func decodePairRequest(body []byte) (pairRequest, error) {
+	var req pairRequest
+	if err := broker.StrictJSON(body, &req); err != nil {
+		return req, err
+	}
+	req.Name = strings.TrimSpace(req.Name)
+	switch {
+	case !broker.ValidFeedID(req.Feed):
+		return req, broker.Errorf(broker.CodeInvalidRequest, `"feed" must be a feed id such as "lobby"`)
+	case req.PIN == "" || len(req.PIN) > 32:
+		return req, broker.Errorf(broker.CodeInvalidRequest, `"pin" is required: the PIN the administrator gave, such as "WDJB-MJHT"`)
+	case !utf8.ValidString(req.Name) || utf8.RuneCountInString(req.Name) > maxNameRunes || strings.ContainsFunc(req.Name, isControl):
+		return req, broker.Errorf(broker.CodeInvalidRequest, `"name" must be at most 64 printable characters`)
+	}
+	return req, nil
+}
+
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
+
+func (a *Authority) handlePair(w http.ResponseWriter, r *http.Request) {
+	a.setNonce(w)
+	remote := a.addr.of(r)
+	if ok, wait := a.pairLimit.allow(remote); !ok {
+		broker.WriteError(w, rateLimited(wait))
+		return
+	}
+	body, err := broker.ReadJSONBody(w, r, 4<<10)
+	if err != nil {
+		broker.WriteError(w, err)
+		return
+	}
+	req, err := decodePairRequest(body)
+	if err != nil {
+		broker.WriteError(w, err)
+		return
+	}
+	jkt, err := a.checkProof(r, "/api/pair")
+	if err != nil {
+		broker.WriteError(w, err)
+		return
+	}
+	ctx := r.Context()
+	rec, err := a.pins.redeem(ctx, req.Feed, req.PIN)
+	if err != nil {
+		if errors.Is(err, errInvalidPIN) {
+			a.audit("pair_fail", req.Feed, "", remote, "wrong, expired or used PIN")
+			broker.WriteError(w, err)
+			return
+		}
+		broker.WriteError(w, a.unavailable("redeem pin", err))
+		return
+	}
+	if rec.Replace {
+		a.revokeFeed(ctx, req.Feed, remote)
+	}
+	d := Device{
+		ID: newDeviceID(), Feed: req.Feed, Name: req.Name, JKT: jkt, PairedAt: a.cfg.Now().UTC(),
+		UserAgent: truncate(r.UserAgent(), 256), RemoteAddr: remote,
+	}
+	if err := a.devices.add(ctx, d); err != nil {
+		broker.WriteError(w, a.unavailable("add device", err))
+		return
+	}
+	resp, err := a.issue(d)
+	if err != nil {
+		broker.WriteError(w, err)
+		return
+	}
+	a.audit("pair_ok", d.Feed, d.ID, remote, "paired with a PIN")
+	a.log.Info("device paired", slog.String("device_id", d.ID), slog.String("feed", d.Feed), slog.String("remote_addr", remote))
+	broker.WriteJSON(w, http.StatusCreated, resp)
+}
+
+func (a *Authority) handleToken(w http.ResponseWriter, r *http.Request) {
+	a.setNonce(w)
+	remote := a.addr.of(r)
+	if ok, wait := a.tokenLimit.allow(remote); !ok {
+		broker.WriteError(w, rateLimited(wait))
+		return
+	}
+	body, err := broker.ReadJSONBody(w, r, 4<<10)
+	if err != nil {
+		broker.WriteError(w, err)
+		return
+	}
+	var req struct {
+		DeviceID string `json:"device_id"`
+	}
+	if err := broker.StrictJSON(body, &req); err != nil {
+		broker.WriteError(w, err)
+		return
+	}
+	if req.DeviceID == "" || len(req.DeviceID) > 64 {
+		broker.WriteError(w, broker.Errorf(broker.CodeInvalidRequest, `"device_id" is required`))
+		return
+	}
+	jkt, err := a.checkProof(r, "/api/token")
+	if err != nil {
+		broker.WriteError(w, err)
+		return
+	}
+	// From the bucket, not the mirror: a revocation made elsewhere a moment ago counts.
+	d, ok, err := a.devices.current(r.Context(), req.DeviceID)
+	if err != nil {
+		broker.WriteError(w, a.unavailable("get device", err))
+		return
+	}
+	refused := &broker.Error{Code: broker.CodeInvalidToken, Message: "this device is not paired (or was revoked): pair it again"}
+	if !ok {
+		a.audit("token_refused", "", req.DeviceID, remote, "unknown or revoked device")
+		broker.WriteError(w, refused)
+		return
+	}
+	if d.JKT != jkt {
+		a.audit("token_refused", d.Feed, d.ID, remote, "proof key is not the device's key")
+		broker.WriteError(w, refused)
+		return
+	}
+	resp, err := a.issue(d)
+	if err != nil {
+		broker.WriteError(w, err)
+		return
+	}
+	broker.WriteJSON(w, http.StatusOK, resp)
+}
+
+func (a *Authority) handleJWKS(w http.ResponseWriter, _ *http.Request) {
+	set, err := a.tokens.JWKS()
+	if err != nil {
+		a.log.Error("jwks", slog.String("error", err.Error()))
+		broker.WriteError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	_, _ = w.Write(set)
+}
+
+// checkProof verifies the request's DPoP header for POST <public_url><path> with a
+// server nonce, and returns the key's thumbprint.
+func (a *Authority) checkProof(r *http.Request, path string) (string, error) {
+	proofs := r.Header.Values("DPoP")
+	if len(proofs) != 1 {
+		return "", &broker.Error{Code: broker.CodeInvalidDPoPProof, Message: "send exactly one DPoP proof header", HTTPStatus: http.StatusBadRequest}
+	}
+	jkt, err := a.dpop.Verify(r.Context(), proofs[0], ProofWant{Method: http.MethodPost, URL: a.cfg.PublicURL + path, NonceValid: a.nonces.Valid})
+	switch {
+	case err == nil:
+		return jkt, nil
+	case errors.Is(err, ErrUseNonce):
+		return "", &broker.Error{Code: broker.CodeUseDPoPNonce, Message: "retry with the nonce in the DPoP-Nonce header"}
+	case errors.Is(err, ErrInvalidProof):
+		return "", &broker.Error{Code: broker.CodeInvalidDPoPProof, Message: "the DPoP proof was refused: " + reasonOf(err), HTTPStatus: http.StatusBadRequest}
+	default:
+		return "", a.unavailable("dpop replay cache", err)
+	}
+}
+
+func (a *Authority) setNonce(w http.ResponseWriter) {
+	w.Header().Set("DPoP-Nonce", a.nonces.Nonce())
+}
+
+func (a *Authority) issue(d Device) (TokenResponse, error) {
+	tok, exp, err := a.tokens.Issue(d.ID, d.Feed, d.JKT)
+	if err != nil {
+		a.log.Error("issue token", slog.String("error", err.Error()))
+		return TokenResponse{}, err
+	}
+	return TokenResponse{
+		DeviceID: d.ID, Feed: d.Feed, AccessToken: tok, TokenType: "DPoP",
+		ExpiresIn: int(math.Round(exp.Sub(a.cfg.Now()).Seconds())),
+	}, nil
+}
+
+// revokeFeed revokes every device of feed: a PIN issued with replace was redeemed.
+func (a *Authority) revokeFeed(ctx context.Context, feed, remote string) {
+	for _, d := range a.devices.List(feed) {
+		if ok, err := a.devices.revoke(ctx, d.ID); err != nil {
+			a.log.Warn("revoke on re-pair failed", slog.String("device_id", d.ID), slog.String("error", err.Error()))
+		} else if ok {
+			a.audit("device_revoked", feed, d.ID, remote, "replaced by re-pairing")
+		}
+	}
+}
+
+func rateLimited(wait time.Duration) error {
+	secs := int(math.Ceil(wait.Seconds()))
+	return &broker.Error{Code: broker.CodeRateLimited, Message: "too many attempts from this address; retry after " + strconv.Itoa(secs) + "s", RetryAfter: max(secs, 1)}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	s = s[:n]
+	for !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s
+}

@@ -1,0 +1,158 @@
+package pairingtest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Tablet is a Go client that pairs and refreshes exactly as the tablet PWA does: one
+// device key, DPoP proofs with the server's nonce (retrying once on use_dpop_nonce), and
+// no secret but the key. The bridge's tests and the load tool use it.
+type Tablet struct {
+	// BaseURL is the server's public URL (what the proofs' htu are built from).
+	BaseURL string
+	// Key is the device key; NewTablet makes one.
+	Key *DeviceKey
+	// HTTP is the client used; default http.DefaultClient.
+	HTTP *http.Client
+
+	mu       sync.Mutex
+	nonce    string
+	DeviceID string
+	Feed     string
+	Token    string
+	Expires  time.Time
+}
+
+// NewTablet makes a tablet with a fresh key, not yet paired.
+func NewTablet(baseURL string) (*Tablet, error) {
+	k, err := NewDeviceKey()
+	if err != nil {
+		return nil, err
+	}
+	return &Tablet{BaseURL: strings.TrimRight(baseURL, "/"), Key: k, HTTP: http.DefaultClient}, nil
+}
+
+// APIError is a refusal in the JSON error format of PROTOCOL.md §1.
+type APIError struct {
+	Status     int
+	Code       string `json:"error"`
+	Message    string `json:"message"`
+	RetryAfter string
+}
+
+func (e *APIError) Error() string { return fmt.Sprintf("%d %s: %s", e.Status, e.Code, e.Message) }
+
+type tokenResponse struct {
+	DeviceID    string `json:"device_id"`
+	Feed        string `json:"feed"`
+	AccessToken string `json:"access_token"`
+	TokenType   string `json:"token_type"`
+	ExpiresIn   int    `json:"expires_in"`
+}
+
+// Pair redeems a PIN for feed and keeps the device id and first token.
+func (t *Tablet) Pair(ctx context.Context, feed, pin, name string) error {
+	body := map[string]string{"feed": feed, "pin": pin}
+	if name != "" {
+		body["name"] = name
+	}
+	return t.tokenCall(ctx, "/api/pair", body, http.StatusCreated)
+}
+
+// Refresh gets a fresh access token for the paired device.
+func (t *Tablet) Refresh(ctx context.Context) error {
+	return t.tokenCall(ctx, "/api/token", map[string]string{"device_id": t.DeviceID}, http.StatusOK)
+}
+
+func (t *Tablet) tokenCall(ctx context.Context, path string, body any, want int) error {
+	raw, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	for attempt := 0; ; attempt++ {
+		resp, err := t.Post(ctx, path, raw)
+		if err != nil {
+			return err
+		}
+		apiErr, data := readAnswer(resp, want)
+		if apiErr == nil {
+			var tr tokenResponse
+			if err := json.Unmarshal(data, &tr); err != nil {
+				return fmt.Errorf("%s: unreadable answer: %w", path, err)
+			}
+			if tr.TokenType != "DPoP" || tr.AccessToken == "" {
+				return fmt.Errorf("%s: answer %s is not a DPoP token", path, data)
+			}
+			t.mu.Lock()
+			t.DeviceID, t.Feed, t.Token = tr.DeviceID, tr.Feed, tr.AccessToken
+			t.Expires = time.Now().Add(time.Duration(tr.ExpiresIn) * time.Second)
+			t.mu.Unlock()
+			return nil
+		}
+		if apiErr.Code == "use_dpop_nonce" && attempt == 0 {
+			continue // the nonce from this answer is kept; retry once, as RFC 9449 §8 says
+		}
+		return apiErr
+	}
+}
+
+// Post sends body to path with a fresh DPoP proof (htm POST) and the last nonce the
+// server gave, and keeps the nonce of the answer. Tests use it for the raw answer.
+func (t *Tablet) Post(ctx context.Context, path string, body []byte) (*http.Response, error) {
+	t.mu.Lock()
+	nonce := t.nonce
+	t.mu.Unlock()
+	proof, err := t.Key.Proof(ProofParams{Method: http.MethodPost, URL: t.BaseURL + path, Nonce: nonce})
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.BaseURL+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("DPoP", proof)
+	req.Header.Set("User-Agent", "kioskfeed-test-tablet/1")
+	client := t.HTTP
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if n := resp.Header.Get("DPoP-Nonce"); n != "" {
+		t.mu.Lock()
+		t.nonce = n
+		t.mu.Unlock()
+	}
+	return resp, nil
+}
+
+// WSProof signs the proof of a WebSocket auth message: htm GET, htu the ws URL, the
+// challenge as nonce, and the ath of the current token.
+func (t *Tablet) WSProof(wsURL, challenge string) (string, error) {
+	t.mu.Lock()
+	tok := t.Token
+	t.mu.Unlock()
+	return t.Key.Proof(ProofParams{Method: http.MethodGet, URL: wsURL, Nonce: challenge, AccessToken: tok})
+}
+
+func readAnswer(resp *http.Response, want int) (*APIError, []byte) {
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode == want {
+		return nil, data
+	}
+	e := &APIError{Status: resp.StatusCode, RetryAfter: resp.Header.Get("Retry-After")}
+	_ = json.Unmarshal(data, e)
+	return e, data
+}

@@ -1,0 +1,116 @@
+package pairing
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/kioskfeed/kioskfeed/broker"
+)
+
+// BucketDevices holds one record per paired device, keyed by device id. Deleting a key
+// is revoking the device: every instance's mirror sees it at once.
+const BucketDevices = "kioskfeed_devices"
+
+// Device is a paired tablet, bound to the key whose thumbprint is JKT.
+type Device struct {
+	ID         string    `json:"device_id"`
+	Feed       string    `json:"feed"`
+	Name       string    `json:"name"`
+	JKT        string    `json:"jkt"`
+	PairedAt   time.Time `json:"paired_at"`
+	UserAgent  string    `json:"user_agent"`
+	RemoteAddr string    `json:"remote_addr"`
+}
+
+// Crockford's base32: no I, L, O or U, so an id read aloud or copied by hand survives.
+var deviceIDEncoding = base32.NewEncoding("0123456789ABCDEFGHJKMNPQRSTVWXYZ").WithPadding(base32.NoPadding)
+
+// newDeviceID makes dev_ plus 20 base32 characters: 100 random bits (PROTOCOL.md §0).
+func newDeviceID() string {
+	var b [13]byte
+	_, _ = rand.Read(b[:])
+	return "dev_" + deviceIDEncoding.EncodeToString(b[:])[:20]
+}
+
+// Registry is the device registry: the devices bucket, mirrored in memory so that a
+// handshake costs no KV round trip.
+type Registry struct {
+	m   *broker.Mirror[Device]
+	log *slog.Logger
+}
+
+func newRegistry(ctx context.Context, b *broker.Broker, log *slog.Logger) (*Registry, error) {
+	kv, err := b.Bucket(ctx, jetstream.KeyValueConfig{Bucket: BucketDevices, Description: "paired devices", History: 1})
+	if err != nil {
+		return nil, err
+	}
+	m, err := broker.NewMirror[Device](kv, log)
+	if err != nil {
+		return nil, err
+	}
+	return &Registry{m: m, log: log}, nil
+}
+
+// add registers a new device.
+func (r *Registry) add(ctx context.Context, d Device) error {
+	val, _ := json.Marshal(d)
+	if _, err := r.m.KV().Create(ctx, d.ID, val); err != nil {
+		return err
+	}
+	r.m.Put(d.ID, val)
+	return nil
+}
+
+// Device returns a registered device from memory.
+func (r *Registry) Device(id string) (Device, bool) { return r.m.Get(id) }
+
+// current reads a device from the bucket itself: for token issuance, where a revocation
+// made on another instance a moment ago must already count.
+func (r *Registry) current(ctx context.Context, id string) (Device, bool, error) {
+	e, err := r.m.KV().Get(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return Device{}, false, nil
+	}
+	if err != nil {
+		return Device{}, false, err
+	}
+	var d Device
+	if err := json.Unmarshal(e.Value(), &d); err != nil {
+		return Device{}, false, err
+	}
+	return d, true, nil
+}
+
+// List returns the devices of feed, or every device when feed is empty.
+func (r *Registry) List(feed string) []Device {
+	return r.m.All(func(d Device) bool { return feed == "" || d.Feed == feed })
+}
+
+// revoke deletes a device: its tokens stop working at once and every instance closes
+// its connection. It reports whether the device existed.
+func (r *Registry) revoke(ctx context.Context, id string) (bool, error) {
+	if _, ok, err := r.current(ctx, id); err != nil || !ok {
+		return false, err
+	}
+	if err := r.m.KV().Delete(ctx, id); err != nil {
+		return false, err
+	}
+	r.m.Remove(id)
+	return true, nil
+}
+
+// OnRevoke registers fn to run whenever a device is revoked on any instance (and when a
+// device record disappears for any other reason). fn runs on the registry's watcher
+// goroutine and must not block.
+func (r *Registry) OnRevoke(fn func(deviceID, feed string)) {
+	r.m.OnRemove(func(id string, d Device) { fn(id, d.Feed) })
+}
+
+func (r *Registry) stop() { r.m.Stop() }
