@@ -31,4 +31,3 @@ func TestIsKVConflict(t *testing.T) {
 		}
 	}
 }
-

@@ -238,7 +238,9 @@ func TestTokenNeedsTheDevicesKey(t *testing.T) {
 	thief := s.tablet(t) // another machine: same device id, its own key
 	thief.DeviceID = tab.DeviceID
 	wantAPIError(t, thief.Refresh(bg), 401, "invalid_token")
-	s.auditHas(t, "token_refused", func(r broker.AuditRecord) bool { return r.DeviceID == tab.DeviceID && strings.Contains(r.Detail, "key") })
+	s.auditHas(t, "token_refused", func(r broker.AuditRecord) bool {
+		return r.DeviceID == tab.DeviceID && strings.Contains(r.Detail, "key")
+	})
 	// The stolen token is no use with the thief's proof either.
 	wsURL := "ws" + strings.TrimPrefix(s.URL, "http") + "/ws"
 	challenge := s.a.Nonces().Challenge()
