@@ -15,6 +15,8 @@ Usage:
   kioskfeed publish --feed F --kind K --data JSON|@file [--id ID] [--url URL]
                                             publish one event over HTTP (producer key in
                                             KIOSKFEED_PRODUCER_KEY or --key), or --nats
+  kioskfeed admin <command>                 pair devices, revoke, audit, tokens, producer keys
+                                            ("kioskfeed admin" lists the commands)
   kioskfeed config check [config flags]     print the effective config and check it
   kioskfeed version                         print the version
 
@@ -56,6 +58,8 @@ func dispatch(ctx context.Context, args []string, lookupEnv func(string) (string
 		return serve(ctx, rest, lookupEnv, stdout, stderr)
 	case "publish":
 		return publishCmd(ctx, rest, lookupEnv, stdout, stderr)
+	case "admin":
+		return adminCmd(ctx, rest, lookupEnv, stdout, stderr)
 	case "config":
 		if len(rest) == 0 || rest[0] != "check" {
 			return usageError{"usage: kioskfeed config check [config flags]"}

@@ -225,7 +225,7 @@ func TestCommandLine(t *testing.T) {
 			t.Fatalf("run %q: %v, want help and success", args, err)
 		}
 	}
-	for _, args := range [][]string{nil, {"frobnicate"}, {"config"}, {"publish", "--feed", "x"}, {"serve", "extra-arg"}} {
+	for _, args := range [][]string{nil, {"frobnicate"}, {"config"}, {"publish", "--feed", "x"}, {"serve", "extra-arg"}, {"admin"}, {"admin", "pin", "--feed", "x"}, {"admin", "token"}} {
 		err := run(context.Background(), args, env(nil), io.Discard, io.Discard)
 		if exitCode(err) != 2 {
 			t.Fatalf("run %q: %v (exit %d), want a usage error (exit 2)", args, err, exitCode(err))

@@ -1,0 +1,277 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+const adminUsage = `Usage: kioskfeed admin <command> [flags]
+
+Commands (each talks to a running kioskfeed over its HTTP API):
+  pin --feed F [--replace] [--ttl 5m]       issue a pairing PIN for feed F
+  devices [--feed F]                        list paired devices
+  revoke DEVICE_ID                          revoke a device (its socket closes, its tokens stop)
+  audit [--type T] [--limit N]              the audit log, newest first
+  token create --name N | list | revoke ID  named admin tokens (for people and scripts)
+  producer-key create --name N --feeds a,b-* | list | delete ID
+
+Flags of every command:
+  --url URL      kioskfeed's URL (env KIOSKFEED_PUBLIC_URL, default http://localhost:8080)
+  --token T      an admin token (env KIOSKFEED_ADMIN_TOKEN)
+  --json         print the raw JSON answer
+`
+
+// adminClient calls the admin API with a bearer token.
+type adminClient struct {
+	base, token string
+	json        bool
+	stdout      io.Writer
+}
+
+func adminCmd(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stdout, adminUsage)
+		if len(args) == 0 {
+			return usageError{}
+		}
+		return nil
+	}
+	cmd, args := args[0], args[1:]
+	if cmd == "token" || cmd == "producer-key" {
+		if len(args) == 0 {
+			return usageError{fmt.Sprintf("kioskfeed admin %s needs a subcommand: create, list or %s", cmd, map[string]string{"token": "revoke", "producer-key": "delete"}[cmd])}
+		}
+		cmd, args = cmd+" "+args[0], args[1:]
+	}
+	fs := flag.NewFlagSet("kioskfeed admin "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	envOr := func(k, def string) string {
+		if v, ok := lookupEnv(k); ok && v != "" {
+			return v
+		}
+		return def
+	}
+	c := &adminClient{stdout: stdout}
+	fs.StringVar(&c.base, "url", envOr("KIOSKFEED_PUBLIC_URL", "http://localhost:8080"), "kioskfeed's URL")
+	fs.StringVar(&c.token, "token", envOr("KIOSKFEED_ADMIN_TOKEN", ""), "admin token")
+	fs.BoolVar(&c.json, "json", false, "print the raw JSON answer")
+	feed := fs.String("feed", "", "feed id")
+	replace := fs.Bool("replace", false, "pin: pairing with it revokes the feed's earlier devices")
+	ttl := fs.Duration("ttl", 5*time.Minute, "pin: how long the PIN is valid (at most 1h)")
+	name := fs.String("name", "", "token, producer-key: a name for it")
+	feeds := fs.String("feeds", "", "producer-key: comma-separated feed ids or globs")
+	typ := fs.String("type", "", "audit: only records of this type")
+	limit := fs.Int("limit", 50, "audit: how many records")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err.Error()}
+	}
+	if c.token == "" {
+		return usageError{"an admin token is needed: --token or KIOSKFEED_ADMIN_TOKEN (printed at the server's first start)"}
+	}
+	c.base = strings.TrimRight(c.base, "/")
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	oneArg := func(what string) (string, error) {
+		if fs.NArg() != 1 {
+			return "", usageError{fmt.Sprintf("kioskfeed admin %s needs exactly one %s", cmd, what)}
+		}
+		return fs.Arg(0), nil
+	}
+
+	switch cmd {
+	case "pin":
+		if *feed == "" {
+			return usageError{"kioskfeed admin pin needs --feed"}
+		}
+		var pin struct {
+			PIN       string    `json:"pin"`
+			Feed      string    `json:"feed"`
+			ExpiresAt time.Time `json:"expires_at"`
+			Replace   bool      `json:"replace"`
+		}
+		body := map[string]any{"ttl": ttl.String(), "replace": *replace}
+		if err := c.call(ctx, "POST", "/api/admin/feeds/"+url.PathEscape(*feed)+"/pins", body, http.StatusCreated, &pin); err != nil || c.json {
+			return err
+		}
+		fmt.Fprintf(stdout, "PIN %s for feed %q, valid until %s (%s)\n", pin.PIN, pin.Feed, pin.ExpiresAt.Local().Format("15:04:05"), ttl)
+		if pin.Replace {
+			fmt.Fprintln(stdout, "Pairing with it revokes every other device of this feed.")
+		}
+		fmt.Fprintln(stdout, "Enter it on the tablet's pairing screen with the feed id. It works once.")
+		return nil
+	case "devices":
+		path := "/api/admin/devices"
+		if *feed != "" {
+			path += "?feed=" + url.QueryEscape(*feed)
+		}
+		var devs []map[string]any
+		if err := c.call(ctx, "GET", path, nil, http.StatusOK, &devs); err != nil || c.json {
+			return err
+		}
+		return c.table(devs, "device_id", "feed", "name", "online", "last_seen", "paired_at", "remote_addr")
+	case "revoke":
+		id, err := oneArg("device id")
+		if err != nil {
+			return err
+		}
+		if err := c.call(ctx, "DELETE", "/api/admin/devices/"+url.PathEscape(id), nil, http.StatusNoContent, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "revoked %s\n", id)
+		return nil
+	case "audit":
+		q := url.Values{"limit": {strconv.Itoa(*limit)}}
+		if *typ != "" {
+			q.Set("type", *typ)
+		}
+		var recs []map[string]any
+		if err := c.call(ctx, "GET", "/api/admin/audit?"+q.Encode(), nil, http.StatusOK, &recs); err != nil || c.json {
+			return err
+		}
+		return c.table(recs, "time", "type", "feed", "device_id", "remote_addr", "detail")
+	case "token create":
+		var tok map[string]any
+		if err := c.call(ctx, "POST", "/api/admin/tokens", map[string]any{"name": *name}, http.StatusCreated, &tok); err != nil || c.json {
+			return err
+		}
+		fmt.Fprintf(stdout, "admin token %v (%v): %v\nIt is shown this once; only its hash is stored.\n", tok["id"], tok["name"], tok["token"])
+		return nil
+	case "token list":
+		var toks []map[string]any
+		if err := c.call(ctx, "GET", "/api/admin/tokens", nil, http.StatusOK, &toks); err != nil || c.json {
+			return err
+		}
+		return c.table(toks, "id", "name", "created")
+	case "token revoke":
+		id, err := oneArg("token id")
+		if err != nil {
+			return err
+		}
+		if err := c.call(ctx, "DELETE", "/api/admin/tokens/"+url.PathEscape(id), nil, http.StatusNoContent, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "revoked admin token %s\n", id)
+		return nil
+	case "producer-key create":
+		var key map[string]any
+		body := map[string]any{"name": *name, "feeds": splitList(*feeds)}
+		if err := c.call(ctx, "POST", "/api/admin/producer-keys", body, http.StatusCreated, &key); err != nil || c.json {
+			return err
+		}
+		fmt.Fprintf(stdout, "producer key %v (%v) for %v: %v\nIt is shown this once; only its hash is stored.\n", key["id"], key["name"], key["feeds"], key["key"])
+		return nil
+	case "producer-key list":
+		var keys []map[string]any
+		if err := c.call(ctx, "GET", "/api/admin/producer-keys", nil, http.StatusOK, &keys); err != nil || c.json {
+			return err
+		}
+		return c.table(keys, "id", "name", "feeds", "created")
+	case "producer-key delete":
+		id, err := oneArg("producer key id")
+		if err != nil {
+			return err
+		}
+		if err := c.call(ctx, "DELETE", "/api/admin/producer-keys/"+url.PathEscape(id), nil, http.StatusNoContent, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "deleted producer key %s\n", id)
+		return nil
+	default:
+		fmt.Fprint(stderr, adminUsage)
+		return usageError{fmt.Sprintf("unknown admin command %q", cmd)}
+	}
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// call sends one admin request and decodes the answer into out; with --json it prints
+// the answer as it came.
+func (c *adminClient) call(ctx context.Context, method, path string, body any, want int, out any) error {
+	var r io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		r = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, r)
+	if err != nil {
+		return fmt.Errorf("--url: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach kioskfeed at %s: %w", c.base, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if resp.StatusCode != want {
+		var e struct{ Error, Message string }
+		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
+			return fmt.Errorf("refused (%d %s): %s", resp.StatusCode, e.Error, e.Message)
+		}
+		return fmt.Errorf("refused: HTTP %d", resp.StatusCode)
+	}
+	if c.json && len(raw) > 0 {
+		_, err := c.stdout.Write(raw)
+		return err
+	}
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			return fmt.Errorf("unreadable answer: %w", err)
+		}
+	}
+	return nil
+}
+
+// table prints rows with the given columns, aligned.
+func (c *adminClient) table(rows []map[string]any, cols ...string) error {
+	if len(rows) == 0 {
+		fmt.Fprintln(c.stdout, "(none)")
+		return nil
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, strings.ToUpper(strings.Join(cols, "\t")))
+	for _, r := range rows {
+		cells := make([]string, len(cols))
+		for i, col := range cols {
+			switch v := r[col].(type) {
+			case nil:
+				cells[i] = "-"
+			case []any:
+				parts := make([]string, len(v))
+				for j, p := range v {
+					parts[j] = fmt.Sprint(p)
+				}
+				cells[i] = strings.Join(parts, ",")
+			default:
+				cells[i] = fmt.Sprint(v)
+			}
+		}
+		fmt.Fprintln(tw, strings.Join(cells, "\t"))
+	}
+	return tw.Flush()
+}
