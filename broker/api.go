@@ -201,7 +201,13 @@ func StrictJSON(body []byte, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return Errorf(CodeInvalidRequest, "body is not valid: "+jsonProblem(err))
 	}
-	if dec.More() {
+	return onlyWhitespaceLeft(dec)
+}
+
+// onlyWhitespaceLeft refuses anything after the one JSON value. (dec.More is false on a
+// stray '}' or ']', so it cannot tell.)
+func onlyWhitespaceLeft(dec *json.Decoder) error {
+	if _, err := dec.Token(); err != io.EOF {
 		return Errorf(CodeInvalidRequest, "body holds more than one JSON value")
 	}
 	return nil

@@ -120,6 +120,7 @@ func TestPublishAPIRefusesBadInput(t *testing.T) {
 		{"malformed JSON", "/api/feeds/lobby/events", key, "application/json", `{"kind":"item",`, 400, "invalid_request"},
 		{"empty body", "/api/feeds/lobby/events", key, "application/json", ``, 400, "invalid_request"},
 		{"two JSON values", "/api/feeds/lobby/events", key, "application/json", `{"kind":"item","data":{}}{}`, 400, "invalid_request"},
+		{"a stray closing brace", "/api/feeds/lobby/events", key, "application/json", `{"kind":"item","data":{}}}`, 400, "invalid_request"},
 		{"unknown kind", "/api/feeds/lobby/events", key, "application/json", `{"kind":"banner","data":{}}`, 400, "invalid_request"},
 		{"missing kind", "/api/feeds/lobby/events", key, "application/json", `{"data":{}}`, 400, "invalid_request"},
 		{"data is an array", "/api/feeds/lobby/events", key, "application/json", `{"kind":"item","data":[1]}`, 400, "invalid_request"},

@@ -81,8 +81,8 @@ func DecodeEventInput(body []byte, maxDataBytes int) (EventInput, error) {
 	if err := dec.Decode(&in); err != nil {
 		return EventInput{}, Errorf(CodeInvalidRequest, "body is not a valid event: "+jsonProblem(err))
 	}
-	if dec.More() {
-		return EventInput{}, Errorf(CodeInvalidRequest, "body holds more than one JSON value")
+	if err := onlyWhitespaceLeft(dec); err != nil {
+		return EventInput{}, err
 	}
 	if in.ID != "" && !ValidEventID(in.ID) {
 		return EventInput{}, Errorf(CodeInvalidRequest, `"id" must match ^[A-Za-z0-9._:-]{1,128}$`)

@@ -104,7 +104,7 @@ func (a *Authority) DeviceViews(feed string) []DeviceView {
 	})
 	out := make([]DeviceView, len(devs))
 	for i, d := range devs {
-		online, seen := a.cfg.Presence(d.ID)
+		online, seen := (*a.presence.Load())(d.ID)
 		v := DeviceView{ID: d.ID, Feed: d.Feed, Name: d.Name, PairedAt: d.PairedAt, Online: online, RemoteAddr: d.RemoteAddr, UserAgent: d.UserAgent}
 		if !seen.IsZero() {
 			v.LastSeen = &seen

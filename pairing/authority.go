@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/kioskfeed/kioskfeed/broker"
@@ -83,6 +84,8 @@ type Authority struct {
 	admin   *AdminAuth
 	addr    *clientAddr
 
+	presence atomic.Pointer[func(string) (bool, time.Time)]
+
 	pairLimit  *limiter
 	tokenLimit *limiter
 	adminLimit *limiter
@@ -95,6 +98,7 @@ func New(ctx context.Context, cfg Config, b *broker.Broker) (*Authority, error) 
 		return nil, errors.New("pairing: PublicURL and SigningKeys are required")
 	}
 	a := &Authority{cfg: cfg, b: b, log: cfg.Logger}
+	a.presence.Store(&cfg.Presence)
 	var err error
 	if a.addr, err = newClientAddr(cfg.TrustedProxies); err != nil {
 		return nil, err
@@ -135,6 +139,12 @@ func New(ctx context.Context, cfg Config, b *broker.Broker) (*Authority, error) 
 	a.tokenLimit = newLimiter(200*time.Millisecond, 120, cfg.Now)
 	a.adminLimit = newLimiter(3*time.Second, 20, cfg.Now)
 	return a, nil
+}
+
+// SetPresence installs where the admin device list learns who is online (the bridge's
+// leases), once the bridge exists: it is made after the Authority it authenticates with.
+func (a *Authority) SetPresence(fn func(deviceID string) (online bool, lastSeen time.Time)) {
+	a.presence.Store(&fn)
 }
 
 // Devices is the device registry, for the bridge's revocation watch (OnRevoke).
@@ -192,7 +202,16 @@ func (a *Authority) Authenticate(ctx context.Context, token, proof, nonce, htu s
 	}
 	d, ok := a.devices.Device(claims.DeviceID)
 	if !ok {
-		return broker.Identity{}, fmt.Errorf("%w: device is not registered", broker.ErrDeviceRevoked)
+		// Paired on another instance a moment ago, perhaps, before our mirror heard:
+		// only the bucket can say the device is unknown (4403 makes the tablet forget
+		// its pairing, so it must not be said lightly).
+		var err error
+		if d, ok, err = a.devices.current(ctx, claims.DeviceID); err != nil {
+			return broker.Identity{}, fmt.Errorf("device registry: %w", err)
+		}
+		if !ok {
+			return broker.Identity{}, fmt.Errorf("%w: device is not registered", broker.ErrDeviceRevoked)
+		}
 	}
 	if d.JKT != jkt || d.Feed != claims.Feed {
 		return broker.Identity{}, fmt.Errorf("%w: token does not match the device record", broker.ErrCredentialInvalid)

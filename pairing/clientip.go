@@ -28,12 +28,19 @@ func newClientAddr(proxies []string) (*clientAddr, error) {
 			if err != nil {
 				return nil, fmt.Errorf("trusted proxy %q: %w", p, err)
 			}
+			addr = addr.Unmap() // addresses are compared unmapped
 			c.trusted = append(c.trusted, netip.PrefixFrom(addr, addr.BitLen()))
 			continue
 		}
 		pfx, err := netip.ParsePrefix(p)
 		if err != nil {
 			return nil, fmt.Errorf("trusted proxy %q: %w", p, err)
+		}
+		if a := pfx.Addr(); a.Is4In6() {
+			if pfx.Bits() < 96 {
+				return nil, fmt.Errorf("trusted proxy %q: an IPv4-mapped range needs at least /96", p)
+			}
+			pfx = netip.PrefixFrom(a.Unmap(), pfx.Bits()-96)
 		}
 		c.trusted = append(c.trusted, pfx.Masked())
 	}

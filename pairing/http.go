@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/kioskfeed/kioskfeed/broker"
@@ -58,7 +59,9 @@ func decodePairRequest(body []byte) (pairRequest, error) {
 	return req, nil
 }
 
-func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
+// isControl refuses C0 and C1 controls (U+0085 splits log lines, U+009B starts
+// terminal escapes) in names shown to admins.
+func isControl(r rune) bool { return unicode.IsControl(r) }
 
 func (a *Authority) handlePair(w http.ResponseWriter, r *http.Request) {
 	a.setNonce(w)
