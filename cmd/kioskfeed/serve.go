@@ -30,6 +30,7 @@ var (
 	_ broker.AdminAuthorizer = (*pairing.Authority)(nil)
 	_ bridge.Authenticator   = (*pairing.Authority)(nil)
 	_ bridge.Revocations     = (*pairing.Registry)(nil)
+	_ bridge.FeedSource      = (*broker.Broker)(nil)
 )
 
 // shutdownGrace bounds the drain of HTTP requests and the NATS flush on shutdown.
@@ -90,10 +91,25 @@ func serve(ctx context.Context, args []string, lookupEnv func(string) (string, b
 	}
 	defer auth.Close()
 
+	br, err := bridge.New(ctx, bridge.Config{
+		PublicURL:      cfg.PublicURL,
+		AllowedOrigins: cfg.Origins(),
+		Heartbeat:      cfg.Heartbeat,
+		LeaseTTL:       cfg.LeaseTTL,
+		ReplayLimit:    cfg.ReplayLimit,
+		Logger:         log.With(slog.String("component", "bridge")),
+		Registerer:     reg,
+	}, b, b, auth, auth.Devices())
+	if err != nil {
+		return err
+	}
+	auth.SetPresence(br.Presence)
+
 	mux := http.NewServeMux()
 	b.RegisterHealth(mux)
 	broker.NewAPI(b, auth).Register(mux)
 	auth.Register(mux)
+	br.Register(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 
 	srv := &http.Server{
@@ -121,9 +137,14 @@ func serve(ctx context.Context, args []string, lookupEnv func(string) (string, b
 
 	g.Go(func() error {
 		<-gctx.Done()
-		log.Info("shutting down")
+		log.Info("shutting down: draining tablets")
 		shutCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 		defer cancel()
+		// Tablets first (1012, leases released), so they reconnect elsewhere at once;
+		// then the HTTP requests in flight.
+		if err := br.Shutdown(shutCtx); err != nil {
+			log.Warn("bridge drain", slog.String("error", err.Error()))
+		}
 		return srv.Shutdown(shutCtx)
 	})
 	return g.Wait()
@@ -189,6 +210,7 @@ func printBanner(w io.Writer, cfg config.Config, addr, dataDir string, b *broker
 	pub := cfg.PublicURL
 	fmt.Fprintf(w, "kioskfeed %s is serving on %s\n", version, addr)
 	fmt.Fprintf(w, "  public URL:     %s\n", pub)
+	fmt.Fprintf(w, "  tablet socket:  %s/ws\n", "ws"+strings.TrimPrefix(pub, "http"))
 	fmt.Fprintf(w, "  producer API:   POST %s/api/feeds/{feed}/events   (key from POST %s/api/admin/producer-keys)\n", pub, pub)
 	fmt.Fprintf(w, "  feed state:     GET  %s/api/feeds/{feed}/state\n", pub)
 	fmt.Fprintf(w, "  health:         %s/healthz  %s/readyz  %s/metrics\n", pub, pub, pub)

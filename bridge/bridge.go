@@ -1,0 +1,364 @@
+package bridge
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kioskfeed/kioskfeed/broker"
+)
+
+// FeedSource is what the bridge reads feeds from; *broker.Broker satisfies it.
+type FeedSource interface {
+	State(ctx context.Context, feed string) (broker.State, error)
+	History(ctx context.Context, feed string, since uint64) ([]broker.Event, error)
+	Follow(feed string, after uint64, fn func(broker.Event)) (stop func(), err error)
+	Epoch() string
+}
+
+// Config configures a Bridge. Zero fields get the defaults their comments give.
+type Config struct {
+	// PublicURL is the server's public URL; the DPoP htu of the socket is its ws/wss
+	// form plus /ws. Required.
+	PublicURL string
+	// AllowedOrigins may open the socket. Default: PublicURL's origin.
+	AllowedOrigins []string
+	// Heartbeat is how often tablets hear from the server. Default 20s.
+	Heartbeat time.Duration
+	// LeaseTTL bounds how long a dead instance's leases block its tablets. Default 15s.
+	LeaseTTL time.Duration
+	// AuthTimeout is how long a new socket has to authenticate. Default 10s.
+	AuthTimeout time.Duration
+	// ReauthGrace is how long past its token's expiry a socket that did not
+	// re-authenticate stays open (PROTOCOL.md §5 step 7). Default 30s.
+	ReauthGrace time.Duration
+	// ProbeTimeout is how long a lease holder's socket has to answer a ping when a
+	// duplicate arrives. Default 2s.
+	ProbeTimeout time.Duration
+	// WriteTimeout bounds one write to a tablet. Default 10s.
+	WriteTimeout time.Duration
+	// QueueFrames bounds a tablet's queue of unsent frames; a tablet whose queue fills
+	// is closed (1013) so it never slows the others. Default 256.
+	QueueFrames int
+	// WindowSize is how many recent events per feed are kept in memory for replay.
+	// Default 512.
+	WindowSize int
+	// ReplayLimit is the most item events of a feed's state. Default 100.
+	ReplayLimit int
+	// HubLinger keeps a feed's hub (consumer and window) this long after its last
+	// tablet left, so that reconnects are served from memory. Default 60s.
+	HubLinger time.Duration
+	// MaxConns bounds the sockets of this instance; past it new ones get 4429.
+	// Default 0: no bound.
+	MaxConns int
+	// Logger takes the bridge's logs. Default: discard.
+	Logger *slog.Logger
+	// Registerer takes the bridge's metrics. Default: none.
+	Registerer prometheus.Registerer
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+func (c *Config) setDefaults() {
+	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&c.Heartbeat, 20*time.Second)
+	def(&c.LeaseTTL, 15*time.Second)
+	def(&c.AuthTimeout, 10*time.Second)
+	def(&c.ProbeTimeout, 2*time.Second)
+	def(&c.ReauthGrace, 30*time.Second)
+	def(&c.WriteTimeout, 10*time.Second)
+	def(&c.HubLinger, 60*time.Second)
+	if c.QueueFrames == 0 {
+		c.QueueFrames = 256
+	}
+	if c.WindowSize == 0 {
+		c.WindowSize = 512
+	}
+	if c.ReplayLimit == 0 {
+		c.ReplayLimit = 100
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Bridge serves the tablets' WebSocket (PROTOCOL.md §5): the handshake, one live
+// connection per device across instances, per-feed fan-out, replay, heartbeats,
+// re-auth, revocation kicks and draining.
+//
+// Lock order: Bridge.mu, then hub.mu, then session.mu. Nothing takes them the other way.
+type Bridge struct {
+	cfg     Config
+	log     *slog.Logger
+	b       *broker.Broker
+	src     FeedSource
+	auth    Authenticator
+	leases  *leases
+	metrics *metrics
+	origins map[string]bool
+	wsURL   string
+
+	mu       sync.Mutex
+	sessions map[string]*session // every open socket, by connection id
+	byDevice map[string]*session // authenticated sessions
+	hubs     map[string]*hub
+	draining bool
+
+	wg   sync.WaitGroup // every goroutine the bridge starts
+	stop chan struct{}
+}
+
+// New sets up the lease buckets and starts the heartbeat and lease upkeep.
+func New(ctx context.Context, cfg Config, b *broker.Broker, src FeedSource, auth Authenticator, rev Revocations) (*Bridge, error) {
+	cfg.setDefaults()
+	if cfg.PublicURL == "" {
+		return nil, errors.New("bridge: PublicURL is required")
+	}
+	br := &Bridge{
+		cfg: cfg, log: cfg.Logger, b: b, src: src, auth: auth,
+		metrics:  newMetrics(cfg.Registerer),
+		origins:  map[string]bool{},
+		wsURL:    "ws" + strings.TrimPrefix(cfg.PublicURL, "http") + "/ws",
+		sessions: map[string]*session{},
+		byDevice: map[string]*session{},
+		hubs:     map[string]*hub{},
+		stop:     make(chan struct{}),
+	}
+	origins := cfg.AllowedOrigins
+	if len(origins) == 0 {
+		origins = []string{originOf(cfg.PublicURL)}
+	}
+	for _, o := range origins {
+		br.origins[strings.ToLower(strings.TrimRight(o, "/"))] = true
+	}
+	var err error
+	if br.leases, err = newLeases(ctx, br); err != nil {
+		return nil, err
+	}
+	rev.OnRevoke(br.revoked)
+	br.wg.Add(1)
+	go br.heartbeat()
+	return br, nil
+}
+
+// originOf is scheme://host[:port] of a URL.
+func originOf(u string) string {
+	scheme, rest, _ := strings.Cut(u, "://")
+	host, _, _ := strings.Cut(rest, "/")
+	return strings.ToLower(scheme + "://" + host)
+}
+
+// Register adds GET /ws to mux.
+func (br *Bridge) Register(mux *http.ServeMux) {
+	mux.HandleFunc("GET /ws", br.serveWS)
+}
+
+// Presence tells the admin device list whether a device is online anywhere in the
+// cluster and when it was last seen.
+func (br *Bridge) Presence(deviceID string) (online bool, lastSeen time.Time) {
+	return br.leases.presence(deviceID)
+}
+
+var upgrader = ws.HTTPUpgrader{Timeout: 10 * time.Second}
+
+func (br *Bridge) serveWS(w http.ResponseWriter, r *http.Request) {
+	origin := r.Header.Get("Origin")
+	if origin == "" || !br.origins[strings.ToLower(origin)] {
+		br.metrics.handshakes.WithLabelValues("bad_origin").Inc()
+		broker.WriteError(w, broker.Errorf(broker.CodeForbidden, "this origin may not open the feed socket"))
+		return
+	}
+	br.mu.Lock()
+	draining := br.draining
+	br.mu.Unlock()
+	if draining {
+		broker.WriteError(w, &broker.Error{Code: broker.CodeUnavailable, Message: "this server is restarting; reconnect shortly", RetryAfter: 1})
+		return
+	}
+	conn, rw, _, err := upgrader.Upgrade(r, w)
+	if err != nil {
+		// The upgrader has answered the client (400/426); nothing of ours to add.
+		br.metrics.handshakes.WithLabelValues("bad_upgrade").Inc()
+		return
+	}
+	// Keep no per-connection bufio buffers: read from the conn itself, after whatever
+	// bytes the HTTP server had already buffered (a client may send early).
+	var src io.Reader = conn
+	if n := rw.Reader.Buffered(); n > 0 {
+		early, _ := rw.Reader.Peek(n)
+		src = io.MultiReader(strings.NewReader(string(early)), conn)
+	}
+	s := newSession(br, conn, src, clientIP(r), r.UserAgent())
+	if !br.add(s) {
+		s.closeWith(CloseTooMany, "too many connections")
+		br.metrics.handshakes.WithLabelValues("too_many").Inc()
+	}
+	br.wg.Add(1)
+	go func() {
+		defer br.wg.Done()
+		s.run()
+	}()
+}
+
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// add registers a new session, unless the instance is draining or full.
+func (br *Bridge) add(s *session) bool {
+	br.mu.Lock()
+	defer br.mu.Unlock()
+	if br.draining || (br.cfg.MaxConns > 0 && len(br.sessions) >= br.cfg.MaxConns) {
+		return false
+	}
+	br.sessions[s.id] = s
+	br.metrics.conns.Inc()
+	return true
+}
+
+// remove forgets a session that has ended.
+func (br *Bridge) remove(s *session) {
+	br.mu.Lock()
+	if br.sessions[s.id] == s {
+		delete(br.sessions, s.id)
+		br.metrics.conns.Dec()
+	}
+	if s.device != "" && br.byDevice[s.device] == s {
+		delete(br.byDevice, s.device)
+	}
+	br.mu.Unlock()
+}
+
+// authenticated records which session serves a device on this instance.
+func (br *Bridge) authenticated(s *session) {
+	br.mu.Lock()
+	br.byDevice[s.device] = s
+	br.mu.Unlock()
+}
+
+func (br *Bridge) session(deviceID string) *session {
+	br.mu.Lock()
+	defer br.mu.Unlock()
+	return br.byDevice[deviceID]
+}
+
+// conn finds a socket by connection id, authenticated or not.
+func (br *Bridge) conn(id string) *session {
+	br.mu.Lock()
+	defer br.mu.Unlock()
+	return br.sessions[id]
+}
+
+// revoked closes a revoked device's socket on this instance (4403).
+func (br *Bridge) revoked(deviceID, _ string) {
+	if s := br.session(deviceID); s != nil {
+		s.closeWith(CloseRevoked, "device revoked")
+	}
+}
+
+// heartbeat sends every live tablet the same pre-encoded heartbeat and ping, once per
+// interval, from one goroutine: no timer per connection.
+func (br *Bridge) heartbeat() {
+	defer br.wg.Done()
+	t := time.NewTicker(br.cfg.Heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-br.stop:
+			return
+		case now := <-t.C:
+			msg := `{"type":"heartbeat","time":"` + now.UTC().Format(time.RFC3339) + `"}`
+			frame := append(textFrame([]byte(msg)), pingFrame...)
+			for _, s := range br.liveSessions() {
+				s.send(frame)
+			}
+		}
+	}
+}
+
+func (br *Bridge) liveSessions() []*session {
+	br.mu.Lock()
+	defer br.mu.Unlock()
+	out := make([]*session, 0, len(br.byDevice))
+	for _, s := range br.byDevice {
+		out = append(out, s)
+	}
+	return out
+}
+
+// closeAll closes every socket with code (lease upkeep lost, or drain).
+func (br *Bridge) closeAll(code ws.StatusCode, reason string) {
+	br.mu.Lock()
+	all := make([]*session, 0, len(br.sessions))
+	for _, s := range br.sessions {
+		all = append(all, s)
+	}
+	br.mu.Unlock()
+	for _, s := range all {
+		s.closeWith(code, reason)
+	}
+}
+
+// Shutdown drains the bridge: it refuses new sockets, closes every socket with 1012 so
+// tablets reconnect (to another instance) soon, releases every lease, and waits for
+// its goroutines or ctx. It is idempotent.
+func (br *Bridge) Shutdown(ctx context.Context) error {
+	br.mu.Lock()
+	if br.draining {
+		br.mu.Unlock()
+		return nil
+	}
+	br.draining = true
+	br.mu.Unlock()
+	br.closeAll(CloseRestarting, "server restarting")
+	close(br.stop)
+	done := make(chan struct{})
+	go func() {
+		br.wg.Wait()
+		close(done)
+	}()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	br.mu.Lock()
+	hubs := br.hubs
+	br.hubs = map[string]*hub{}
+	br.mu.Unlock()
+	for _, h := range hubs {
+		h.shutdown()
+	}
+	br.leases.shutdown(ctx)
+	return err
+}
+
+func newConnID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}

@@ -1,0 +1,235 @@
+package bridge_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
+	"github.com/gobwas/ws"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kioskfeed/kioskfeed/bridge"
+	"github.com/kioskfeed/kioskfeed/bridge/bridgetest"
+	"github.com/kioskfeed/kioskfeed/broker"
+	"github.com/kioskfeed/kioskfeed/broker/brokertest"
+	"github.com/kioskfeed/kioskfeed/pairing"
+	"github.com/kioskfeed/kioskfeed/pairing/pairingtest"
+)
+
+const adminToken = "test-admin-token-0123456789"
+
+var bg = context.Background()
+
+// wait is the generous deadline of a single expected message.
+const wait = 5 * time.Second
+
+// stack is one kioskfeed instance made of the real parts: an embedded NATS (or a shared
+// broker), pairing, and the bridge, behind a real loopback HTTP server.
+type stack struct {
+	*httptest.Server
+	b      *broker.Broker
+	auth   *pairing.Authority
+	br     *bridge.Bridge
+	wsURL  string
+	origin string
+}
+
+type stackOpts struct {
+	broker *broker.Broker
+	keys   []*ecdsa.PrivateKey
+	bridge func(*bridge.Config)
+	pair   func(*pairing.Config)
+}
+
+func startStack(t *testing.T, o stackOpts) *stack {
+	t.Helper()
+	if o.broker == nil {
+		o.broker = brokertest.New(t)
+	}
+	if o.keys == nil {
+		k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		o.keys = []*ecdsa.PrivateKey{k}
+	}
+	srv := httptest.NewUnstartedServer(nil)
+	public := "http://" + srv.Listener.Addr().String()
+	pcfg := pairing.Config{PublicURL: public, SigningKeys: o.keys, AdminTokenHashes: [][32]byte{pairing.HashToken(adminToken)}, PairBurst: 1000}
+	if o.pair != nil {
+		o.pair(&pcfg)
+	}
+	auth, err := pairing.New(bg, pcfg, o.broker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(auth.Close)
+	bcfg := bridge.Config{PublicURL: public, Heartbeat: 2 * time.Second, LeaseTTL: 3 * time.Second}
+	if o.bridge != nil {
+		o.bridge(&bcfg)
+	}
+	br, err := bridge.New(bg, bcfg, o.broker, o.broker, auth, auth.Devices())
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth.SetPresence(br.Presence)
+	mux := http.NewServeMux()
+	broker.NewAPI(o.broker, auth).Register(mux)
+	auth.Register(mux)
+	br.Register(mux)
+	srv.Config.Handler = mux
+	srv.Config.ReadHeaderTimeout = 2 * time.Second
+	srv.Start()
+	s := &stack{Server: srv, b: o.broker, auth: auth, br: br, wsURL: "ws" + strings.TrimPrefix(public, "http") + "/ws", origin: public}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(bg, 10*time.Second)
+		defer cancel()
+		_ = br.Shutdown(ctx)
+		srv.Close()
+	})
+	return s
+}
+
+// pair makes a tablet paired with feed.
+func (s *stack) pair(t *testing.T, feed string) *pairingtest.Tablet {
+	t.Helper()
+	req, _ := http.NewRequest("POST", s.URL+"/api/admin/feeds/"+feed+"/pins", strings.NewReader(`{"ttl":"5m"}`))
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pin struct{ PIN string }
+	_ = json.NewDecoder(resp.Body).Decode(&pin)
+	resp.Body.Close()
+	tab, err := pairingtest.NewTablet(s.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tab.Pair(bg, feed, pin.PIN, "test"); err != nil {
+		t.Fatalf("pair: %v", err)
+	}
+	return tab
+}
+
+// publish stores one event and returns its seq.
+func (s *stack) publish(t *testing.T, feed, kind, data string) uint64 {
+	t.Helper()
+	res, err := s.b.Publish(bg, feed, broker.EventInput{Kind: kind, Data: json.RawMessage(data)})
+	if err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	return res.Seq
+}
+
+// dial opens a socket with the allowed origin.
+func (s *stack) dial(t *testing.T) *bridgetest.Conn {
+	t.Helper()
+	c, err := bridgetest.Dial(bg, s.wsURL, s.origin, "")
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Abort() })
+	return c
+}
+
+// connect dials and authenticates, returning the conn and its welcome.
+func (s *stack) connect(t *testing.T, tab *pairingtest.Tablet, since uint64, epoch string) (*bridgetest.Conn, bridgetest.Msg) {
+	t.Helper()
+	c := s.dial(t)
+	w, err := c.Handshake(tab, s.wsURL, since, epoch, wait)
+	if err != nil {
+		t.Fatalf("handshake: %v", err)
+	}
+	return c, w
+}
+
+func seqsOf(msgs []bridgetest.Msg) []uint64 {
+	out := make([]uint64, len(msgs))
+	for i, m := range msgs {
+		out[i] = m.Seq()
+	}
+	return out
+}
+
+// closeCode is the code of a *bridgetest.CloseError, or -1.
+func closeCode(err error) int {
+	if ce, ok := err.(*bridgetest.CloseError); ok {
+		return ce.Code
+	}
+	return -1
+}
+
+// pump reads a socket in the background, as a browser does, so that pings are answered
+// while the test looks elsewhere. Messages arrive on msgs; the error that ended the
+// socket (a *bridgetest.CloseError for a close) on done.
+type pump struct {
+	c    *bridgetest.Conn
+	msgs chan bridgetest.Msg
+	done chan error
+}
+
+func startPump(c *bridgetest.Conn) *pump {
+	p := &pump{c: c, msgs: make(chan bridgetest.Msg, 1024), done: make(chan error, 1)}
+	go func() {
+		for {
+			m, err := c.Next(time.Minute)
+			if err != nil {
+				p.done <- err
+				return
+			}
+			p.msgs <- m
+		}
+	}()
+	return p
+}
+
+// expect waits for a message of type typ, skipping heartbeats and others.
+func (p *pump) expect(t *testing.T, typ string) bridgetest.Msg {
+	t.Helper()
+	deadline := time.After(wait)
+	for {
+		select {
+		case m := <-p.msgs:
+			if m.Type == typ {
+				return m
+			}
+		case err := <-p.done:
+			t.Fatalf("socket ended waiting for %s: %v", typ, err)
+		case <-deadline:
+			t.Fatalf("no %s within %v", typ, wait)
+		}
+	}
+}
+
+// closed waits for the server's close and returns its code.
+func (p *pump) closed(t *testing.T, d time.Duration) int {
+	t.Helper()
+	deadline := time.After(d)
+	for {
+		select {
+		case <-p.msgs:
+		case err := <-p.done:
+			return closeCode(err)
+		case <-deadline:
+			t.Fatalf("no close within %v", d)
+		}
+	}
+}
+
+// close ends a pumped socket cleanly: the close frame is written here (writes are safe
+// from any goroutine) and the pump, the only reader, sees the server's answer.
+func (p *pump) close(t *testing.T) {
+	t.Helper()
+	if err := p.c.SendFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusNormalClosure, ""))); err != nil {
+		t.Fatalf("send close: %v", err)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(wait):
+		t.Fatal("the server did not answer the close")
+	}
+}

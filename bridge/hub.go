@@ -1,0 +1,256 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/kioskfeed/kioskfeed/broker"
+)
+
+// hub is one feed's fan-out on this instance: one ordered consumer, each event encoded
+// into one frame shared by every tablet of the feed, a window of recent events for
+// replay from memory, and the feed's current state for resets, kept up to date from
+// the same events.
+type hub struct {
+	br   *Bridge
+	feed string
+
+	ready chan struct{} // closed when started (or failed: err)
+	err   error
+
+	mu     sync.Mutex
+	subs   map[*session]struct{}
+	head   uint64  // newest seq of the feed this hub has seen
+	base   uint64  // window holds every event of the feed with base < seq <= head
+	window []entry // oldest first, at most WindowSize
+	state  []entry // newest state/clear event (if any) and the items after it
+	stop   func()
+	linger *time.Timer
+	closed bool
+}
+
+var errHubClosed = errors.New("hub closed")
+
+type entry struct {
+	seq   uint64
+	kind  string
+	frame []byte
+}
+
+// hub returns the feed's hub, starting it on first use.
+func (br *Bridge) hub(feed string) (*hub, error) {
+	br.mu.Lock()
+	h, ok := br.hubs[feed]
+	if !ok {
+		h = &hub{br: br, feed: feed, ready: make(chan struct{}), subs: map[*session]struct{}{}}
+		br.hubs[feed] = h
+	}
+	br.mu.Unlock()
+	if !ok {
+		h.err = h.start()
+		if h.err != nil {
+			br.mu.Lock()
+			delete(br.hubs, feed)
+			br.mu.Unlock()
+		}
+		close(h.ready)
+	}
+	<-h.ready
+	return h, h.err
+}
+
+func (h *hub) start() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := h.br.src.State(ctx, h.feed)
+	if err != nil {
+		return err
+	}
+	h.head, h.base = st.Seq, st.Seq
+	for _, ev := range st.Events {
+		h.state = append(h.state, entry{seq: ev.Seq, kind: ev.Kind, frame: eventFrame(ev)})
+	}
+	// Follow from the state's newest seq: nothing between the two reads is lost.
+	stop, err := h.br.src.Follow(h.feed, st.Seq, h.onEvent)
+	if err != nil {
+		return err
+	}
+	h.mu.Lock()
+	h.stop = stop
+	h.mu.Unlock()
+	return nil
+}
+
+// onEvent runs on the consumer's goroutine for each new event of the feed.
+func (h *hub) onEvent(ev broker.Event) {
+	frame := eventFrame(ev)
+	e := entry{seq: ev.Seq, kind: ev.Kind, frame: frame}
+	h.mu.Lock()
+	if ev.Seq <= h.head || h.closed {
+		h.mu.Unlock()
+		return
+	}
+	h.head = ev.Seq
+	h.window = append(h.window, e)
+	if n := len(h.window) - h.br.cfg.WindowSize; n > 0 {
+		h.base = h.window[n-1].seq
+		h.window = append(h.window[:0:0], h.window[n:]...)
+	}
+	h.applyState(e)
+	for s := range h.subs {
+		s.deliver(ev.Seq, frame)
+	}
+	n := len(h.subs)
+	h.mu.Unlock()
+	if n > 0 {
+		h.br.metrics.fanout.Observe(time.Since(ev.Time).Seconds())
+	}
+}
+
+// applyState keeps the feed's state (PROTOCOL.md §5 step 4) current: a state or clear
+// event starts it anew; items follow it, the newest ReplayLimit of them.
+func (h *hub) applyState(e entry) {
+	if e.kind != broker.KindItem {
+		h.state = append(h.state[:0:0], e)
+		return
+	}
+	h.state = append(h.state, e)
+	first := 0
+	if h.state[0].kind != broker.KindItem {
+		first = 1
+	}
+	if items := len(h.state) - first; items > h.br.cfg.ReplayLimit {
+		drop := items - h.br.cfg.ReplayLimit
+		h.state = append(h.state[:first:first], h.state[first+drop:]...)
+	}
+}
+
+// attach sends s what it missed (or a reset and the state), then live events, with no
+// gap and no repeat even for events that arrive while a replay is read.
+func (h *hub) attach(ctx context.Context, s *session, since uint64, epoch string) error {
+	h.mu.Lock()
+	if h.closed { // expired between lookup and attach: the caller gets a fresh hub
+		h.mu.Unlock()
+		return errHubClosed
+	}
+	if h.linger != nil {
+		h.linger.Stop()
+		h.linger = nil
+	}
+	h.subs[s] = struct{}{}
+	current := epoch == "" || epoch == h.br.src.Epoch()
+	switch {
+	case since == 0 || !current:
+		h.resetLocked(s)
+		h.mu.Unlock()
+		return nil
+	case since >= h.base && since <= h.head:
+		h.br.metrics.replays.WithLabelValues("memory").Inc()
+		h.replayLocked(s, since)
+		h.mu.Unlock()
+		return nil
+	}
+	// Older than the window, or ahead of this hub (a seq from another life of the log,
+	// or this hub's consumer lags the instance the tablet came from): only the log can
+	// tell. Read it while live events wait in s.pending; the hub's later deliveries of
+	// what the log sent are skipped by lastSent.
+	s.startCatchUp()
+	h.mu.Unlock()
+
+	events, err := h.br.src.History(ctx, h.feed, since)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	pending := s.endCatchUp()
+	if errors.Is(err, broker.ErrGap) {
+		h.resetLocked(s)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	h.br.metrics.replays.WithLabelValues("jetstream").Inc()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ev := range events {
+		if ev.Seq > s.lastSent {
+			s.lastSent = ev.Seq
+			s.sendLocked(eventFrame(ev))
+		}
+	}
+	s.flushPendingLocked(pending)
+	s.sendLocked(syncedFrame(max(s.lastSent, h.head)))
+	return nil
+}
+
+// resetLocked sends a reset and the feed's state from memory.
+func (h *hub) resetLocked(s *session) {
+	h.br.metrics.replays.WithLabelValues("reset").Inc()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sendLocked(resetFrame)
+	for _, e := range h.state {
+		s.sendLocked(e.frame)
+	}
+	s.lastSent = h.head
+	s.sendLocked(syncedFrame(h.head))
+}
+
+// replayLocked sends the window's events after since.
+func (h *hub) replayLocked(s *session, since uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, e := range h.window {
+		if e.seq > since {
+			s.sendLocked(e.frame)
+		}
+	}
+	s.lastSent = h.head
+	s.sendLocked(syncedFrame(h.head))
+}
+
+// detach removes s; a hub left without tablets lingers a while, then stops.
+func (h *hub) detach(s *session) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.subs, s)
+	if len(h.subs) == 0 && !h.closed && h.linger == nil {
+		h.linger = time.AfterFunc(h.br.cfg.HubLinger, h.expire)
+	}
+}
+
+// expire stops a hub that stayed empty through its linger.
+func (h *hub) expire() {
+	h.br.mu.Lock()
+	h.mu.Lock()
+	if len(h.subs) > 0 || h.closed {
+		h.mu.Unlock()
+		h.br.mu.Unlock()
+		return
+	}
+	if h.br.hubs[h.feed] == h {
+		delete(h.br.hubs, h.feed)
+	}
+	h.mu.Unlock()
+	h.br.mu.Unlock()
+	h.shutdown()
+}
+
+// shutdown stops the consumer (idempotent).
+func (h *hub) shutdown() {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return
+	}
+	h.closed = true
+	if h.linger != nil {
+		h.linger.Stop()
+	}
+	stop := h.stop
+	h.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+}

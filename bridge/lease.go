@@ -1,0 +1,333 @@
+package bridge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/kioskfeed/kioskfeed/broker"
+)
+
+// Buckets of the lease scheme (DESIGN.md "Leases cost O(instances)"):
+//   - kioskfeed_instances: one key per live instance with a bucket TTL of lease_ttl,
+//     renewed every lease_ttl/3. Its disappearance is how an instance's death is known.
+//   - kioskfeed_leases: one key per connected device naming the instance and connection
+//     that hold it. Taken by atomic create, taken over by compare-and-set only from a
+//     dead holder, deleted by revision on close. It is never renewed per device.
+const (
+	BucketInstances = "kioskfeed_instances"
+	BucketLeases    = "kioskfeed_leases"
+)
+
+var errLeaseHeld = errors.New("lease held by a live connection")
+
+type leaseRecord struct {
+	Instance string    `json:"instance"`
+	Conn     string    `json:"conn"`
+	Since    time.Time `json:"since"`
+	Remote   string    `json:"remote_addr"`
+}
+
+type probeRequest struct {
+	Device string `json:"device"`
+	Conn   string `json:"conn"`
+}
+
+type leases struct {
+	br       *Bridge
+	nc       *nats.Conn
+	kv       jetstream.KeyValue
+	inst     jetstream.KeyValue
+	instance string
+	mirror   *broker.Mirror[leaseRecord]
+	subs     []*nats.Subscription
+
+	mu       sync.Mutex
+	instRev  uint64
+	renewed  time.Time
+	lastSeen map[string]time.Time
+	alive    map[string]aliveCache
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+type aliveCache struct {
+	alive bool
+	at    time.Time
+}
+
+func newLeases(ctx context.Context, br *Bridge) (*leases, error) {
+	b := br.b
+	inst, err := b.Bucket(ctx, jetstream.KeyValueConfig{Bucket: BucketInstances, Description: "live kioskfeed instances", History: 1, TTL: br.cfg.LeaseTTL})
+	if err != nil {
+		return nil, err
+	}
+	kv, err := b.Bucket(ctx, jetstream.KeyValueConfig{Bucket: BucketLeases, Description: "which instance and connection serve each device", History: 1})
+	if err != nil {
+		return nil, err
+	}
+	l := &leases{
+		br: br, nc: b.Conn(), kv: kv, inst: inst, instance: "i" + newConnID(),
+		lastSeen: map[string]time.Time{}, alive: map[string]aliveCache{},
+		stop: make(chan struct{}), done: make(chan struct{}),
+	}
+	if l.instRev, err = inst.Create(ctx, l.instance, []byte(`{}`)); err != nil {
+		return nil, err
+	}
+	l.renewed = br.cfg.Now()
+	if l.mirror, err = broker.NewMirror[leaseRecord](kv, br.log); err != nil {
+		return nil, err
+	}
+	l.mirror.OnRemove(func(device string, _ leaseRecord) {
+		l.mu.Lock()
+		l.lastSeen[device] = br.cfg.Now()
+		l.mu.Unlock()
+	})
+	for subj, h := range map[string]nats.MsgHandler{
+		"kioskfeed.lease.probe." + l.instance: l.onProbe,
+		"kioskfeed.lease.lost." + l.instance:  l.onLost,
+	} {
+		sub, err := l.nc.Subscribe(subj, h)
+		if err != nil {
+			return nil, err
+		}
+		l.subs = append(l.subs, sub)
+	}
+	go l.upkeep()
+	return l, nil
+}
+
+// upkeep renews this instance's liveness key every lease_ttl/3: the only periodic KV
+// write, whatever the number of tablets. An instance that cannot renew it for a whole
+// TTL, or finds it gone (others took it for dead), closes its sockets: their leases may
+// be taken over, and two live connections for one device must never be.
+func (l *leases) upkeep() {
+	defer close(l.done)
+	ttl := l.br.cfg.LeaseTTL
+	t := time.NewTicker(ttl / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), ttl/3)
+		rev, err := l.inst.Update(ctx, l.instance, []byte(`{}`), l.instRev)
+		cancel()
+		now := l.br.cfg.Now()
+		switch {
+		case err == nil:
+			l.mu.Lock()
+			l.instRev, l.renewed = rev, now
+			l.mu.Unlock()
+		case broker.IsKVConflict(err) || errors.Is(err, jetstream.ErrKeyNotFound):
+			l.br.log.Warn("instance liveness lapsed; closing every socket", slog.String("instance", l.instance))
+			l.br.closeAll(CloseBrokerDown, "lease lost")
+			ctx, cancel := context.WithTimeout(context.Background(), ttl/3)
+			rev, err := l.inst.Create(ctx, l.instance, []byte(`{}`))
+			cancel()
+			if err == nil {
+				l.mu.Lock()
+				l.instRev, l.renewed = rev, now
+				l.mu.Unlock()
+			}
+		default:
+			l.mu.Lock()
+			lapsed := now.Sub(l.renewed) >= ttl
+			l.mu.Unlock()
+			if lapsed {
+				l.br.log.Warn("cannot renew instance liveness; closing every socket", slog.String("error", err.Error()))
+				l.br.closeAll(CloseBrokerDown, "broker unreachable")
+			}
+		}
+	}
+}
+
+// acquire takes the device's lease for s, or returns errLeaseHeld when a live
+// connection holds it. A holder that does not answer a ping, or whose instance is
+// gone, loses the lease to s.
+func (l *leases) acquire(ctx context.Context, s *session) (uint64, error) {
+	val, _ := json.Marshal(leaseRecord{Instance: l.instance, Conn: s.id, Since: l.br.cfg.Now().UTC(), Remote: s.remote})
+	for range 4 {
+		rev, err := l.kv.Create(ctx, s.device, val)
+		if err == nil {
+			l.mirror.Put(s.device, val)
+			return rev, nil
+		}
+		if !broker.IsKVConflict(err) {
+			return 0, err
+		}
+		e, err := l.kv.Get(ctx, s.device)
+		if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+			continue // released meanwhile: create again
+		}
+		if err != nil {
+			return 0, err
+		}
+		var holder leaseRecord
+		_ = json.Unmarshal(e.Value(), &holder)
+		if l.holderAlive(ctx, s.device, holder) {
+			return 0, errLeaseHeld
+		}
+		rev, err = l.kv.Update(ctx, s.device, val, e.Revision())
+		if err == nil {
+			l.mirror.Put(s.device, val)
+			l.notifyLost(s.device, holder)
+			return rev, nil
+		}
+		if !broker.IsKVConflict(err) {
+			return 0, err
+		}
+	}
+	return 0, errLeaseHeld
+}
+
+// holderAlive asks whoever holds a lease whether its socket still answers.
+func (l *leases) holderAlive(ctx context.Context, device string, holder leaseRecord) bool {
+	if holder.Instance == l.instance {
+		return l.localAlive(holder.Conn)
+	}
+	if !l.instanceAlive(ctx, holder.Instance) {
+		return false
+	}
+	req, _ := json.Marshal(probeRequest{Device: device, Conn: holder.Conn})
+	msg, err := l.nc.RequestWithContext(withTimeout(ctx, l.br.cfg.ProbeTimeout+time.Second), "kioskfeed.lease.probe."+holder.Instance, req)
+	if err != nil {
+		// An instance that is alive but does not answer keeps its lease: refusing a
+		// tablet for a while is safe, two live connections are not.
+		return true
+	}
+	return string(msg.Data) == "alive"
+}
+
+func withTimeout(ctx context.Context, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	time.AfterFunc(d, cancel)
+	return ctx
+}
+
+// instanceAlive reports whether an instance's liveness key exists.
+func (l *leases) instanceAlive(ctx context.Context, instance string) bool {
+	_, err := l.inst.Get(ctx, instance)
+	return err == nil || !(errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted))
+}
+
+// onProbe answers another instance's question about one of our sockets.
+func (l *leases) onProbe(m *nats.Msg) {
+	var req probeRequest
+	if json.Unmarshal(m.Data, &req) != nil {
+		return
+	}
+	go func() { // a probe waits up to ProbeTimeout: never on the subscription's goroutine
+		answer := "dead"
+		if l.localAlive(req.Conn) {
+			answer = "alive"
+		}
+		_ = m.Respond([]byte(answer))
+	}()
+}
+
+// localAlive reports whether this instance's socket conn (holding device's lease) is
+// alive. A socket still in its handshake or catch-up is: its reader is busy and cannot
+// see a pong yet, and it is no half-open leftover. Otherwise it must answer a ping.
+func (l *leases) localAlive(conn string) bool {
+	s := l.br.conn(conn) // connection ids are random and never reused
+	if s == nil {
+		return false
+	}
+	if !s.joined.Load() {
+		return !s.isClosing()
+	}
+	return s.probe(l.br.cfg.ProbeTimeout)
+}
+
+// notifyLost tells the instance that held a lease taken over that its socket for the
+// device must close (it may be alive after a pause and not know).
+func (l *leases) notifyLost(device string, holder leaseRecord) {
+	req, _ := json.Marshal(probeRequest{Device: device, Conn: holder.Conn})
+	if holder.Instance == l.instance {
+		l.closeLost(req)
+		return
+	}
+	_ = l.nc.Publish("kioskfeed.lease.lost."+holder.Instance, req)
+}
+
+func (l *leases) onLost(m *nats.Msg) { l.closeLost(m.Data) }
+
+func (l *leases) closeLost(data []byte) {
+	var req probeRequest
+	if json.Unmarshal(data, &req) != nil {
+		return
+	}
+	if s := l.br.conn(req.Conn); s != nil {
+		s.mu.Lock()
+		s.leaseRev = 0 // not ours any more: do not delete the new holder's lease
+		s.mu.Unlock()
+		s.closeWith(ws.StatusInternalServerError, "lease lost")
+	}
+}
+
+// release deletes the device's lease if it is still the revision we took.
+func (l *leases) release(device string, rev uint64) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := l.kv.Delete(ctx, device, jetstream.LastRevision(rev)); err == nil {
+		l.mirror.Remove(device)
+	}
+}
+
+// presence is a device's standing for the admin device list.
+func (l *leases) presence(device string) (bool, time.Time) {
+	rec, ok := l.mirror.Get(device)
+	now := l.br.cfg.Now()
+	if ok && l.instanceAliveCached(rec.Instance, now) {
+		return true, now
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return false, l.lastSeen[device]
+}
+
+func (l *leases) instanceAliveCached(instance string, now time.Time) bool {
+	l.mu.Lock()
+	c, ok := l.alive[instance]
+	l.mu.Unlock()
+	if ok && now.Sub(c.at) < time.Second {
+		return c.alive
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	alive := l.instanceAlive(ctx, instance)
+	l.mu.Lock()
+	l.alive[instance] = aliveCache{alive: alive, at: now}
+	l.mu.Unlock()
+	return alive
+}
+
+// shutdown stops the upkeep and removes this instance's liveness key, so other
+// instances may take its (already released) leases at once.
+func (l *leases) shutdown(ctx context.Context) {
+	select {
+	case <-l.stop:
+		return
+	default:
+	}
+	close(l.stop)
+	<-l.done
+	for _, sub := range l.subs {
+		_ = sub.Unsubscribe()
+	}
+	l.mirror.Stop()
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_ = l.inst.Delete(dctx, l.instance)
+}

@@ -1,0 +1,542 @@
+package bridge
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+
+	"github.com/kioskfeed/kioskfeed/broker"
+)
+
+// closeGrace is how long a closing socket waits for the tablet's close reply.
+const closeGrace = 2 * time.Second
+
+// session is one tablet's socket. The reader goroutine (run) owns the handshake and the
+// fields set during it; writes go through a bounded queue drained by a goroutine that
+// exists only while there is something to write, so an idle tablet costs no writer
+// goroutine and no buffer.
+type session struct {
+	br     *Bridge
+	conn   net.Conn
+	src    io.Reader
+	id     string
+	remote string
+	ua     string
+
+	// Set by the reader goroutine during the handshake, before the session is visible
+	// to hubs or leases; read-only afterwards.
+	challenge string
+	device    string
+	feed      string
+
+	mu          sync.Mutex
+	queue       [][]byte
+	writing     bool // a drain goroutine is running
+	closing     bool // a close frame is queued: nothing more is sent
+	finished    bool // the reader is gone: close the conn once the queue is out
+	catchingUp  bool // live events wait in pending while a replay is read
+	pending     []pendingFrame
+	lastSent    uint64 // seq of the newest event sent: never send one twice
+	reauthNonce string
+	exp         time.Time
+	timer       *time.Timer
+	probeWait   chan struct{}
+	leaseRev    uint64 // 0 once the lease is no longer ours
+	hub         *hub
+
+	authed atomic.Bool // the handshake's auth and lease succeeded
+	joined atomic.Bool // the catch-up is sent: the reader is back reading frames
+}
+
+type pendingFrame struct {
+	seq   uint64
+	frame []byte
+}
+
+func newSession(br *Bridge, conn net.Conn, src io.Reader, remote, ua string) *session {
+	return &session{br: br, conn: conn, src: src, id: newConnID(), remote: remote, ua: truncate(ua, 256)}
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// run is the reader goroutine: the handshake, then control frames and re-auth, until
+// the socket ends.
+func (s *session) run() {
+	defer s.cleanup()
+	s.challenge = newChallenge()
+	s.send(jsonFrame(map[string]string{"type": "challenge", "nonce": s.challenge}))
+	_ = s.conn.SetReadDeadline(s.br.cfg.Now().Add(s.br.cfg.AuthTimeout))
+
+	r := &wsutil.Reader{
+		Source:         s.src,
+		State:          ws.StateServerSide,
+		CheckUTF8:      true,
+		MaxFrameSize:   maxClientFrameBytes,
+		MaxMessageSize: maxClientFrameBytes,
+		OnIntermediate: s.controlFrame,
+	}
+	for {
+		hdr, err := r.NextFrame()
+		if err != nil {
+			s.readFailed(err)
+			return
+		}
+		s.heard()
+		if hdr.OpCode.IsControl() {
+			if err := s.controlFrame(hdr, r); err != nil {
+				return // the tablet closed
+			}
+			continue
+		}
+		if hdr.OpCode == ws.OpBinary {
+			s.closeWith(CloseUnsupported, "binary frames are not accepted")
+			_ = r.Discard()
+			continue
+		}
+		payload, err := io.ReadAll(r)
+		if err != nil {
+			s.readFailed(err)
+			return
+		}
+		if !s.isClosing() {
+			s.message(payload)
+		}
+	}
+}
+
+// controlFrame answers pings, notes pongs and echoes a close. r yields the payload
+// already unmasked, at most 125 bytes (ws.CheckHeader refuses longer control frames).
+func (s *session) controlFrame(hdr ws.Header, r io.Reader) error {
+	payload := make([]byte, hdr.Length)
+	if _, err := io.ReadFull(r, payload); err != nil {
+		return err
+	}
+	switch hdr.OpCode {
+	case ws.OpPing:
+		f, _ := ws.CompileFrame(ws.NewPongFrame(payload))
+		s.send(f)
+	case ws.OpClose:
+		code, _ := ws.ParseCloseFrameData(payload)
+		if code.Empty() {
+			code = closeNormal
+		}
+		s.closeWith(code, "")
+		return io.EOF
+	}
+	return nil
+}
+
+// readFailed closes the socket with the code PROTOCOL.md §5 gives the failure.
+func (s *session) readFailed(err error) {
+	var ne net.Error
+	switch {
+	case errors.Is(err, wsutil.ErrFrameTooLarge), errors.Is(err, wsutil.ErrMessageTooLarge):
+		s.closeWith(CloseTooBig, "frame larger than 16 KiB")
+	case errors.Is(err, wsutil.ErrInvalidUTF8):
+		s.closeWith(ws.StatusInvalidFramePayloadData, "invalid UTF-8")
+	case errors.As(err, &ne) && ne.Timeout():
+		if !s.authed.Load() && !s.isClosing() {
+			s.closeWith(CloseAuthTimeout, "no auth in time")
+			s.br.metrics.handshakes.WithLabelValues("timeout").Inc()
+		}
+		// A live tablet silent for two heartbeats is dead: drop it without ceremony.
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
+	default:
+		// Reserved opcodes, RSV bits, unmasked client frames, oversized control
+		// frames: what ws.CheckHeader refuses.
+		s.closeWith(ws.StatusProtocolError, "protocol error")
+	}
+}
+
+func (s *session) message(payload []byte) {
+	var m clientMsg
+	if err := json.Unmarshal(payload, &m); err != nil {
+		s.closeWith(CloseMalformed, "malformed message")
+		return
+	}
+	if m.Type != "auth" {
+		return // other messages are ignored (PROTOCOL.md §5)
+	}
+	if !s.authed.Load() {
+		s.handshake(m)
+		return
+	}
+	s.mu.Lock()
+	nonce := s.reauthNonce
+	s.mu.Unlock()
+	if nonce == "" {
+		s.closeWith(CloseMalformed, "unexpected auth")
+		return
+	}
+	s.reauth(m, nonce)
+}
+
+func (s *session) handshake(m clientMsg) {
+	br := s.br
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	id, err := br.auth.Authenticate(ctx, m.Token, m.Proof, s.challenge, br.wsURL)
+	if err != nil {
+		s.refuseAuth(err)
+		return
+	}
+	s.device, s.feed = id.DeviceID, id.Feed
+	rev, err := br.leases.acquire(ctx, s)
+	if err != nil {
+		if errors.Is(err, errLeaseHeld) {
+			br.metrics.handshakes.WithLabelValues("duplicate").Inc()
+			br.metrics.leaseConflicts.Inc()
+			br.audit("duplicate_refused", s, "another live connection holds this device")
+			br.log.Info("duplicate connection refused", slog.String("device_id", s.device), slog.String("remote_addr", s.remote))
+			s.closeWith(CloseDuplicate, "device already connected")
+			return
+		}
+		br.log.Warn("lease unavailable", slog.String("device_id", s.device), slog.String("error", err.Error()))
+		br.metrics.handshakes.WithLabelValues("error").Inc()
+		s.closeWith(CloseBrokerDown, "broker unreachable")
+		return
+	}
+	s.mu.Lock()
+	s.leaseRev = rev
+	s.mu.Unlock()
+	s.authed.Store(true)
+	br.authenticated(s)
+	s.mu.Lock()
+	s.exp = id.Expires
+	s.armLocked()
+	s.mu.Unlock()
+	s.send(jsonFrame(map[string]any{
+		"type": "welcome", "device_id": s.device, "feed": s.feed,
+		"heartbeat_s": int(br.cfg.Heartbeat / time.Second),
+		"token_exp":   id.Expires.UTC().Format(time.RFC3339), "epoch": br.src.Epoch(),
+	}))
+	s.extendDeadline()
+	if err := s.join(ctx, m.Since, m.Epoch); err != nil {
+		br.log.Warn("catch-up failed", slog.String("device_id", s.device), slog.String("error", err.Error()))
+		br.metrics.handshakes.WithLabelValues("error").Inc()
+		s.closeWith(CloseBrokerDown, "broker unreachable")
+		return
+	}
+	s.joined.Store(true)
+	br.metrics.handshakes.WithLabelValues("ok").Inc()
+	br.log.Debug("tablet connected", slog.String("device_id", s.device), slog.String("feed", s.feed), slog.String("remote_addr", s.remote))
+}
+
+// join attaches the session to its feed's hub, which sends the catch-up.
+func (s *session) join(ctx context.Context, since uint64, epoch string) error {
+	for {
+		h, err := s.br.hub(s.feed)
+		if err != nil {
+			return err
+		}
+		s.mu.Lock()
+		s.hub = h
+		s.mu.Unlock()
+		if err := h.attach(ctx, s, since, epoch); !errors.Is(err, errHubClosed) {
+			return err
+		}
+	}
+}
+
+// refuseAuth closes a socket whose auth failed, audited with the caller's address.
+func (s *session) refuseAuth(err error) {
+	br := s.br
+	switch {
+	case errors.Is(err, broker.ErrDeviceRevoked):
+		br.metrics.handshakes.WithLabelValues("revoked").Inc()
+		br.audit("auth_fail", s, err.Error())
+		s.closeWith(CloseRevoked, "device revoked or unknown")
+	case errors.Is(err, broker.ErrCredentialInvalid):
+		br.metrics.handshakes.WithLabelValues("unauthorized").Inc()
+		br.audit("auth_fail", s, err.Error())
+		s.closeWith(CloseUnauthorized, "token or proof invalid")
+	default:
+		br.log.Warn("authentication unavailable", slog.String("error", err.Error()))
+		br.metrics.handshakes.WithLabelValues("error").Inc()
+		s.closeWith(CloseBrokerDown, "broker unreachable")
+	}
+}
+
+// armLocked sets the one timer a session has: ask for re-auth a little before the
+// token expires, then close 4401 if none came by expiry + ReauthGrace.
+func (s *session) armLocked() {
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	now := s.br.cfg.Now()
+	lead := min(max(s.exp.Sub(now)/5, 5*time.Second), time.Minute)
+	s.timer = time.AfterFunc(s.exp.Sub(now)-lead, s.askReauth)
+}
+
+func (s *session) askReauth() {
+	nonce := newChallenge()
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return
+	}
+	s.reauthNonce = nonce
+	deadline := s.exp.Add(s.br.cfg.ReauthGrace).Sub(s.br.cfg.Now())
+	s.timer = time.AfterFunc(deadline, func() { s.closeWith(CloseUnauthorized, "token expired") })
+	s.mu.Unlock()
+	s.send(jsonFrame(map[string]string{"type": "reauth", "nonce": nonce}))
+}
+
+func (s *session) reauth(m clientMsg, nonce string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	id, err := s.br.auth.Authenticate(ctx, m.Token, m.Proof, nonce, s.br.wsURL)
+	if err == nil && (id.DeviceID != s.device || id.Feed != s.feed) {
+		err = broker.ErrCredentialInvalid
+	}
+	if err != nil {
+		s.refuseAuth(err)
+		return
+	}
+	s.mu.Lock()
+	s.reauthNonce = ""
+	s.exp = id.Expires
+	s.armLocked()
+	s.mu.Unlock()
+}
+
+// send queues one frame; a tablet whose queue is full is closed (1013) so it never
+// slows the others.
+func (s *session) send(frame []byte) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sendLocked(frame)
+}
+
+func (s *session) sendLocked(frame []byte) bool {
+	if s.closing {
+		return false
+	}
+	if len(s.queue) >= s.br.cfg.QueueFrames {
+		s.br.metrics.queueDrops.Inc()
+		s.closeLocked(CloseTooSlow, "too slow", true)
+		return false
+	}
+	s.queue = append(s.queue, frame)
+	s.startDrainLocked()
+	return true
+}
+
+// deliver hands one live event to the session: held back while a replay is read, and
+// never sent twice.
+func (s *session) deliver(seq uint64, frame []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.catchingUp {
+		if len(s.pending) >= 4*s.br.cfg.QueueFrames {
+			s.br.metrics.queueDrops.Inc()
+			s.closeLocked(CloseTooSlow, "too slow", true)
+			return
+		}
+		s.pending = append(s.pending, pendingFrame{seq, frame})
+		return
+	}
+	if seq <= s.lastSent {
+		return
+	}
+	s.lastSent = seq
+	s.sendLocked(frame)
+}
+
+// startCatchUp holds live events back in pending while a replay is read from the log.
+func (s *session) startCatchUp() {
+	s.mu.Lock()
+	s.catchingUp = true
+	s.mu.Unlock()
+}
+
+// endCatchUp lets live events through again and returns those held back.
+func (s *session) endCatchUp() []pendingFrame {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.catchingUp = false
+	p := s.pending
+	s.pending = nil
+	return p
+}
+
+// flushPendingLocked sends the held-back events the replay did not already cover.
+func (s *session) flushPendingLocked(pending []pendingFrame) {
+	for _, p := range pending {
+		if p.seq > s.lastSent {
+			s.lastSent = p.seq
+			s.sendLocked(p.frame)
+		}
+	}
+}
+
+func (s *session) startDrainLocked() {
+	if !s.writing {
+		s.writing = true
+		go s.drain()
+	}
+}
+
+// drain writes the queue out and exits when it is empty.
+func (s *session) drain() {
+	for {
+		s.mu.Lock()
+		batch := s.queue
+		s.queue = nil
+		if len(batch) == 0 {
+			s.writing = false
+			if s.finished {
+				_ = s.conn.Close()
+			}
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+		_ = s.conn.SetWriteDeadline(s.br.cfg.Now().Add(s.br.cfg.WriteTimeout))
+		bufs := net.Buffers(batch)
+		if _, err := bufs.WriteTo(s.conn); err != nil {
+			s.mu.Lock()
+			s.closing = true
+			s.queue = nil
+			s.writing = false
+			_ = s.conn.Close() // the reader sees it and cleans up
+			s.mu.Unlock()
+			return
+		}
+	}
+}
+
+// closeWith sends a close frame after what is queued (or instead of it, for a tablet
+// too slow to take it) and gives the tablet closeGrace to answer.
+func (s *session) closeWith(code ws.StatusCode, reason string) {
+	s.mu.Lock()
+	s.closeLocked(code, reason, code == CloseTooSlow)
+	s.mu.Unlock()
+}
+
+func (s *session) closeLocked(code ws.StatusCode, reason string, dropQueue bool) {
+	if s.closing {
+		return
+	}
+	if dropQueue {
+		s.queue = nil
+	}
+	s.queue = append(s.queue, closeFrame(code, reason))
+	s.closing = true
+	s.br.metrics.closes.WithLabelValues(strconv.Itoa(int(code))).Inc()
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	_ = s.conn.SetReadDeadline(s.br.cfg.Now().Add(closeGrace))
+	s.startDrainLocked()
+}
+
+func (s *session) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
+// heard notes that the tablet sent something: it answers a pending lease probe.
+func (s *session) heard() {
+	s.mu.Lock()
+	if s.probeWait != nil {
+		close(s.probeWait)
+		s.probeWait = nil
+	}
+	s.mu.Unlock()
+	if s.authed.Load() {
+		s.extendDeadline()
+	}
+}
+
+// extendDeadline gives a live tablet two heartbeats (and a little) to be heard from.
+func (s *session) extendDeadline() {
+	s.mu.Lock()
+	if !s.closing {
+		_ = s.conn.SetReadDeadline(s.br.cfg.Now().Add(2*s.br.cfg.Heartbeat + time.Second))
+	}
+	s.mu.Unlock()
+}
+
+// probe pings the tablet and reports whether it answered within timeout. A holder that
+// does not answer is closed, so its lease can be taken by the tablet that came back.
+//
+// Probes that overlap (several duplicates at once) share one ping and one answer: a
+// second probe must not replace the first one's channel, or the first would time out
+// and wrongly take a live holder for dead.
+func (s *session) probe(timeout time.Duration) bool {
+	s.mu.Lock()
+	if s.closing || s.finished {
+		s.mu.Unlock()
+		return false
+	}
+	ch := s.probeWait
+	if ch == nil {
+		ch = make(chan struct{})
+		s.probeWait = ch
+		s.sendLocked(pingFrame)
+	}
+	s.mu.Unlock()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-ch:
+		return true
+	case <-t.C:
+		s.closeWith(CloseBrokerDown, "no answer to ping")
+		return false
+	}
+}
+
+// cleanup runs once, when the reader is gone.
+func (s *session) cleanup() {
+	s.mu.Lock()
+	s.finished = true
+	s.closing = true
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	if !s.writing {
+		_ = s.conn.Close()
+	}
+	s.mu.Unlock()
+	s.mu.Lock()
+	h, rev := s.hub, s.leaseRev
+	s.mu.Unlock()
+	if h != nil {
+		h.detach(s)
+	}
+	s.br.remove(s)
+	if rev != 0 {
+		s.br.leases.release(s.device, rev)
+	}
+}
+
+func (br *Bridge) audit(typ string, s *session, detail string) {
+	br.b.Audit(broker.AuditRecord{Type: typ, DeviceID: s.device, Feed: s.feed, RemoteAddr: s.remote, Detail: detail})
+}
+
+// newChallenge is the nonce a proof must sign: 32 random bytes, base64url.
+func newChallenge() string {
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
