@@ -130,16 +130,21 @@ func (l *leases) upkeep() {
 			l.instRev, l.renewed = rev, now
 			l.mu.Unlock()
 		case broker.IsKVConflict(err) || errors.Is(err, jetstream.ErrKeyNotFound):
-			l.br.log.Warn("instance liveness lapsed; closing every socket", slog.String("instance", l.instance))
-			l.br.closeAll(CloseBrokerDown, "lease lost")
+			// Others may have taken us for dead and taken over leases. Come back to
+			// life first, so no new takeover starts, then keep only the sockets whose
+			// lease is still ours.
+			l.br.log.Warn("instance liveness lapsed; checking every lease", slog.String("instance", l.instance))
 			ctx, cancel := context.WithTimeout(context.Background(), ttl/3)
 			rev, err := l.inst.Create(ctx, l.instance, []byte(`{}`))
 			cancel()
-			if err == nil {
-				l.mu.Lock()
-				l.instRev, l.renewed = rev, now
-				l.mu.Unlock()
+			if err != nil {
+				l.br.closeAll(CloseBrokerDown, "lease lost")
+				continue
 			}
+			l.mu.Lock()
+			l.instRev, l.renewed = rev, now
+			l.mu.Unlock()
+			l.verifyAll()
 		default:
 			l.mu.Lock()
 			lapsed := now.Sub(l.renewed) >= ttl
@@ -148,6 +153,22 @@ func (l *leases) upkeep() {
 				l.br.log.Warn("cannot renew instance liveness; closing every socket", slog.String("error", err.Error()))
 				l.br.closeAll(CloseBrokerDown, "broker unreachable")
 			}
+		}
+	}
+}
+
+// verifyAll closes every socket whose device lease no longer names it.
+func (l *leases) verifyAll() {
+	for _, s := range l.br.liveSessions() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		e, err := l.kv.Get(ctx, s.device)
+		cancel()
+		var rec leaseRecord
+		if err == nil {
+			_ = json.Unmarshal(e.Value(), &rec)
+		}
+		if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) || (err == nil && rec.Conn != s.id) {
+			s.closeWith(CloseBrokerDown, "lease lost")
 		}
 	}
 }

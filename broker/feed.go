@@ -200,31 +200,33 @@ func (b *Broker) scan(ctx context.Context, stream, filter string, from, to uint6
 		return b.unavailable("ordered consumer", err)
 	}
 	for {
-		// A short wait: the caller knows messages up to `to` exist, so an empty batch
-		// means they were removed meanwhile, not that they are still coming.
-		batch, err := cons.Fetch(512, jetstream.FetchMaxWait(time.Second))
+		// No waiting: every message up to `to` is stored already. An empty batch means
+		// they were removed meanwhile, not that they are still coming.
+		batch, err := cons.FetchNoWait(512)
 		if err != nil {
 			return b.unavailable("fetch", err)
 		}
-		got := 0
+		got, done := 0, false
 		for msg := range batch.Messages() {
 			got++
+			if done {
+				continue // drain the batch, so its goroutine ends now
+			}
 			md, err := msg.Metadata()
 			if err != nil {
 				continue
 			}
 			if md.Sequence.Stream > to {
-				return nil
+				done = true
+				continue
 			}
 			fn(msg, md)
-			if md.Sequence.Stream == to || md.NumPending == 0 {
-				return nil
-			}
+			done = md.Sequence.Stream == to || md.NumPending == 0
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
 			return b.unavailable("fetch", err)
 		}
-		if got == 0 {
+		if done || got == 0 {
 			return nil
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kioskfeed/kioskfeed/pairing/pairingtest"
 )
@@ -64,10 +65,22 @@ func TestAdminCLIPairsAndRevokes(t *testing.T) {
 	if err := tab.Refresh(context.Background()); err == nil {
 		t.Fatal("a revoked tablet still got a token")
 	}
-	out, err = admin("audit", "--limit", "20")
-	for _, typ := range []string{"pin_issued", "pair_ok", "device_revoked", "token_refused"} {
-		if err != nil || !strings.Contains(out, typ) {
-			t.Fatalf("admin audit lacks %s: %v, printed %q", typ, err, out)
+	// Audit records are written asynchronously: poll until the newest has landed.
+	hasAll := func(out string) bool {
+		for _, typ := range []string{"pin_issued", "pair_ok", "device_revoked", "token_refused"} {
+			if !strings.Contains(out, typ) {
+				return false
+			}
+		}
+		return true
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		out, err = admin("audit", "--limit", "20")
+		if err == nil && hasAll(out) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("admin audit lacks a record type: %v, printed %q", err, out)
 		}
 	}
 	if strings.Contains(out, m[1]) || strings.Contains(out, tab.Token) {

@@ -1,0 +1,133 @@
+package bridge_test
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/kioskfeed/kioskfeed/bridge"
+	"github.com/kioskfeed/kioskfeed/bridge/bridgetest"
+	"github.com/kioskfeed/kioskfeed/broker"
+	"github.com/kioskfeed/kioskfeed/broker/brokertest"
+	"github.com/kioskfeed/kioskfeed/pairing/pairingtest"
+)
+
+// externalBroker connects a broker to a standalone NATS server the test can stop.
+func externalBroker(t *testing.T, n *brokertest.NATS) *broker.Broker {
+	t.Helper()
+	b, err := broker.New(bg, broker.Config{URL: n.URL(), OpTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close(bg) })
+	return b
+}
+
+// reconnect retries a handshake (as the PWA does, with a short backoff) until it is
+// welcomed or d passes, and returns the welcomed socket and the close codes met.
+func reconnect(t *testing.T, s *stack, tab *pairingtest.Tablet, since uint64, epoch string, d time.Duration) (*bridgetest.Conn, []int) {
+	t.Helper()
+	var codes []int
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		c, err := bridgetest.Dial(bg, s.wsURL, s.origin, "")
+		if err == nil {
+			if _, err = c.Handshake(tab, s.wsURL, since, epoch, wait); err == nil {
+				t.Cleanup(func() { _ = c.Abort() })
+				return c, codes
+			}
+			codes = append(codes, closeCode(err))
+			_ = c.Abort()
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("not welcomed within %v; close codes met: %v", d, codes)
+	return nil, nil
+}
+
+// TestKilledInstanceFreesItsLeasesWithinTTL: instance A dies without a clean close (its
+// NATS connection and the tablet's socket drop at once, so its lease stays behind).
+// The tablet's reconnect through instance B is refused (4409) while A might be alive,
+// and welcomed once A's liveness key has expired, with exactly the missed events.
+func TestKilledInstanceFreesItsLeasesWithinTTL(t *testing.T) {
+	n := brokertest.StartNATS(t)
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	keys := []*ecdsa.PrivateKey{k}
+	const ttl = 2 * time.Second
+	short := func(c *bridge.Config) { c.LeaseTTL = ttl }
+	bA, bB := externalBroker(t, n), externalBroker(t, n)
+	a := startStack(t, stackOpts{broker: bA, keys: keys, bridge: short})
+	b := startStack(t, stackOpts{broker: bB, keys: keys, bridge: short})
+
+	tab := a.pair(t, "lobby")
+	a.publish(t, "lobby", "state", `{"title":"before"}`)
+	c, w := a.connect(t, tab, 0, "")
+	_, _, synced, err := c.Collect(wait)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The crash: A loses NATS and the socket at the same instant.
+	_ = bA.Close(bg)
+	_ = c.Abort()
+	killed := time.Now()
+	missed := b.publish(t, "lobby", "item", `{"text":"while A was dead"}`)
+
+	tab.BaseURL = b.URL
+	if err := tab.Refresh(bg); err != nil {
+		t.Fatal(err)
+	}
+	c2, codes := reconnect(t, b, tab, synced.Seq(), w.Str("epoch"), 5*ttl)
+	took := time.Since(killed)
+	for _, code := range codes {
+		if code != 4409 {
+			t.Fatalf("refusals while A's lease stood: %v, want only 4409", codes)
+		}
+	}
+	if took > 3*ttl {
+		t.Fatalf("back after %v, want within a few lease TTLs (%v)", took, ttl)
+	}
+	if got := eventsUntil(t, c2, missed); fmt.Sprint(got) != fmt.Sprint([]uint64{missed}) {
+		t.Fatalf("after the move: %v, want exactly [%d]", got, missed)
+	}
+	t.Logf("welcomed on B %v after A died (lease TTL %v, %d refusals first)", took.Round(10*time.Millisecond), ttl, len(codes))
+}
+
+// TestNATSRestartMidConnection: NATS goes away under a connected tablet and comes back.
+// The instance, unable to prove its lease, closes the socket (1011); the tablet retries
+// and, once NATS is back, resyncs with nothing missed, without a restart of kioskfeed.
+func TestNATSRestartMidConnection(t *testing.T) {
+	n := brokertest.StartNATS(t)
+	b := externalBroker(t, n)
+	s := startStack(t, stackOpts{broker: b, bridge: func(c *bridge.Config) { c.LeaseTTL = 2 * time.Second }})
+	tab := s.pair(t, "lobby")
+	first := s.publish(t, "lobby", "state", `{"title":"before the outage"}`)
+	c, w := s.connect(t, tab, 0, "")
+	p := startPump(c)
+	p.expect(t, "synced")
+
+	n.Stop()
+	if code := p.closed(t, 10*time.Second); code != 1011 {
+		t.Fatalf("socket closed with %d while NATS was down, want 1011", code)
+	}
+	n.Start()
+	var after []uint64
+	brokertest.Eventually(t, 15*time.Second, "publishing works again", func() bool {
+		res, err := b.Publish(bg, "lobby", broker.EventInput{ID: "after-restart", Kind: "item", Data: []byte(`{"text":"after"}`)})
+		if err == nil {
+			after = append(after, res.Seq)
+		}
+		return err == nil
+	})
+	c2, _ := reconnect(t, s, tab, first, w.Str("epoch"), 20*time.Second)
+	if got := eventsUntil(t, c2, after[0]); fmt.Sprint(got) != fmt.Sprint(after) {
+		t.Fatalf("after the outage: %v, want exactly %v", got, after)
+	}
+	live := s.publish(t, "lobby", "item", `{"text":"live again"}`)
+	if got := eventsUntil(t, c2, live); fmt.Sprint(got) != fmt.Sprint([]uint64{live}) {
+		t.Fatalf("live after the outage: %v, want [%d]", got, live)
+	}
+}
