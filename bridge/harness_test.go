@@ -46,7 +46,7 @@ type stackOpts struct {
 	pair   func(*pairing.Config)
 }
 
-func startStack(t *testing.T, o stackOpts) *stack {
+func startStack(t testing.TB, o stackOpts) *stack {
 	t.Helper()
 	if o.broker == nil {
 		o.broker = brokertest.New(t)
@@ -93,7 +93,7 @@ func startStack(t *testing.T, o stackOpts) *stack {
 }
 
 // pair makes a tablet paired with feed.
-func (s *stack) pair(t *testing.T, feed string) *pairingtest.Tablet {
+func (s *stack) pair(t testing.TB, feed string) *pairingtest.Tablet {
 	t.Helper()
 	req, _ := http.NewRequest("POST", s.URL+"/api/admin/feeds/"+feed+"/pins", strings.NewReader(`{"ttl":"5m"}`))
 	req.Header.Set("Authorization", "Bearer "+adminToken)
@@ -116,7 +116,7 @@ func (s *stack) pair(t *testing.T, feed string) *pairingtest.Tablet {
 }
 
 // publish stores one event and returns its seq.
-func (s *stack) publish(t *testing.T, feed, kind, data string) uint64 {
+func (s *stack) publish(t testing.TB, feed, kind, data string) uint64 {
 	t.Helper()
 	res, err := s.b.Publish(bg, feed, broker.EventInput{Kind: kind, Data: json.RawMessage(data)})
 	if err != nil {
@@ -126,7 +126,7 @@ func (s *stack) publish(t *testing.T, feed, kind, data string) uint64 {
 }
 
 // dial opens a socket with the allowed origin.
-func (s *stack) dial(t *testing.T) *bridgetest.Conn {
+func (s *stack) dial(t testing.TB) *bridgetest.Conn {
 	t.Helper()
 	c, err := bridgetest.Dial(bg, s.wsURL, s.origin, "")
 	if err != nil {
@@ -137,7 +137,7 @@ func (s *stack) dial(t *testing.T) *bridgetest.Conn {
 }
 
 // connect dials and authenticates, returning the conn and its welcome.
-func (s *stack) connect(t *testing.T, tab *pairingtest.Tablet, since uint64, epoch string) (*bridgetest.Conn, bridgetest.Msg) {
+func (s *stack) connect(t testing.TB, tab *pairingtest.Tablet, since uint64, epoch string) (*bridgetest.Conn, bridgetest.Msg) {
 	t.Helper()
 	c := s.dial(t)
 	w, err := c.Handshake(tab, s.wsURL, since, epoch, wait)
@@ -188,7 +188,7 @@ func startPump(c *bridgetest.Conn) *pump {
 }
 
 // expect waits for a message of type typ, skipping heartbeats and others.
-func (p *pump) expect(t *testing.T, typ string) bridgetest.Msg {
+func (p *pump) expect(t testing.TB, typ string) bridgetest.Msg {
 	t.Helper()
 	deadline := time.After(wait)
 	for {
@@ -206,7 +206,7 @@ func (p *pump) expect(t *testing.T, typ string) bridgetest.Msg {
 }
 
 // closed waits for the server's close and returns its code.
-func (p *pump) closed(t *testing.T, d time.Duration) int {
+func (p *pump) closed(t testing.TB, d time.Duration) int {
 	t.Helper()
 	deadline := time.After(d)
 	for {
@@ -222,7 +222,7 @@ func (p *pump) closed(t *testing.T, d time.Duration) int {
 
 // close ends a pumped socket cleanly: the close frame is written here (writes are safe
 // from any goroutine) and the pump, the only reader, sees the server's answer.
-func (p *pump) close(t *testing.T) {
+func (p *pump) close(t testing.TB) {
 	t.Helper()
 	if err := p.c.SendFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusNormalClosure, ""))); err != nil {
 		t.Fatalf("send close: %v", err)
