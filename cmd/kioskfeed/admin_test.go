@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kioskfeed/kioskfeed/bridge/bridgetest"
 	"github.com/kioskfeed/kioskfeed/pairing/pairingtest"
 )
 
@@ -59,8 +60,30 @@ func TestAdminCLIPairsAndRevokes(t *testing.T) {
 	if err := run(context.Background(), []string{"admin", "token", "list", "--url", s.base, "--token", tm[1]}, env(nil), &listed, io.Discard); err != nil || !strings.Contains(listed.String(), "ops") {
 		t.Fatalf("admin token list with the named token: %v, printed %q", err, listed.String())
 	}
+	// The tablet's socket, through the real wiring: the default allowed origin is the
+	// public URL's, the device shows online, and revoking closes it 4403.
+	ws, err := bridgetest.Dial(context.Background(), "ws://kioskfeed.test/ws", public, addr)
+	if err != nil {
+		t.Fatalf("dial /ws: %v", err)
+	}
+	defer ws.Abort()
+	if _, err := ws.Handshake(tab, "ws://kioskfeed.test/ws", 0, "", 5*time.Second); err != nil {
+		t.Fatalf("socket handshake: %v", err)
+	}
+	if _, _, _, err := ws.Collect(5 * time.Second); err != nil {
+		t.Fatalf("socket catch-up: %v", err)
+	}
+	if out, err = admin("devices", "--json"); err != nil || !strings.Contains(out, `"online":true`) {
+		t.Fatalf("admin devices while connected: %v, printed %q; want online", err, out)
+	}
+	if _, err := bridgetest.Dial(context.Background(), "ws://kioskfeed.test/ws", "http://evil.example", addr); err == nil {
+		t.Fatal("a foreign origin opened the socket")
+	}
 	if out, err = admin("revoke", tab.DeviceID); err != nil || !strings.Contains(out, "revoked") {
 		t.Fatalf("admin revoke: %v, printed %q", err, out)
+	}
+	if code, err := ws.ExpectClose(5 * time.Second); err != nil || code != 4403 {
+		t.Fatalf("socket after revoke: %d, %v; want 4403", code, err)
 	}
 	if err := tab.Refresh(context.Background()); err == nil {
 		t.Fatal("a revoked tablet still got a token")
