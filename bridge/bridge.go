@@ -178,6 +178,10 @@ func (br *Bridge) Presence(deviceID string) (online bool, lastSeen time.Time) {
 	return br.leases.presence(deviceID)
 }
 
+// OnlineCount is how many tablets are connected across the cluster (leases held by live
+// instances), for the dashboard's live count.
+func (br *Bridge) OnlineCount() int { return br.leases.onlineCount() }
+
 var upgrader = ws.HTTPUpgrader{Timeout: 10 * time.Second}
 
 func (br *Bridge) serveWS(w http.ResponseWriter, r *http.Request) {

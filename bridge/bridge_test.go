@@ -69,9 +69,12 @@ func TestTabletLifecycle(t *testing.T) {
 		t.Fatalf("reconnect catch-up: events %v; want exactly [%d %d] without reset", got, m1, m2)
 	}
 
-	// Presence for the admin list.
+	// Presence for the admin list, and the live count.
 	if online, _ := s.br.Presence(tab.DeviceID); !online {
 		t.Fatal("connected device not online")
+	}
+	if n := s.br.OnlineCount(); n != 1 {
+		t.Fatalf("online count %d, want 1", n)
 	}
 
 	// Revoke: 4403 within 2 s.

@@ -318,6 +318,17 @@ func (l *leases) presence(device string) (bool, time.Time) {
 	return false, l.lastSeen[device]
 }
 
+func (l *leases) onlineCount() int {
+	now := l.br.cfg.Now()
+	n := 0
+	for _, rec := range l.mirror.All(nil) {
+		if l.instanceAliveCached(rec.Instance, now) {
+			n++
+		}
+	}
+	return n
+}
+
 func (l *leases) instanceAliveCached(instance string, now time.Time) bool {
 	l.mu.Lock()
 	c, ok := l.alive[instance]
