@@ -125,6 +125,10 @@ func (a *Authority) handleDevices(w http.ResponseWriter, r *http.Request) {
 
 func (a *Authority) handleRevoke(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
+	if !validDeviceID(id) {
+		broker.WriteError(w, broker.Errorf(broker.CodeNotFound, "no device with that id"))
+		return
+	}
 	d, _ := a.devices.Device(id)
 	ok, err := a.devices.revoke(r.Context(), id)
 	if err != nil {

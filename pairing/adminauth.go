@@ -44,7 +44,7 @@ type AdminToken struct {
 
 // AdminAuth checks the admin bearer tokens of PROTOCOL.md §6 on /api/admin/*: the
 // configured (or generated) token and the named tokens in KV. It satisfies
-// broker.AdminAuthorizer. The dashboard's session cookie will be accepted here too.
+// broker.AdminAuthorizer. AuthorizeAdmin accepts the dashboard's session cookie too.
 type AdminAuth struct {
 	hashes [][32]byte
 	named  *broker.Mirror[AdminToken]
@@ -134,9 +134,13 @@ func (a *AdminAuth) revoke(ctx context.Context, id string) (bool, error) {
 	return true, nil
 }
 
-// AuthorizeAdmin returns nil when r carries an admin token. Failed attempts are audited
-// (admin_login_fail) and, past a burst per address, answered 429.
+// AuthorizeAdmin returns nil when r carries an admin token, or the dashboard's session
+// cookie on a same-origin request without an Authorization header. Failed attempts are
+// audited (admin_login_fail) and, past a burst per address, answered 429.
 func (a *Authority) AuthorizeAdmin(r *http.Request) error {
+	if a.sessionGrantsAdmin(r) { // the dashboard's session cookie, same-origin only
+		return nil
+	}
 	remote := a.addr.of(r)
 	token := broker.Bearer(r)
 	if a.admin.check(r.Context(), token) {

@@ -39,6 +39,9 @@ type Config struct {
 	// Presence tells whether a device has a live connection and when it was last seen,
 	// for the admin device list. Default: nobody is online (no bridge yet).
 	Presence func(deviceID string) (online bool, lastSeen time.Time)
+	// OnlineCount is how many tablets have a live connection now, for the dashboard's
+	// live count (GET /admin/live). Default: 0 (no bridge yet).
+	OnlineCount func() int
 	// Logger takes the service's logs. Default: discard.
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
@@ -61,6 +64,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Presence == nil {
 		c.Presence = func(string) (bool, time.Time) { return false, time.Time{} }
+	}
+	if c.OnlineCount == nil {
+		c.OnlineCount = func() int { return 0 }
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -37,6 +38,20 @@ func newDeviceID() string {
 	var b [13]byte
 	_, _ = rand.Read(b[:])
 	return "dev_" + deviceIDEncoding.EncodeToString(b[:])[:20]
+}
+
+// validDeviceID reports whether id has the form newDeviceID makes; anything else cannot
+// name a device (and would not be a valid KV key).
+func validDeviceID(id string) bool {
+	if len(id) != 24 || id[:4] != "dev_" {
+		return false
+	}
+	for _, c := range id[4:] {
+		if !strings.ContainsRune("0123456789ABCDEFGHJKMNPQRSTVWXYZ", c) {
+			return false
+		}
+	}
+	return true
 }
 
 // Registry is the device registry: the devices bucket, mirrored in memory so that a
