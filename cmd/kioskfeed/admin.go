@@ -3,11 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"math/big"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -24,6 +26,8 @@ Commands (each talks to a running kioskfeed over its HTTP API):
   revoke DEVICE_ID                          revoke a device (its socket closes, its tokens stop)
   audit [--type T] [--limit N]              the audit log, newest first
   token create --name N | list | revoke ID  named admin tokens (for people and scripts)
+  passwd [--password P]                     set the dashboard password (default: a new random one,
+                                            printed once); every dashboard session ends
   producer-key create --name N --feeds a,b-* | list | delete ID
 
 Flags of every command:
@@ -72,6 +76,7 @@ func adminCmd(ctx context.Context, args []string, lookupEnv func(string) (string
 	name := fs.String("name", "", "token, producer-key: a name for it")
 	feeds := fs.String("feeds", "", "producer-key: comma-separated feed ids or globs")
 	typ := fs.String("type", "", "audit: only records of this type")
+	password := fs.String("password", "", "passwd: the new password (default: a random one)")
 	limit := fs.Int("limit", 50, "audit: how many records")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -143,6 +148,20 @@ func adminCmd(ctx context.Context, args []string, lookupEnv func(string) (string
 			return err
 		}
 		return c.table(recs, "time", "type", "feed", "device_id", "remote_addr", "detail")
+	case "passwd":
+		pw := *password
+		if pw == "" {
+			pw = randomPassword()
+		}
+		if err := c.call(ctx, "POST", "/api/admin/password", map[string]any{"password": pw}, http.StatusNoContent, nil); err != nil {
+			return err
+		}
+		if *password == "" {
+			fmt.Fprintf(stdout, "new dashboard password: %s\nIt is shown this once; every dashboard session has ended.\n", pw)
+		} else {
+			fmt.Fprintln(stdout, "dashboard password set; every dashboard session has ended")
+		}
+		return nil
 	case "token create":
 		var tok map[string]any
 		if err := c.call(ctx, "POST", "/api/admin/tokens", map[string]any{"name": *name}, http.StatusCreated, &tok); err != nil || c.json {
@@ -274,4 +293,19 @@ func (c *adminClient) table(rows []map[string]any, cols ...string) error {
 		fmt.Fprintln(tw, strings.Join(cells, "\t"))
 	}
 	return tw.Flush()
+}
+
+// randomPassword makes a password a person can type: 4 groups of 5 characters from an
+// alphabet without look-alikes, about 95 bits.
+func randomPassword() string {
+	const alphabet = "bcdfghjkmnpqrstvwxz23456789"
+	b := make([]byte, 0, 23)
+	for i := range 20 {
+		if i > 0 && i%5 == 0 {
+			b = append(b, '-')
+		}
+		n, _ := rand.Int(rand.Reader, big.NewInt(int64(len(alphabet))))
+		b = append(b, alphabet[n.Int64()])
+	}
+	return string(b)
 }

@@ -109,6 +109,13 @@ func TestAdminCLIPairsAndRevokes(t *testing.T) {
 	if strings.Contains(out, m[1]) || strings.Contains(out, tab.Token) {
 		t.Fatal("the audit log shows a PIN or a token")
 	}
+	out, err = admin("passwd")
+	if m := regexp.MustCompile(`password: ([a-z2-9]{5}(-[a-z2-9]{5}){3})`).FindStringSubmatch(out); err != nil || m == nil {
+		t.Fatalf("admin passwd: %v, printed %q", err, out)
+	}
+	if _, err := admin("passwd", "--password", "short"); err == nil || !strings.Contains(err.Error(), "invalid_request") {
+		t.Fatalf("admin passwd with a short password: %v, want invalid_request", err)
+	}
 	if _, err := admin("revoke", tab.DeviceID); err == nil || !strings.Contains(err.Error(), "not_found") {
 		t.Fatalf("revoking twice: %v, want a not_found refusal", err)
 	}

@@ -94,15 +94,24 @@ func cspViolations(t testing.TB, ctx context.Context) []string {
 	return v
 }
 
-// waitJS polls a JavaScript expression until it is true, within d: for what the page
-// shows after the network answers, never a fixed sleep.
+// waitJS evaluates a JavaScript expression every 100 ms until it is true, within d: for
+// what the page shows after the network answers, never a fixed sleep. Evaluation errors
+// (the page navigating away mid-check) are retried until the deadline.
 func waitJS(t testing.TB, ctx context.Context, expr string, d time.Duration) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
-	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](expr, chromedp.WithPollingInterval(50*time.Millisecond))); err != nil {
-		t.Fatalf("the page never satisfied %q within %v: %v", expr, d, err)
+	deadline := time.Now().Add(d)
+	var last error
+	for time.Now().Before(deadline) {
+		evalCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		ok, err := chromedp.Run(evalCtx, chromedp.Evaluate[bool](expr))
+		cancel()
+		if err == nil && ok {
+			return
+		}
+		last = err
+		time.Sleep(100 * time.Millisecond)
 	}
+	t.Fatalf("the page never satisfied %q within %v (last error: %v)", expr, d, last)
 }
 
 // screenshot saves a PNG of the tab as a test artifact (in $KIOSKFEED_ARTIFACTS, default

@@ -23,6 +23,7 @@ import (
 	"github.com/kioskfeed/kioskfeed/broker"
 	"github.com/kioskfeed/kioskfeed/config"
 	"github.com/kioskfeed/kioskfeed/pairing"
+	"github.com/kioskfeed/kioskfeed/pwa"
 )
 
 // Where pairing meets the packages that use it, without either importing the other.
@@ -85,13 +86,26 @@ func serve(ctx context.Context, args []string, lookupEnv func(string) (string, b
 		}
 	}()
 
-	auth, err := newAuthority(ctx, cfg, dataDir, adminHash, b, log)
+	// The dashboard's live count needs the bridge, which needs the Authority: the
+	// count is looked up through br once it exists.
+	var br *bridge.Bridge
+	onlineCount := func() int {
+		if br == nil {
+			return 0
+		}
+		return br.OnlineCount()
+	}
+	auth, err := newAuthority(ctx, cfg, dataDir, adminHash, b, log, onlineCount)
 	if err != nil {
 		return err
 	}
 	defer auth.Close()
+	newPassword, err := auth.EnsureAdminPassword(ctx)
+	if err != nil {
+		return err
+	}
 
-	br, err := bridge.New(ctx, bridge.Config{
+	br, err = bridge.New(ctx, bridge.Config{
 		PublicURL:      cfg.PublicURL,
 		AllowedOrigins: cfg.Origins(),
 		Heartbeat:      cfg.Heartbeat,
@@ -109,7 +123,13 @@ func serve(ctx context.Context, args []string, lookupEnv func(string) (string, b
 	b.RegisterHealth(mux)
 	broker.NewAPI(b, auth).Register(mux)
 	auth.Register(mux)
+	auth.RegisterDashboard(mux)
 	br.Register(mux)
+	app, err := pwa.New(pwa.Config{Name: "kioskfeed", Logger: log.With(slog.String("component", "pwa"))})
+	if err != nil {
+		return err
+	}
+	app.Register(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 
 	srv := &http.Server{
@@ -131,7 +151,7 @@ func serve(ctx context.Context, args []string, lookupEnv func(string) (string, b
 	if demo {
 		g.Go(func() error { return runDemo(gctx, b, demoEvery, log) })
 	}
-	printBanner(stdout, cfg, ln.Addr().String(), dataDir, b, newAdminToken, demo)
+	printBanner(stdout, cfg, ln.Addr().String(), dataDir, b, newAdminToken, newPassword, demo)
 	log.Info("serving", slog.String("listen", ln.Addr().String()), slog.String("public_url", cfg.PublicURL),
 		slog.Bool("embedded_nats", cfg.Embedded()), slog.String("data_dir", dataDir))
 
@@ -173,7 +193,7 @@ func brokerConfig(cfg config.Config, dataDir string, log *slog.Logger, reg prome
 	}
 }
 
-func newAuthority(ctx context.Context, cfg config.Config, dataDir string, adminHash [32]byte, b *broker.Broker, log *slog.Logger) (*pairing.Authority, error) {
+func newAuthority(ctx context.Context, cfg config.Config, dataDir string, adminHash [32]byte, b *broker.Broker, log *slog.Logger, onlineCount func() int) (*pairing.Authority, error) {
 	keyFile := cfg.SigningKeyFile
 	if keyFile == "" {
 		keyFile = filepath.Join(dataDir, SigningKeyFile)
@@ -189,6 +209,7 @@ func newAuthority(ctx context.Context, cfg config.Config, dataDir string, adminH
 		TokenTTL:         cfg.TokenTTL,
 		ProofSkew:        cfg.ProofSkew,
 		TrustedProxies:   cfg.TrustedProxies,
+		OnlineCount:      onlineCount,
 		Logger:           log.With(slog.String("component", "pairing")),
 	}, b)
 }
@@ -206,10 +227,16 @@ func adminTokenHash(cfg config.Config, dataDir string) (hash [32]byte, newToken 
 	return pairing.LoadOrCreateAdminToken(dataDir)
 }
 
-func printBanner(w io.Writer, cfg config.Config, addr, dataDir string, b *broker.Broker, newAdminToken string, demo bool) {
+func printBanner(w io.Writer, cfg config.Config, addr, dataDir string, b *broker.Broker, newAdminToken, newPassword string, demo bool) {
 	pub := cfg.PublicURL
 	fmt.Fprintf(w, "kioskfeed %s is serving on %s\n", version, addr)
 	fmt.Fprintf(w, "  public URL:     %s\n", pub)
+	fmt.Fprintf(w, "  tablets:        %s/   (pair with a PIN from the dashboard)\n", pub)
+	fmt.Fprintf(w, "  dashboard:      %s/admin\n", pub)
+	if newPassword != "" {
+		fmt.Fprintf(w, "  admin password: %s\n", newPassword)
+		fmt.Fprintf(w, "                  (new: shown this once; change it with 'kioskfeed admin passwd')\n")
+	}
 	fmt.Fprintf(w, "  tablet socket:  %s/ws\n", "ws"+strings.TrimPrefix(pub, "http"))
 	fmt.Fprintf(w, "  producer API:   POST %s/api/feeds/{feed}/events   (key from POST %s/api/admin/producer-keys)\n", pub, pub)
 	fmt.Fprintf(w, "  feed state:     GET  %s/api/feeds/{feed}/state\n", pub)
