@@ -133,14 +133,29 @@ func (s *session) controlFrame(hdr ws.Header, r io.Reader) error {
 		f, _ := ws.CompileFrame(ws.NewPongFrame(payload))
 		s.send(f)
 	case ws.OpClose:
-		code, _ := ws.ParseCloseFrameData(payload)
-		if code.Empty() {
-			code = closeNormal
-		}
-		s.closeWith(code, "")
+		s.closeWith(closeReply(payload), "")
 		return io.EOF
 	}
 	return nil
+}
+
+// closeReply is the code that answers a tablet's close frame (RFC 6455 §5.5.1, §7.4):
+// its own code when it may be sent, 1000 for a close without one, and 1002 for a
+// one-byte body or a code no endpoint may send (1005 and 1006 are never on the wire).
+func closeReply(payload []byte) ws.StatusCode {
+	switch len(payload) {
+	case 0:
+		return closeNormal
+	case 1:
+		return ws.StatusProtocolError
+	}
+	code, _ := ws.ParseCloseFrameData(payload)
+	switch c := int(code); {
+	case c >= 1000 && c <= 1003, c >= 1007 && c <= 1014, c >= 3000 && c <= 4999:
+		return code
+	default:
+		return ws.StatusProtocolError
+	}
 }
 
 // readFailed closes the socket with the code PROTOCOL.md §5 gives the failure.
