@@ -27,36 +27,11 @@ const (
 	wantCSP      = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
 )
 
-// startDashboard runs an Authority with the dashboard, the admin API and the producer
-// API on one mux, as cmd/kioskfeed wires them, with dashPassword set.
+// startDashboard runs the service (the dashboard included) with dashPassword set.
 func startDashboard(t *testing.T, mod ...func(*pairing.Config)) *service {
 	t.Helper()
-	b := brokertest.New(t)
-	srv := httptest.NewUnstartedServer(nil)
-	s := &service{Server: srv, b: b, clock: &clock{}, keys: []*ecdsa.PrivateKey{newSigningKey(t)}}
-	cfg := pairing.Config{
-		PublicURL:        "http://" + srv.Listener.Addr().String(),
-		SigningKeys:      s.keys,
-		AdminTokenHashes: [][32]byte{pairing.HashToken(adminToken)},
-		Now:              s.clock.Now,
-	}
-	for _, m := range mod {
-		m(&cfg)
-	}
-	a, err := pairing.New(bg, cfg, b)
-	if err != nil {
-		t.Fatalf("pairing.New: %v", err)
-	}
-	t.Cleanup(a.Close)
-	s.a = a
-	mux := http.NewServeMux()
-	broker.NewAPI(b, a).Register(mux)
-	a.Register(mux)
-	a.RegisterDashboard(mux)
-	srv.Config.Handler = broker.JSONErrors(mux)
-	srv.Start()
-	t.Cleanup(srv.Close)
-	setPassword(t, b, dashPassword)
+	s := startService(t, nil, []*ecdsa.PrivateKey{newSigningKey(t)}, mod...)
+	setPassword(t, s.b, dashPassword)
 	return s
 }
 

@@ -69,9 +69,13 @@ func startService(t *testing.T, b *broker.Broker, keys []*ecdsa.PrivateKey, mod 
 	}
 	t.Cleanup(a.Close)
 	s.a = a
+	// Wired as cmd/kioskfeed wires them: the producer API, the device and admin
+	// endpoints, and the dashboard, on one mux.
 	mux := http.NewServeMux()
+	broker.NewAPI(b, a).Register(mux)
 	a.Register(mux)
-	srv.Config.Handler = mux
+	a.RegisterDashboard(mux)
+	srv.Config.Handler = broker.JSONErrors(mux)
 	srv.Start()
 	t.Cleanup(srv.Close)
 	return s

@@ -63,16 +63,26 @@ func decodePairRequest(body []byte) (pairRequest, error) {
 // terminal escapes) in names shown to admins.
 func isControl(r rune) bool { return unicode.IsControl(r) }
 
-func (a *Authority) handlePair(w http.ResponseWriter, r *http.Request) {
+// begin opens a device-facing call: a fresh DPoP-Nonce on every answer, the per-address
+// limit, and the JSON body. ok is false when it has answered already.
+func (a *Authority) begin(w http.ResponseWriter, r *http.Request, lim *limiter) (remote string, body []byte, ok bool) {
 	a.setNonce(w)
-	remote := a.addr.of(r)
-	if ok, wait := a.pairLimit.allow(remote); !ok {
+	remote = a.addr.of(r)
+	if allowed, wait := lim.allow(remote); !allowed {
 		broker.WriteError(w, rateLimited(wait))
-		return
+		return remote, nil, false
 	}
 	body, err := broker.ReadJSONBody(w, r, 4<<10)
 	if err != nil {
 		broker.WriteError(w, err)
+		return remote, nil, false
+	}
+	return remote, body, true
+}
+
+func (a *Authority) handlePair(w http.ResponseWriter, r *http.Request) {
+	remote, body, ok := a.begin(w, r, a.pairLimit)
+	if !ok {
 		return
 	}
 	req, err := decodePairRequest(body)
@@ -118,15 +128,8 @@ func (a *Authority) handlePair(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *Authority) handleToken(w http.ResponseWriter, r *http.Request) {
-	a.setNonce(w)
-	remote := a.addr.of(r)
-	if ok, wait := a.tokenLimit.allow(remote); !ok {
-		broker.WriteError(w, rateLimited(wait))
-		return
-	}
-	body, err := broker.ReadJSONBody(w, r, 4<<10)
-	if err != nil {
-		broker.WriteError(w, err)
+	remote, body, ok := a.begin(w, r, a.tokenLimit)
+	if !ok {
 		return
 	}
 	var req struct {
