@@ -35,7 +35,7 @@ func (b *Broker) Audit(rec AuditRecord) {
 		return
 	}
 	if rec.Time.IsZero() {
-		rec.Time = b.cfg.Now()
+		rec.Time = b.Now()
 	}
 	rec.Time = rec.Time.UTC()
 	data, _ := json.Marshal(rec)

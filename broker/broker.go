@@ -2,17 +2,22 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -31,6 +36,21 @@ type Config struct {
 	URL string
 	// CredsFile, User and Password authenticate to an external NATS.
 	CredsFile, User, Password string
+	// NKeySeedFile is a file holding a user nkey seed ("SU..."), for an external NATS
+	// that authenticates users by nkey. Default empty: no nkey.
+	NKeySeedFile string
+	// TLSCA is a PEM file of the CAs that sign the external NATS servers' certificates,
+	// for a cluster with a private CA. Setting it or TLSCert makes the connection use TLS
+	// even with nats:// URLs. Default empty: the system's roots.
+	TLSCA string
+	// TLSCert and TLSKey are the PEM client certificate and key shown to an external NATS
+	// that verifies clients; both or neither. They are read again on every reconnect, so
+	// a rotated certificate is picked up without a restart. Default empty: none.
+	TLSCert, TLSKey string
+	// StartTimeout bounds how long New waits for an external NATS to accept the
+	// connection and answer on JetStream, so kioskfeed can start before NATS does or
+	// while a cluster elects its leaders. Default 2m. The embedded server never waits.
+	StartTimeout time.Duration
 
 	// Listen is the embedded server's client listener for producers (host:port; port 0
 	// picks a free one). Empty means in-process only: nothing listens.
@@ -95,6 +115,9 @@ func (c *Config) setDefaults() {
 	if c.OpTimeout == 0 {
 		c.OpTimeout = 5 * time.Second
 	}
+	if c.StartTimeout == 0 {
+		c.StartTimeout = 2 * time.Minute
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -114,27 +137,39 @@ type Broker struct {
 	audit   jetstream.Stream
 	epoch   string
 	keys    *Mirror[ProducerKey]
+	clock   *clock
 	metrics *metrics
 
 	srv      *server.Server // nil when external
 	natsAddr string         // the embedded listener's address, "" when none
+
+	// denied holds a permission violation NATS reported while New sets up, which makes
+	// the failed setup permanent rather than worth waiting for.
+	denied atomic.Pointer[error]
 
 	closeOnce sync.Once
 	closeErr  error
 }
 
 // New connects to NATS (starting the embedded server when cfg.URL is empty) and sets up
-// every stream and bucket idempotently. It fails with a message naming what to fix.
+// every stream and bucket idempotently. With an external NATS it waits up to
+// cfg.StartTimeout (or until ctx ends) for the servers to accept the connection and for
+// JetStream to answer, logging why it waits; a problem that waiting cannot fix (refused
+// credentials, TLS, a conflicting stream) fails at once. It fails with a message naming
+// what to fix.
 func New(ctx context.Context, cfg Config) (*Broker, error) {
 	cfg.setDefaults()
 	b := &Broker{cfg: cfg, log: cfg.Logger, metrics: newMetrics(cfg.Registerer)}
-	var err error
-	if cfg.URL == "" {
-		err = b.startEmbedded()
-	} else {
-		err = b.connectExternal()
+	if cfg.URL != "" {
+		if err := b.startExternal(ctx); err != nil {
+			if b.nc != nil {
+				b.nc.Close()
+			}
+			return nil, err
+		}
+		return b, nil
 	}
-	if err != nil {
+	if err := b.startEmbedded(); err != nil {
 		b.shutdownServer()
 		return nil, err
 	}
@@ -152,9 +187,16 @@ func (b *Broker) connOptions() []nats.Option {
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.ReconnectJitter(250*time.Millisecond, time.Second),
+		// A NATS node that vanishes without closing its sockets (power loss, partition)
+		// is noticed within about 30s rather than the default 4 minutes, so the
+		// connection moves to a live node of the cluster.
+		nats.PingInterval(15 * time.Second),
+		nats.MaxPingsOutstanding(2),
 		// No reconnect buffer: a publish while disconnected fails at once (503) instead of
 		// being sent later, after its caller was already told it failed.
 		nats.ReconnectBufSize(-1),
+		// New retries the first connection itself (startExternal), so that it can tell
+		// refused credentials from a server that is not up yet.
 		nats.RetryOnFailedConnect(false),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil { // nil: we closed it ourselves
@@ -165,25 +207,185 @@ func (b *Broker) connOptions() []nats.Option {
 			b.log.Info("nats reconnected", slog.String("server", nc.ConnectedServerName()))
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			if errors.Is(err, nats.ErrPermissionViolation) {
+				b.denied.Store(&err)
+			}
 			b.log.Warn("nats async error", slog.String("error", errString(err)))
 		}),
 	}
 }
 
-func (b *Broker) connectExternal() error {
+// externalOptions are the connection options for an external NATS. Files named in the
+// config are read here, so a missing or unreadable one fails before any waiting.
+func (b *Broker) externalOptions() ([]nats.Option, error) {
 	opts := b.connOptions()
 	if b.cfg.CredsFile != "" {
+		if _, err := os.Stat(b.cfg.CredsFile); err != nil {
+			return nil, fmt.Errorf("NATS credentials file (nats_creds_file): %w", err)
+		}
 		opts = append(opts, nats.UserCredentials(b.cfg.CredsFile))
+	}
+	if b.cfg.NKeySeedFile != "" {
+		opt, err := nats.NkeyOptionFromSeed(b.cfg.NKeySeedFile)
+		if err != nil {
+			return nil, fmt.Errorf("NATS nkey seed file (nats_nkey_file) %s: %w", b.cfg.NKeySeedFile, err)
+		}
+		opts = append(opts, opt)
 	}
 	if b.cfg.User != "" {
 		opts = append(opts, nats.UserInfo(b.cfg.User, b.cfg.Password))
 	}
-	nc, err := nats.Connect(b.cfg.URL, opts...)
-	if err != nil {
-		return fmt.Errorf("connect to NATS at %s: %w", redactURLs(b.cfg.URL), err)
+	if b.cfg.TLSCA != "" {
+		opts = append(opts, nats.RootCAs(b.cfg.TLSCA))
 	}
-	b.nc = nc
+	if (b.cfg.TLSCert == "") != (b.cfg.TLSKey == "") {
+		return nil, errors.New("NATS TLS client certificate: set both nats_tls_cert and nats_tls_key, or neither")
+	}
+	if b.cfg.TLSCert != "" {
+		opts = append(opts, nats.ClientCert(b.cfg.TLSCert, b.cfg.TLSKey))
+	}
+	// The TLS options load their files when applied: try them once on scratch options,
+	// so that a bad file is reported now, by name, rather than as a failed connection.
+	scratch := nats.GetDefaultOptions()
+	for _, opt := range opts {
+		if err := opt(&scratch); err != nil {
+			return nil, fmt.Errorf("NATS TLS files (nats_tls_ca, nats_tls_cert, nats_tls_key): %w", err)
+		}
+	}
+	return opts, nil
+}
+
+// startLogEvery spaces the "waiting for NATS JetStream" lines.
+const startLogEvery = 5 * time.Second
+
+// startExternal connects to the external NATS and sets up the streams and buckets,
+// retrying both until they work, a permanent error comes back, ctx ends or
+// StartTimeout passes: NATS may start after kioskfeed, and a cluster answers JetStream
+// requests only once it has elected a meta leader and the stream leaders.
+func (b *Broker) startExternal(ctx context.Context) error {
+	opts, err := b.externalOptions()
+	if err != nil {
+		return err
+	}
+	parent := ctx
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.StartTimeout)
+	defer cancel()
+	urls := redactURLs(b.cfg.URL)
+	start := time.Now()
+	var lastLog time.Time
+	wait := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := b.tryExternal(ctx, opts)
+		if err == nil {
+			b.log.Info("connected to NATS JetStream", slog.String("url", urls),
+				slog.String("server", b.nc.ConnectedServerName()), slog.Int("attempts", attempt),
+				slog.Duration("waited", time.Since(start).Round(time.Millisecond)))
+			return nil
+		}
+		if fix := permanentFix(err); fix != "" {
+			return fmt.Errorf("NATS at %s: %w; %s", urls, err, fix)
+		}
+		if time.Since(lastLog) >= startLogEvery {
+			b.log.Warn("waiting for NATS JetStream at "+urls+": "+err.Error(),
+				slog.Int("attempt", attempt), slog.Duration("waited", time.Since(start).Round(time.Millisecond)))
+			lastLog = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			if parent.Err() != nil {
+				return fmt.Errorf("waiting for NATS JetStream at %s: %w (last problem: %v)", urls, parent.Err(), err)
+			}
+			return fmt.Errorf("NATS JetStream at %s not available within %s (nats_start_timeout): %w; check nats_url, that the servers run with JetStream, and that a majority of the cluster is up", urls, b.cfg.StartTimeout, err)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
+}
+
+// tryExternal is one attempt of startExternal: connect unless connected (the
+// connection then reconnects by itself), then set up.
+func (b *Broker) tryExternal(ctx context.Context, opts []nats.Option) error {
+	if b.nc != nil && b.nc.IsClosed() {
+		b.nc = nil
+	}
+	if b.nc == nil {
+		nc, err := nats.Connect(b.cfg.URL, opts...)
+		if err != nil {
+			return fmt.Errorf("connect: %w", err)
+		}
+		b.nc = nc
+	}
+	if !b.nc.IsConnected() {
+		// Lost since the last attempt; it reconnects by itself meanwhile.
+		if err := b.nc.LastError(); err != nil {
+			return fmt.Errorf("reconnect: %w", err)
+		}
+		return fmt.Errorf("connection %s", strings.ToLower(b.nc.Status().String()))
+	}
+	if err := b.setup(ctx); err != nil {
+		if p := b.denied.Swap(nil); p != nil {
+			return fmt.Errorf("%w (%w)", err, *p)
+		}
+		return err
+	}
 	return nil
+}
+
+// permanentFix says what the operator must change when waiting cannot make err go
+// away, and "" when it can (NATS not up yet, no JetStream leader yet).
+func permanentFix(err error) string {
+	switch {
+	case errors.Is(err, nats.ErrAuthorization), errors.Is(err, nats.ErrAuthExpired),
+		errors.Is(err, nats.ErrAuthRevoked), errors.Is(err, nats.ErrAccountAuthExpired):
+		return "NATS refused kioskfeed's credentials: check nats_creds_file, nats_nkey_file, or nats_user and nats_password"
+	case errors.Is(err, nats.ErrPermissionViolation):
+		return "the NATS user may not use JetStream: allow it to publish to $JS.API.> and feeds.>, and to subscribe to _INBOX.>"
+	case errors.Is(err, nats.ErrSecureConnRequired):
+		return "the NATS servers require TLS: use tls:// URLs or set nats_tls_ca"
+	case errors.Is(err, nats.ErrSecureConnWanted):
+		return "TLS is configured but the NATS servers do not offer it: enable TLS on them, or remove nats_tls_ca, nats_tls_cert and nats_tls_key"
+	case isTLSFailure(err):
+		return "the TLS handshake with NATS failed: check that nats_tls_ca signed the servers' certificates, and nats_tls_cert and nats_tls_key if the servers verify clients"
+	}
+	var apiErr jetstream.JetStreamError
+	if !errors.As(err, &apiErr) || apiErr.APIError() == nil {
+		return ""
+	}
+	switch apiErr.APIError().ErrorCode {
+	case jsErrReplicasNotSupported:
+		return "the NATS server is not clustered: set nats_replicas to 1, or point nats_url at a JetStream cluster"
+	case jetstream.JSErrCodeStreamNameInUse, jsErrSubjectOverlap:
+		return "another stream in this NATS account already uses kioskfeed's subjects (" + SubjectPrefix + "*, " + auditSubjectPrefix + ">) or stream names: remove it, or give kioskfeed an account of its own"
+	case jsErrInvalidConfig, jsErrUpdate, jsErrReplicasNotUpdatable, jsErrMirrorNotUpdatable, jsErrMaxBytesRequired:
+		return "the existing stream's configuration cannot be changed to kioskfeed's: fix the setting named above, or remove the stream"
+	}
+	return ""
+}
+
+// JetStream API error codes (nats-server errors.json) that no retry can fix.
+const (
+	jsErrMaxBytesRequired     jetstream.ErrorCode = 10113
+	jsErrInvalidConfig        jetstream.ErrorCode = 10052
+	jsErrMirrorNotUpdatable   jetstream.ErrorCode = 10055
+	jsErrReplicasNotUpdatable jetstream.ErrorCode = 10061
+	jsErrSubjectOverlap       jetstream.ErrorCode = 10065
+	jsErrUpdate               jetstream.ErrorCode = 10069
+	jsErrReplicasNotSupported jetstream.ErrorCode = 10074
+)
+
+// isTLSFailure reports a TLS handshake that failed on a certificate or a refusal by the
+// server, not because the connection dropped: only the first is fixed by configuration.
+func isTLSFailure(err error) bool {
+	var verify *tls.CertificateVerificationError
+	var unknown x509.UnknownAuthorityError
+	var host x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	if errors.As(err, &verify) || errors.As(err, &unknown) || errors.As(err, &host) || errors.As(err, &invalid) {
+		return true
+	}
+	// An alert from the server (a client certificate it refused or missed) has no
+	// exported type, and with TLS 1.3 it arrives after the handshake, unwrapped.
+	return strings.Contains(err.Error(), "remote error: tls:")
 }
 
 func (b *Broker) setup(ctx context.Context) error {
@@ -192,10 +394,11 @@ func (b *Broker) setup(ctx context.Context) error {
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	b.js = js
-	ctx, cancel := context.WithTimeout(ctx, 4*b.cfg.OpTimeout)
-	defer cancel()
 
-	b.feeds, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	// Each call has its own OpTimeout, so a call that stalls (a cluster without a
+	// leader answers nothing) costs one OpTimeout, not the whole setup's budget.
+	opCtx, cancel := b.opCtx(ctx)
+	b.feeds, err = js.CreateOrUpdateStream(opCtx, jetstream.StreamConfig{
 		Name:        StreamFeeds,
 		Description: "kioskfeed event log: one subject per feed and kind",
 		// Only the three kinds are captured: a publish to any other feeds.* subject gets
@@ -212,12 +415,14 @@ func (b *Broker) setup(ctx context.Context) error {
 		Replicas:    b.cfg.Replicas,
 		AllowDirect: true,
 	})
+	cancel()
 	if err != nil {
 		return fmt.Errorf("set up stream %s: %w", StreamFeeds, err)
 	}
 	b.epoch = strconv.FormatInt(b.feeds.CachedInfo().Created.UnixNano(), 36)
 
-	b.audit, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	opCtx, cancel = b.opCtx(ctx)
+	b.audit, err = js.CreateOrUpdateStream(opCtx, jetstream.StreamConfig{
 		Name:        StreamAudit,
 		Description: "kioskfeed audit records",
 		Subjects:    []string{auditSubjectPrefix + ">"},
@@ -226,21 +431,28 @@ func (b *Broker) setup(ctx context.Context) error {
 		Replicas:    b.cfg.Replicas,
 		AllowDirect: true,
 	})
+	cancel()
 	if err != nil {
 		return fmt.Errorf("set up stream %s: %w", StreamAudit, err)
 	}
 
-	kv, err := b.Bucket(ctx, jetstream.KeyValueConfig{
+	opCtx, cancel = b.opCtx(ctx)
+	kv, err := b.Bucket(opCtx, jetstream.KeyValueConfig{
 		Bucket:      BucketProducerKeys,
 		Description: "producer keys, stored hashed",
 		History:     1,
 	})
+	cancel()
 	if err != nil {
 		return err
 	}
 	b.keys, err = NewMirror[ProducerKey](kv, b.log)
 	if err != nil {
 		return fmt.Errorf("watch producer keys: %w", err)
+	}
+	if b.clock, err = newClock(ctx, b, nuid.Next()); err != nil {
+		b.keys.Stop()
+		return fmt.Errorf("clock: %w", err)
 	}
 	return nil
 }
@@ -254,7 +466,33 @@ func (b *Broker) Bucket(ctx context.Context, cfg jetstream.KeyValueConfig) (jets
 	if err != nil {
 		return nil, fmt.Errorf("set up bucket %s: %w", cfg.Bucket, err)
 	}
+	if b.cfg.Replicas > 1 {
+		// KV buckets allow direct gets, which any replica answers: a follower that has not
+		// applied a write yet says the key is not there. Our buckets hold state read right
+		// after it is written elsewhere (a PIN just issued, a device just paired), where a
+		// stale "not found" is a wrong PIN or a tablet told it was revoked. Reads go to the
+		// stream leader instead.
+		if kv, err = b.leaderReads(ctx, cfg.Bucket); err != nil {
+			return nil, fmt.Errorf("set up bucket %s: %w", cfg.Bucket, err)
+		}
+	}
 	return kv, nil
+}
+
+// leaderReads turns off direct gets on a bucket's stream and reopens the bucket, so that
+// its Get is answered by the stream leader.
+func (b *Broker) leaderReads(ctx context.Context, bucket string) (jetstream.KeyValue, error) {
+	st, err := b.js.Stream(ctx, "KV_"+bucket)
+	if err != nil {
+		return nil, err
+	}
+	if sc := st.CachedInfo().Config; sc.AllowDirect {
+		sc.AllowDirect = false
+		if _, err := b.js.UpdateStream(ctx, sc); err != nil {
+			return nil, err
+		}
+	}
+	return b.js.KeyValue(ctx, bucket)
 }
 
 // Conn is the NATS connection, for components that subscribe or request directly.
@@ -300,6 +538,9 @@ func (b *Broker) Close(ctx context.Context) error {
 		}
 		if b.keys != nil {
 			b.keys.Stop()
+		}
+		if b.clock != nil {
+			b.clock.close()
 		}
 		// Audit records go out asynchronously; let the pending ones be acknowledged.
 		select {

@@ -53,6 +53,30 @@ type Config struct {
 	// NATSPassword is NATSUser's password. Secret: never printed. Default empty.
 	NATSPassword string `key:"nats_password" secret:"true" usage:"password for the external NATS server (prefer the env var: flags show in ps)"`
 
+	// NATSNKeyFile is a file holding a user nkey seed ("SU..."), for an external server
+	// that authenticates users by nkey rather than by credentials file or password. Not
+	// with NATSCredsFile or NATSUser. Default empty.
+	NATSNKeyFile string `key:"nats_nkey_file" usage:"file holding a user nkey seed for the external NATS server"`
+
+	// NATSTLSCA is a PEM file of the CAs that sign the external NATS servers'
+	// certificates, for a cluster with a private CA. Setting it or NATSTLSCert makes
+	// the connection use TLS even with nats:// URLs. Default empty: the system's roots.
+	NATSTLSCA string `key:"nats_tls_ca" usage:"PEM file of the CAs of the external NATS servers' certificates (empty = system roots)"`
+
+	// NATSTLSCert is a PEM client certificate for an external server that verifies
+	// clients; with NATSTLSKey. Read again on every reconnect, so a rotated certificate
+	// is picked up. Default empty.
+	NATSTLSCert string `key:"nats_tls_cert" usage:"PEM client certificate for the external NATS server (with nats_tls_key)"`
+
+	// NATSTLSKey is the PEM private key of NATSTLSCert. Default empty.
+	NATSTLSKey string `key:"nats_tls_key" usage:"PEM private key of nats_tls_cert"`
+
+	// NATSStartTimeout is how long kioskfeed waits at start for the external server to
+	// accept it and answer on JetStream, so that it may start before NATS or while a
+	// cluster elects its leaders; refused credentials fail at once. 1s to 1h. Unused
+	// with the embedded server. Default 2m.
+	NATSStartTimeout time.Duration `key:"nats_start_timeout" default:"2m" usage:"how long to wait at start for the external NATS JetStream, 1s to 1h"`
+
 	// ProducerUser is the user name producers present on the embedded server's
 	// NATSListen listener, so that a producer cannot reach the server's own subjects.
 	// Default "producer".

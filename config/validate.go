@@ -40,6 +40,7 @@ func (c Config) Validate() error {
 		}
 	}
 	v.externalOnly()
+	v.between("nats_start_timeout", c.NATSStartTimeout, time.Second, time.Hour)
 
 	switch {
 	case c.NATSReplicas != 1 && c.NATSReplicas != 3 && c.NATSReplicas != 5:
@@ -205,13 +206,32 @@ func (v *validator) externalOnly() {
 		if c.NATSPassword != "" {
 			v.badSecret("nats_password", "set without nats_url: "+want)
 		}
+		for _, f := range []struct{ key, val string }{
+			{"nats_nkey_file", c.NATSNKeyFile},
+			{"nats_tls_ca", c.NATSTLSCA},
+			{"nats_tls_cert", c.NATSTLSCert},
+			{"nats_tls_key", c.NATSTLSKey},
+		} {
+			if f.val != "" {
+				v.bad(f.key, "", want)
+			}
+		}
 		return
 	}
 	if c.NATSCredsFile != "" && c.NATSUser != "" {
 		v.bad("nats_user", "", "want either nats_creds_file or nats_user, not both")
 	}
+	if c.NATSNKeyFile != "" && (c.NATSCredsFile != "" || c.NATSUser != "") {
+		v.bad("nats_nkey_file", "", "want one way to authenticate: nats_creds_file, nats_nkey_file or nats_user, not several")
+	}
 	if c.NATSPassword != "" && c.NATSUser == "" {
 		v.badSecret("nats_password", "set without nats_user: want nats_user too")
+	}
+	if c.NATSTLSCert != "" && c.NATSTLSKey == "" {
+		v.bad("nats_tls_cert", "", "want nats_tls_key too (the certificate's private key)")
+	}
+	if c.NATSTLSKey != "" && c.NATSTLSCert == "" {
+		v.bad("nats_tls_key", "", "want nats_tls_cert too (the certificate of this key)")
 	}
 }
 

@@ -111,6 +111,7 @@ func serve(ctx context.Context, args []string, lookupEnv func(string) (string, b
 		Heartbeat:      cfg.Heartbeat,
 		LeaseTTL:       cfg.LeaseTTL,
 		ReplayLimit:    cfg.ReplayLimit,
+		Now:            b.Now,
 		Logger:         log.With(slog.String("component", "bridge")),
 		Registerer:     reg,
 	}, b, b, auth, auth.Devices())
@@ -176,6 +177,11 @@ func brokerConfig(cfg config.Config, dataDir string, log *slog.Logger, reg prome
 		CredsFile:        cfg.NATSCredsFile,
 		User:             cfg.NATSUser,
 		Password:         cfg.NATSPassword,
+		NKeySeedFile:     cfg.NATSNKeyFile,
+		TLSCA:            cfg.NATSTLSCA,
+		TLSCert:          cfg.NATSTLSCert,
+		TLSKey:           cfg.NATSTLSKey,
+		StartTimeout:     cfg.NATSStartTimeout,
 		Listen:           cfg.NATSListen,
 		ProducerUser:     cfg.ProducerUser,
 		ProducerPassword: cfg.ProducerPassword,
@@ -210,6 +216,7 @@ func newAuthority(ctx context.Context, cfg config.Config, dataDir string, adminH
 		ProofSkew:        cfg.ProofSkew,
 		TrustedProxies:   cfg.TrustedProxies,
 		OnlineCount:      onlineCount,
+		Now:              b.Now, // the cluster's clock: peers check these times
 		Logger:           log.With(slog.String("component", "pairing")),
 	}, b)
 }
