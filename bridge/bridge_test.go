@@ -348,7 +348,8 @@ func TestDrainClosesWith1012AndReleasesLeases(t *testing.T) {
 		t.Fatalf("drain: %d, %v; want 1012", code, err)
 	}
 	// The tablet turns to the other instance (its URL is the other's public URL here).
-	tab.BaseURL = other.URL
+	tab.BaseURL = other.public // the tablet turns to the other instance
+	other.route(tab)
 	if err := tab.Refresh(bg); err != nil {
 		t.Fatalf("refresh on the other instance: %v", err)
 	}

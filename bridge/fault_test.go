@@ -4,7 +4,10 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -33,7 +36,7 @@ func reconnect(t *testing.T, s *stack, tab *pairingtest.Tablet, since uint64, ep
 	var codes []int
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
-		c, err := bridgetest.Dial(bg, s.wsURL, s.origin, "")
+		c, err := bridgetest.Dial(bg, s.wsURL, s.origin, s.Listener.Addr().String())
 		if err == nil {
 			if _, err = c.Handshake(tab, s.wsURL, since, epoch, wait); err == nil {
 				t.Cleanup(func() { _ = c.Abort() })
@@ -76,7 +79,8 @@ func TestKilledInstanceFreesItsLeasesWithinTTL(t *testing.T) {
 	killed := time.Now()
 	missed := b.publish(t, "lobby", "item", `{"text":"while A was dead"}`)
 
-	tab.BaseURL = b.URL
+	tab.BaseURL = b.public
+	b.route(tab)
 	if err := tab.Refresh(bg); err != nil {
 		t.Fatal(err)
 	}
@@ -129,5 +133,55 @@ func TestNATSRestartMidConnection(t *testing.T) {
 	live := s.publish(t, "lobby", "item", `{"text":"live again"}`)
 	if got := eventsUntil(t, c2, live); fmt.Sprint(got) != fmt.Sprint([]uint64{live}) {
 		t.Fatalf("live after the outage: %v, want [%d]", got, live)
+	}
+}
+
+// TestClockSkewedInstance: an instance whose clock is 5 minutes fast still serves the
+// tablets of a cluster. Its tokens, nonces and PIN expiries use the cluster's clock (its
+// measured offset to NATS), so its peers accept them; proofs keep their own skew window.
+func TestClockSkewedInstance(t *testing.T) {
+	n := brokertest.StartNATS(t)
+	skewed, err := broker.New(bg, broker.Config{URL: n.URL(), OpTimeout: time.Second, Now: func() time.Time { return time.Now().Add(5 * time.Minute) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = skewed.Close(bg) })
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	keys := []*ecdsa.PrivateKey{k}
+	const public = "http://kiosk.test" // one cluster, one public URL
+	a := startStack(t, stackOpts{broker: skewed, keys: keys, public: public})
+	b := startStack(t, stackOpts{broker: externalBroker(t, n), keys: keys, public: public})
+
+	// A PIN issued on the correct instance (4 minutes) is redeemed on the skewed one:
+	// its expiry must not look past.
+	req, _ := http.NewRequest("POST", b.URL+"/api/admin/feeds/lobby/pins", strings.NewReader(`{"ttl":"4m"}`))
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pin struct{ PIN string }
+	_ = json.NewDecoder(resp.Body).Decode(&pin)
+	resp.Body.Close()
+	tab := a.tablet(t)
+	if err := tab.Pair(bg, "lobby", pin.PIN, ""); err != nil {
+		t.Fatalf("PIN from the correct instance refused by the skewed one: %v", err)
+	}
+	// The token the skewed instance minted is used, as it is, on the correct one.
+	c := b.dial(t)
+	if _, err := c.Handshake(tab, b.wsURL, 0, "", wait); err != nil {
+		t.Fatalf("token minted on the skewed instance refused by its peer: %v", err)
+	}
+	_ = c.Close()
+	brokertest.Eventually(t, wait, "lease released", func() bool { on, _ := b.br.Presence(tab.DeviceID); return !on })
+	// And a token from the correct instance works on the skewed one.
+	b.route(tab)
+	if err := tab.Refresh(bg); err != nil {
+		t.Fatal(err)
+	}
+	c = a.dial(t)
+	if _, err := c.Handshake(tab, a.wsURL, 0, "", wait); err != nil {
+		t.Fatalf("token from the correct instance refused by the skewed one: %v", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"github.com/gobwas/ws"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -37,9 +38,13 @@ type stack struct {
 	br     *bridge.Bridge
 	wsURL  string
 	origin string
+	public string
 }
 
 type stackOpts struct {
+	// public is the public URL shared by the instances of one cluster; default the
+	// instance's own listener address.
+	public string
 	broker *broker.Broker
 	keys   []*ecdsa.PrivateKey
 	bridge func(*bridge.Config)
@@ -57,7 +62,10 @@ func startStack(t testing.TB, o stackOpts) *stack {
 	}
 	srv := httptest.NewUnstartedServer(nil)
 	public := "http://" + srv.Listener.Addr().String()
-	pcfg := pairing.Config{PublicURL: public, SigningKeys: o.keys, AdminTokenHashes: [][32]byte{pairing.HashToken(adminToken)}, PairBurst: 1000}
+	if o.public != "" {
+		public = o.public
+	}
+	pcfg := pairing.Config{PublicURL: public, SigningKeys: o.keys, AdminTokenHashes: [][32]byte{pairing.HashToken(adminToken)}, PairBurst: 1000, Now: o.broker.Now}
 	if o.pair != nil {
 		o.pair(&pcfg)
 	}
@@ -66,7 +74,7 @@ func startStack(t testing.TB, o stackOpts) *stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(auth.Close)
-	bcfg := bridge.Config{PublicURL: public, Heartbeat: 2 * time.Second, LeaseTTL: 3 * time.Second}
+	bcfg := bridge.Config{PublicURL: public, Heartbeat: 2 * time.Second, LeaseTTL: 3 * time.Second, Now: o.broker.Now}
 	if o.bridge != nil {
 		o.bridge(&bcfg)
 	}
@@ -82,7 +90,7 @@ func startStack(t testing.TB, o stackOpts) *stack {
 	srv.Config.Handler = mux
 	srv.Config.ReadHeaderTimeout = 2 * time.Second
 	srv.Start()
-	s := &stack{Server: srv, b: o.broker, auth: auth, br: br, wsURL: "ws" + strings.TrimPrefix(public, "http") + "/ws", origin: public}
+	s := &stack{Server: srv, b: o.broker, auth: auth, br: br, wsURL: "ws" + strings.TrimPrefix(public, "http") + "/ws", origin: public, public: public}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(bg, 10*time.Second)
 		defer cancel()
@@ -105,14 +113,31 @@ func (s *stack) pair(t testing.TB, feed string) *pairingtest.Tablet {
 	var pin struct{ PIN string }
 	_ = json.NewDecoder(resp.Body).Decode(&pin)
 	resp.Body.Close()
-	tab, err := pairingtest.NewTablet(s.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tab := s.tablet(t)
 	if err := tab.Pair(bg, feed, pin.PIN, "test"); err != nil {
 		t.Fatalf("pair: %v", err)
 	}
 	return tab
+}
+
+// tablet makes a Go tablet that signs for the public URL and talks to this instance
+// (as a tablet behind a load balancer that sent it here).
+func (s *stack) tablet(t testing.TB) *pairingtest.Tablet {
+	t.Helper()
+	tab, err := pairingtest.NewTablet(s.public)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.route(tab)
+	return tab
+}
+
+// route sends tab's HTTP calls to this instance, whatever its public URL.
+func (s *stack) route(tab *pairingtest.Tablet) {
+	addr := s.Listener.Addr().String()
+	tab.HTTP = &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}}}
 }
 
 // publish stores one event and returns its seq.
@@ -125,10 +150,10 @@ func (s *stack) publish(t testing.TB, feed, kind, data string) uint64 {
 	return res.Seq
 }
 
-// dial opens a socket with the allowed origin.
+// dial opens a socket to this instance with the allowed origin.
 func (s *stack) dial(t testing.TB) *bridgetest.Conn {
 	t.Helper()
-	c, err := bridgetest.Dial(bg, s.wsURL, s.origin, "")
+	c, err := bridgetest.Dial(bg, s.wsURL, s.origin, s.Listener.Addr().String())
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}
@@ -190,7 +215,13 @@ func startPump(c *bridgetest.Conn) *pump {
 // expect waits for a message of type typ, skipping heartbeats and others.
 func (p *pump) expect(t testing.TB, typ string) bridgetest.Msg {
 	t.Helper()
-	deadline := time.After(wait)
+	return p.expectWithin(t, typ, wait)
+}
+
+// expectWithin is expect with its own deadline.
+func (p *pump) expectWithin(t testing.TB, typ string, d time.Duration) bridgetest.Msg {
+	t.Helper()
+	deadline := time.After(d)
 	for {
 		select {
 		case m := <-p.msgs:
@@ -200,7 +231,7 @@ func (p *pump) expect(t testing.TB, typ string) bridgetest.Msg {
 		case err := <-p.done:
 			t.Fatalf("socket ended waiting for %s: %v", typ, err)
 		case <-deadline:
-			t.Fatalf("no %s within %v", typ, wait)
+			t.Fatalf("no %s within %v", typ, d)
 		}
 	}
 }
