@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	mrand "math/rand/v2"
 	"net/http"
 	"strings"
 	"testing"
@@ -29,12 +30,14 @@ func externalBroker(t *testing.T, n *brokertest.NATS) *broker.Broker {
 	return b
 }
 
-// reconnect retries a handshake (as the PWA does, with a short backoff) until it is
-// welcomed or d passes, and returns the welcomed socket and the close codes met.
-func reconnect(t *testing.T, s *stack, tab *pairingtest.Tablet, since uint64, epoch string, d time.Duration) (*bridgetest.Conn, []int) {
+// reconnect retries a handshake, as the PWA does, with full-jitter exponential backoff
+// (here from 200 ms, capped at 3 s, to keep tests short), until it is welcomed or d
+// passes, and returns the welcomed socket and the close codes met on the way.
+func reconnect(t testing.TB, s *stack, tab *pairingtest.Tablet, since uint64, epoch string, d time.Duration) (*bridgetest.Conn, []int) {
 	t.Helper()
 	var codes []int
 	deadline := time.Now().Add(d)
+	backoff := 200 * time.Millisecond
 	for time.Now().Before(deadline) {
 		c, err := bridgetest.Dial(bg, s.wsURL, s.origin, s.Listener.Addr().String())
 		if err == nil {
@@ -45,7 +48,8 @@ func reconnect(t *testing.T, s *stack, tab *pairingtest.Tablet, since uint64, ep
 			codes = append(codes, closeCode(err))
 			_ = c.Abort()
 		}
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(time.Duration(mrand.Int64N(int64(backoff))))
+		backoff = min(2*backoff, 3*time.Second)
 	}
 	t.Fatalf("not welcomed within %v; close codes met: %v", d, codes)
 	return nil, nil
