@@ -362,3 +362,27 @@ func TestDrainClosesWith1012AndReleasesLeases(t *testing.T) {
 		t.Fatalf("after the move: events %v; want exactly [%d]", got, missed)
 	}
 }
+
+// TestMaxConnections: past the instance's bound, a new socket is closed 4429 (too many)
+// before it can authenticate; a freed place is taken again.
+func TestMaxConnections(t *testing.T) {
+	s := startStack(t, stackOpts{bridge: func(c *bridge.Config) { c.MaxConns = 1 }})
+	first := s.dial(t)
+	if _, err := first.Expect("challenge", wait); err != nil {
+		t.Fatal(err)
+	}
+	second := s.dial(t)
+	if code, err := second.ExpectClose(wait); err != nil || code != 4429 {
+		t.Fatalf("socket past max_connections: %d, %v; want 4429", code, err)
+	}
+	_ = first.Close()
+	brokertest.Eventually(t, wait, "a freed place is taken again", func() bool {
+		c, err := bridgetest.Dial(bg, s.wsURL, s.origin, s.Listener.Addr().String())
+		if err != nil {
+			return false
+		}
+		defer c.Abort()
+		_, err = c.Expect("challenge", time.Second)
+		return err == nil
+	})
+}

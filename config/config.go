@@ -133,6 +133,17 @@ type Config struct {
 	// tablet clocks drift. 1s to 1h. Default 10m.
 	ProofSkew time.Duration `key:"proof_skew" default:"10m" usage:"allowed DPoP proof iat clock skew, 1s to 1h"`
 
+	// PairBurst and PairEvery bound pairing attempts per client address: a burst of
+	// PairBurst, then one every PairEvery. They stop PIN guessing from one address; raise
+	// them to provision many tablets from one network at once. Defaults 10 and 6s.
+	PairBurst int           `key:"pair_burst" default:"10" usage:"pairing attempts an address may make at once, 1 to 1000000"`
+	PairEvery time.Duration `key:"pair_every" default:"6s" usage:"one more pairing attempt per address every this long, 1ms to 1h"`
+
+	// MaxConnections bounds the tablet sockets of this instance; past it new ones are
+	// closed 4429 and retry after a longer backoff (elsewhere, behind a balancer). 0, the
+	// default, means no bound (the process's open-file limit still is one).
+	MaxConnections int `key:"max_connections" default:"0" usage:"most tablet sockets on this instance (0 = no bound)"`
+
 	// ReplayLimit is the most events replayed to a reconnecting tablet, bounding the
 	// cost of a reconnect storm. 1 to 10000. Default 100.
 	ReplayLimit int `key:"replay_limit" default:"100" usage:"most events replayed to a reconnecting tablet, 1 to 10000"`

@@ -74,6 +74,13 @@ func (c Config) Validate() error {
 	v.between("token_ttl", c.TokenTTL, time.Minute, 24*time.Hour)
 	v.between("heartbeat", c.Heartbeat, time.Second, 5*time.Minute)
 	v.between("proof_skew", c.ProofSkew, time.Second, time.Hour)
+	if c.PairBurst < 1 || c.PairBurst > 1000000 {
+		v.bad("pair_burst", "", "want between 1 and 1000000")
+	}
+	v.between("pair_every", c.PairEvery, time.Millisecond, time.Hour)
+	if c.MaxConnections < 0 {
+		v.bad("max_connections", "", "want 0 (no bound) or more")
+	}
 	if c.ReplayLimit < 1 || c.ReplayLimit > 10000 {
 		v.bad("replay_limit", "", "want between 1 and 10000")
 	}

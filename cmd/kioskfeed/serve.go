@@ -111,6 +111,7 @@ func serve(ctx context.Context, args []string, lookupEnv func(string) (string, b
 		Heartbeat:      cfg.Heartbeat,
 		LeaseTTL:       cfg.LeaseTTL,
 		ReplayLimit:    cfg.ReplayLimit,
+		MaxConns:       cfg.MaxConnections,
 		Now:            b.Now,
 		Logger:         log.With(slog.String("component", "bridge")),
 		Registerer:     reg,
@@ -216,6 +217,8 @@ func newAuthority(ctx context.Context, cfg config.Config, dataDir string, adminH
 		ProofSkew:        cfg.ProofSkew,
 		TrustedProxies:   cfg.TrustedProxies,
 		OnlineCount:      onlineCount,
+		PairBurst:        cfg.PairBurst,
+		PairEvery:        cfg.PairEvery,
 		Now:              b.Now, // the cluster's clock: peers check these times
 		Logger:           log.With(slog.String("component", "pairing")),
 	}, b)
