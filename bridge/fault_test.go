@@ -4,11 +4,8 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"encoding/json"
 	"fmt"
 	mrand "math/rand/v2"
-	"net/http"
-	"strings"
 	"testing"
 	"time"
 
@@ -158,18 +155,9 @@ func TestClockSkewedInstance(t *testing.T) {
 
 	// A PIN issued on the correct instance (4 minutes) is redeemed on the skewed one:
 	// its expiry must not look past.
-	req, _ := http.NewRequest("POST", b.URL+"/api/admin/feeds/lobby/pins", strings.NewReader(`{"ttl":"4m"}`))
-	req.Header.Set("Authorization", "Bearer "+adminToken)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pin struct{ PIN string }
-	_ = json.NewDecoder(resp.Body).Decode(&pin)
-	resp.Body.Close()
+	pin := b.issuePIN(t, "lobby", "4m")
 	tab := a.tablet(t)
-	if err := tab.Pair(bg, "lobby", pin.PIN, ""); err != nil {
+	if err := tab.Pair(bg, "lobby", pin, ""); err != nil {
 		t.Fatalf("PIN from the correct instance refused by the skewed one: %v", err)
 	}
 	// The token the skewed instance minted is used, as it is, on the correct one.

@@ -100,21 +100,30 @@ func startStack(t testing.TB, o stackOpts) *stack {
 	return s
 }
 
-// pair makes a tablet paired with feed.
-func (s *stack) pair(t testing.TB, feed string) *pairingtest.Tablet {
+// issuePIN asks this instance's admin API for a PIN for feed, valid for ttl.
+func (s *stack) issuePIN(t testing.TB, feed, ttl string) string {
 	t.Helper()
-	req, _ := http.NewRequest("POST", s.URL+"/api/admin/feeds/"+feed+"/pins", strings.NewReader(`{"ttl":"5m"}`))
+	req, _ := http.NewRequest("POST", s.URL+"/api/admin/feeds/"+feed+"/pins", strings.NewReader(`{"ttl":"`+ttl+`"}`))
 	req.Header.Set("Authorization", "Bearer "+adminToken)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer resp.Body.Close()
 	var pin struct{ PIN string }
-	_ = json.NewDecoder(resp.Body).Decode(&pin)
-	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated || json.NewDecoder(resp.Body).Decode(&pin) != nil {
+		t.Fatalf("issue PIN: HTTP %d", resp.StatusCode)
+	}
+	return pin.PIN
+}
+
+// pair makes a tablet paired with feed.
+func (s *stack) pair(t testing.TB, feed string) *pairingtest.Tablet {
+	t.Helper()
+	pin := s.issuePIN(t, feed, "5m")
 	tab := s.tablet(t)
-	if err := tab.Pair(bg, feed, pin.PIN, "test"); err != nil {
+	if err := tab.Pair(bg, feed, pin, "test"); err != nil {
 		t.Fatalf("pair: %v", err)
 	}
 	return tab
