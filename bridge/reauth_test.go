@@ -77,3 +77,21 @@ func TestHeartbeats(t *testing.T) {
 		}
 	}
 }
+
+// TestReauthNeverBeforeTheCatchUp: a tablet that connects with a token already inside
+// the re-auth lead gets its welcome and catch-up first, then the reauth request.
+func TestReauthNeverBeforeTheCatchUp(t *testing.T) {
+	s := startStack(t, stackOpts{pair: func(c *pairing.Config) { c.TokenTTL = 3 * time.Second }})
+	tab := s.pair(t, "lobby") // its token is inside the 5 s re-auth lead from the start
+	s.publish(t, "lobby", "state", `{"title":"x"}`)
+	c := s.dial(t)
+	if _, err := c.Handshake(tab, s.wsURL, 0, "", wait); err != nil {
+		t.Fatalf("handshake: %v (a reauth before the welcome?)", err)
+	}
+	if _, _, _, err := c.Collect(wait); err != nil {
+		t.Fatalf("catch-up: %v (a reauth before synced?)", err)
+	}
+	if m, err := c.Expect("reauth", wait); err != nil || m.Str("nonce") == "" {
+		t.Fatalf("no reauth after the catch-up: %s, %v", m.Raw, err)
+	}
+}

@@ -235,7 +235,6 @@ func (s *session) handshake(m clientMsg) {
 	br.authenticated(s)
 	s.mu.Lock()
 	s.exp = id.Expires
-	s.armLocked()
 	s.mu.Unlock()
 	s.send(jsonFrame(map[string]any{
 		"type": "welcome", "device_id": s.device, "feed": s.feed,
@@ -249,6 +248,11 @@ func (s *session) handshake(m clientMsg) {
 		s.closeWith(CloseBrokerDown, "broker unreachable")
 		return
 	}
+	// Only now the re-auth timer: a token already close to expiry would otherwise ask
+	// for re-auth before the welcome and the catch-up (which the queue keeps in order).
+	s.mu.Lock()
+	s.armLocked()
+	s.mu.Unlock()
 	s.joined.Store(true)
 	br.metrics.handshakes.WithLabelValues("ok").Inc()
 	br.log.Debug("tablet connected", slog.String("device_id", s.device), slog.String("feed", s.feed), slog.String("remote_addr", s.remote))
