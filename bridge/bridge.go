@@ -66,7 +66,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer takes the bridge's metrics. Default: none.
 	Registerer prometheus.Registerer
-	// Now is the clock. Default time.Now.
+	// Now is the cluster's clock (broker.Now), for token expiry and lease records.
+	// Socket deadlines always use the machine's own clock, which is what they are
+	// compared with. Default time.Now.
 	Now func() time.Time
 }
 

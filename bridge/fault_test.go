@@ -13,6 +13,7 @@ import (
 	"github.com/kioskfeed/kioskfeed/bridge/bridgetest"
 	"github.com/kioskfeed/kioskfeed/broker"
 	"github.com/kioskfeed/kioskfeed/broker/brokertest"
+	"github.com/kioskfeed/kioskfeed/pairing"
 	"github.com/kioskfeed/kioskfeed/pairing/pairingtest"
 )
 
@@ -175,5 +176,24 @@ func TestClockSkewedInstance(t *testing.T) {
 	c = a.dial(t)
 	if _, err := c.Handshake(tab, a.wsURL, 0, "", wait); err != nil {
 		t.Fatalf("token from the correct instance refused by the skewed one: %v", err)
+	}
+}
+
+// TestMachineClockAheadOfClusterClock: on a machine whose clock is 5 minutes fast,
+// broker.Now (the cluster's time) is 5 minutes behind the machine's. Socket deadlines
+// are compared with the machine's clock, so they must not be computed from the cluster's
+// or every read would time out at once (a 4408 before the tablet could speak).
+func TestMachineClockAheadOfClusterClock(t *testing.T) {
+	behind := func() time.Time { return time.Now().Add(-5 * time.Minute) }
+	s := startStack(t, stackOpts{
+		pair:   func(c *pairing.Config) { c.Now = behind },
+		bridge: func(c *bridge.Config) { c.Now = behind; c.Heartbeat = time.Second },
+	})
+	tab := s.pair(t, "lobby")
+	c, _ := s.connect(t, tab, 0, "")
+	p := startPump(c)
+	p.expect(t, "synced")
+	for range 3 { // it stays: heartbeats keep coming and are answered
+		p.expect(t, "heartbeat")
 	}
 }

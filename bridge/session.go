@@ -82,7 +82,7 @@ func (s *session) run() {
 	defer s.cleanup()
 	s.challenge = newChallenge()
 	s.send(jsonFrame(map[string]string{"type": "challenge", "nonce": s.challenge}))
-	_ = s.conn.SetReadDeadline(s.br.cfg.Now().Add(s.br.cfg.AuthTimeout))
+	_ = s.conn.SetReadDeadline(time.Now().Add(s.br.cfg.AuthTimeout))
 
 	r := &wsutil.Reader{
 		Source:         s.src,
@@ -421,14 +421,15 @@ func (s *session) drain() {
 		s.queue = nil
 		if len(batch) == 0 {
 			s.writing = false
-			if s.finished {
-				_ = s.conn.Close()
-			}
+			finished := s.finished
 			s.mu.Unlock()
+			if finished {
+				s.hangUp()
+			}
 			return
 		}
 		s.mu.Unlock()
-		_ = s.conn.SetWriteDeadline(s.br.cfg.Now().Add(s.br.cfg.WriteTimeout))
+		_ = s.conn.SetWriteDeadline(time.Now().Add(s.br.cfg.WriteTimeout))
 		bufs := net.Buffers(batch)
 		if _, err := bufs.WriteTo(s.conn); err != nil {
 			s.mu.Lock()
@@ -463,7 +464,7 @@ func (s *session) closeLocked(code ws.StatusCode, reason string, dropQueue bool)
 	if s.timer != nil {
 		s.timer.Stop()
 	}
-	_ = s.conn.SetReadDeadline(s.br.cfg.Now().Add(closeGrace))
+	_ = s.conn.SetReadDeadline(time.Now().Add(closeGrace))
 	s.startDrainLocked()
 }
 
@@ -490,7 +491,7 @@ func (s *session) heard() {
 func (s *session) extendDeadline() {
 	s.mu.Lock()
 	if !s.closing {
-		_ = s.conn.SetReadDeadline(s.br.cfg.Now().Add(2*s.br.cfg.Heartbeat + time.Second))
+		_ = s.conn.SetReadDeadline(time.Now().Add(2*s.br.cfg.Heartbeat + time.Second))
 	}
 	s.mu.Unlock()
 }
@@ -525,6 +526,20 @@ func (s *session) probe(timeout time.Duration) bool {
 	}
 }
 
+// hangUp ends the TCP connection once everything queued is written. It sends FIN first
+// and discards what the tablet still sends, briefly and boundedly: closing a socket with
+// unread input makes the kernel answer with a reset, which can destroy a close frame the
+// tablet has not read yet. Called once, after the reader is gone.
+func (s *session) hangUp() {
+	if cw, ok := s.conn.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+		_ = s.conn.SetReadDeadline(time.Now().Add(closeGrace))
+		// Bounded by closeGrace; the byte cap only stops a fast peer spinning us longer.
+		_, _ = io.Copy(io.Discard, io.LimitReader(s.conn, 64<<20))
+	}
+	_ = s.conn.Close()
+}
+
 // cleanup runs once, when the reader is gone.
 func (s *session) cleanup() {
 	s.mu.Lock()
@@ -533,13 +548,12 @@ func (s *session) cleanup() {
 	if s.timer != nil {
 		s.timer.Stop()
 	}
-	if !s.writing {
-		_ = s.conn.Close()
-	}
-	s.mu.Unlock()
-	s.mu.Lock()
+	writing := s.writing // if so, drain hangs up once the queue is out
 	h, rev := s.hub, s.leaseRev
 	s.mu.Unlock()
+	if !writing {
+		s.hangUp()
+	}
 	if h != nil {
 		h.detach(s)
 	}
