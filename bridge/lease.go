@@ -221,19 +221,15 @@ func (l *leases) holderAlive(ctx context.Context, device string, holder leaseRec
 		return false
 	}
 	req, _ := json.Marshal(probeRequest{Device: device, Conn: holder.Conn})
-	msg, err := l.nc.RequestWithContext(withTimeout(ctx, l.br.cfg.ProbeTimeout+time.Second), "kioskfeed.lease.probe."+holder.Instance, req)
+	ctx, cancel := context.WithTimeout(ctx, l.br.cfg.ProbeTimeout+time.Second)
+	defer cancel()
+	msg, err := l.nc.RequestWithContext(ctx, "kioskfeed.lease.probe."+holder.Instance, req)
 	if err != nil {
 		// An instance that is alive but does not answer keeps its lease: refusing a
 		// tablet for a while is safe, two live connections are not.
 		return true
 	}
 	return string(msg.Data) == "alive"
-}
-
-func withTimeout(ctx context.Context, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(ctx, d)
-	time.AfterFunc(d, cancel)
-	return ctx
 }
 
 // instanceAlive reports whether an instance's liveness key exists.
