@@ -7,7 +7,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -34,6 +33,9 @@ type Config struct {
 	PublicURL string
 	// AllowedOrigins may open the socket. Default: PublicURL's origin.
 	AllowedOrigins []string
+	// TrustedProxies are IPs or CIDRs whose X-Forwarded-For is believed, so that audit
+	// records name the tablet, not the load balancer.
+	TrustedProxies []string
 	// Heartbeat is how often tablets hear from the server. Default 20s.
 	Heartbeat time.Duration
 	// LeaseTTL bounds how long a dead instance's leases block its tablets. Default 15s.
@@ -118,6 +120,7 @@ type Bridge struct {
 	metrics *metrics
 	origins map[string]bool
 	wsURL   string
+	addr    *broker.ClientAddr
 
 	mu       sync.Mutex
 	sessions map[string]*session // every open socket, by connection id
@@ -153,6 +156,9 @@ func New(ctx context.Context, cfg Config, b *broker.Broker, src FeedSource, auth
 		br.origins[strings.ToLower(strings.TrimRight(o, "/"))] = true
 	}
 	var err error
+	if br.addr, err = broker.NewClientAddr(cfg.TrustedProxies); err != nil {
+		return nil, err
+	}
 	if br.leases, err = newLeases(ctx, br); err != nil {
 		return nil, err
 	}
@@ -213,7 +219,7 @@ func (br *Bridge) serveWS(w http.ResponseWriter, r *http.Request) {
 		early, _ := rw.Reader.Peek(n)
 		src = io.MultiReader(strings.NewReader(string(early)), conn)
 	}
-	s := newSession(br, conn, src, clientIP(r), r.UserAgent())
+	s := newSession(br, conn, src, br.addr.Of(r))
 	if !br.add(s) {
 		s.closeWith(CloseTooMany, "too many connections")
 		br.metrics.handshakes.WithLabelValues("too_many").Inc()
@@ -223,14 +229,6 @@ func (br *Bridge) serveWS(w http.ResponseWriter, r *http.Request) {
 		defer br.wg.Done()
 		s.run()
 	}()
-}
-
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }
 
 // add registers a new session, unless the instance is draining or full.

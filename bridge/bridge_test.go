@@ -5,6 +5,8 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"fmt"
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
 	"net/http"
 	"strings"
 	"sync"
@@ -384,5 +386,33 @@ func TestMaxConnections(t *testing.T) {
 		defer c.Abort()
 		_, err = c.Expect("challenge", time.Second)
 		return err == nil
+	})
+}
+
+// TestAuditNamesTheTabletBehindATrustedProxy: behind a load balancer listed in
+// trusted_proxies, a refused socket is audited with the tablet's address from
+// X-Forwarded-For, not the balancer's.
+func TestAuditNamesTheTabletBehindATrustedProxy(t *testing.T) {
+	s := startStack(t, stackOpts{bridge: func(c *bridge.Config) { c.TrustedProxies = []string{"127.0.0.1"} }})
+	conn, r, status, err := bridgetest.RawUpgrade(bg, s.Listener.Addr().String(), "/ws", s.origin,
+		map[string]string{"X-Forwarded-For": "203.0.113.9"})
+	if err != nil || status != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %d, %v", status, err)
+	}
+	defer conn.Close()
+	if err := wsutil.WriteClientMessage(conn, ws.OpText, []byte(`{"type":"auth","token":"x","proof":"y"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if code, err := bridgetest.ReadClose(r, wait); err != nil || code != 4401 {
+		t.Fatalf("garbage auth: %d, %v; want 4401", code, err)
+	}
+	brokertest.Eventually(t, wait, "an auth_fail record naming 203.0.113.9", func() bool {
+		recs, _ := s.b.AuditList(bg, "auth_fail", 10)
+		for _, rec := range recs {
+			if rec.RemoteAddr == "203.0.113.9" {
+				return true
+			}
+		}
+		return false
 	})
 }

@@ -33,7 +33,6 @@ type session struct {
 	src    io.Reader
 	id     string
 	remote string
-	ua     string
 
 	// Set by the reader goroutine during the handshake, before the session is visible
 	// to hubs or leases; read-only afterwards.
@@ -65,15 +64,8 @@ type pendingFrame struct {
 	frame []byte
 }
 
-func newSession(br *Bridge, conn net.Conn, src io.Reader, remote, ua string) *session {
-	return &session{br: br, conn: conn, src: src, id: newConnID(), remote: remote, ua: truncate(ua, 256)}
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
+func newSession(br *Bridge, conn net.Conn, src io.Reader, remote string) *session {
+	return &session{br: br, conn: conn, src: src, id: newConnID(), remote: remote}
 }
 
 // run is the reader goroutine: the handshake, then control frames and re-auth, until

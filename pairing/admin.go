@@ -79,7 +79,7 @@ func (a *Authority) handleIssuePIN(w http.ResponseWriter, r *http.Request) {
 	if req.Replace {
 		detail += ", replaces the feed's devices"
 	}
-	a.audit("pin_issued", feed, "", a.addr.of(r), detail)
+	a.audit("pin_issued", feed, "", a.addr.Of(r), detail)
 	broker.WriteJSON(w, http.StatusCreated, pin)
 }
 
@@ -139,7 +139,7 @@ func (a *Authority) handleRevoke(w http.ResponseWriter, r *http.Request) {
 		broker.WriteError(w, broker.Errorf(broker.CodeNotFound, "no device with that id"))
 		return
 	}
-	remote := a.addr.of(r)
+	remote := a.addr.Of(r)
 	a.audit("device_revoked", d.Feed, id, remote, "revoked by an administrator")
 	a.log.Info("device revoked", slog.String("device_id", id), slog.String("feed", d.Feed), slog.String("remote_addr", remote))
 	w.WriteHeader(http.StatusNoContent)
@@ -181,7 +181,7 @@ func (a *Authority) handleCreateAdminToken(w http.ResponseWriter, r *http.Reques
 		broker.WriteError(w, a.unavailable("create admin token", err))
 		return
 	}
-	a.audit("admin_token_created", "", "", a.addr.of(r), "token "+rec.ID+" ("+rec.Name+")")
+	a.audit("admin_token_created", "", "", a.addr.Of(r), "token "+rec.ID+" ("+rec.Name+")")
 	broker.WriteJSON(w, http.StatusCreated, struct {
 		AdminToken
 		Token string `json:"token"`
@@ -205,6 +205,6 @@ func (a *Authority) handleRevokeAdminToken(w http.ResponseWriter, r *http.Reques
 		broker.WriteError(w, broker.Errorf(broker.CodeNotFound, "no admin token with that id"))
 		return
 	}
-	a.audit("admin_token_revoked", "", "", a.addr.of(r), "token "+id)
+	a.audit("admin_token_revoked", "", "", a.addr.Of(r), "token "+id)
 	w.WriteHeader(http.StatusNoContent)
 }

@@ -141,7 +141,7 @@ func (a *Authority) AuthorizeAdmin(r *http.Request) error {
 	if a.sessionGrantsAdmin(r) { // the dashboard's session cookie, same-origin only
 		return nil
 	}
-	remote := a.addr.of(r)
+	remote := a.addr.Of(r)
 	token := broker.Bearer(r)
 	if a.admin.check(r.Context(), token) {
 		return nil

@@ -88,7 +88,7 @@ type Authority struct {
 	devices *Registry
 	pins    *pinStore
 	admin   *AdminAuth
-	addr    *clientAddr
+	addr    *broker.ClientAddr
 
 	presence atomic.Pointer[func(string) (bool, time.Time)]
 
@@ -106,7 +106,7 @@ func New(ctx context.Context, cfg Config, b *broker.Broker) (*Authority, error) 
 	a := &Authority{cfg: cfg, b: b, log: cfg.Logger}
 	a.presence.Store(&cfg.Presence)
 	var err error
-	if a.addr, err = newClientAddr(cfg.TrustedProxies); err != nil {
+	if a.addr, err = broker.NewClientAddr(cfg.TrustedProxies); err != nil {
 		return nil, err
 	}
 	if a.tokens, err = NewTokenIssuer(TokenConfig{Keys: cfg.SigningKeys, Issuer: cfg.PublicURL, TTL: cfg.TokenTTL, Now: cfg.Now}); err != nil {

@@ -141,7 +141,7 @@ func newDashboard(a *Authority) (*dashboard, error) {
 	}
 	d.cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a.log.Info("cross-origin dashboard request refused", slog.String("path", r.URL.Path),
-			slog.String("origin", truncate(r.Header.Get("Origin"), 100)), slog.String("remote_addr", a.addr.of(r)))
+			slog.String("origin", truncate(r.Header.Get("Origin"), 100)), slog.String("remote_addr", a.addr.Of(r)))
 		d.errorPage(w, http.StatusForbidden, "Refused", "This form was sent from another site, so it was not carried out.")
 	}))
 	for name, file := range map[string]string{"dashboard.css": "text/css; charset=utf-8", "dashboard.js": "text/javascript; charset=utf-8"} {
@@ -327,7 +327,7 @@ func (d *dashboard) checkCSRF(h sessionHandler) sessionHandler {
 			return
 		}
 		if !validCSRF(d.csrfKey, s.id, r.PostForm.Get("csrf_token")) {
-			d.a.log.Info("dashboard form without a valid CSRF token", slog.String("path", r.URL.Path), slog.String("remote_addr", d.a.addr.of(r)))
+			d.a.log.Info("dashboard form without a valid CSRF token", slog.String("path", r.URL.Path), slog.String("remote_addr", d.a.addr.Of(r)))
 			d.errorPage(w, http.StatusForbidden, "Refused", "This form has expired or did not come from this dashboard. Go back, reload the page and try again.")
 			return
 		}
@@ -355,7 +355,7 @@ func (d *dashboard) loginPage(w http.ResponseWriter, r *http.Request) {
 
 func (d *dashboard) login(w http.ResponseWriter, r *http.Request) {
 	a := d.a
-	remote := a.addr.of(r)
+	remote := a.addr.Of(r)
 	if err := parseForm(w, r); err != nil {
 		d.fail(w, err)
 		return
@@ -445,7 +445,7 @@ func (d *dashboard) logout(w http.ResponseWriter, r *http.Request) {
 			d.fail(w, a.unavailable("end admin session", err))
 			return
 		}
-		remote := a.addr.of(r)
+		remote := a.addr.Of(r)
 		a.audit("admin_logout", "", "", remote, "dashboard logout")
 		a.log.Info("dashboard logout", slog.String("remote_addr", remote))
 	}
@@ -544,7 +544,7 @@ func (d *dashboard) issuePIN(w http.ResponseWriter, r *http.Request, s session) 
 	if form.Replace {
 		detail += ", replaces the feed's devices"
 	}
-	a.audit("pin_issued", form.Feed, "", a.addr.of(r), detail)
+	a.audit("pin_issued", form.Feed, "", a.addr.Of(r), detail)
 	v := d.base(s, "Pairing PIN", "devices")
 	v.Body = pinBody{Code: pin.PIN, Feed: pin.Feed, ExpiresAt: pin.ExpiresAt, Replace: pin.Replace, Minutes: minutes}
 	d.render(w, http.StatusOK, "pin", v)
@@ -566,7 +566,7 @@ func (d *dashboard) revoke(w http.ResponseWriter, r *http.Request, _ session) {
 		d.errorPage(w, http.StatusNotFound, "No such device", "There is no device with that id; it may have been revoked already.")
 		return
 	}
-	remote := a.addr.of(r)
+	remote := a.addr.Of(r)
 	a.audit("device_revoked", dev.Feed, id, remote, "revoked by an administrator in the dashboard")
 	a.log.Info("device revoked", slog.String("device_id", id), slog.String("feed", dev.Feed), slog.String("remote_addr", remote))
 	http.Redirect(w, r, "/admin?notice=revoked", http.StatusSeeOther)
@@ -621,7 +621,7 @@ func (d *dashboard) createProducer(w http.ResponseWriter, r *http.Request, s ses
 		d.fail(w, err)
 		return
 	}
-	remote := a.addr.of(r)
+	remote := a.addr.Of(r)
 	a.audit("producer_key_created", "", "", remote, "key "+rec.ID+" ("+rec.Name+") for "+strings.Join(rec.Feeds, ","))
 	a.log.Info("producer key created", slog.String("id", rec.ID), slog.String("name", rec.Name), slog.String("remote_addr", remote))
 	d.renderProducers(w, http.StatusOK, v, &createdKey{ProducerKey: rec, Key: key}, producerForm{})
@@ -638,7 +638,7 @@ func (d *dashboard) deleteProducer(w http.ResponseWriter, r *http.Request, _ ses
 		d.fail(w, err)
 		return
 	}
-	remote := a.addr.of(r)
+	remote := a.addr.Of(r)
 	a.audit("producer_key_deleted", "", "", remote, "key "+id)
 	a.log.Info("producer key deleted", slog.String("id", id), slog.String("remote_addr", remote))
 	http.Redirect(w, r, "/admin/producers?notice=key_deleted", http.StatusSeeOther)
@@ -715,7 +715,7 @@ func (d *dashboard) sendEvent(w http.ResponseWriter, r *http.Request, s session)
 		d.renderEvents(w, broker.Status(e.Code), v, eventsBody{Form: form, Failed: e.Message})
 		return
 	}
-	remote := a.addr.of(r)
+	remote := a.addr.Of(r)
 	a.audit("test_event_sent", form.Feed, "", remote, fmt.Sprintf("%s event %s, seq %d, from the dashboard", form.Kind, res.ID, res.Seq))
 	a.log.Info("test event sent", slog.String("feed", form.Feed), slog.Uint64("seq", res.Seq), slog.String("remote_addr", remote))
 	form.ID = "" // the next send is a new event unless the admin means otherwise

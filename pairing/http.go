@@ -67,7 +67,7 @@ func isControl(r rune) bool { return unicode.IsControl(r) }
 // limit, and the JSON body. ok is false when it has answered already.
 func (a *Authority) begin(w http.ResponseWriter, r *http.Request, lim *limiter) (remote string, body []byte, ok bool) {
 	a.setNonce(w)
-	remote = a.addr.of(r)
+	remote = a.addr.Of(r)
 	if allowed, wait := lim.allow(remote); !allowed {
 		broker.WriteError(w, rateLimited(wait))
 		return remote, nil, false

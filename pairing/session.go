@@ -172,7 +172,7 @@ func (a *Authority) handleSetPassword(w http.ResponseWriter, r *http.Request) {
 		broker.WriteError(w, a.unavailable("end sessions", err))
 		return
 	}
-	remote := a.addr.of(r)
+	remote := a.addr.Of(r)
 	a.audit("admin_password_set", "", "", remote, fmt.Sprintf("dashboard password changed; %d sessions signed out", n))
 	a.log.Info("dashboard password changed", slog.String("remote_addr", remote), slog.Int("sessions_ended", n))
 	w.WriteHeader(http.StatusNoContent)

@@ -108,6 +108,7 @@ func serve(ctx context.Context, args []string, lookupEnv func(string) (string, b
 	br, err = bridge.New(ctx, bridge.Config{
 		PublicURL:      cfg.PublicURL,
 		AllowedOrigins: cfg.Origins(),
+		TrustedProxies: cfg.TrustedProxies,
 		Heartbeat:      cfg.Heartbeat,
 		LeaseTTL:       cfg.LeaseTTL,
 		ReplayLimit:    cfg.ReplayLimit,
