@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/kioskfeed/kioskfeed/broker"
 )
 
@@ -88,6 +90,7 @@ type Authority struct {
 	devices *Registry
 	pins    *pinStore
 	admin   *AdminAuth
+	adminKV jetstream.KeyValue // the dashboard's password and sessions
 	addr    *broker.ClientAddr
 
 	presence atomic.Pointer[func(string) (bool, time.Time)]
@@ -138,6 +141,11 @@ func New(ctx context.Context, cfg Config, b *broker.Broker) (*Authority, error) 
 	}
 	if a.admin, err = newAdminAuth(ctx, b, a.log, cfg.AdminTokenHashes...); err != nil {
 		a.devices.stop()
+		return nil, err
+	}
+	if a.adminKV, err = b.Bucket(ctx, AdminBucketConfig()); err != nil {
+		a.devices.stop()
+		a.admin.stop()
 		return nil, err
 	}
 	a.pairLimit = newLimiter(cfg.PairEvery, cfg.PairBurst, cfg.Now)

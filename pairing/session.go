@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -70,10 +69,7 @@ func AdminBucketConfig() jetstream.KeyValueConfig {
 // stores only its bcrypt hash, and returns it for the caller to show this once; when one
 // is set (by this or another instance, or by `kioskfeed admin passwd`) it returns "".
 func (a *Authority) EnsureAdminPassword(ctx context.Context) (newPassword string, err error) {
-	kv, err := a.b.Bucket(ctx, AdminBucketConfig())
-	if err != nil {
-		return "", fmt.Errorf("dashboard password: %w", err)
-	}
+	kv := a.adminKV
 	if _, err := kv.Get(ctx, passwordKey); err == nil {
 		return "", nil
 	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
@@ -157,11 +153,7 @@ func (a *Authority) handleSetPassword(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	kv, err := a.b.Bucket(ctx, AdminBucketConfig())
-	if err != nil {
-		broker.WriteError(w, a.unavailable("admin bucket", err))
-		return
-	}
+	kv := a.adminKV
 	if _, err := kv.Put(ctx, passwordKey, hash); err != nil {
 		broker.WriteError(w, a.unavailable("store admin password", err))
 		return
@@ -220,28 +212,14 @@ func validSessionID(id string) bool {
 	return err == nil && len(raw) == 32
 }
 
-// sessionStore keeps dashboard sessions and reads the password hash. It opens the admin
-// bucket on first use, so that a NATS outage at start-up makes the dashboard answer
-// 503 until NATS is back rather than keeping it from being registered.
+// sessionStore keeps dashboard sessions and reads the password hash, in the admin
+// bucket the Authority opened at start, like every other bucket.
 type sessionStore struct {
 	a *Authority
-
-	mu sync.Mutex
-	kv jetstream.KeyValue
 }
 
-func (s *sessionStore) bucket(ctx context.Context) (jetstream.KeyValue, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.kv != nil {
-		return s.kv, nil
-	}
-	kv, err := s.a.b.Bucket(ctx, AdminBucketConfig())
-	if err != nil {
-		return nil, err
-	}
-	s.kv = kv
-	return kv, nil
+func (s *sessionStore) bucket(context.Context) (jetstream.KeyValue, error) {
+	return s.a.adminKV, nil
 }
 
 // passwordHash returns the stored bcrypt hash, or nil when no password is set.
@@ -392,14 +370,7 @@ func (a *Authority) sessionGrantsAdmin(r *http.Request) bool {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
-	kv, err := a.b.JetStream().KeyValue(ctx, BucketAdmin)
-	if err != nil {
-		if !errors.Is(err, jetstream.ErrBucketNotFound) {
-			a.log.Warn("admin bucket unreachable", slog.String("error", err.Error()))
-		}
-		return false
-	}
-	_, ok, err := lookupSession(ctx, kv, c.Value, a.cfg.Now())
+	_, ok, err := lookupSession(ctx, a.adminKV, c.Value, a.cfg.Now())
 	if err != nil {
 		a.log.Warn("admin session lookup", slog.String("error", err.Error()))
 		return false
