@@ -18,6 +18,8 @@ Usage:
   kioskfeed admin <command>                 pair devices, revoke, audit, tokens, producer keys
                                             ("kioskfeed admin" lists the commands)
   kioskfeed config check [config flags]     print the effective config and check it
+  kioskfeed loadtest [--tablets N] [--json]  measure a local server with N tablets, side by
+                                            side with nats-server's WebSocket listener
   kioskfeed version                         print the version
 
 Config comes from defaults, then a YAML file (--config or KIOSKFEED_CONFIG), then
@@ -60,6 +62,8 @@ func dispatch(ctx context.Context, args []string, lookupEnv func(string) (string
 		return publishCmd(ctx, rest, lookupEnv, stdout, stderr)
 	case "admin":
 		return adminCmd(ctx, rest, lookupEnv, stdout, stderr)
+	case "loadtest":
+		return loadtestCmd(ctx, rest, stdout, stderr)
 	case "config":
 		if len(rest) == 0 || rest[0] != "check" {
 			return usageError{"usage: kioskfeed config check [config flags]"}

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/kioskfeed/kioskfeed/loadtest"
+)
+
+// loadtestCmd runs the load tool, or one of its child processes (worker, nats-server),
+// which it starts as "kioskfeed loadtest worker" and "kioskfeed loadtest nats-server".
+func loadtestCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "worker":
+			return loadtest.RunWorker(ctx, os.Stdin, stdout)
+		case "nats-server":
+			fs := flag.NewFlagSet("kioskfeed loadtest nats-server", flag.ContinueOnError)
+			fs.SetOutput(stderr)
+			port := fs.Int("port", 0, "client port")
+			wsPort := fs.Int("ws-port", 0, "WebSocket port")
+			if err := fs.Parse(args[1:]); err != nil {
+				return usageError{err.Error()}
+			}
+			return loadtest.RunNATSServer(ctx, *port, *wsPort)
+		}
+	}
+	fs := flag.NewFlagSet("kioskfeed loadtest", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, `Usage: kioskfeed loadtest [flags]
+
+Starts a kioskfeed server (embedded NATS, a fresh data directory) as a child process,
+pairs N tablets through the PIN + DPoP flow, connects them from worker processes over
+several 127.0.0.x source addresses, and measures the server's memory per idle tablet,
+its CPU while they idle, publish→delivery latency for every tablet and event, and the
+reconnect storm after a restart; then the same fan-out through nats-server's own
+WebSocket listener. Loopback only. Prints a table, or one JSON object with --json.
+
+`)
+		fs.PrintDefaults()
+	}
+	var o loadtest.Options
+	fs.IntVar(&o.Tablets, "tablets", 1000, "tablets (and NATS WebSocket subscribers), at most 19000")
+	fs.IntVar(&o.PerWorker, "per-worker", 5000, "tablets per worker process")
+	fs.IntVar(&o.Events, "events", 20, "events per fan-out")
+	fs.Float64Var(&o.Rate, "rate", 2, "events per second")
+	fs.IntVar(&o.Payload, "payload", 256, "bytes of data per event")
+	fs.DurationVar(&o.Idle, "idle", 60_000_000_000, "how long the tablets idle while the server's CPU is measured")
+	fs.DurationVar(&o.Settle, "settle", 5_000_000_000, "pause before each memory reading")
+	fs.DurationVar(&o.Timeout, "timeout", 20*60_000_000_000, "bound on the whole run")
+	fs.BoolVar(&o.NoRestart, "no-restart", false, "skip the restart phase")
+	fs.BoolVar(&o.NoNATS, "no-nats", false, "skip the nats-server WebSocket comparison")
+	fs.StringVar(&o.Dir, "dir", "", "keep the server's data and the logs here (default: a temp dir, removed after a clean run)")
+	asJSON := fs.Bool("json", false, "print one JSON object instead of the table")
+	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
+	var env multiFlag
+	fs.Var(&env, "server-env", "KEY=VALUE for the server under test (repeatable), e.g. KIOSKFEED_HEARTBEAT=10s")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+	}
+	o.ServerEnv = env
+	if !*quiet {
+		o.Progress = stderr
+	}
+	res, err := loadtest.Run(ctx, o)
+	if res != nil && res.FanoutP50Ms+res.ConnectS > 0 {
+		if *asJSON {
+			_ = json.NewEncoder(stdout).Encode(res)
+		} else {
+			printLoadTable(stdout, res, o)
+		}
+	}
+	return err
+}
+
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+func printLoadTable(w io.Writer, r *loadtest.Result, o loadtest.Options) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "%d tablets, %d events at %g/s, %d-byte payload, %d worker processes\n\n", r.Tablets, r.Events, r.Rate, r.PayloadBytes, r.Workers)
+	fmt.Fprintf(tw, "\tkioskfeed\tnats-server ws\n")
+	fmt.Fprintf(tw, "RSS per idle tablet\t%.0f B\t%.0f B\n", r.RSSBytesPerTablet, r.NATSWSRSSBytesPerSub)
+	fmt.Fprintf(tw, "fan-out p50 / p90\t%.1f / %.1f ms\t%.1f / %.1f ms\n", r.FanoutP50Ms, r.FanoutP90Ms, r.NATSWSFanoutP50Ms, r.NATSWSFanoutP90Ms)
+	fmt.Fprintf(tw, "fan-out p99 / max\t%.1f / %.1f ms\t%.1f / %.1f ms\n", r.FanoutP99Ms, r.FanoutMaxMs, r.NATSWSFanoutP99Ms, r.NATSWSFanoutMaxMs)
+	fmt.Fprintf(tw, "delivered (missing, repeated)\t%d (%d, %d)\t%d (%d, %d)\n", r.Deliveries, r.Missing, r.Duplicates, r.NATSDeliveries, r.NATSMissing, r.NATSDuplicates)
+	fmt.Fprintf(tw, "pair all\t%.1f s\t\n", r.PairS)
+	fmt.Fprintf(tw, "connect all (256 at a time per worker)\t%.1f s (%.0f handshakes/s)\t\n", r.ConnectS, r.ConnectHandshakesPerS)
+	if !o.NoRestart {
+		fmt.Fprintf(tw, "back and synced after restart\t%.2f s (%.0f handshakes/s)\t\n", r.ReconnectAllS, r.HandshakesPerS)
+	}
+	fmt.Fprintf(tw, "server CPU, %s idle\t%.2f %% of a core\t\n", o.Idle, r.IdleLeaseCPUPct)
+	fmt.Fprintf(tw, "server RSS empty / paired / tablets\t%.1f / %.1f / %.1f MiB\t\n", mib(r.ServerRSSEmptyBytes), mib(r.ServerRSSPairedBytes), mib(r.ServerRSSTabletsBytes))
+	fmt.Fprintf(tw, "server goroutines paired / tablets\t%.0f / %.0f\t\n", r.GoroutinesPaired, r.GoroutinesTablets)
+	_ = tw.Flush()
+}
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }

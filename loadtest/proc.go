@@ -1,0 +1,195 @@
+package loadtest
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// clockTicks is Linux's USER_HZ, the unit of utime and stime in /proc/<pid>/stat. It is
+// 100 on every Linux architecture Go supports.
+const clockTicks = 100
+
+// procStat is what /proc says about one process: resident memory and CPU time so far.
+type procStat struct {
+	RSS int64         // bytes
+	CPU time.Duration // user + system
+}
+
+// readProc reads /proc/<pid>/status (VmRSS) and /proc/<pid>/stat (utime, stime).
+func readProc(pid int) (procStat, error) {
+	var st procStat
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return st, err
+	}
+	for line := range strings.SplitSeq(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				return st, fmt.Errorf("VmRSS %q: %w", v, err)
+			}
+			st.RSS = kb << 10
+		}
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return st, err
+	}
+	// The command name (field 2) may hold spaces; the fields after its ")" are fixed.
+	_, rest, ok := strings.Cut(string(stat), ") ")
+	f := strings.Fields(rest)
+	if !ok || len(f) < 13 {
+		return st, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64) // field 14 of stat(5)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64) // field 15
+	if err := errors.Join(err1, err2); err != nil {
+		return st, err
+	}
+	st.CPU = time.Duration(utime+stime) * time.Second / clockTicks
+	return st, nil
+}
+
+// freePort asks the kernel for a free loopback port. Another process could take it
+// before the child binds it; on loopback in a load run that does not happen in practice,
+// and a child that fails to bind says so.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// child is a process this run started: the server, nats-server or a worker. Its output
+// goes to a log file in the run's directory, so a failure can be read afterwards.
+type child struct {
+	name string
+	cmd  *exec.Cmd
+	log  *os.File
+	done chan struct{}
+	err  error // set before done closes
+}
+
+// startChild starts exe with args and env added to ours. setup, when not nil, may
+// change the command before it starts (pipes for a worker).
+func startChild(name, exe string, args, env []string, logPath string, setup func(*exec.Cmd) error) (*child, error) {
+	f, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(exe, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout = f
+	cmd.Stderr = f
+	if setup != nil {
+		if err := setup(cmd); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	// Its own process group: a Ctrl-C on the load tool reaches it only through us, so
+	// it is stopped in order (and never outlives the run: see stop and kill).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	c := &child{name: name, cmd: cmd, log: f, done: make(chan struct{})}
+	go func() {
+		c.err = cmd.Wait()
+		f.Close()
+		close(c.done)
+	}()
+	return c, nil
+}
+
+func (c *child) pid() int { return c.cmd.Process.Pid }
+
+// stop sends SIGTERM and waits up to grace for the exit, then kills.
+func (c *child) stop(grace time.Duration) error {
+	select {
+	case <-c.done:
+		return nil
+	default:
+	}
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.done:
+		return nil
+	case <-time.After(grace):
+		_ = c.cmd.Process.Kill()
+		<-c.done
+		return fmt.Errorf("%s did not stop within %s after SIGTERM; killed", c.name, grace)
+	}
+}
+
+func (c *child) kill() {
+	_ = c.cmd.Process.Kill()
+	<-c.done
+}
+
+// exited reports an early exit as an error naming the child's log.
+func (c *child) exited() error {
+	select {
+	case <-c.done:
+		return fmt.Errorf("%s exited (%v); see %s", c.name, c.err, c.log.Name())
+	default:
+		return nil
+	}
+}
+
+// waitHTTP polls url until it answers 200, the child exits, or ctx ends.
+func waitHTTP(ctx context.Context, c *child, url string) error {
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		if err := c.exited(); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s not ready at %s: %w", c.name, url, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// scrapeMetric reads one unlabelled gauge (go_goroutines, ...) from a Prometheus text
+// endpoint.
+func scrapeMetric(ctx context.Context, url, name string) (float64, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	return 0, fmt.Errorf("%s: no metric %s", url, name)
+}

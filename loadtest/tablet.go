@@ -1,0 +1,336 @@
+package loadtest
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+
+	"github.com/kioskfeed/kioskfeed/pairing/pairingtest"
+)
+
+// The tablet's reconnect policy, as the PWA has it (pwa/static/app.js): full jitter from
+// 1 s doubling to 30 s, reset after 60 s connected; 1012 comes back within 2 s; 4429
+// waits 10 s more.
+const (
+	backoffBase    = time.Second
+	backoffCap     = 30 * time.Second
+	backoffReset   = 60 * time.Second
+	restartJitter  = 2 * time.Second
+	tooManyFloor   = 10 * time.Second
+	maxServerFrame = 1 << 20
+	// codeNoClose is what a tablet records when the connection ended without a close
+	// frame (RFC 6455's 1006).
+	codeNoClose = 1006
+)
+
+// tablet is one simulated wall tablet: a paired device key, one socket at a time, and
+// what it received. Its goroutine (loop) is the only writer of the connection.
+type tablet struct {
+	dev   *pairingtest.Tablet
+	src   net.IP
+	cfg   *connectConfig
+	feed  string
+	since uint64 // newest seq received, for the next catch-up (loop goroutine only)
+	epoch string
+
+	mu       sync.Mutex
+	phase    int     // which fan-out the latencies below belong to
+	got      []int32 // per event number of the phase: latency in µs, -1 before it came
+	received int     // events of the phase received
+	dups     int     // events of the phase received again
+
+	syncedAt    atomic.Int64 // unix ns of the last "synced"
+	welcomes    atomic.Int64
+	closes      sync.Map // close code -> *atomic.Int64
+	lastErr     atomic.Value
+	forgotten   atomic.Bool // closed 4403: the PWA would show the pairing screen
+	firstSynced chan struct{}
+	firstOnce   sync.Once
+}
+
+type connectConfig struct {
+	wsURL  string // the public ws URL (htu of the proofs)
+	addr   string // the TCP address to dial
+	origin string
+	gate   chan struct{} // bounds the first connects in flight
+}
+
+// serverMsg holds the fields of every server message the tablet needs.
+type serverMsg struct {
+	Type       string `json:"type"`
+	Nonce      string `json:"nonce"`
+	Seq        uint64 `json:"seq"`
+	Epoch      string `json:"epoch"`
+	HeartbeatS int    `json:"heartbeat_s"`
+	Data       struct {
+		P int   `json:"p"`
+		N int   `json:"n"`
+		T int64 `json:"t"`
+	} `json:"data"`
+}
+
+// startPhase clears what the tablet recorded and expects events 1..n of phase p.
+func (t *tablet) startPhase(p, n int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.phase, t.received, t.dups = p, 0, 0
+	t.got = make([]int32, n)
+	for i := range t.got {
+		t.got[i] = -1
+	}
+}
+
+// record notes a received load event, with its publish→delivery latency.
+func (t *tablet) record(p, n int, sent int64, now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if p != t.phase || n < 1 || n > len(t.got) {
+		return // an earlier phase's event, replayed by a reset
+	}
+	if t.got[n-1] >= 0 {
+		t.dups++
+		return
+	}
+	us := now.Sub(time.Unix(0, sent)).Microseconds()
+	t.got[n-1] = int32(min(max(us, 0), 1<<31-1))
+	t.received++
+}
+
+func (t *tablet) countClose(code int) {
+	v, _ := t.closes.LoadOrStore(code, new(atomic.Int64))
+	v.(*atomic.Int64).Add(1)
+}
+
+// loop keeps the tablet connected until ctx ends, reconnecting as the PWA does.
+func (t *tablet) loop(ctx context.Context) {
+	attempt := 0
+	first := true
+	for ctx.Err() == nil {
+		if first {
+			select { // the load tool's ramp for the first connects, not the PWA's
+			case t.cfg.gate <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+		}
+		welcomed, code, err := t.session(ctx, func() {
+			if first {
+				first = false
+				<-t.cfg.gate
+			}
+		})
+		if first {
+			first = false
+			<-t.cfg.gate
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		t.countClose(code)
+		if err != nil {
+			t.lastErr.Store(err.Error())
+		}
+		if !welcomed.IsZero() && time.Since(welcomed) >= backoffReset {
+			attempt = 0
+		}
+		backoff := func() time.Duration {
+			ceiling := min(backoffCap, backoffBase<<attempt)
+			attempt = min(attempt+1, 10)
+			return rand.N(ceiling)
+		}
+		var wait time.Duration
+		switch code {
+		case 4403:
+			t.forgotten.Store(true)
+			return
+		case 1012:
+			wait = rand.N(restartJitter)
+		case 4429:
+			wait = tooManyFloor + backoff()
+		default:
+			wait = backoff()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// session is one socket: dial, handshake, catch-up, then live events until it ends.
+// synced is called once the catch-up is in. It returns when the tablet was welcomed
+// (zero if never) and the close code (1006 without a close frame).
+func (t *tablet) session(ctx context.Context, synced func()) (welcomed time.Time, code int, err error) {
+	if time.Until(t.dev.Expires) < time.Minute {
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := t.dev.Refresh(rctx)
+		cancel()
+		if err != nil {
+			return welcomed, codeNoClose, fmt.Errorf("refresh token: %w", err)
+		}
+	}
+	d := ws.Dialer{
+		Timeout: 10 * time.Second,
+		Header:  ws.HandshakeHeaderString("Origin: " + t.cfg.origin + "\r\n"),
+		NetDial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			nd := net.Dialer{LocalAddr: &net.TCPAddr{IP: t.src}}
+			return nd.DialContext(ctx, network, t.cfg.addr)
+		},
+	}
+	nc, br, _, err := d.Dial(ctx, t.cfg.wsURL)
+	if err != nil {
+		var se ws.StatusError
+		if errors.As(err, &se) {
+			return welcomed, int(se), err
+		}
+		return welcomed, codeNoClose, err
+	}
+	stop := context.AfterFunc(ctx, func() { _ = nc.Close() })
+	defer stop()
+	defer nc.Close()
+	c := newFrameConn(nc, br, ws.StateClientSide)
+
+	heartbeat := 20 * time.Second
+	authTimeout := 15 * time.Second
+	for {
+		wait := authTimeout
+		if !welcomed.IsZero() {
+			wait = 5 * heartbeat / 2 // the PWA's watchdog
+		}
+		_ = nc.SetReadDeadline(time.Now().Add(wait))
+		raw, err := c.next()
+		if err != nil {
+			var ce closeError
+			if errors.As(err, &ce) {
+				return welcomed, ce.code, nil
+			}
+			return welcomed, codeNoClose, err
+		}
+		now := time.Now()
+		var m serverMsg
+		if err := json.Unmarshal(raw, &m); err != nil {
+			return welcomed, codeNoClose, fmt.Errorf("malformed server message: %w", err)
+		}
+		switch m.Type {
+		case "challenge", "reauth":
+			if m.Type == "reauth" {
+				rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				err := t.dev.Refresh(rctx)
+				cancel()
+				if err != nil {
+					return welcomed, codeNoClose, fmt.Errorf("refresh token: %w", err)
+				}
+			}
+			proof, err := t.dev.WSProof(t.cfg.wsURL, m.Nonce)
+			if err != nil {
+				return welcomed, codeNoClose, err
+			}
+			msg, _ := json.Marshal(map[string]any{"type": "auth", "token": t.dev.Token, "proof": proof, "since": t.since, "epoch": t.epoch})
+			if err := c.write(ws.OpText, msg); err != nil {
+				return welcomed, codeNoClose, err
+			}
+		case "welcome":
+			welcomed = now
+			t.welcomes.Add(1)
+			if m.Epoch != t.epoch {
+				t.epoch, t.since = m.Epoch, 0
+			}
+			if m.HeartbeatS > 0 {
+				heartbeat = time.Duration(m.HeartbeatS) * time.Second
+			}
+		case "reset":
+			t.since = 0
+		case "synced":
+			t.syncedAt.Store(now.UnixNano())
+			t.firstOnce.Do(func() { close(t.firstSynced) })
+			synced()
+		case "event":
+			if m.Seq > t.since {
+				t.since = m.Seq
+			}
+			if m.Data.N > 0 {
+				t.record(m.Data.P, m.Data.N, m.Data.T, now)
+			}
+		}
+	}
+}
+
+// closeError is the server's close frame.
+type closeError struct{ code int }
+
+func (e closeError) Error() string { return fmt.Sprintf("closed with %d", e.code) }
+
+// frameConn reads and writes one WebSocket's frames from one goroutine: control frames
+// are answered on the way (pong for ping, the close echoed), text and binary messages
+// are returned whole.
+type frameConn struct {
+	nc    net.Conn
+	state ws.State
+	rd    wsutil.Reader
+}
+
+func newFrameConn(nc net.Conn, br *bufio.Reader, state ws.State) *frameConn {
+	var src io.Reader = nc
+	if br != nil && br.Buffered() > 0 {
+		early, _ := br.Peek(br.Buffered())
+		src = io.MultiReader(strings.NewReader(string(early)), nc)
+	}
+	if br != nil {
+		ws.PutReader(br)
+	}
+	c := &frameConn{nc: nc, state: state}
+	c.rd = wsutil.Reader{Source: src, State: state, MaxFrameSize: maxServerFrame, MaxMessageSize: maxServerFrame}
+	return c
+}
+
+// next returns the next data message's payload.
+func (c *frameConn) next() ([]byte, error) {
+	for {
+		hdr, err := c.rd.NextFrame()
+		if err != nil {
+			return nil, err
+		}
+		if hdr.OpCode.IsControl() {
+			payload := make([]byte, hdr.Length)
+			if _, err := io.ReadFull(&c.rd, payload); err != nil {
+				return nil, err
+			}
+			switch hdr.OpCode {
+			case ws.OpPing:
+				if err := c.write(ws.OpPong, payload); err != nil {
+					return nil, err
+				}
+			case ws.OpClose:
+				code, _ := ws.ParseCloseFrameData(payload)
+				_ = c.write(ws.OpClose, payload)
+				if len(payload) < 2 {
+					code = 1005
+				}
+				return nil, closeError{int(code)}
+			}
+			continue
+		}
+		return io.ReadAll(&c.rd)
+	}
+}
+
+func (c *frameConn) write(op ws.OpCode, payload []byte) error {
+	_ = c.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	if c.state.ClientSide() {
+		return wsutil.WriteClientMessage(c.nc, op, payload)
+	}
+	return wsutil.WriteServerMessage(c.nc, op, payload)
+}

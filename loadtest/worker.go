@@ -1,0 +1,433 @@
+package loadtest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/kioskfeed/kioskfeed/pairing/pairingtest"
+)
+
+// command is one request from the load tool to a worker process, one JSON line on the
+// worker's stdin; the worker answers each with one reply line on its stdout.
+type command struct {
+	Op string `json:"op"`
+
+	// pair
+	BaseURL    string   `json:"base_url,omitempty"`
+	AdminToken string   `json:"admin_token,omitempty"`
+	Feed       string   `json:"feed,omitempty"`
+	N          int      `json:"n,omitempty"`
+	Sources    []string `json:"sources,omitempty"`
+	NamePrefix string   `json:"name_prefix,omitempty"`
+
+	// connect (kioskfeed) and nats_connect
+	WSURL  string `json:"ws_url,omitempty"`
+	Addr   string `json:"addr,omitempty"`
+	Origin string `json:"origin,omitempty"`
+	Ramp   int    `json:"ramp,omitempty"` // first connects in flight at once
+
+	Subject string `json:"subject,omitempty"`
+
+	// phase, collect, await_sync
+	Target  string `json:"target,omitempty"` // "tablets" or "nats"
+	Phase   int    `json:"phase,omitempty"`
+	Events  int    `json:"events,omitempty"`
+	Since   int64  `json:"since,omitempty"` // unix ns
+	Timeout int64  `json:"timeout_ms,omitempty"`
+}
+
+// reply is a worker's answer. Latencies are µs, one per delivered event.
+type reply struct {
+	Op         string         `json:"op"`
+	Err        string         `json:"error,omitempty"`
+	N          int            `json:"n"`
+	Failed     int            `json:"failed,omitempty"`
+	FirstErr   string         `json:"first_error,omitempty"`
+	Latencies  []int32        `json:"latencies,omitempty"`
+	Missing    int            `json:"missing,omitempty"`
+	Duplicates int            `json:"duplicates,omitempty"`
+	First      int64          `json:"first,omitempty"` // unix ns
+	Last       int64          `json:"last,omitempty"`
+	Welcomes   int64          `json:"welcomes,omitempty"`
+	Closes     map[string]int `json:"closes,omitempty"`
+}
+
+// worker holds one child process's tablets and NATS subscribers.
+type worker struct {
+	ctx     context.Context
+	tablets []*tablet
+	subs    []*natsSub
+	cancelT context.CancelFunc
+	cancelN context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+// RunWorker is the body of a worker process ("kioskfeed loadtest worker"): it takes
+// commands on in and answers on out until in ends or it is told to quit.
+func RunWorker(ctx context.Context, in io.Reader, out io.Writer) error {
+	w := &worker{ctx: ctx}
+	defer w.shutdown()
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	enc := json.NewEncoder(out)
+	for sc.Scan() {
+		var cmd command
+		if err := json.Unmarshal(sc.Bytes(), &cmd); err != nil {
+			return fmt.Errorf("worker: bad command: %w", err)
+		}
+		if cmd.Op == "quit" {
+			return enc.Encode(reply{Op: "quit"})
+		}
+		rep := w.do(cmd)
+		rep.Op = cmd.Op
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	}
+	return sc.Err()
+}
+
+func (w *worker) shutdown() {
+	if w.cancelT != nil {
+		w.cancelT()
+	}
+	if w.cancelN != nil {
+		w.cancelN()
+	}
+	w.wg.Wait()
+}
+
+func (w *worker) do(cmd command) reply {
+	timeout := time.Duration(cmd.Timeout) * time.Millisecond
+	if timeout <= 0 {
+		timeout = 5 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(w.ctx, timeout)
+	defer cancel()
+	switch cmd.Op {
+	case "pair":
+		return w.pair(ctx, cmd)
+	case "connect":
+		return w.connect(ctx, cmd)
+	case "nats_connect":
+		return w.natsConnect(ctx, cmd)
+	case "disconnect":
+		if w.cancelT != nil {
+			w.cancelT()
+		}
+		w.wg.Wait()
+		return reply{N: len(w.tablets)}
+	case "nats_close":
+		if w.cancelN != nil {
+			w.cancelN()
+		}
+		w.subs = nil
+		return reply{}
+	case "phase":
+		if cmd.Target == "nats" {
+			for _, s := range w.subs {
+				s.startPhase(cmd.Phase, cmd.Events)
+			}
+			return reply{N: len(w.subs)}
+		}
+		for _, t := range w.tablets {
+			t.startPhase(cmd.Phase, cmd.Events)
+		}
+		return reply{N: len(w.tablets)}
+	case "collect":
+		return w.collect(ctx, cmd)
+	case "await_sync":
+		return w.awaitSync(ctx, cmd)
+	default:
+		return reply{Err: fmt.Sprintf("unknown op %q", cmd.Op)}
+	}
+}
+
+// pair makes cmd.N tablets, each with its own key, through the real flow: an admin
+// issues a PIN (POST /api/admin/feeds/{feed}/pins) and the tablet redeems it with a
+// DPoP proof (POST /api/pair).
+func (w *worker) pair(ctx context.Context, cmd command) reply {
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	defer client.CloseIdleConnections()
+	tablets := make([]*tablet, cmd.N)
+	var failed atomic.Int64
+	var firstErr atomic.Value
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(32)
+	for i := range cmd.N {
+		g.Go(func() error {
+			t, err := pairOne(ctx, client, cmd, i)
+			if err != nil {
+				failed.Add(1)
+				firstErr.CompareAndSwap(nil, err.Error())
+				return nil
+			}
+			tablets[i] = t
+			return nil
+		})
+	}
+	_ = g.Wait()
+	for _, t := range tablets {
+		if t != nil {
+			w.tablets = append(w.tablets, t)
+		}
+	}
+	rep := reply{N: len(w.tablets), Failed: int(failed.Load())}
+	if e, ok := firstErr.Load().(string); ok {
+		rep.FirstErr = e
+	}
+	return rep
+}
+
+func pairOne(ctx context.Context, client *http.Client, cmd command, i int) (*tablet, error) {
+	body, _ := json.Marshal(map[string]string{"ttl": "10m"})
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, cmd.BaseURL+"/api/admin/feeds/"+cmd.Feed+"/pins", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+cmd.AdminToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		return nil, fmt.Errorf("issue PIN: HTTP %d %s", resp.StatusCode, raw)
+	}
+	var pin struct {
+		PIN string `json:"pin"`
+	}
+	if err := json.Unmarshal(raw, &pin); err != nil {
+		return nil, fmt.Errorf("issue PIN: %w", err)
+	}
+	dev, err := pairingtest.NewTablet(cmd.BaseURL)
+	if err != nil {
+		return nil, err
+	}
+	dev.HTTP = client
+	if err := dev.Pair(ctx, cmd.Feed, pin.PIN, cmd.NamePrefix+strconv.Itoa(i)); err != nil {
+		return nil, fmt.Errorf("pair: %w", err)
+	}
+	return &tablet{
+		dev:         dev,
+		src:         net.ParseIP(cmd.Sources[i%len(cmd.Sources)]),
+		feed:        cmd.Feed,
+		firstSynced: make(chan struct{}),
+	}, nil
+}
+
+// connect starts every tablet's connection loop and waits until each has synced once.
+func (w *worker) connect(ctx context.Context, cmd command) reply {
+	cfg := &connectConfig{wsURL: cmd.WSURL, addr: cmd.Addr, origin: cmd.Origin, gate: make(chan struct{}, max(cmd.Ramp, 1))}
+	tctx, cancel := context.WithCancel(w.ctx)
+	w.cancelT = cancel
+	for _, t := range w.tablets {
+		t.cfg = cfg
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			t.loop(tctx)
+		}()
+	}
+	rep := reply{N: len(w.tablets)}
+	for _, t := range w.tablets {
+		select {
+		case <-t.firstSynced:
+		case <-ctx.Done():
+			rep.Failed++
+			if e, ok := t.lastErr.Load().(string); ok && rep.FirstErr == "" {
+				rep.FirstErr = e
+			}
+		}
+	}
+	rep.Closes = w.closeCounts()
+	for _, t := range w.tablets {
+		rep.Welcomes += t.welcomes.Load()
+	}
+	return rep
+}
+
+func (w *worker) closeCounts() map[string]int {
+	out := map[string]int{}
+	for _, t := range w.tablets {
+		t.closes.Range(func(k, v any) bool {
+			out[strconv.Itoa(k.(int))] += int(v.(*atomic.Int64).Load())
+			return true
+		})
+	}
+	return out
+}
+
+// natsConnect opens cmd.N raw NATS WebSocket subscribers on cmd.Subject.
+func (w *worker) natsConnect(ctx context.Context, cmd command) reply {
+	nctx, cancel := context.WithCancel(w.ctx)
+	w.cancelN = cancel
+	gate := make(chan struct{}, max(cmd.Ramp, 1))
+	for i := range cmd.N {
+		s := &natsSub{src: net.ParseIP(cmd.Sources[i%len(cmd.Sources)]), url: cmd.WSURL, addr: cmd.Addr, subject: cmd.Subject, ready: make(chan struct{})}
+		w.subs = append(w.subs, s)
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			select {
+			case gate <- struct{}{}:
+			case <-nctx.Done():
+				return
+			}
+			go func() {
+				select {
+				case <-s.ready:
+				case <-nctx.Done():
+				}
+				<-gate
+			}()
+			s.run(nctx)
+		}()
+	}
+	rep := reply{N: cmd.N}
+	for _, s := range w.subs {
+		select {
+		case <-s.ready:
+		case <-ctx.Done():
+		}
+		s.mu.Lock()
+		err := s.err
+		s.mu.Unlock()
+		if err != nil || ctx.Err() != nil {
+			rep.Failed++
+			if err != nil && rep.FirstErr == "" {
+				rep.FirstErr = err.Error()
+			}
+		}
+	}
+	return rep
+}
+
+// collect waits until every tablet (or subscriber) has received every event of the
+// phase, or the timeout, and returns all latencies and what was missing or repeated.
+func (w *worker) collect(ctx context.Context, cmd command) reply {
+	type recorder interface {
+		snapshot() (got []int32, received, dups int)
+	}
+	var all []recorder
+	if cmd.Target == "nats" {
+		for _, s := range w.subs {
+			all = append(all, s)
+		}
+	} else {
+		for _, t := range w.tablets {
+			if !t.forgotten.Load() {
+				all = append(all, t)
+			}
+		}
+	}
+	complete := func() bool {
+		for _, r := range all {
+			if _, received, _ := r.snapshot(); received < cmd.Events {
+				return false
+			}
+		}
+		return true
+	}
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !complete() && ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-tick.C:
+		}
+	}
+	rep := reply{N: len(all)}
+	for _, r := range all {
+		got, _, dups := r.snapshot()
+		rep.Duplicates += dups
+		for _, us := range got {
+			if us < 0 {
+				rep.Missing++
+				continue
+			}
+			rep.Latencies = append(rep.Latencies, us)
+		}
+	}
+	return rep
+}
+
+func (t *tablet) snapshot() ([]int32, int, int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]int32(nil), t.got...), t.received, t.dups
+}
+
+func (s *natsSub) snapshot() ([]int32, int, int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]int32(nil), s.got...), s.received, s.dups
+}
+
+// awaitSync waits until every tablet has synced after cmd.Since (a restart began) and
+// reports the first and last of those moments.
+func (w *worker) awaitSync(ctx context.Context, cmd command) reply {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	var live []*tablet
+	for _, t := range w.tablets {
+		if !t.forgotten.Load() {
+			live = append(live, t)
+		}
+	}
+	for {
+		pending := 0
+		for _, t := range live {
+			if t.syncedAt.Load() <= cmd.Since {
+				pending++
+			}
+		}
+		if pending == 0 || ctx.Err() != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-tick.C:
+		}
+	}
+	rep := reply{N: len(live), Closes: w.closeCounts()}
+	var times []int64
+	for _, t := range live {
+		rep.Welcomes += t.welcomes.Load()
+		if at := t.syncedAt.Load(); at > cmd.Since {
+			times = append(times, at)
+		} else {
+			rep.Failed++
+			if e, ok := t.lastErr.Load().(string); ok && rep.FirstErr == "" {
+				rep.FirstErr = e
+			}
+		}
+	}
+	if len(times) > 0 {
+		sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
+		rep.First, rep.Last = times[0], times[len(times)-1]
+	}
+	return rep
+}
+
+// sources are the loopback addresses worker i dials from: several per worker, so that
+// the number of sockets is not bounded by one address's ephemeral ports.
+func sources(worker, perWorker int) []string {
+	out := make([]string, perWorker)
+	for j := range out {
+		out[j] = net.IPv4(127, 0, byte(1+worker), byte(10+j)).String()
+	}
+	return out
+}
