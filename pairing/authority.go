@@ -89,15 +89,19 @@ type Authority struct {
 	nonces  *NonceSource
 	devices *Registry
 	pins    *pinStore
-	admin   *AdminAuth
-	adminKV jetstream.KeyValue // the dashboard's password and sessions
-	addr    *broker.ClientAddr
+	// requests are the pair requests of the reverse flow (PROTOCOL.md §3b).
+	requests *requestStore
+	admin    *AdminAuth
+	adminKV  jetstream.KeyValue // the dashboard's password and sessions
+	addr     *broker.ClientAddr
 
 	presence atomic.Pointer[func(string) (bool, time.Time)]
 
 	pairLimit  *limiter
 	tokenLimit *limiter
 	adminLimit *limiter
+	// guessLimit bounds, per address, admin lookups of codes that name no open request.
+	guessLimit *limiter
 }
 
 // New sets up the buckets pairing keeps its state in and returns the service.
@@ -136,6 +140,9 @@ func New(ctx context.Context, cfg Config, b *broker.Broker) (*Authority, error) 
 	if a.pins, err = newPINStore(ctx, b, pinKey, cfg.Now); err != nil {
 		return nil, err
 	}
+	if a.requests, err = newRequestStore(ctx, b, cfg.Now); err != nil {
+		return nil, err
+	}
 	if a.devices, err = newRegistry(ctx, b, a.log); err != nil {
 		return nil, err
 	}
@@ -152,6 +159,7 @@ func New(ctx context.Context, cfg Config, b *broker.Broker) (*Authority, error) 
 	// Tablets behind one NAT refresh tokens every few minutes each: a loose bound.
 	a.tokenLimit = newLimiter(200*time.Millisecond, 120, cfg.Now)
 	a.adminLimit = newLimiter(3*time.Second, 20, cfg.Now)
+	a.guessLimit = newLimiter(codeGuessEvery, codeGuessBurst, cfg.Now)
 	return a, nil
 }
 

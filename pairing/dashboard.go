@@ -48,7 +48,7 @@ const (
 // in the URL.
 var knownAuditTypes = []string{
 	"pair_ok", "pair_fail", "pin_issued", "token_refused", "auth_fail", "duplicate_refused",
-	"device_revoked", "pair_request", "pair_approved", "pair_denied",
+	"device_revoked", "pair_request", "pair_approved", "pair_denied", "pair_approve_fail",
 	"admin_login", "admin_login_fail", "admin_logout", "admin_password_set",
 	"admin_token_created", "admin_token_revoked", "producer_key_created", "producer_key_deleted",
 	"test_event_sent",
@@ -66,6 +66,8 @@ var notices = map[string]string{
 	"revoked":     "The device was revoked. Its tablet is disconnected within seconds and must be paired again.",
 	"key_deleted": "The producer key was deleted. Producers using it are refused from now on.",
 	"logged_out":  "You are logged out.",
+	"approved":    "The tablet is paired. It shows its feed within seconds.",
+	"denied":      "The request was denied. The tablet says so and shows a new code.",
 }
 
 // dashboard is the browser admin UI under /admin: server-rendered pages, a session
@@ -116,6 +118,8 @@ func (a *Authority) RegisterDashboard(mux *http.ServeMux) {
 	mux.Handle("GET /admin/producers", page(d.producersPage))
 	mux.Handle("POST /admin/producers", form(d.createProducer))
 	mux.Handle("POST /admin/producers/{id}/delete", form(d.deleteProducer))
+	mux.Handle("GET /admin/approve", page(d.approvePage))
+	mux.Handle("POST /admin/approve", form(d.decide))
 	mux.Handle("GET /admin/audit", page(d.auditPage))
 	mux.Handle("GET /admin/events", page(d.eventsPage))
 	mux.Handle("POST /admin/events", form(d.sendEvent))
@@ -166,8 +170,10 @@ func newDashboard(a *Authority) (*dashboard, error) {
 		"agent":   shortUserAgent,
 		"join":    strings.Join,
 		"list":    func(s ...string) []string { return s },
+		"short":   shortKey,
+		"code":    NormalizePIN,
 	}
-	for _, name := range []string{"login", "devices", "pin", "producers", "audit", "events", "error"} {
+	for _, name := range []string{"login", "devices", "pin", "approve", "producers", "audit", "events", "error"} {
 		t, err := template.New(name).Funcs(funcs).ParseFS(webFS, "web/templates/layout.html", "web/templates/"+name+".html")
 		if err != nil {
 			return nil, err
@@ -476,9 +482,10 @@ type feedGroup struct {
 }
 
 type devicesBody struct {
-	Online int
-	Feeds  []feedGroup
-	Form   pinForm
+	Online   int
+	Feeds    []feedGroup
+	Form     pinForm
+	Requests []PairRequestView // open pair requests, oldest first
 }
 
 type pinForm struct {
@@ -490,10 +497,15 @@ type pinForm struct {
 func (d *dashboard) devicesPage(w http.ResponseWriter, r *http.Request, s session) {
 	v := d.base(s, "Devices", "devices")
 	v.Notice = notices[r.URL.Query().Get("notice")]
-	d.renderDevices(w, http.StatusOK, v, pinForm{Minutes: int(DefaultPINTTL / time.Minute)})
+	d.renderDevices(w, r, http.StatusOK, v, pinForm{Minutes: int(DefaultPINTTL / time.Minute)})
 }
 
-func (d *dashboard) renderDevices(w http.ResponseWriter, status int, v view, form pinForm) {
+func (d *dashboard) renderDevices(w http.ResponseWriter, r *http.Request, status int, v view, form pinForm) {
+	requests, err := d.a.OpenPairRequests(r.Context())
+	if err != nil {
+		d.fail(w, err)
+		return
+	}
 	var groups []feedGroup
 	for _, dv := range d.a.DeviceViews("") { // sorted by feed
 		if len(groups) == 0 || groups[len(groups)-1].Name != dv.Feed {
@@ -505,7 +517,7 @@ func (d *dashboard) renderDevices(w http.ResponseWriter, status int, v view, for
 			g.Online++
 		}
 	}
-	v.Body = devicesBody{Online: d.a.cfg.OnlineCount(), Feeds: groups, Form: form}
+	v.Body = devicesBody{Online: d.a.cfg.OnlineCount(), Feeds: groups, Form: form, Requests: requests}
 	d.render(w, status, "devices", v)
 }
 
@@ -532,7 +544,7 @@ func (d *dashboard) issuePIN(w http.ResponseWriter, r *http.Request, s session) 
 	if problem != "" {
 		v := d.base(s, "Devices", "devices")
 		v.Error = problem
-		d.renderDevices(w, http.StatusBadRequest, v, form)
+		d.renderDevices(w, r, http.StatusBadRequest, v, form)
 		return
 	}
 	pin, err := a.pins.issue(r.Context(), form.Feed, time.Duration(minutes)*time.Minute, form.Replace)

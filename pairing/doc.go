@@ -2,7 +2,8 @@
 // it may see: pairing PINs and the reverse (device-code) pairing flow, the
 // device registry, the access-token issuer and its JWKS, DPoP proof checking
 // and stateless server nonces, the device-facing HTTP endpoints
-// (/api/pair, /api/token, /.well-known/jwks.json), administrator
+// (/api/pair, /api/pair/requests and its polls, the pairing QR code,
+// /api/token, /.well-known/jwks.json), administrator
 // authentication (bearer tokens and the dashboard login) and the admin API and
 // dashboard.
 //

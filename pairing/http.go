@@ -19,6 +19,9 @@ import (
 func (a *Authority) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /api/pair", a.handlePair)
 	mux.HandleFunc("POST /api/token", a.handleToken)
+	mux.HandleFunc("POST /api/pair/requests", a.handlePairRequest)
+	mux.HandleFunc("POST /api/pair/requests/{request_id}/poll", a.handlePairPoll)
+	mux.HandleFunc("GET /api/pair/qr.svg", a.handlePairQR)
 	mux.HandleFunc("GET /.well-known/jwks.json", a.handleJWKS)
 	a.registerAdmin(mux)
 }

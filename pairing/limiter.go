@@ -52,3 +52,21 @@ func (l *limiter) allow(addr string) (bool, time.Duration) {
 	r.CancelAt(now)
 	return false, wait
 }
+
+// blocked reports, without taking a token, whether addr has none left, and how long
+// until it has one: for checks that must refuse before they look (a code lookup that
+// would otherwise answer even past the allowance) and count only what fails.
+func (l *limiter) blocked(addr string) (bool, time.Duration) {
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b, ok := l.buckets[addr]
+	if !ok {
+		return false, 0
+	}
+	tokens := b.TokensAt(now)
+	if tokens >= 1 {
+		return false, 0
+	}
+	return true, time.Duration((1 - tokens) * float64(l.every))
+}

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"path"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -378,9 +379,11 @@ func (a *Authority) sessionGrantsAdmin(r *http.Request) bool {
 	return ok
 }
 
-// safeNext returns where to go after login: next when it is a path on this site, else
-// /admin. "//host" and "/\host" are other sites to a browser, and browsers drop tabs
-// and newlines from URLs, so "/\t/host" is too; none of them pass.
+// safeNext returns where to go after login: next when it is a dashboard path on this
+// site, else /admin. "//host" and "/\host" are other sites to a browser, browsers drop
+// tabs and newlines from URLs (so "/\t/host" is too), and a path that only decodes to
+// one ("/%2F%2Fhost", "/%5Chost") may be cleaned into one by whatever serves it next; none
+// of them pass, and neither does anything outside /admin.
 func safeNext(next string) string {
 	const home = "/admin"
 	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || len(next) > 2048 {
@@ -390,7 +393,14 @@ func safeNext(next string) string {
 		return home
 	}
 	u, err := url.Parse(next)
-	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || !strings.HasPrefix(u.Path, "/") {
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" {
+		return home
+	}
+	if u.Path != home && !strings.HasPrefix(u.Path, home+"/") {
+		return home
+	}
+	if strings.Contains(u.Path, "//") || strings.ContainsFunc(u.Path, func(r rune) bool { return r == '\\' || r < 0x20 || r == 0x7f }) ||
+		path.Clean(u.Path) != u.Path {
 		return home
 	}
 	return next

@@ -385,6 +385,9 @@ func TestDOMHooks(t *testing.T) {
 		"pair-screen": "main", "pair-form": "form", "feed": "input", "pin": "input", "pair-submit": "button",
 		"pair-error": "p", "feed-screen": "main", "title": "h1", "body": "p", "rows": "table", "list": "ul",
 		"items": "ul", "status": "div",
+		// the code screen of the reverse pairing flow (PROTOCOL.md §3b)
+		"pair-note": "p", "code-panel": "section", "user-code": "p", "pair-qr": "img", "verification-uri": "span",
+		"code-status": "p", "use-pin": "button", "use-code": "button",
 	} {
 		n, ok := p.ids[id]
 		if !ok {
@@ -400,6 +403,13 @@ func TestDOMHooks(t *testing.T) {
 	}
 	if s, ok := p.ids["status"]; ok && attr(s, "data-state") == "" {
 		t.Error("#status has no data-state")
+	}
+	// Unpaired, the code screen comes first; the PIN form is behind #use-pin.
+	if ps, ok := p.ids["pair-screen"]; ok && attr(ps, "data-mode") != "code" {
+		t.Errorf("#pair-screen data-mode = %q, want code", attr(ps, "data-mode"))
+	}
+	if qr, ok := p.ids["pair-qr"]; ok && (attr(qr, "src") != "" || attr(qr, "alt") == "") {
+		t.Errorf("img#pair-qr: src %q, alt %q; want no src until there is a code, and an alt text", attr(qr, "src"), attr(qr, "alt"))
 	}
 	if want := "width=device-width, initial-scale=1, maximum-scale=1, user-scalable=no"; p.viewport != want {
 		t.Errorf("viewport = %q, want %q", p.viewport, want)
@@ -495,6 +505,12 @@ func TestScriptRules(t *testing.T) {
 		`typ: 'dpop+jwt', alg: 'ES256'`,
 		`navigator.storage?.persist?.()`,
 		`navigator.wakeLock.request('screen')`,
+		`'/api/pair/requests'`,
+		`'/poll'`,
+		`'/api/pair/qr.svg?code='`,
+		`case 'slow_down':`,
+		`req.interval += SLOW_DOWN_S`,
+		`const SLOW_DOWN_S = 5;`,
 	} {
 		if !bytes.Contains(js, []byte(must)) {
 			t.Errorf("app.js lacks %q", must)

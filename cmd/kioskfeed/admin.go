@@ -24,6 +24,11 @@ Commands (each talks to a running kioskfeed over its HTTP API):
   pin --feed F [--replace] [--ttl 5m]       issue a pairing PIN for feed F
   devices [--feed F]                        list paired devices
   revoke DEVICE_ID                          revoke a device (its socket closes, its tokens stop)
+  requests                                  tablets waiting for approval, with their codes
+  approve CODE --feed F [--name N] [--replace]
+                                            pair the tablet that shows CODE with feed F
+                                            (--replace revokes the feed's other devices)
+  deny CODE                                 refuse the tablet that shows CODE
   audit [--type T] [--limit N]              the audit log, newest first
   token create --name N | list | revoke ID  named admin tokens (for people and scripts)
   passwd [--password P]                     set the dashboard password (default: a new random one,
@@ -71,18 +76,27 @@ func adminCmd(ctx context.Context, args []string, lookupEnv func(string) (string
 	fs.StringVar(&c.token, "token", envOr("KIOSKFEED_ADMIN_TOKEN", ""), "admin token")
 	fs.BoolVar(&c.json, "json", false, "print the raw JSON answer")
 	feed := fs.String("feed", "", "feed id")
-	replace := fs.Bool("replace", false, "pin: pairing with it revokes the feed's earlier devices")
+	replace := fs.Bool("replace", false, "pin, approve: pairing revokes the feed's earlier devices")
 	ttl := fs.Duration("ttl", 5*time.Minute, "pin: how long the PIN is valid (at most 1h)")
-	name := fs.String("name", "", "token, producer-key: a name for it")
+	name := fs.String("name", "", "token, producer-key, approve: a name for it")
 	feeds := fs.String("feeds", "", "producer-key: comma-separated feed ids or globs")
 	typ := fs.String("type", "", "audit: only records of this type")
 	password := fs.String("password", "", "passwd: the new password (default: a random one)")
 	limit := fs.Int("limit", 50, "audit: how many records")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
+	// Flags may come after the arguments too (approve CODE --feed lobby).
+	var positional []string
+	for rest := args; ; {
+		if err := fs.Parse(rest); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return err
+			}
+			return usageError{err.Error()}
 		}
-		return usageError{err.Error()}
+		if fs.NArg() == 0 {
+			break
+		}
+		positional = append(positional, fs.Arg(0))
+		rest = fs.Args()[1:]
 	}
 	if c.token == "" {
 		return usageError{"an admin token is needed: --token or KIOSKFEED_ADMIN_TOKEN (printed at the server's first start)"}
@@ -91,10 +105,10 @@ func adminCmd(ctx context.Context, args []string, lookupEnv func(string) (string
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	oneArg := func(what string) (string, error) {
-		if fs.NArg() != 1 {
+		if len(positional) != 1 {
 			return "", usageError{fmt.Sprintf("kioskfeed admin %s needs exactly one %s", cmd, what)}
 		}
-		return fs.Arg(0), nil
+		return positional[0], nil
 	}
 
 	switch cmd {
@@ -137,6 +151,47 @@ func adminCmd(ctx context.Context, args []string, lookupEnv func(string) (string
 			return err
 		}
 		fmt.Fprintf(stdout, "revoked %s\n", id)
+		return nil
+	case "requests":
+		var reqs []map[string]any
+		if err := c.call(ctx, "GET", "/api/admin/pair-requests", nil, http.StatusOK, &reqs); err != nil || c.json {
+			return err
+		}
+		for _, r := range reqs {
+			if jkt, ok := r["jkt"].(string); ok && len(jkt) > 8 {
+				r["key"] = jkt[:8] // as the dashboard shows it
+			}
+		}
+		return c.table(reqs, "user_code", "name", "remote_addr", "user_agent", "key", "age_s")
+	case "approve":
+		code, err := oneArg("code (the one the tablet shows, such as WDJB-MJHT)")
+		if err != nil {
+			return err
+		}
+		if *feed == "" {
+			return usageError{"kioskfeed admin approve needs --feed"}
+		}
+		var res struct {
+			DeviceID string `json:"device_id"`
+		}
+		body := map[string]any{"feed": *feed, "name": *name, "replace": *replace}
+		if err := c.call(ctx, "POST", "/api/admin/pair-requests/"+url.PathEscape(code)+"/approve", body, http.StatusOK, &res); err != nil || c.json {
+			return err
+		}
+		fmt.Fprintf(stdout, "approved: the tablet is paired as %s on feed %q\n", res.DeviceID, *feed)
+		if *replace {
+			fmt.Fprintln(stdout, "Every other device of this feed was revoked.")
+		}
+		return nil
+	case "deny":
+		code, err := oneArg("code (the one the tablet shows, such as WDJB-MJHT)")
+		if err != nil {
+			return err
+		}
+		if err := c.call(ctx, "POST", "/api/admin/pair-requests/"+url.PathEscape(code)+"/deny", nil, http.StatusNoContent, nil); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, "denied: the tablet shows a new code")
 		return nil
 	case "audit":
 		q := url.Values{"limit": {strconv.Itoa(*limit)}}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -121,5 +122,118 @@ func TestAdminCLIPairsAndRevokes(t *testing.T) {
 	}
 	if err := run(context.Background(), []string{"admin", "devices", "--url", s.base, "--token", "wrong-token-wrong"}, env(nil), io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "invalid_token") {
 		t.Fatalf("admin with a wrong token: %v, want invalid_token", err)
+	}
+}
+
+// TestAdminCLIApprovesACode walks the reverse pairing flow with the CLI: a Go tablet
+// asks for a code as the PWA does, the admin lists, approves and denies codes.
+func TestAdminCLIApprovesACode(t *testing.T) {
+	const public = "http://kioskfeed.test"
+	s := startServe(t, t.TempDir(), "--public-url", public)
+	admin := func(args ...string) (string, error) {
+		var out syncBuffer
+		err := run(context.Background(), append([]string{"admin"}, args...), env(map[string]string{
+			"KIOSKFEED_PUBLIC_URL": s.base, "KIOSKFEED_ADMIN_TOKEN": s.token,
+		}), &out, io.Discard)
+		return out.String(), err
+	}
+	addr := strings.TrimPrefix(s.base, "http://")
+	tablet := func() *pairingtest.Tablet {
+		tab, err := pairingtest.NewTablet(public)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tab.HTTP = &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		}}}
+		return tab
+	}
+	tab := tablet()
+	pr, err := tab.RequestPairing(context.Background(), "Lobby left")
+	if err != nil {
+		t.Fatalf("request pairing: %v", err)
+	}
+	if pr.VerificationURIComplete != public+"/admin/approve?code="+strings.ReplaceAll(pr.UserCode, "-", "") {
+		t.Fatalf("verification_uri_complete %q: want it on the public URL", pr.VerificationURIComplete)
+	}
+
+	out, err := admin("requests")
+	if err != nil || !strings.Contains(out, pr.UserCode) || !strings.Contains(out, "Lobby left") || !strings.Contains(out, tab.Key.JKT()[:8]) {
+		t.Fatalf("admin requests: %v, printed %q; want the code, name and short key", err, out)
+	}
+	if _, err := admin("approve", pr.UserCode); err == nil || !strings.Contains(err.Error(), "--feed") {
+		t.Fatalf("approve without --feed: %v, want a usage error naming --feed", err)
+	}
+	if _, err := admin("approve", "--feed", "lobby"); err == nil || exitCode(err) != 2 {
+		t.Fatalf("approve without a code: %v, want a usage error", err)
+	}
+	// The code as a person types it, flags after it.
+	out, err = admin("approve", strings.ToLower(pr.UserCode), "--feed", "lobby", "--name", "Lobby right")
+	m := regexp.MustCompile(`paired as (dev_\S+) on feed "lobby"`).FindStringSubmatch(out)
+	if err != nil || m == nil {
+		t.Fatalf("admin approve: %v, printed %q", err, out)
+	}
+	if err := tab.Poll(context.Background(), pr.RequestID); err != nil || tab.DeviceID != m[1] || tab.Feed != "lobby" {
+		t.Fatalf("poll after the CLI's approval: %v, device %s; want %s on lobby", err, tab.DeviceID, m[1])
+	}
+	if out, err = admin("devices", "--feed", "lobby"); err != nil || !strings.Contains(out, m[1]) || !strings.Contains(out, "Lobby right") {
+		t.Fatalf("admin devices: %v, printed %q", err, out)
+	}
+	if _, err := admin("approve", pr.UserCode, "--feed", "lobby"); err == nil || !strings.Contains(err.Error(), "not_found") {
+		t.Fatalf("approving the code twice: %v, want not_found", err)
+	}
+
+	// Deny, and --replace on a second approval.
+	other := tablet()
+	pr2, err := other.RequestPairing(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err = admin("deny", pr2.UserCode); err != nil || !strings.Contains(out, "denied") {
+		t.Fatalf("admin deny: %v, printed %q", err, out)
+	}
+	var apiErr *pairingtest.APIError
+	if err := other.Poll(context.Background(), pr2.RequestID); !errors.As(err, &apiErr) || apiErr.Status != 403 || apiErr.Code != "access_denied" {
+		t.Fatalf("poll after deny: %v, want 403 access_denied", err)
+	}
+	third := tablet()
+	pr3, err := third.RequestPairing(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err = admin("approve", pr3.UserCode, "--feed", "lobby", "--replace"); err != nil || !strings.Contains(out, "revoked") {
+		t.Fatalf("admin approve --replace: %v, printed %q", err, out)
+	}
+	if err := tab.Refresh(context.Background()); !errors.As(err, &apiErr) || apiErr.Code != "invalid_token" {
+		t.Fatalf("the replaced tablet's refresh: %v, want invalid_token", err)
+	}
+	if out, err = admin("requests"); err != nil || !strings.Contains(out, "(none)") {
+		t.Fatalf("admin requests at the end: %v, printed %q; want none", err, out)
+	}
+
+	// The audit log has the flow and the failed approval, without any code.
+	want := []string{"pair_request", "pair_approved", "pair_denied", "pair_approve_fail", "device_revoked"}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		out, err = admin("audit", "--limit", "50")
+		missing := ""
+		for _, typ := range want {
+			if !strings.Contains(out, typ) {
+				missing = typ
+			}
+		}
+		if err == nil && missing == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("admin audit lacks %s: %v, printed %q", missing, err, out)
+		}
+	}
+	for _, code := range []string{pr.UserCode, pr2.UserCode, pr3.UserCode} {
+		if strings.Contains(out, code) || strings.Contains(out, strings.ReplaceAll(code, "-", "")) {
+			t.Fatalf("the audit log shows the code %s:\n%s", code, out)
+		}
+	}
+	if strings.Contains(s.stderr.String(), strings.ReplaceAll(pr.UserCode, "-", "")) || strings.Contains(s.stderr.String(), pr.UserCode) {
+		t.Fatal("the server log shows a pairing code")
 	}
 }

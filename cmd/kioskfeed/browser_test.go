@@ -87,6 +87,9 @@ func pairTablet(t *testing.T, ctx context.Context, base, feed, pin string) {
 	t.Helper()
 	if err := chromedp.Do(ctx,
 		chromedp.Navigate(base+"/"),
+		// The code screen comes first; the PIN form is behind "Enter a PIN instead".
+		chromedp.WaitVisible(chromedp.ID("use-pin")),
+		chromedp.Click(chromedp.ID("use-pin")),
 		chromedp.WaitVisible(chromedp.ID("pair-form")),
 		chromedp.SendKeys(chromedp.ID("feed"), feed),
 		chromedp.SendKeys(chromedp.ID("pin"), strings.ToLower(strings.ReplaceAll(pin, "-", ""))),
@@ -244,7 +247,7 @@ func TestBrowserTabletAndDashboard(t *testing.T) {
 func TestBrowserInstallableAndCrossSiteRefused(t *testing.T) {
 	sys := startSystem(t, t.TempDir(), freeAddr(t))
 	tablet := newBrowser(t, "", 1280, 800)
-	if err := chromedp.Do(tablet, chromedp.Navigate(sys.base+"/"), chromedp.WaitVisible(chromedp.ID("pair-form"))); err != nil {
+	if err := chromedp.Do(tablet, chromedp.Navigate(sys.base+"/"), chromedp.WaitVisible(chromedp.ID("user-code"))); err != nil {
 		t.Fatal(err)
 	}
 	// 5. Installability: the service worker must control the page first.
@@ -354,4 +357,147 @@ func adminAPIList(t *testing.T, sys *system, path string) []map[string]any {
 		t.Fatalf("GET %s: %d", path, resp.StatusCode)
 	}
 	return l
+}
+
+// TestBrowserPairByCode walks the reverse pairing flow (PROTOCOL.md §3b) in real
+// Chromium: the unpaired tablet shows a code and a QR code; an admin, logged out, opens
+// the QR's URL, logs in, lands back on the approval page, and approves the tablet for a
+// feed; the tablet shows that feed's state without a reload.
+func TestBrowserPairByCode(t *testing.T) {
+	sys := startSystem(t, t.TempDir(), freeAddr(t))
+	artifacts := os.Getenv("KIOSKFEED_ARTIFACTS")
+	keyResp := adminAPI(t, sys, "POST", "/api/admin/producer-keys", `{"name":"browser test","feeds":["lobby"]}`)
+	producer := keyResp["key"].(string)
+	producerPublish(t, sys.base, producer, "lobby", "state", `{"title":"Room Aurora","body":"Design review at 11:00"}`)
+
+	// 1. The tablet: a code in large type and a QR image, drawn by our own server.
+	tablet := newBrowser(t, "", 1280, 800)
+	if err := chromedp.Do(tablet, injectOnEveryDocument(socketWatch), chromedp.Navigate(sys.base+"/")); err != nil {
+		t.Fatal(err)
+	}
+	codeShown := `/^[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}$/.test(document.querySelector('#user-code').textContent)`
+	qrLoaded := `(() => { const i = document.querySelector('img#pair-qr'); return !!i && i.complete && i.naturalWidth > 0 && i.offsetParent !== null; })()`
+	waitJS(t, tablet, `document.body.dataset.view === 'pair' && `+codeShown+` && `+qrLoaded, 20*time.Second)
+	code, err := chromedp.Run(tablet, chromedp.Text(chromedp.ID("user-code")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := strings.ReplaceAll(code, "-", "")
+	raw, err := chromedp.Run(tablet, chromedp.Evaluate[string](`JSON.stringify({
+	  qr: document.querySelector('#pair-qr').src,
+	  uri: document.querySelector('#verification-uri').textContent,
+	  pinFormShown: document.querySelector('#pair-form').offsetParent !== null,
+	  usePinShown: document.querySelector('#use-pin').offsetParent !== null,
+	  fontPx: parseFloat(getComputedStyle(document.querySelector('#user-code')).fontSize),
+	  qrPx: document.querySelector('#pair-qr').getBoundingClientRect().width,
+	})`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var screen struct {
+		QR, URI                   string
+		PinFormShown, UsePinShown bool
+		FontPx, QRPx              float64
+	}
+	_ = json.Unmarshal([]byte(raw), &screen)
+	if screen.QR != sys.base+"/api/pair/qr.svg?code="+code || screen.URI != sys.base+"/admin/approve" {
+		t.Fatalf("pairing screen %s: want the QR from %s/api/pair/qr.svg and the approval URL", raw, sys.base)
+	}
+	if screen.PinFormShown || !screen.UsePinShown || screen.FontPx < 48 || screen.QRPx < 200 {
+		t.Fatalf("pairing screen %s: want the PIN form hidden behind #use-pin, a code of 48 px or more and a QR of 200 px or more", raw)
+	}
+	shot(t, tablet, artifacts, "tablet-pair-code")
+
+	// The PIN form is one tap away, and back again to the same code.
+	if err := chromedp.Do(tablet, chromedp.Click(chromedp.ID("use-pin")), chromedp.WaitVisible(chromedp.ID("pair-form"))); err != nil {
+		t.Fatalf("enter a PIN instead: %v", err)
+	}
+	waitJS(t, tablet, `document.querySelector('#code-panel').offsetParent === null`, 5*time.Second)
+	if err := chromedp.Do(tablet, chromedp.Click(chromedp.ID("use-code")), chromedp.WaitVisible(chromedp.ID("pair-qr"))); err != nil {
+		t.Fatalf("back to the code: %v", err)
+	}
+	waitJS(t, tablet, `document.querySelector('#user-code').textContent === '`+code+`' && document.querySelector('#pair-form').offsetParent === null`, 10*time.Second)
+	// A reload shows the same code: the request and its key are kept in IndexedDB.
+	if err := chromedp.Do(tablet, chromedp.Reload()); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, tablet, `document.querySelector('#user-code').textContent === '`+code+`' && `+qrLoaded, 20*time.Second)
+	if _, err := chromedp.Run(tablet, chromedp.Evaluate[bool](`window.__notReloaded = true`)); err != nil {
+		t.Fatal(err)
+	}
+
+	// 2. The admin, logged out, opens what the QR code holds: login first, then back.
+	admin := newBrowser(t, "", 1280, 900)
+	approveURL := sys.base + "/admin/approve?code=" + plain
+	if err := chromedp.Do(admin,
+		chromedp.Navigate(approveURL),
+		chromedp.WaitVisible(chromedp.ID("password")),
+		chromedp.SendKeys(chromedp.ID("password"), sys.password),
+		chromedp.Click(chromedp.ID("login-submit")),
+		chromedp.WaitVisible(chromedp.ID("approve-form")),
+	); err != nil {
+		t.Fatalf("login by the QR's URL: %v", err)
+	}
+	if u, _ := chromedp.Run(admin, chromedp.Evaluate[string](`location.href`)); u != approveURL {
+		t.Fatalf("after login the admin is at %q, want back at %q", u, approveURL)
+	}
+	facts, err := chromedp.Run(admin, chromedp.Evaluate[string](`['approve-code','approve-address','approve-agent','approve-key','approve-age'].map(id => document.getElementById(id).textContent.trim()).join('|')`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := strings.Split(facts, "|"); len(f) != 5 || f[0] != code || f[1] != "127.0.0.1" || !strings.HasPrefix(f[2], "Chrome") || len(f[3]) != 8 || f[4] == "" {
+		t.Fatalf("approval page shows %q: want the code, the tablet's address, its browser, a short key and the age", facts)
+	}
+	shot(t, admin, artifacts, "dashboard-approve")
+	if err := chromedp.Do(admin,
+		chromedp.SendKeys(chromedp.ID("approve-feed"), "lobby"),
+		chromedp.SetValue(chromedp.ID("approve-name"), "Lobby left"),
+		chromedp.Click(chromedp.ID("approve-submit")),
+		chromedp.WaitVisible(chromedp.ID("page-notice")),
+	); err != nil {
+		t.Fatalf("approve: %v", err)
+	}
+
+	// 3. The tablet shows the feed's state, live, without a reload.
+	waitJS(t, tablet, `document.body.dataset.view === 'feed' && document.querySelector('#title').textContent === 'Room Aurora' && document.querySelector('#status').dataset.state === 'live' && window.__notReloaded === true`, 30*time.Second)
+	producerPublish(t, sys.base, producer, "lobby", "item", `{"text":"Approved from a phone"}`)
+	waitJS(t, tablet, `document.querySelector('#items').textContent.includes('Approved from a phone')`, 15*time.Second)
+	if raw, _ := chromedp.Run(tablet, chromedp.Evaluate[string](`JSON.stringify(window.__ws)`)); !strings.Contains(raw, `"maxOpen":1`) {
+		t.Fatalf("sockets: %s; want never more than one open", raw)
+	}
+
+	// The dashboard lists the device, and no request is waiting any more.
+	if err := chromedp.Do(admin, chromedp.Navigate(sys.base+"/admin"), chromedp.WaitVisible(chromedp.CSS(`tr[data-device-id]`))); err != nil {
+		t.Fatal(err)
+	}
+	row, _ := chromedp.Run(admin, chromedp.Text(chromedp.CSS(`tr[data-device-id]`)))
+	waiting, _ := chromedp.Run(admin, chromedp.Evaluate[bool](`document.querySelector('#pair-requests') !== null`))
+	if !strings.Contains(row, "Lobby left") || waiting {
+		t.Fatalf("devices page: row %q, requests still listed %v; want the approved tablet and no open request", row, waiting)
+	}
+	// The key the tablet paired with is the non-extractable one of its request.
+	keyCheck := `(async () => {
+	  const db = await new Promise((ok, no) => { const r = indexedDB.open('kioskfeed'); r.onsuccess = () => ok(r.result); r.onerror = () => no(r.error); });
+	  const get = (k) => new Promise((ok, no) => { const q = db.transaction('kv').objectStore('kv').get(k); q.onsuccess = () => ok(q.result); q.onerror = () => no(q.error); });
+	  const rec = await get('device');
+	  const pending = await get('pending');
+	  return JSON.stringify({isKey: rec.privateKey instanceof CryptoKey, extractable: rec.privateKey.extractable, deviceId: rec.deviceId, feed: rec.feed, pendingLeft: pending !== undefined});
+	})()`
+	raw, err = chromedp.Run(tablet, chromedp.Evaluate[string](keyCheck, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(raw, `"isKey":true,"extractable":false,"deviceId":"dev_`) || !strings.Contains(raw, `"feed":"lobby","pendingLeft":false`) {
+		t.Fatalf("device in IndexedDB: %s; want a non-extractable key for a lobby device, and the request forgotten", raw)
+	}
+	if v := cspViolations(t, tablet); len(v) > 0 {
+		t.Fatalf("tablet CSP violations: %v", v)
+	}
+	if v := cspViolations(t, admin); len(v) > 0 {
+		t.Fatalf("dashboard CSP violations: %v", v)
+	}
+	recs := adminAPIList(t, sys, "/api/admin/audit?type=pair_approved")
+	if len(recs) != 1 || recs[0]["feed"] != "lobby" {
+		t.Fatalf("pair_approved records %v, want one for lobby", recs)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -22,6 +23,9 @@ type Tablet struct {
 	Key *DeviceKey
 	// HTTP is the client used; default http.DefaultClient.
 	HTTP *http.Client
+	// Clock dates the proofs (iat); default time.Now. Tests whose server runs on a
+	// moved clock move the tablet's with it, as a tablet's clock agrees with the server.
+	Clock func() time.Time
 
 	mu       sync.Mutex
 	nonce    string
@@ -73,34 +77,115 @@ func (t *Tablet) Refresh(ctx context.Context) error {
 }
 
 func (t *Tablet) tokenCall(ctx context.Context, path string, body any, want int) error {
-	raw, err := json.Marshal(body)
+	data, err := t.call(ctx, path, body, want)
 	if err != nil {
 		return err
+	}
+	return t.keepToken(path, data)
+}
+
+// keepToken keeps the device id and token of a token answer (PROTOCOL.md §3, §4).
+func (t *Tablet) keepToken(path string, data []byte) error {
+	var tr tokenResponse
+	if err := json.Unmarshal(data, &tr); err != nil {
+		return fmt.Errorf("%s: unreadable answer: %w", path, err)
+	}
+	if tr.TokenType != "DPoP" || tr.AccessToken == "" {
+		return fmt.Errorf("%s: answer %s is not a DPoP token", path, data)
+	}
+	t.mu.Lock()
+	t.DeviceID, t.Feed, t.Token = tr.DeviceID, tr.Feed, tr.AccessToken
+	t.Expires = time.Now().Add(time.Duration(tr.ExpiresIn) * time.Second)
+	t.mu.Unlock()
+	return nil
+}
+
+// call posts body (JSON) to path and returns the answer's body when its status is want,
+// else the *APIError. A use_dpop_nonce refusal is retried once with the nonce it
+// brought, as RFC 9449 §8 says.
+func (t *Tablet) call(ctx context.Context, path string, body any, want int) ([]byte, error) {
+	raw, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
 	}
 	for attempt := 0; ; attempt++ {
 		resp, err := t.Post(ctx, path, raw)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		apiErr, data := readAnswer(resp, want)
 		if apiErr == nil {
-			var tr tokenResponse
-			if err := json.Unmarshal(data, &tr); err != nil {
-				return fmt.Errorf("%s: unreadable answer: %w", path, err)
-			}
-			if tr.TokenType != "DPoP" || tr.AccessToken == "" {
-				return fmt.Errorf("%s: answer %s is not a DPoP token", path, data)
-			}
-			t.mu.Lock()
-			t.DeviceID, t.Feed, t.Token = tr.DeviceID, tr.Feed, tr.AccessToken
-			t.Expires = time.Now().Add(time.Duration(tr.ExpiresIn) * time.Second)
-			t.mu.Unlock()
-			return nil
+			return data, nil
 		}
 		if apiErr.Code == "use_dpop_nonce" && attempt == 0 {
-			continue // the nonce from this answer is kept; retry once, as RFC 9449 §8 says
+			continue // the nonce from this answer is kept; retry once
 		}
-		return apiErr
+		return nil, apiErr
+	}
+}
+
+// PairRequest is the answer of POST /api/pair/requests (PROTOCOL.md §3b).
+type PairRequest struct {
+	RequestID               string `json:"request_id"`
+	UserCode                string `json:"user_code"`
+	VerificationURI         string `json:"verification_uri"`
+	VerificationURIComplete string `json:"verification_uri_complete"`
+	ExpiresIn               int    `json:"expires_in"`
+	Interval                int    `json:"interval"`
+}
+
+// RequestPairing asks the server for a pairing code bound to this tablet's key, as the
+// PWA's pairing screen does; name is the tablet's suggestion for the admin ("" for none).
+func (t *Tablet) RequestPairing(ctx context.Context, name string) (*PairRequest, error) {
+	body := map[string]string{}
+	if name != "" {
+		body["name"] = name
+	}
+	data, err := t.call(ctx, "/api/pair/requests", body, http.StatusCreated)
+	if err != nil {
+		return nil, err
+	}
+	var pr PairRequest
+	if err := json.Unmarshal(data, &pr); err != nil || pr.RequestID == "" || pr.UserCode == "" {
+		return nil, fmt.Errorf("/api/pair/requests: unreadable answer %s", data)
+	}
+	return &pr, nil
+}
+
+// Poll asks once whether request id has been approved. Approved, it keeps the device id
+// and first token as Pair does and returns nil; otherwise it returns the *APIError:
+// authorization_pending, slow_down, expired_token, access_denied, invalid_dpop_proof...
+func (t *Tablet) Poll(ctx context.Context, requestID string) error {
+	path := "/api/pair/requests/" + requestID + "/poll"
+	data, err := t.call(ctx, path, struct{}{}, http.StatusOK)
+	if err != nil {
+		return err
+	}
+	return t.keepToken(path, data)
+}
+
+// WaitApproved polls req at its interval, adding 5 s at each slow_down (RFC 8628 §3.5),
+// until it is approved (nil), refused otherwise (the *APIError), or ctx ends.
+func (t *Tablet) WaitApproved(ctx context.Context, req *PairRequest) error {
+	interval := time.Duration(max(req.Interval, 1)) * time.Second
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(interval):
+		}
+		err := t.Poll(ctx, req.RequestID)
+		var apiErr *APIError
+		if !errors.As(err, &apiErr) {
+			return err
+		}
+		switch apiErr.Code {
+		case "authorization_pending":
+		case "slow_down":
+			interval += 5 * time.Second
+		default:
+			return err
+		}
 	}
 }
 
@@ -110,7 +195,11 @@ func (t *Tablet) Post(ctx context.Context, path string, body []byte) (*http.Resp
 	t.mu.Lock()
 	nonce := t.nonce
 	t.mu.Unlock()
-	proof, err := t.Key.Proof(ProofParams{Method: http.MethodPost, URL: t.BaseURL + path, Nonce: nonce})
+	var iat time.Time
+	if t.Clock != nil {
+		iat = t.Clock()
+	}
+	proof, err := t.Key.Proof(ProofParams{Method: http.MethodPost, URL: t.BaseURL + path, Nonce: nonce, IssuedAt: iat})
 	if err != nil {
 		return nil, err
 	}

@@ -1,4 +1,6 @@
 // kioskfeed tablet app: the pairing screen and the live feed (PROTOCOL.md §2–§5).
+// Unpaired, it shows a code and a QR code for an administrator to approve (§3b), or on
+// request the PIN form (§3).
 //
 // The tablet's only credential is a non-extractable P-256 key kept in IndexedDB.
 // Access tokens live in memory only and are fetched with DPoP proofs signed by that
@@ -23,7 +25,14 @@ const MAX_FIT_LEVEL = 8;             // app.css has a --scale for data-fit 0..8
 const STATUS_TEXT = { live: 'Live', stale: 'Not live', connecting: 'Connecting' };
 const INVALID_PIN_TEXT = 'That PIN is not valid for this feed. Ask for a new one.';
 const GENERIC_PAIR_TEXT = 'Pairing did not work. Check the feed id and the network, then try again.';
-const REVOKED_TEXT = 'This screen was unpaired. Ask your administrator for a new PIN.';
+const REVOKED_TEXT = 'This screen was unpaired. An administrator can pair it again with the code below.';
+const DENIED_TEXT = 'An administrator declined the last code. This is a new one.';
+const NO_CRYPTO_TEXT = 'This browser cannot keep a key here. Open the app over https.';
+const CODE_OFFLINE_TEXT = 'Cannot reach the server. Trying again…';
+const SLOW_DOWN_S = 5;                // RFC 8628 §3.5: add this to the interval at slow_down
+const CODE_MIN_LEFT_MS = 30_000;      // a kept code this close to expiry is not shown again
+const CODE_RETRY_BASE_MS = 5_000;
+const CODE_RETRY_CAP_MS = 60_000;
 
 const $ = (id) => document.getElementById(id);
 const utf8 = new TextEncoder();
@@ -208,7 +217,7 @@ async function forgetDevice() {
   hasShown = false;
   scheduleRender();
   $('pair-note').textContent = REVOKED_TEXT;
-  showView('pair');
+  showPairing();
   try {
     await kvDelete('device', 'view');
   } catch { /* storage gone: nothing left to forget */ }
@@ -229,21 +238,24 @@ function deviceName() {
   return kind ? kind + ' screen' : '';
 }
 
-async function pair(feed, pin) {
-  // extractable=false: the private key can be used here but never read out, by us or
-  // by anyone with the tablet. A public key is always exportable.
+// newDeviceKey makes the tablet's key pair. extractable=false: the private key can be
+// used here but never read out, by us or by anyone with the tablet. A public key is
+// always exportable.
+async function newDeviceKey() {
   const keys = await crypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign']);
   const jwk = await crypto.subtle.exportKey('jwk', keys.publicKey);
-  const candidate = { privateKey: keys.privateKey, publicJwk: { kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y } };
-  const body = { feed, pin };
-  const name = deviceName();
-  if (name) body.name = name;
-  const res = await api('/api/pair', body, candidate);
-  const rec = { ...candidate, deviceId: res.device_id, feed: res.feed };
+  return { privateKey: keys.privateKey, publicJwk: { kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y } };
+}
+
+// adoptDevice keeps the device a pairing made (with a PIN, or by an approved code) and
+// switches to the feed: res is the server's token answer for candidate's key.
+async function adoptDevice(candidate, res) {
+  stopCodeFlow();
+  const rec = { privateKey: candidate.privateKey, publicJwk: candidate.publicJwk, deviceId: res.device_id, feed: res.feed };
   try {
     // Structured clone stores the CryptoKey itself, still non-extractable.
     await kvPut('device', rec);
-    await kvDelete('view');
+    await kvDelete('view', 'pending');
   } catch { /* no storage (private mode): works until the page is reloaded */ }
   device = rec;
   setToken(res);
@@ -257,6 +269,15 @@ async function pair(feed, pin) {
   scheduleRender();
   showView('feed');
   connect();
+}
+
+async function pair(feed, pin) {
+  const candidate = await newDeviceKey();
+  const body = { feed, pin };
+  const name = deviceName();
+  if (name) body.name = name;
+  const res = await api('/api/pair', body, candidate);
+  await adoptDevice(candidate, res);
 }
 
 function pairErrorText(err) {
@@ -287,7 +308,7 @@ async function onPairSubmit(e) {
     return;
   }
   if (!globalThis.crypto?.subtle) {
-    error.textContent = 'This browser cannot keep a key here. Open the app over https.';
+    error.textContent = NO_CRYPTO_TEXT;
     return;
   }
   const button = $('pair-submit');
@@ -304,6 +325,190 @@ async function onPairSubmit(e) {
   } finally {
     button.disabled = false;
   }
+}
+
+// ---------- pairing by code (PROTOCOL.md §3b, RFC 8628) ----------
+//
+// The tablet asks for a code bound to a new key, shows it with a QR code of the
+// approval page, and polls at the interval the server gave (five seconds more after
+// each slow_down) until an administrator approves it (the answer is the device and its
+// first token), denies it, or it expires (a new code then). The pending request, key
+// included, is kept in IndexedDB, so a reload shows the same code. At most one flow
+// runs, and only on the pairing screen in code mode.
+
+let pairMode = 'code';  // 'code' or 'pin': what the pairing screen shows
+let flow = null;        // the running code flow: {stopped, timer, req, failures}
+
+function showPairing() {
+  showView('pair');
+  if (pairMode === 'code') startCodeFlow();
+}
+
+function setPairMode(mode) {
+  pairMode = mode;
+  $('pair-screen').dataset.mode = mode;
+  if (mode === 'pin') {
+    stopCodeFlow();
+    $('feed').focus();
+  } else {
+    $('pair-error').textContent = '';
+    startCodeFlow();
+  }
+}
+
+function startCodeFlow() {
+  if (flow || device || pairMode !== 'code' || document.body.dataset.view !== 'pair') return;
+  const f = { stopped: false, timer: null, req: null, failures: 0 };
+  flow = f;
+  resumeOrRequest(f);
+}
+
+function stopCodeFlow() {
+  if (!flow) return;
+  flow.stopped = true;
+  clearTimeout(flow.timer);
+  flow = null;
+}
+
+// later runs step(f) after ms, unless the flow has been stopped by then.
+function later(f, ms, step) {
+  clearTimeout(f.timer);
+  f.timer = setTimeout(() => { if (!f.stopped) step(f); }, ms);
+}
+
+function validPending(p) {
+  return isObject(p) && p.privateKey instanceof CryptoKey && isObject(p.publicJwk) &&
+    typeof p.requestId === 'string' && typeof p.userCode === 'string' &&
+    Number.isFinite(p.expiresAt) && Number.isFinite(p.interval) && p.interval > 0;
+}
+
+async function resumeOrRequest(f) {
+  let saved = null;
+  try {
+    saved = await kvGet('pending');
+  } catch { /* no storage: a new code */ }
+  if (f.stopped) return;
+  if (validPending(saved) && saved.expiresAt - Date.now() > CODE_MIN_LEFT_MS) {
+    f.req = saved;
+    showCode(saved);
+    later(f, saved.interval * 1000, poll);
+  } else {
+    requestCode(f);
+  }
+}
+
+// codeRetry is how long to wait after a failed call: what a 429 asks, else a doubling
+// delay with jitter, so that a lobby of tablets does not come back at once.
+function codeRetry(f, err) {
+  f.failures = Math.min(f.failures + 1, 8);
+  if (err?.code === 'rate_limited' && err.retryAfter > 0) return err.retryAfter * 1000;
+  const ceiling = Math.min(CODE_RETRY_CAP_MS, CODE_RETRY_BASE_MS * 2 ** (f.failures - 1));
+  return ceiling / 2 + Math.random() * ceiling / 2;
+}
+
+async function requestCode(f) {
+  f.req = null;
+  showCode(null);
+  if (!globalThis.crypto?.subtle) {
+    $('code-status').textContent = NO_CRYPTO_TEXT;
+    return;
+  }
+  try {
+    const candidate = await newDeviceKey();
+    const body = {};
+    const name = deviceName();
+    if (name) body.name = name;
+    const res = await api('/api/pair/requests', body, candidate);
+    if (f.stopped) return;
+    const req = {
+      ...candidate,
+      requestId: String(res.request_id),
+      userCode: String(res.user_code),
+      verificationUri: text(res.verification_uri),
+      expiresAt: Date.now() + (Number(res.expires_in) || 600) * 1000,
+      interval: Math.max(Number(res.interval) || 5, 1),
+    };
+    f.req = req;
+    f.failures = 0;
+    try {
+      await kvPut('pending', req);
+    } catch { /* no storage: a reload asks for a new code */ }
+    if (f.stopped) return;
+    showCode(req);
+    later(f, req.interval * 1000, poll);
+  } catch (err) {
+    if (f.stopped) return;
+    $('code-status').textContent = err?.code === 'rate_limited'
+      ? 'Too many screens are waiting for approval on this network. A code comes as soon as one is approved.'
+      : CODE_OFFLINE_TEXT;
+    later(f, codeRetry(f, err), requestCode);
+  }
+}
+
+async function poll(f) {
+  const req = f.req;
+  if (Date.now() >= req.expiresAt) {
+    newCode(f, '');
+    return;
+  }
+  let res;
+  try {
+    res = await api('/api/pair/requests/' + encodeURIComponent(req.requestId) + '/poll', {}, req);
+  } catch (err) {
+    if (f.stopped) return;
+    switch (err.code) {
+      case 'authorization_pending':
+        f.failures = 0;
+        $('code-status').textContent = '';
+        later(f, req.interval * 1000, poll);
+        return;
+      case 'slow_down':
+        req.interval += SLOW_DOWN_S;
+        kvPut('pending', req).catch(() => {});
+        later(f, req.interval * 1000, poll);
+        return;
+      case 'access_denied':
+        newCode(f, DENIED_TEXT);
+        return;
+      case 'expired_token':
+      case 'invalid_dpop_proof': // the request is not this key's (any more)
+        newCode(f, '');
+        return;
+      default: // network, rate limit, server trouble: the same request, later
+        $('code-status').textContent = err.code === 'rate_limited' ? '' : CODE_OFFLINE_TEXT;
+        later(f, Math.max(req.interval * 1000, codeRetry(f, err)), poll);
+        return;
+    }
+  }
+  if (f.stopped) return;
+  await adoptDevice(req, res);
+}
+
+async function newCode(f, note) {
+  $('pair-note').textContent = note;
+  try {
+    await kvDelete('pending');
+  } catch { /* nothing kept */ }
+  if (!f.stopped) requestCode(f);
+}
+
+// showCode puts a request's code and QR code on the screen (req null: none yet). The QR
+// image is drawn by the server from the code alone: no script library, same origin.
+function showCode(req) {
+  const code = $('user-code');
+  const qr = $('pair-qr');
+  $('code-status').textContent = '';
+  if (!req) {
+    code.textContent = '····-····';
+    code.dataset.state = 'loading';
+    qr.removeAttribute('src');
+    return;
+  }
+  code.textContent = req.userCode;
+  code.dataset.state = 'ready';
+  if (req.verificationUri) $('verification-uri').textContent = req.verificationUri;
+  const src = '/api/pair/qr.svg?code=' + encodeURIComponent(req.userCode);
+  if (qr.getAttribute('src') !== src) qr.setAttribute('src', src);
 }
 
 // ---------- the socket (PROTOCOL.md §5) ----------
@@ -624,6 +829,8 @@ function validView(v) {
 async function start() {
   installKioskGuards();
   $('pair-form').addEventListener('submit', onPairSubmit);
+  $('use-pin').addEventListener('click', () => setPairMode('pin'));
+  $('use-code').addEventListener('click', () => setPairMode('code'));
   const pinInput = $('pin');
   pinInput.addEventListener('input', () => {
     const formatted = formatPin(pinInput.value);
@@ -653,7 +860,7 @@ async function start() {
     showView('feed');
     connect();
   } else {
-    showView('pair');
+    showPairing();
   }
   keepAwake();
 }

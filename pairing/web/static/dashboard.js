@@ -1,11 +1,12 @@
 // kioskfeed admin dashboard: small progressive enhancements. Every page works without it.
 'use strict';
 
-// Ask before destructive forms (data-confirm holds the question).
+// Ask before destructive forms (data-confirm on the form or its button holds the
+// question).
 document.addEventListener('submit', (ev) => {
   const form = ev.target;
   if (!(form instanceof HTMLFormElement)) return;
-  const question = form.dataset.confirm;
+  const question = (ev.submitter && ev.submitter.dataset.confirm) || form.dataset.confirm;
   if (question && !window.confirm(question)) ev.preventDefault();
 });
 
