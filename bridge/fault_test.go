@@ -197,3 +197,48 @@ func TestMachineClockAheadOfClusterClock(t *testing.T) {
 		p.expect(t, "heartbeat")
 	}
 }
+
+// TestQuickNATSRestartKeepsSocketsAndLeases: the lease buckets are in memory storage, so
+// a NATS restart loses them. A restart shorter than the lease TTL must not cost the
+// tablets their sockets: the instance sets the buckets up again and takes its sockets'
+// leases again, so a second connection of the device is still refused 4409.
+func TestQuickNATSRestartKeepsSocketsAndLeases(t *testing.T) {
+	n := brokertest.StartNATS(t)
+	b := externalBroker(t, n)
+	s := startStack(t, stackOpts{broker: b, bridge: func(c *bridge.Config) { c.LeaseTTL = 6 * time.Second }})
+	tab := s.pair(t, "lobby")
+	c, _ := s.connect(t, tab, 0, "")
+	p := startPump(c)
+	p.expect(t, "synced")
+
+	n.Stop()
+	n.Start()
+	var after uint64
+	brokertest.Eventually(t, 15*time.Second, "publishing works again", func() bool {
+		res, err := b.Publish(bg, "lobby", broker.EventInput{ID: "after-quick-restart", Kind: "item", Data: []byte(`{"text":"after"}`)})
+		after = res.Seq
+		return err == nil
+	})
+	if ev := p.expectWithin(t, "event", 15*time.Second); ev.Seq() != after {
+		t.Fatalf("after the restart the socket got %s, want seq %d", ev.Raw, after)
+	}
+	// The lease is ours again once the upkeep has restored the buckets; then a
+	// duplicate is refused.
+	brokertest.Eventually(t, 15*time.Second, "the device's lease taken again", func() bool {
+		kv, err := b.JetStream().KeyValue(bg, bridge.BucketLeases)
+		if err != nil {
+			return false
+		}
+		_, err = kv.Get(bg, tab.DeviceID)
+		return err == nil
+	})
+	dup := s.dial(t)
+	if _, err := dup.Handshake(tab, s.wsURL, 0, "", wait); closeCode(err) != 4409 {
+		t.Fatalf("duplicate after the restart: %v, want close 4409", err)
+	}
+	select {
+	case err := <-p.done:
+		t.Fatalf("the first socket ended: %v", err)
+	default:
+	}
+}

@@ -21,6 +21,9 @@ import (
 //   - kioskfeed_leases: one key per connected device naming the instance and connection
 //     that hold it. Taken by atomic create, taken over by compare-and-set only from a
 //     dead holder, deleted by revision on close. It is never renewed per device.
+//
+// Both are in memory storage (Broker.SoftBucket): they describe live processes, and a
+// handshake must not wait for an fsync.
 const (
 	BucketInstances = "kioskfeed_instances"
 	BucketLeases    = "kioskfeed_leases"
@@ -66,11 +69,7 @@ type aliveCache struct {
 
 func newLeases(ctx context.Context, br *Bridge) (*leases, error) {
 	b := br.b
-	inst, err := b.Bucket(ctx, jetstream.KeyValueConfig{Bucket: BucketInstances, Description: "live kioskfeed instances", History: 1, TTL: br.cfg.LeaseTTL})
-	if err != nil {
-		return nil, err
-	}
-	kv, err := b.Bucket(ctx, jetstream.KeyValueConfig{Bucket: BucketLeases, Description: "which instance and connection serve each device", History: 1})
+	inst, kv, err := openLeaseBuckets(ctx, br)
 	if err != nil {
 		return nil, err
 	}
@@ -103,6 +102,17 @@ func newLeases(ctx context.Context, br *Bridge) (*leases, error) {
 	}
 	go l.upkeep()
 	return l, nil
+}
+
+// openLeaseBuckets sets up (or finds) the two buckets. It is idempotent, so it also
+// brings them back after a NATS restart that lost them (memory storage).
+func openLeaseBuckets(ctx context.Context, br *Bridge) (inst, kv jetstream.KeyValue, err error) {
+	inst, err = br.b.SoftBucket(ctx, jetstream.KeyValueConfig{Bucket: BucketInstances, Description: "live kioskfeed instances", History: 1, TTL: br.cfg.LeaseTTL})
+	if err != nil {
+		return nil, nil, err
+	}
+	kv, err = br.b.SoftBucket(ctx, jetstream.KeyValueConfig{Bucket: BucketLeases, Description: "which instance and connection serve each device", History: 1})
+	return inst, kv, err
 }
 
 // upkeep renews this instance's liveness key every lease_ttl/3: the only periodic KV
@@ -146,6 +156,9 @@ func (l *leases) upkeep() {
 			l.mu.Unlock()
 			l.verifyAll()
 		default:
+			if l.restore() {
+				continue
+			}
 			l.mu.Lock()
 			lapsed := now.Sub(l.renewed) >= ttl
 			l.mu.Unlock()
@@ -154,6 +167,55 @@ func (l *leases) upkeep() {
 				l.br.closeAll(CloseBrokerDown, "broker unreachable")
 			}
 		}
+	}
+}
+
+// restore handles a NATS that came back without the lease buckets (memory storage is
+// lost when every node restarts): it sets them up again, comes back to life, and takes
+// the leases of the sockets still open here again. It reports whether liveness is
+// renewed; while NATS is away it fails fast and upkeep goes on counting the lapse.
+func (l *leases) restore() bool {
+	ttl := l.br.cfg.LeaseTTL
+	ctx, cancel := context.WithTimeout(context.Background(), ttl/3)
+	defer cancel()
+	if _, err := l.inst.Status(ctx); !errors.Is(err, jetstream.ErrBucketNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return false // the buckets are there (or NATS is not): nothing to restore
+	}
+	if _, _, err := openLeaseBuckets(ctx, l.br); err != nil {
+		return false
+	}
+	rev, err := l.inst.Create(ctx, l.instance, []byte(`{}`))
+	if err != nil {
+		return false
+	}
+	l.mu.Lock()
+	l.instRev, l.renewed = rev, l.br.cfg.Now()
+	l.mu.Unlock()
+	l.br.log.Warn("lease buckets were lost (NATS restarted) and are set up again", slog.String("instance", l.instance))
+	l.reassert(ctx)
+	return true
+}
+
+// reassert takes again, for every socket open here, the lease a NATS restart lost; a
+// socket whose device was meanwhile taken elsewhere is closed.
+func (l *leases) reassert(ctx context.Context) {
+	for _, s := range l.br.liveSessions() {
+		s.mu.Lock()
+		held := s.leaseRev != 0
+		s.mu.Unlock()
+		if !held {
+			continue
+		}
+		val, _ := json.Marshal(leaseRecord{Instance: l.instance, Conn: s.id, Since: l.br.cfg.Now().UTC(), Remote: s.remote})
+		rev, err := l.kv.Create(ctx, s.device, val)
+		if err != nil {
+			s.closeWith(CloseBrokerDown, "lease lost")
+			continue
+		}
+		l.mirror.Put(s.device, val)
+		s.mu.Lock()
+		s.leaseRev = rev
+		s.mu.Unlock()
 	}
 }
 

@@ -460,8 +460,29 @@ func (b *Broker) setup(ctx context.Context) error {
 // Bucket creates or updates a KV bucket with the broker's replica count and file
 // storage, so later components declare only what is theirs (TTLs, history).
 func (b *Broker) Bucket(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
-	cfg.Replicas = b.cfg.Replicas
 	cfg.Storage = jetstream.FileStorage
+	return b.bucket(ctx, cfg)
+}
+
+// SoftBucket is Bucket in memory storage, for state that means nothing once the
+// processes that wrote it are gone (which instance is alive, which connection holds a
+// device): its writes are never fsynced, which is what a reconnect storm of thousands
+// of tablets waits on otherwise. It is replicated like every bucket, so one NATS node's
+// restart loses nothing; when every node restarts at once, every tablet's connection
+// was reset anyway. A bucket of that name left in file storage by an older version is
+// replaced.
+func (b *Broker) SoftBucket(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	cfg.Storage = jetstream.MemoryStorage
+	if st, err := b.js.Stream(ctx, "KV_"+cfg.Bucket); err == nil && st.CachedInfo().Config.Storage != jetstream.MemoryStorage {
+		if err := b.js.DeleteKeyValue(ctx, cfg.Bucket); err != nil {
+			return nil, fmt.Errorf("move bucket %s to memory storage: %w", cfg.Bucket, err)
+		}
+	}
+	return b.bucket(ctx, cfg)
+}
+
+func (b *Broker) bucket(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	cfg.Replicas = b.cfg.Replicas
 	kv, err := b.js.CreateOrUpdateKeyValue(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("set up bucket %s: %w", cfg.Bucket, err)
