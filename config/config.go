@@ -176,6 +176,11 @@ type Config struct {
 	// or "error".
 	LogLevel string `key:"log_level" default:"info" usage:"log level: debug, info, warn or error"`
 
+	// PprofListen, when set, serves Go's net/http/pprof profiles on this host:port, on a
+	// listener of its own so that it is never exposed with the public one. Keep it on
+	// loopback. Empty (the default) means off.
+	PprofListen string `key:"pprof_listen" usage:"serve Go profiles (net/http/pprof) on this host:port; keep it on loopback (empty = off)"`
+
 	// sources records, per key, where Load found the value, so that Validate and
 	// WriteEffective can name it. Nil for a Config that did not come from Load.
 	sources map[string]origin

@@ -500,6 +500,8 @@ func TestValidate(t *testing.T) {
 			want: []string{`KIOSKFEED_PAIR_BURST "0": want between 1 and 1000000`}},
 		{name: "pair_every too long", in: input{env: env("KIOSKFEED_PAIR_EVERY", "2h")},
 			want: []string{`KIOSKFEED_PAIR_EVERY "2h": want between 1ms and 1h`}},
+		{name: "pprof_listen without a port", in: input{env: env("KIOSKFEED_PPROF_LISTEN", "localhost")},
+			want: []string{`KIOSKFEED_PPROF_LISTEN "localhost": want host:port, such as "127.0.0.1:6060", or empty for off`}},
 		{name: "max_connections negative", in: input{env: env("KIOSKFEED_MAX_CONNECTIONS", "-1")},
 			want: []string{`KIOSKFEED_MAX_CONNECTIONS "-1": want 0 (no bound) or more`}},
 		{name: "replay_limit zero", in: input{env: env("KIOSKFEED_REPLAY_LIMIT", "0")},

@@ -28,6 +28,9 @@ func (c Config) Validate() error {
 	}
 
 	v.hostPort("listen", c.Listen, `want host:port, such as ":8080" or "127.0.0.1:8080"`)
+	if c.PprofListen != "" {
+		v.hostPort("pprof_listen", c.PprofListen, `want host:port, such as "127.0.0.1:6060", or empty for off`)
+	}
 	v.publicURL()
 	if c.DataDir == "" {
 		v.bad("data_dir", "", `want a directory, such as "./data"`)

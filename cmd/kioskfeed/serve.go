@@ -145,6 +145,13 @@ func serve(ctx context.Context, args []string, lookupEnv func(string) (string, b
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
+	if cfg.PprofListen != "" {
+		stop, err := servePprof(cfg.PprofListen, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	g.Go(func() error {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http: %w", err)
