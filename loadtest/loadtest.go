@@ -125,6 +125,12 @@ func (o *Options) defaults() error {
 		return fmt.Errorf("rate must be above 0 and at most 10000 per second, not %g", o.Rate)
 	case o.Payload < 32 || o.Payload > 60000:
 		return fmt.Errorf("payload must be 32 to 60000 bytes, not %d", o.Payload)
+	case o.Idle < 0:
+		return fmt.Errorf("idle must not be negative, not %s", o.Idle)
+	case o.Settle < 0:
+		return fmt.Errorf("settle must not be negative, not %s", o.Settle)
+	case o.Timeout < 0:
+		return fmt.Errorf("timeout must not be negative, not %s", o.Timeout)
 	}
 	if o.Exe == "" {
 		exe, err := os.Executable()
@@ -522,6 +528,9 @@ func (r *run) collect(target string, events int) ([]int32, int, int, error) {
 		missing += rep.Missing
 		dups += rep.Duplicates
 	}
+	if failed, first := sumFailed(reps); failed > 0 {
+		r.logf("%d %s missed events; the first: %s", failed, target, first)
+	}
 	return lat, missing, dups, nil
 }
 
@@ -608,8 +617,8 @@ func (r *run) natsFanout(ctx context.Context) error {
 		if err == nil {
 			break
 		}
-		if err := c.exited(); err != nil || time.Since(start) > 30*time.Second {
-			return fmt.Errorf("nats-server: %v", errors.Join(err, c.exited()))
+		if exit := c.exited(); exit != nil || time.Since(start) > 30*time.Second {
+			return fmt.Errorf("nats-server: %w", errors.Join(err, exit))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -45,10 +45,11 @@ func readProc(pid int) (procStat, error) {
 	if err != nil {
 		return st, err
 	}
-	// The command name (field 2) may hold spaces; the fields after its ")" are fixed.
-	_, rest, ok := strings.Cut(string(stat), ") ")
-	f := strings.Fields(rest)
-	if !ok || len(f) < 13 {
+	// The command name (field 2) may hold spaces and ")"; the fields after its last
+	// ")" are fixed.
+	end := strings.LastIndexByte(string(stat), ')')
+	f := strings.Fields(string(stat)[end+1:])
+	if end < 0 || len(f) < 13 {
 		return st, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
 	}
 	utime, err1 := strconv.ParseInt(f[11], 10, 64) // field 14 of stat(5)

@@ -51,6 +51,8 @@ type tablet struct {
 	received int     // events of the phase received
 	dups     int     // events of the phase received again
 
+	lastMsg     atomic.Value // type of the last server message, for a report on a tablet that missed events
+	lastMsgAt   atomic.Int64 // unix ns
 	syncedAt    atomic.Int64 // unix ns of the last "synced"
 	welcomes    atomic.Int64
 	closes      sync.Map // close code -> *atomic.Int64
@@ -224,6 +226,8 @@ func (t *tablet) session(ctx context.Context, synced func()) (welcomed time.Time
 		if err := json.Unmarshal(raw, &m); err != nil {
 			return welcomed, codeNoClose, fmt.Errorf("malformed server message: %w", err)
 		}
+		t.lastMsg.Store(m.Type)
+		t.lastMsgAt.Store(now.UnixNano())
 		switch m.Type {
 		case "challenge", "reauth":
 			if m.Type == "reauth" {
@@ -266,6 +270,20 @@ func (t *tablet) session(ctx context.Context, synced func()) (welcomed time.Time
 			}
 		}
 	}
+}
+
+// describe says what the tablet last heard and how its sockets ended: what a report on
+// a tablet that missed events needs.
+func (t *tablet) describe() string {
+	last, _ := t.lastMsg.Load().(string)
+	ago := time.Since(time.Unix(0, t.lastMsgAt.Load())).Round(time.Millisecond)
+	closes := map[int]int64{}
+	t.closes.Range(func(k, v any) bool {
+		closes[k.(int)] = v.(*atomic.Int64).Load()
+		return true
+	})
+	err, _ := t.lastErr.Load().(string)
+	return fmt.Sprintf("device %s from %s: last message %q %s ago, %d welcomes, closes %v, last error %q", t.dev.DeviceID, t.src, last, ago, t.welcomes.Load(), closes, err)
 }
 
 // closeError is the server's close frame.

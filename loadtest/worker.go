@@ -30,7 +30,7 @@ type command struct {
 	AdminToken string   `json:"admin_token,omitempty"`
 	Feed       string   `json:"feed,omitempty"`
 	N          int      `json:"n,omitempty"`
-	Sources    []string `json:"sources,omitempty"`
+	Sources    []string `json:"sources,omitempty"` // also connect and nats_connect: the addresses to dial from
 	NamePrefix string   `json:"name_prefix,omitempty"`
 
 	// connect (kioskfeed) and nats_connect
@@ -233,8 +233,11 @@ func (w *worker) connect(ctx context.Context, cmd command) reply {
 	cfg := &connectConfig{wsURL: cmd.WSURL, addr: cmd.Addr, origin: cmd.Origin, gate: make(chan struct{}, max(cmd.Ramp, 1))}
 	tctx, cancel := context.WithCancel(w.ctx)
 	w.cancelT = cancel
-	for _, t := range w.tablets {
+	for i, t := range w.tablets {
 		t.cfg = cfg
+		if len(cmd.Sources) > 0 { // spread over the addresses, as the NATS subscribers are
+			t.src = net.ParseIP(cmd.Sources[i%len(cmd.Sources)])
+		}
 		w.wg.Add(1)
 		go func() {
 			defer w.wg.Done()
@@ -353,12 +356,20 @@ func (w *worker) collect(ctx context.Context, cmd command) reply {
 	for _, r := range all {
 		got, _, dups := r.snapshot()
 		rep.Duplicates += dups
+		missed := 0
 		for _, us := range got {
 			if us < 0 {
-				rep.Missing++
+				missed++
 				continue
 			}
 			rep.Latencies = append(rep.Latencies, us)
+		}
+		rep.Missing += missed
+		if missed > 0 {
+			rep.Failed++ // tablets (or subscribers) that missed any
+			if t, ok := r.(*tablet); ok && rep.FirstErr == "" {
+				rep.FirstErr = t.describe()
+			}
 		}
 	}
 	return rep
@@ -423,11 +434,13 @@ func (w *worker) awaitSync(ctx context.Context, cmd command) reply {
 }
 
 // sources are the loopback addresses worker i dials from: several per worker, so that
-// the number of sockets is not bounded by one address's ephemeral ports.
+// the number of sockets is not bounded by one address's ephemeral ports. The worker's
+// number takes two octets, so no two workers share an address however many there are.
 func sources(worker, perWorker int) []string {
+	w := 1 + worker
 	out := make([]string, perWorker)
 	for j := range out {
-		out[j] = net.IPv4(127, 0, byte(1+worker), byte(10+j)).String()
+		out[j] = net.IPv4(127, byte(w>>8), byte(w), byte(10+j)).String()
 	}
 	return out
 }

@@ -1,0 +1,22 @@
+// Package loadtest is the load tool behind "kioskfeed loadtest": it measures a real
+// kioskfeed server from outside, as tablets would, and the same fan-out through
+// nats-server's own WebSocket listener, on one machine, over loopback only.
+//
+// One run (Run) is a set of processes, so that the figures are the server's alone and
+// no process runs out of files (one may hold 20,000 here):
+//   - the server: "kioskfeed serve" on a fresh data directory, read from outside through
+//     /proc/<pid> (memory, CPU) and /metrics (goroutines);
+//   - workers ("kioskfeed loadtest worker"), each holding a share of the tablets, driven
+//     by JSON lines on stdin and stdout (worker.go). A tablet (tablet.go) pairs through
+//     the PIN + DPoP flow, keeps one socket, reconnects with the PWA's own backoff, and
+//     records each event's publish→delivery latency from the send time the event carries;
+//   - for the comparison, a plain nats-server with its WebSocket listener
+//     ("kioskfeed loadtest nats-server"), and raw NATS-over-WebSocket subscribers
+//     (natsclient.go) in the same workers.
+//
+// The phases: pair N tablets; restart the server so the measurements start from a fresh
+// process; connect them all; idle (memory and CPU); fan out E events at a set rate;
+// restart the server under the tablets (the reconnect storm); then the same fan-out
+// through nats-server. Every loop is bounded in count and time, and the run fails when
+// a tablet missed or repeated an event. BENCHMARKS.md has the figures.
+package loadtest
