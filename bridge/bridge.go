@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -117,6 +116,7 @@ type Bridge struct {
 	src     FeedSource
 	auth    Authenticator
 	leases  *leases
+	poller  *poller // nil where epoll is not available: a reader goroutine per socket
 	metrics *metrics
 	origins map[string]bool
 	wsURL   string
@@ -162,6 +162,11 @@ func New(ctx context.Context, cfg Config, b *broker.Broker, src FeedSource, auth
 	if br.leases, err = newLeases(ctx, br); err != nil {
 		return nil, err
 	}
+	if pollingDisabled {
+		br.log.Info("socket poller disabled: one reader goroutine per tablet")
+	} else if br.poller, err = newPoller(); err != nil {
+		br.log.Info("no socket poller here: one reader goroutine per tablet", slog.String("reason", err.Error()))
+	}
 	rev.OnRevoke(br.revoked)
 	br.wg.Add(1)
 	go br.heartbeat()
@@ -174,6 +179,9 @@ func originOf(u string) string {
 	host, _, _ := strings.Cut(rest, "/")
 	return strings.ToLower(scheme + "://" + host)
 }
+
+// pollingDisabled makes New use no poller (tests set it, see export_test.go).
+var pollingDisabled bool
 
 // Register adds GET /ws to mux.
 func (br *Bridge) Register(mux *http.ServeMux) {
@@ -214,21 +222,18 @@ func (br *Bridge) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	// Keep no per-connection bufio buffers: read from the conn itself, after whatever
 	// bytes the HTTP server had already buffered (a client may send early).
-	var src io.Reader = conn
+	var early []byte
 	if n := rw.Reader.Buffered(); n > 0 {
-		early, _ := rw.Reader.Peek(n)
-		src = io.MultiReader(strings.NewReader(string(early)), conn)
+		p, _ := rw.Reader.Peek(n)
+		early = append([]byte(nil), p...)
 	}
-	s := newSession(br, conn, src, br.addr.Of(r))
+	s := newSession(br, conn, early, br.addr.Of(r))
 	if !br.add(s) {
 		s.closeWith(CloseTooMany, "too many connections")
 		br.metrics.handshakes.WithLabelValues("too_many").Inc()
 	}
-	br.wg.Add(1)
-	go func() {
-		defer br.wg.Done()
-		s.run()
-	}()
+	br.wg.Add(1) // done by the session's cleanup
+	s.start()
 }
 
 // add registers a new session, unless the instance is draining or full.
@@ -296,7 +301,14 @@ func (br *Bridge) heartbeat() {
 		case now := <-t.C:
 			msg := `{"type":"heartbeat","time":"` + now.UTC().Format(time.RFC3339) + `"}`
 			frame := append(textFrame([]byte(msg)), pingFrame...)
+			// A live tablet answers each ping: one silent for two heartbeats (and a
+			// little) is dead, and is dropped without ceremony.
+			silent := time.Now().Add(-2*br.cfg.Heartbeat - time.Second)
 			for _, s := range br.liveSessions() {
+				if s.silentSince(silent) {
+					s.abort()
+					continue
+				}
 				s.send(frame)
 			}
 		}
@@ -347,6 +359,9 @@ func (br *Bridge) Shutdown(ctx context.Context) error {
 	var err error
 	select {
 	case <-done:
+		if br.poller != nil {
+			br.poller.close()
+		}
 	case <-ctx.Done():
 		err = ctx.Err()
 	}

@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
@@ -415,4 +416,41 @@ func TestAuditNamesTheTabletBehindATrustedProxy(t *testing.T) {
 		}
 		return false
 	})
+}
+
+// TestSilentTabletDropped: a tablet that answers nothing (a dead link: no pong to the
+// heartbeat's ping) is dropped after about two heartbeats, without a close frame, and its
+// lease is freed for its return. One that answers stays (TestMachineClockAheadOf...).
+func TestSilentTabletDropped(t *testing.T) {
+	s := startStack(t, stackOpts{bridge: func(c *bridge.Config) { c.Heartbeat = time.Second }})
+	tab := s.pair(t, "lobby")
+	c, _ := s.connect(t, tab, 0, "")
+	if _, _, _, err := c.Collect(wait); err != nil {
+		t.Fatal(err)
+	}
+	// Not read from here on: the server's pings go unanswered. Wait for the drop.
+	time.Sleep(6 * time.Second)
+	var err error
+	for err == nil {
+		_, err = c.Next(wait) // what the server sent before it gave up, then the end
+	}
+	if !errors.Is(err, bridgetest.ErrNoCloseFrame) {
+		t.Fatalf("silent tablet: %v, want the connection dropped without a close frame", err)
+	}
+	again, _ := s.connect(t, tab, 0, "")
+	if _, _, _, err := again.Collect(wait); err != nil {
+		t.Fatalf("the tablet's return after the drop: %v", err)
+	}
+}
+
+// TestWithoutPoller runs the socket tests with a reader goroutine per socket, the path
+// taken where epoll is missing (and for conns the poller cannot watch).
+func TestWithoutPoller(t *testing.T) {
+	bridge.DisablePolling(t)
+	t.Run("lifecycle", TestTabletLifecycle)
+	t.Run("auth timeout and refusals", TestAuthTimeoutAndRefusals)
+	t.Run("silent holder", TestSilentHolderLosesItsLease)
+	t.Run("silent tablet", TestSilentTabletDropped)
+	t.Run("drain", TestDrainClosesWith1012AndReleasesLeases)
+	t.Run("frames", TestAttackFrames)
 }

@@ -1,7 +1,14 @@
-// Package bridge will own the tablets' WebSocket endpoint /ws on gobwas/ws: the auth
+// Package bridge owns the tablets' WebSocket endpoint /ws on gobwas/ws: the auth
 // handshake, one live connection per device through cluster-wide leases, per-feed
 // fan-out of pre-encoded frames, replay and catch-up after reconnects, heartbeats,
 // re-auth, revocation kicks and draining on shutdown (PROTOCOL.md §5 and §7).
+//
+// An idle tablet costs no goroutine: on Linux one goroutine waits in epoll for every
+// socket (poller_linux.go) and starts a short-lived reader when one has a frame to read;
+// a writer goroutine exists only while a tablet's queue has frames. A tablet that stops
+// answering the heartbeat's ping is found by the heartbeat's sweep, not by a blocked
+// read. Elsewhere, and for conns the poller cannot watch, each socket has a reader
+// goroutine of its own (the same code, session.readLoop).
 //
 // It must not parse JWTs itself: it asks an Authenticator interface, declared here and
 // satisfied by pairing. It reads feeds through the broker package.

@@ -13,9 +13,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gobwas/ws"
-	"github.com/gobwas/ws/wsutil"
 
 	"github.com/kioskfeed/kioskfeed/broker"
 )
@@ -23,34 +23,48 @@ import (
 // closeGrace is how long a closing socket waits for the tablet's close reply.
 const closeGrace = 2 * time.Second
 
-// session is one tablet's socket. The reader goroutine (run) owns the handshake and the
-// fields set during it; writes go through a bounded queue drained by a goroutine that
-// exists only while there is something to write, so an idle tablet costs no writer
-// goroutine and no buffer.
+// session is one tablet's socket. Nothing runs for an idle one: the bridge's poller
+// starts a reader goroutine when the socket has something to read (readable), which
+// reads the frames there are, handshake included, and ends. Writes go through a
+// bounded queue drained by a goroutine that exists only while there is something to
+// write. So an idle tablet costs no goroutine and no buffer.
 type session struct {
 	br     *Bridge
 	conn   net.Conn
-	src    io.Reader
+	early  []byte // bytes the HTTP server read past the upgrade request: read before conn
 	id     string
 	remote string
+	poll   pollHandle
+	polled bool // registered with br.poller (else a reader goroutine of its own)
 
-	// Set by the reader goroutine during the handshake, before the session is visible
-	// to hubs or leases; read-only afterwards.
+	// Set by the reader during the handshake, before the session is visible to hubs or
+	// leases; read-only afterwards.
 	challenge string
 	device    string
 	feed      string
+
+	// Owned by the reader: a fragmented text message being put together (rare; browsers
+	// send one frame per message).
+	frag    []byte
+	fragOp  ws.OpCode
+	lastHdr ws.Header
+
+	heardAt atomic.Int64 // unix ns, machine clock: when the tablet was last heard
 
 	mu          sync.Mutex
 	queue       [][]byte
 	writing     bool // a drain goroutine is running
 	closing     bool // a close frame is queued: nothing more is sent
-	finished    bool // the reader is gone: close the conn once the queue is out
+	reading     bool // a reader goroutine is at work
+	aborted     bool // drop the socket: the reader stops at its next read
+	finished    bool // reading is over: close the conn once the queue is out
 	catchingUp  bool // live events wait in pending while a replay is read
 	pending     []pendingFrame
 	lastSent    uint64 // seq of the newest event sent: never send one twice
 	reauthNonce string
 	exp         time.Time
-	timer       *time.Timer
+	timer       *time.Timer // the auth deadline, then the re-auth schedule
+	closeTimer  *time.Timer // closeGrace after our close frame
 	probeWait   chan struct{}
 	leaseRev    uint64 // 0 once the lease is no longer ours
 	hub         *hub
@@ -64,71 +78,232 @@ type pendingFrame struct {
 	frame []byte
 }
 
-func newSession(br *Bridge, conn net.Conn, src io.Reader, remote string) *session {
-	return &session{br: br, conn: conn, src: src, id: newConnID(), remote: remote}
+func newSession(br *Bridge, conn net.Conn, early []byte, remote string) *session {
+	s := &session{br: br, conn: conn, early: early, id: newConnID(), remote: remote}
+	s.heardAt.Store(time.Now().UnixNano())
+	return s
 }
 
-// run is the reader goroutine: the handshake, then control frames and re-auth, until
-// the socket ends.
-func (s *session) run() {
-	defer s.cleanup()
+// start sends the challenge, arms the auth deadline and starts reading: through the
+// poller, or with a reader goroutine of its own where the poller cannot watch the conn.
+func (s *session) start() {
 	s.challenge = newChallenge()
 	s.send(jsonFrame(map[string]string{"type": "challenge", "nonce": s.challenge}))
-	_ = s.conn.SetReadDeadline(time.Now().Add(s.br.cfg.AuthTimeout))
-
-	r := &wsutil.Reader{
-		Source:         s.src,
-		State:          ws.StateServerSide,
-		CheckUTF8:      true,
-		MaxFrameSize:   maxClientFrameBytes,
-		MaxMessageSize: maxClientFrameBytes,
-		OnIntermediate: s.controlFrame,
+	s.mu.Lock()
+	if !s.closing {
+		s.timer = time.AfterFunc(s.br.cfg.AuthTimeout, s.authTimedOut)
 	}
-	for {
-		hdr, err := r.NextFrame()
-		if err != nil {
-			s.readFailed(err)
-			return
-		}
-		s.heard()
-		if hdr.OpCode.IsControl() {
-			if err := s.controlFrame(hdr, r); err != nil {
-				return // the tablet closed
+	s.mu.Unlock()
+	if s.br.poller != nil {
+		// Registered before any read, and the early bytes (rare) read at once: the
+		// reader's own guard keeps the two from reading together.
+		h, err := s.br.poller.add(s.conn, s.readable)
+		if err == nil {
+			s.poll, s.polled = h, true
+			if err := s.br.poller.arm(h); err == nil {
+				if len(s.early) > 0 {
+					go s.readable()
+				}
+				return
 			}
-			continue
+			s.polled = false
 		}
-		if hdr.OpCode == ws.OpBinary {
-			s.closeWith(CloseUnsupported, "binary frames are not accepted")
-			_ = r.Discard()
-			continue
-		}
-		payload, err := io.ReadAll(r)
-		if err != nil {
-			s.readFailed(err)
+	}
+	go s.readLoop()
+}
+
+// readable reads the frames the socket has (called by the poller in a new goroutine),
+// then lets the poller watch it again.
+func (s *session) readable() {
+	s.mu.Lock()
+	if s.reading || s.finished {
+		s.mu.Unlock()
+		return
+	}
+	s.reading = true
+	s.mu.Unlock()
+	for {
+		if over := s.readFrame(); over {
+			s.endReading()
 			return
 		}
-		if !s.isClosing() {
-			s.message(payload)
+		if len(s.early) == 0 {
+			break
 		}
+	}
+	s.mu.Lock()
+	s.reading = false
+	if s.aborted {
+		s.mu.Unlock()
+		s.endReading()
+		return
+	}
+	// Under s.mu, so that cleanup (which runs after finished is set under s.mu) never
+	// races a rearm of a socket it is about to close.
+	err := s.br.poller.rearm(s.poll)
+	s.mu.Unlock()
+	if err != nil {
+		s.endReading()
 	}
 }
 
-// controlFrame answers pings, notes pongs and echoes a close. r yields the payload
-// already unmasked, at most 125 bytes (ws.CheckHeader refuses longer control frames).
-func (s *session) controlFrame(hdr ws.Header, r io.Reader) error {
-	payload := make([]byte, hdr.Length)
-	if _, err := io.ReadFull(r, payload); err != nil {
-		return err
+// readLoop is the reader where the poller cannot watch the conn: a goroutine for the
+// socket's whole life, as every socket had before the poller.
+func (s *session) readLoop() {
+	s.mu.Lock()
+	s.reading = true
+	s.mu.Unlock()
+	for !s.readFrame() {
 	}
-	switch hdr.OpCode {
+	s.endReading()
+}
+
+// endReading runs cleanup once, when reading is over.
+func (s *session) endReading() {
+	s.mu.Lock()
+	s.reading = false
+	first := !s.finished
+	s.finished, s.closing = true, true
+	s.mu.Unlock()
+	if first {
+		s.cleanup()
+	}
+}
+
+// abort drops the socket without ceremony (a dead tablet, or no answer to our close):
+// a reader at work stops at its next read, else cleanup runs here.
+func (s *session) abort() {
+	s.mu.Lock()
+	s.aborted = true
+	if s.reading {
+		_ = s.conn.SetReadDeadline(time.Unix(1, 0))
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Unlock()
+	s.endReading()
+}
+
+func (s *session) authTimedOut() {
+	if !s.authed.Load() && !s.isClosing() {
+		s.br.metrics.handshakes.WithLabelValues("timeout").Inc()
+		s.closeWith(CloseAuthTimeout, "no auth in time")
+	}
+}
+
+// input reads the early bytes, then the conn: what frames are read from.
+type input session
+
+func (in *input) Read(p []byte) (int, error) {
+	if len(in.early) > 0 {
+		n := copy(p, in.early)
+		in.early = in.early[n:]
+		if len(in.early) == 0 {
+			in.early = nil
+		}
+		return n, nil
+	}
+	return in.conn.Read(p)
+}
+
+// readWait bounds reading one frame: the auth deadline before the handshake, two
+// heartbeats (and a little) after, as long as a live tablet may be silent.
+func (s *session) readWait() time.Duration {
+	if s.authed.Load() {
+		return 2*s.br.cfg.Heartbeat + time.Second
+	}
+	return s.br.cfg.AuthTimeout
+}
+
+// readFrame reads one frame and acts on it. It reports whether reading is over: the
+// tablet closed, the connection failed, or the frame broke the protocol (a close frame
+// is queued then).
+func (s *session) readFrame() (over bool) {
+	in := (*input)(s)
+	if !s.polled {
+		// A reader of its own waits for the next frame as long as it takes; the
+		// heartbeat's sweep and the auth deadline end a silent socket.
+		s.setReadDeadline(time.Time{})
+	} else {
+		s.setReadDeadline(time.Now().Add(s.readWait()))
+	}
+	hdr, err := ws.ReadHeader(in)
+	if err != nil {
+		s.readFailed(err)
+		return true
+	}
+	s.setReadDeadline(time.Now().Add(s.readWait()))
+	state := ws.StateServerSide
+	if s.fragOp != 0 {
+		state |= ws.StateFragmented // a continuation must come, and only one
+	}
+	if err := ws.CheckHeader(hdr, state); err != nil {
+		s.readFailed(err)
+		return true
+	}
+	if hdr.Length > maxClientFrameBytes || int64(len(s.frag))+hdr.Length > maxClientFrameBytes {
+		s.closeWith(CloseTooBig, "frame larger than 16 KiB")
+		return true
+	}
+	payload := make([]byte, hdr.Length)
+	if _, err := io.ReadFull(in, payload); err != nil {
+		s.readFailed(err)
+		return true
+	}
+	ws.Cipher(payload, hdr.Mask, 0)
+	s.heard()
+	if hdr.OpCode.IsControl() {
+		return s.controlFrame(hdr.OpCode, payload)
+	}
+	switch {
+	case hdr.OpCode == ws.OpContinuation:
+		s.frag = append(s.frag, payload...)
+		payload = s.frag
+	case !hdr.Fin:
+		s.frag, s.fragOp = payload, hdr.OpCode
+	}
+	if !hdr.Fin {
+		return false
+	}
+	op := hdr.OpCode
+	if op == ws.OpContinuation {
+		op = s.fragOp
+	}
+	s.frag, s.fragOp = nil, 0
+	if op == ws.OpBinary {
+		s.closeWith(CloseUnsupported, "binary frames are not accepted")
+		return false
+	}
+	if !utf8.Valid(payload) {
+		s.closeWith(ws.StatusInvalidFramePayloadData, "invalid UTF-8")
+		return true
+	}
+	if !s.isClosing() {
+		s.message(payload)
+	}
+	return false
+}
+
+func (s *session) setReadDeadline(t time.Time) {
+	s.mu.Lock()
+	if !s.aborted {
+		_ = s.conn.SetReadDeadline(t)
+	}
+	s.mu.Unlock()
+}
+
+// controlFrame answers pings, notes pongs and echoes a close; it reports whether the
+// tablet closed. The payload is at most 125 bytes (ws.CheckHeader refuses longer).
+func (s *session) controlFrame(op ws.OpCode, payload []byte) (closed bool) {
+	switch op {
 	case ws.OpPing:
 		f, _ := ws.CompileFrame(ws.NewPongFrame(payload))
 		s.send(f)
 	case ws.OpClose:
 		s.closeWith(closeReply(payload), "")
-		return io.EOF
+		return true
 	}
-	return nil
+	return false
 }
 
 // closeReply is the code that answers a tablet's close frame (RFC 6455 §5.5.1, §7.4):
@@ -154,20 +329,17 @@ func closeReply(payload []byte) ws.StatusCode {
 func (s *session) readFailed(err error) {
 	var ne net.Error
 	switch {
-	case errors.Is(err, wsutil.ErrFrameTooLarge), errors.Is(err, wsutil.ErrMessageTooLarge):
-		s.closeWith(CloseTooBig, "frame larger than 16 KiB")
-	case errors.Is(err, wsutil.ErrInvalidUTF8):
-		s.closeWith(ws.StatusInvalidFramePayloadData, "invalid UTF-8")
 	case errors.As(err, &ne) && ne.Timeout():
 		if !s.authed.Load() && !s.isClosing() {
 			s.closeWith(CloseAuthTimeout, "no auth in time")
 			s.br.metrics.handshakes.WithLabelValues("timeout").Inc()
 		}
-		// A live tablet silent for two heartbeats is dead: drop it without ceremony.
+		// A live tablet silent for two heartbeats (or stuck in a frame that long) is
+		// dead: drop it without ceremony. An aborted socket times out at once.
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
 	default:
-		// Reserved opcodes, RSV bits, unmasked client frames, oversized control
-		// frames: what ws.CheckHeader refuses.
+		// Reserved opcodes, RSV bits, unmasked client frames, oversized or fragmented
+		// control frames: what ws.CheckHeader refuses.
 		s.closeWith(ws.StatusProtocolError, "protocol error")
 	}
 }
@@ -233,7 +405,7 @@ func (s *session) handshake(m clientMsg) {
 		"heartbeat_s": int(br.cfg.Heartbeat / time.Second),
 		"token_exp":   id.Expires.UTC().Format(time.RFC3339), "epoch": br.src.Epoch(),
 	}))
-	s.extendDeadline()
+	s.heardAt.Store(time.Now().UnixNano()) // the silence sweep counts from the welcome
 	if err := s.join(ctx, m.Since, m.Epoch); err != nil {
 		br.log.Warn("catch-up failed", slog.String("device_id", s.device), slog.String("error", err.Error()))
 		br.metrics.handshakes.WithLabelValues("error").Inc()
@@ -428,8 +600,8 @@ func (s *session) drain() {
 			s.closing = true
 			s.queue = nil
 			s.writing = false
-			_ = s.conn.Close() // the reader sees it and cleans up
 			s.mu.Unlock()
+			s.abort() // a tablet that cannot take writes is dead
 			return
 		}
 	}
@@ -456,7 +628,7 @@ func (s *session) closeLocked(code ws.StatusCode, reason string, dropQueue bool)
 	if s.timer != nil {
 		s.timer.Stop()
 	}
-	_ = s.conn.SetReadDeadline(time.Now().Add(closeGrace))
+	s.closeTimer = time.AfterFunc(closeGrace, s.abort)
 	s.startDrainLocked()
 }
 
@@ -466,27 +638,20 @@ func (s *session) isClosing() bool {
 	return s.closing
 }
 
-// heard notes that the tablet sent something: it answers a pending lease probe.
+// heard notes that the tablet sent something: it is alive (see Bridge.sweep), and it
+// answers a pending lease probe.
 func (s *session) heard() {
+	s.heardAt.Store(time.Now().UnixNano())
 	s.mu.Lock()
 	if s.probeWait != nil {
 		close(s.probeWait)
 		s.probeWait = nil
 	}
 	s.mu.Unlock()
-	if s.authed.Load() {
-		s.extendDeadline()
-	}
 }
 
-// extendDeadline gives a live tablet two heartbeats (and a little) to be heard from.
-func (s *session) extendDeadline() {
-	s.mu.Lock()
-	if !s.closing {
-		_ = s.conn.SetReadDeadline(time.Now().Add(2*s.br.cfg.Heartbeat + time.Second))
-	}
-	s.mu.Unlock()
-}
+// silentSince reports whether the tablet has not been heard from since t.
+func (s *session) silentSince(t time.Time) bool { return s.heardAt.Load() < t.UnixNano() }
 
 // probe pings the tablet and reports whether it answered within timeout. A holder that
 // does not answer is closed, so its lease can be taken by the tablet that came back.
@@ -532,13 +697,18 @@ func (s *session) hangUp() {
 	_ = s.conn.Close()
 }
 
-// cleanup runs once, when the reader is gone.
+// cleanup runs once, when reading is over (endReading).
 func (s *session) cleanup() {
+	defer s.br.wg.Done()
+	if s.polled {
+		s.br.poller.remove(s.poll) // before the conn can close
+	}
 	s.mu.Lock()
-	s.finished = true
-	s.closing = true
 	if s.timer != nil {
 		s.timer.Stop()
+	}
+	if s.closeTimer != nil {
+		s.closeTimer.Stop()
 	}
 	writing := s.writing // if so, drain hangs up once the queue is out
 	h, rev := s.hub, s.leaseRev

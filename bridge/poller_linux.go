@@ -1,0 +1,167 @@
+//go:build linux
+
+package bridge
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// poller tells which idle sockets have something to read, so that an idle tablet costs
+// no goroutine (and no goroutine stack, the largest part of a tablet's memory before):
+// one goroutine waits in epoll_wait for all of them, and a socket's frames are read by a
+// goroutine started when it becomes readable, which ends when it has read them. This is
+// the design of gobwas/ws's own "million WebSockets" article.
+//
+// A registration is one-shot (EPOLLONESHOT): after an event the socket is not watched
+// until rearm, so one socket is never read by two goroutines. Go's own poller keeps
+// watching the same socket for the reads and writes the session does; the kernel allows
+// a socket in several epoll sets.
+type poller struct {
+	epfd int
+	wake int // an eventfd that ends wait
+
+	mu   sync.Mutex
+	regs map[int32]pollReg // by fd
+	gen  uint32
+	done chan struct{}
+}
+
+type pollReg struct {
+	gen uint32
+	fn  func()
+}
+
+// pollHandle names one registration. The generation tells a new socket that got a
+// closed one's fd number from an event meant for the old one.
+type pollHandle struct {
+	fd  int
+	gen uint32
+}
+
+var errNotPollable = errors.New("connection has no file descriptor to poll")
+
+const pollEvents = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT
+
+func newPoller() (*poller, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, err
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: -1}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wake, &ev); err != nil {
+		unix.Close(epfd)
+		unix.Close(wake)
+		return nil, err
+	}
+	p := &poller{epfd: epfd, wake: wake, regs: map[int32]pollReg{}, done: make(chan struct{})}
+	go p.wait()
+	return p, nil
+}
+
+// add registers conn, not yet watched: fn will run in a new goroutine each time the
+// armed socket is readable (or the peer hung up), once per arming. Then arm, and rearm
+// after each run; remove before closing conn.
+func (p *poller) add(conn net.Conn, fn func()) (pollHandle, error) {
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return pollHandle{}, errNotPollable
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return pollHandle{}, err
+	}
+	fd := -1
+	if err := rc.Control(func(f uintptr) { fd = int(f) }); err != nil {
+		return pollHandle{}, err
+	}
+	p.mu.Lock()
+	p.gen++
+	h := pollHandle{fd: fd, gen: p.gen}
+	p.regs[int32(fd)] = pollReg{gen: h.gen, fn: fn}
+	p.mu.Unlock()
+	return h, nil
+}
+
+// arm starts watching h's socket. What the caller wrote before arm is visible to fn
+// (the registry's lock orders them).
+func (p *poller) arm(h pollHandle) error {
+	p.mu.Lock()
+	_, ok := p.regs[int32(h.fd)]
+	p.mu.Unlock()
+	if !ok {
+		return errNotPollable
+	}
+	ev := unix.EpollEvent{Events: pollEvents, Fd: int32(h.fd), Pad: int32(h.gen)}
+	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, h.fd, &ev); err != nil {
+		p.forget(h)
+		return err
+	}
+	return nil
+}
+
+// rearm watches h's socket again, after its fn has read what there was.
+func (p *poller) rearm(h pollHandle) error {
+	ev := unix.EpollEvent{Events: pollEvents, Fd: int32(h.fd), Pad: int32(h.gen)}
+	return unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, h.fd, &ev)
+}
+
+// remove stops watching h's socket. Call it before the socket is closed, so that its
+// fd number, once reused, is never armed on the old registration's behalf.
+func (p *poller) remove(h pollHandle) {
+	p.forget(h)
+	_ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, h.fd, nil)
+}
+
+func (p *poller) forget(h pollHandle) {
+	p.mu.Lock()
+	if r, ok := p.regs[int32(h.fd)]; ok && r.gen == h.gen {
+		delete(p.regs, int32(h.fd))
+	}
+	p.mu.Unlock()
+}
+
+func (p *poller) wait() {
+	defer close(p.done)
+	events := make([]unix.EpollEvent, 256)
+	for {
+		n, err := unix.EpollWait(p.epfd, events, -1)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return
+		}
+		for _, ev := range events[:n] {
+			if ev.Fd == -1 {
+				return // close
+			}
+			p.mu.Lock()
+			r, ok := p.regs[ev.Fd]
+			p.mu.Unlock()
+			if ok && r.gen == uint32(ev.Pad) {
+				go r.fn()
+			}
+		}
+	}
+}
+
+// close ends the waiting goroutine and releases the epoll instance. Every socket must
+// be removed first.
+func (p *poller) close() {
+	var one [8]byte
+	one[0] = 1
+	_, _ = unix.Write(p.wake, one[:])
+	<-p.done
+	unix.Close(p.epfd)
+	unix.Close(p.wake)
+}
