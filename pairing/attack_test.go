@@ -688,13 +688,16 @@ func TestAuthenticateRefusesForgeries(t *testing.T) {
 			want: broker.ErrCredentialInvalid, reason: "not the token's key"},
 		{name: "the token with an attacker's proof", try: func(t *testing.T) attempt { return proofBy(t, evil.device, tab.Token, nil) },
 			want: broker.ErrCredentialInvalid, reason: "not the token's key"},
-		{name: "replayed proof", try: func(t *testing.T) attempt {
+		// A proof is bound to its socket's challenge, which is never made again: replayed
+		// on another socket it meets another challenge.
+		{name: "proof replayed on another socket", try: func(t *testing.T) attempt {
 			a := genuine(t, tab.Token, nil)
 			if _, err := s.a.Authenticate(bg, a.token, a.proof, a.nonce, ws); err != nil {
 				t.Fatalf("first use of the proof: %v, want it accepted", err)
 			}
+			a.nonce = s.a.Nonces().Challenge()
 			return a
-		}, want: broker.ErrCredentialInvalid, reason: "replayed jti"},
+		}, want: broker.ErrCredentialInvalid, reason: "invalid nonce"},
 		{name: "wrong htm", try: withProof(func(_, c map[string]any) { c["htm"] = "POST" }), want: broker.ErrCredentialInvalid, reason: "wrong htm"},
 		{name: "htu of another path", try: withProof(func(_, c map[string]any) { c["htu"] = strings.TrimSuffix(ws, "/ws") + "/api/token" }), want: broker.ErrCredentialInvalid, reason: "wrong htu"},
 		{name: "htu of another host", try: withProof(func(_, c map[string]any) { c["htu"] = "ws://evil.example/ws" }), want: broker.ErrCredentialInvalid, reason: "wrong htu"},

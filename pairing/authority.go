@@ -204,7 +204,9 @@ func (a *Authority) unavailable(op string, err error) error {
 
 // Authenticate checks a tablet's access token and the DPoP proof that comes with it on
 // the WebSocket (htm GET, htu the ws URL, nonce the challenge) and the device's
-// standing. It returns broker.ErrCredentialInvalid (close 4401) or
+// standing. nonce must be a challenge made for this one call and never made again (the
+// bridge makes one per socket and per re-auth): the proof's jti is not recorded, the
+// nonce alone makes it single-use. It returns broker.ErrCredentialInvalid (close 4401) or
 // broker.ErrDeviceRevoked (4403), wrapped with a short reason safe to log; any other
 // error means the replay cache could not be reached (1011).
 func (a *Authority) Authenticate(ctx context.Context, token, proof, nonce, htu string) (broker.Identity, error) {

@@ -148,8 +148,11 @@ type ProofWant struct {
 	// the proof's ath must then be its base64url SHA-256. When empty, ath is
 	// ignored.
 	AccessToken string
-	// Nonce, when not empty, is the one value the nonce claim must equal
-	// (the WebSocket challenge).
+	// Nonce, when not empty, is the one value the nonce claim must equal: a
+	// challenge the caller made for this one verification and never makes again
+	// (the WebSocket's). A proof over it cannot be used anywhere else, so its
+	// jti is not recorded (RFC 9449 §11.1: server nonces limit replay), which
+	// spares every tablet handshake a replicated, fsynced write.
 	Nonce string
 	// NonceValid decides the nonce claim when Nonce is empty (a
 	// NonceSource's Valid). One of Nonce and NonceValid is required.
@@ -157,7 +160,7 @@ type ProofWant struct {
 }
 
 // Verify checks proof against want and, when it is acceptable, records its
-// jti and returns the RFC 7638 SHA-256 thumbprint (base64url) of its key,
+// jti (unless want.Nonce makes it single-use already) and returns the RFC 7638 SHA-256 thumbprint (base64url) of its key,
 // the jkt. A refusal is a *ProofError (errors.Is ErrInvalidProof, and
 // ErrUseNonce for nonce problems); any other error is a broken ProofWant or
 // an unreachable replay cache.
@@ -233,6 +236,9 @@ func (v *DPoPVerifier) Verify(ctx context.Context, proof string, want ProofWant)
 		return "", nonceErr(reasonInvalidNonce)
 	}
 
+	if want.Nonce != "" {
+		return jkt, nil // bound to a challenge made for this verification alone
+	}
 	// Remember the jti for as long as a proof with this iat is acceptable.
 	sec, frac := math.Modf(c.iat)
 	until := time.Unix(int64(sec), int64(frac*1e9)).Add(v.skew)

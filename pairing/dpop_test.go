@@ -16,6 +16,7 @@ import (
 	"math/big"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,6 +36,18 @@ type dpopFixture struct {
 	nonces *NonceSource
 	v      *DPoPVerifier
 	dev    *pairingtest.DeviceKey
+	replay *countingReplay
+}
+
+// countingReplay counts the jtis a verifier records.
+type countingReplay struct {
+	ReplayCache
+	n atomic.Int64
+}
+
+func (c *countingReplay) Remember(ctx context.Context, jti string, until time.Time) (bool, error) {
+	c.n.Add(1)
+	return c.ReplayCache.Remember(ctx, jti, until)
 }
 
 // newDPoPFixture builds a verifier whose clock starts at the real time (the
@@ -42,11 +55,12 @@ type dpopFixture struct {
 func newDPoPFixture(tb testing.TB, replay ReplayCache, clock *testClock) *dpopFixture {
 	tb.Helper()
 	ns := mustNonceSource(tb, bytes.Repeat([]byte{9}, NonceKeySize), clock.Now)
-	v, err := NewDPoPVerifier(DPoPConfig{Replay: replay, Now: clock.Now})
+	counting := &countingReplay{ReplayCache: replay}
+	v, err := NewDPoPVerifier(DPoPConfig{Replay: counting, Now: clock.Now})
 	if err != nil {
 		tb.Fatalf("NewDPoPVerifier: %v", err)
 	}
-	return &dpopFixture{clock: clock, nonces: ns, v: v, dev: pairingtest.MustDeviceKey(tb)}
+	return &dpopFixture{clock: clock, nonces: ns, v: v, dev: pairingtest.MustDeviceKey(tb), replay: counting}
 }
 
 func (f *dpopFixture) want() ProofWant {
@@ -435,6 +449,7 @@ func TestVerifyProof(t *testing.T) {
 				tt.want(&want)
 			}
 			proof := tt.proof()
+			recorded := f.replay.n.Load()
 			jkt, err := f.v.Verify(ctx, proof, want)
 			if tt.reason == "" {
 				if err != nil {
@@ -442,6 +457,14 @@ func TestVerifyProof(t *testing.T) {
 				}
 				if jkt != f.dev.JKT() {
 					t.Errorf("jkt = %q, want %q", jkt, f.dev.JKT())
+				}
+				if want.Nonce != "" {
+					// Bound to a one-time challenge: nothing to record (the
+					// caller never accepts that challenge again).
+					if n := f.replay.n.Load() - recorded; n != 0 {
+						t.Errorf("%d jtis recorded for a challenge-bound proof, want none", n)
+					}
+					return
 				}
 				// A second presentation of the same proof is a replay.
 				_, err := f.v.Verify(ctx, proof, want)
