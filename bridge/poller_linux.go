@@ -13,9 +13,10 @@ import (
 
 // poller tells which idle sockets have something to read, so that an idle tablet costs
 // no goroutine (and no goroutine stack, the largest part of a tablet's memory before):
-// one goroutine waits in epoll_wait for all of them, and a socket's frames are read by a
-// goroutine started when it becomes readable, which ends when it has read them. This is
-// the design of gobwas/ws's own "million WebSockets" article.
+// one goroutine waits in epoll_wait for all of them and tells the socket's session,
+// which reads a whole ping or pong right there (takePingPong) and starts a goroutine for
+// anything else, ending when it has read it. This is the design of gobwas/ws's own
+// "million WebSockets" article.
 //
 // A registration is one-shot (EPOLLONESHOT): after an event the socket is not watched
 // until rearm, so one socket is never read by two goroutines. Go's own poller keeps
@@ -68,8 +69,9 @@ func newPoller() (*poller, error) {
 	return p, nil
 }
 
-// add registers conn, not yet watched: fn will run in a new goroutine each time the
-// armed socket is readable (or the peer hung up), once per arming. Then arm, and rearm
+// add registers conn, not yet watched: fn will run on the poller's goroutine each time
+// the armed socket is readable (or the peer hung up), once per arming; it must not
+// block, and starts a goroutine for work that may. Then arm, and rearm
 // after each run; remove before closing conn.
 func (p *poller) add(conn net.Conn, fn func()) (pollHandle, error) {
 	sc, ok := conn.(syscall.Conn)
@@ -149,7 +151,7 @@ func (p *poller) wait() {
 			r, ok := p.regs[ev.Fd]
 			p.mu.Unlock()
 			if ok && r.gen == uint32(ev.Pad) {
-				go r.fn()
+				r.fn() // it must not block: the session starts a goroutine for what may
 			}
 		}
 	}
@@ -164,4 +166,42 @@ func (p *poller) close() {
 	<-p.done
 	unix.Close(p.epfd)
 	unix.Close(p.wake)
+}
+
+// takePingPong reads the socket's next frame if it is a ping or a pong whose bytes are all
+// in the socket's buffer already, without blocking, and returns them (whole is true).
+// Otherwise it takes nothing and returns nil, or, if the kernel gave fewer bytes than it
+// showed (it does not, but a reader must not be wrong then), what it took and false.
+func takePingPong(fd int) (b []byte, whole bool) {
+	var peek [2 + 4 + 125]byte // a masked control frame's header and longest payload
+	n, _, err := unix.Recvfrom(fd, peek[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+	if err != nil || n < 2 {
+		return nil, false
+	}
+	op, length := peek[0]&0x0f, int(peek[1]&0x7f)
+	if peek[0]&0xf0 != 0x80 || (op != 0x9 && op != 0xa) || peek[1]&0x80 == 0 || length > 125 {
+		return nil, false // not a final, masked, unextended ping or pong: the reader decides
+	}
+	total := 2 + 4 + length
+	if n < total {
+		return nil, false
+	}
+	b = make([]byte, total)
+	got, _, err := unix.Recvfrom(fd, b, unix.MSG_DONTWAIT)
+	if err != nil || got <= 0 {
+		return nil, false
+	}
+	return b[:got], got == total
+}
+
+// writeNow writes b to the socket without blocking (Go's sockets are non-blocking) and
+// returns how much the kernel took.
+func writeNow(fd int, b []byte) (int, error) {
+	for {
+		n, err := unix.Write(fd, b)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		return max(n, 0), err
+	}
 }

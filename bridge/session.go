@@ -45,9 +45,8 @@ type session struct {
 
 	// Owned by the reader: a fragmented text message being put together (rare; browsers
 	// send one frame per message).
-	frag    []byte
-	fragOp  ws.OpCode
-	lastHdr ws.Header
+	frag   []byte
+	fragOp ws.OpCode
 
 	heardAt atomic.Int64 // unix ns, machine clock: when the tablet was last heard
 
@@ -97,31 +96,71 @@ func (s *session) start() {
 	if s.br.poller != nil {
 		// Registered before any read, and the early bytes (rare) read at once: the
 		// reader's own guard keeps the two from reading together.
+		early := len(s.early) > 0 // read before arming: from then on the reader owns it
 		h, err := s.br.poller.add(s.conn, s.readable)
 		if err == nil {
+			s.mu.Lock() // sendLocked reads them from other goroutines (the auth timer's)
 			s.poll, s.polled = h, true
+			s.mu.Unlock()
 			if err := s.br.poller.arm(h); err == nil {
-				if len(s.early) > 0 {
-					go s.readable()
+				if early {
+					go func() {
+						if s.claimReading() {
+							s.readFrames()
+						}
+					}()
 				}
 				return
 			}
+			s.mu.Lock()
 			s.polled = false
+			s.mu.Unlock()
 		}
 	}
 	go s.readLoop()
 }
 
-// readable reads the frames the socket has (called by the poller in a new goroutine),
-// then lets the poller watch it again.
+// readable is called by the poller, on its own goroutine, when the socket has something
+// to read. A ping or pong that is whole in the socket's buffer (what an idle tablet
+// sends: the answer to the heartbeat's ping) is read right here, so ten thousand
+// tablets answering one heartbeat cost no goroutine (and no goroutine stack) each;
+// anything else is read by a goroutine started for it.
 func (s *session) readable() {
-	s.mu.Lock()
-	if s.reading || s.finished {
-		s.mu.Unlock()
+	if !s.claimReading() {
 		return
 	}
+	if len(s.early) == 0 && s.authed.Load() {
+		if b, whole := takePingPong(s.poll.fd); b != nil {
+			s.early = b
+			if !whole {
+				go s.readFrames()
+				return
+			}
+			if over := s.readFrame(); over {
+				go s.endReading() // cleanup may wait: never on the poller's goroutine
+				return
+			}
+			s.doneReading()
+			return
+		}
+	}
+	go s.readFrames()
+}
+
+// claimReading makes the caller the socket's one reader, unless another is at work or
+// reading is over.
+func (s *session) claimReading() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.reading || s.finished {
+		return false
+	}
 	s.reading = true
-	s.mu.Unlock()
+	return true
+}
+
+// readFrames reads the frames the socket has, then lets the poller watch it again.
+func (s *session) readFrames() {
 	for {
 		if over := s.readFrame(); over {
 			s.endReading()
@@ -131,11 +170,18 @@ func (s *session) readable() {
 			break
 		}
 	}
+	s.doneReading()
+}
+
+// doneReading lets the poller watch the socket again, or ends the socket if it was
+// aborted meanwhile. It may run on the poller's goroutine, so what may wait (cleanup)
+// goes to a goroutine of its own.
+func (s *session) doneReading() {
 	s.mu.Lock()
 	s.reading = false
 	if s.aborted {
 		s.mu.Unlock()
-		s.endReading()
+		go s.endReading()
 		return
 	}
 	// Under s.mu, so that cleanup (which runs after finished is set under s.mu) never
@@ -143,7 +189,7 @@ func (s *session) readable() {
 	err := s.br.poller.rearm(s.poll)
 	s.mu.Unlock()
 	if err != nil {
-		s.endReading()
+		go s.endReading()
 	}
 }
 
@@ -377,6 +423,7 @@ func (s *session) handshake(m clientMsg) {
 		return
 	}
 	s.device, s.feed = id.DeviceID, id.Feed
+	s.challenge = "" // used: no need to keep it for the socket's life
 	rev, err := br.leases.acquire(ctx, s)
 	if err != nil {
 		if errors.Is(err, errLeaseHeld) {
@@ -517,6 +564,21 @@ func (s *session) sendLocked(frame []byte) bool {
 		s.closeLocked(CloseTooSlow, "too slow", true)
 		return false
 	}
+	if !s.writing && len(s.queue) == 0 && s.polled {
+		// Nothing queued and no writer: try the socket right away, without blocking.
+		// Almost always it takes the whole frame, and a fan-out to thousands of
+		// tablets starts no goroutine and sets no deadline per tablet. What it does not
+		// take goes to the queue and a writer goroutine as before. Safe: s.mu is held,
+		// no writer exists, and the conn is closed only once closing is set.
+		n, err := writeNow(s.poll.fd, frame)
+		if n == len(frame) {
+			return true
+		}
+		if err == nil || n > 0 {
+			frame = frame[n:]
+		}
+		// On another error the writer meets it again on the conn and drops the tablet.
+	}
 	s.queue = append(s.queue, frame)
 	s.startDrainLocked()
 	return true
@@ -594,8 +656,16 @@ func (s *session) drain() {
 		}
 		s.mu.Unlock()
 		_ = s.conn.SetWriteDeadline(time.Now().Add(s.br.cfg.WriteTimeout))
-		bufs := net.Buffers(batch)
-		if _, err := bufs.WriteTo(s.conn); err != nil {
+		var err error
+		if len(batch) == 1 {
+			// The common case (one event, one heartbeat): a plain write, which unlike
+			// writev keeps no iovec array on the connection afterwards.
+			_, err = s.conn.Write(batch[0])
+		} else {
+			bufs := net.Buffers(batch)
+			_, err = bufs.WriteTo(s.conn)
+		}
+		if err != nil {
 			s.mu.Lock()
 			s.closing = true
 			s.queue = nil

@@ -96,7 +96,7 @@ func printLoadTable(w io.Writer, r *loadtest.Result, o loadtest.Options) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "%d tablets, %d events at %g/s, %d-byte payload, %d worker processes\n\n", r.Tablets, r.Events, r.Rate, r.PayloadBytes, r.Workers)
 	fmt.Fprintf(tw, "\tkioskfeed\tnats-server ws\n")
-	fmt.Fprintf(tw, "RSS per idle tablet\t%.0f B\t%.0f B\n", r.RSSBytesPerTablet, r.NATSWSRSSBytesPerSub)
+	fmt.Fprintf(tw, "RSS per idle tablet (after the idle)\t%.0f B\t%.0f B\n", r.RSSBytesPerTablet, r.NATSWSRSSBytesPerSub)
 	fmt.Fprintf(tw, "fan-out p50 / p90\t%.1f / %.1f ms\t%.1f / %.1f ms\n", r.FanoutP50Ms, r.FanoutP90Ms, r.NATSWSFanoutP50Ms, r.NATSWSFanoutP90Ms)
 	fmt.Fprintf(tw, "fan-out p99 / max\t%.1f / %.1f ms\t%.1f / %.1f ms\n", r.FanoutP99Ms, r.FanoutMaxMs, r.NATSWSFanoutP99Ms, r.NATSWSFanoutMaxMs)
 	fmt.Fprintf(tw, "delivered (missing, repeated)\t%d (%d, %d)\t%d (%d, %d)\n", r.Deliveries, r.Missing, r.Duplicates, r.NATSDeliveries, r.NATSMissing, r.NATSDuplicates)
@@ -106,7 +106,8 @@ func printLoadTable(w io.Writer, r *loadtest.Result, o loadtest.Options) {
 		fmt.Fprintf(tw, "back and synced after restart\t%.2f s (%.0f handshakes/s)\t\n", r.ReconnectAllS, r.HandshakesPerS)
 	}
 	fmt.Fprintf(tw, "server CPU, %s idle\t%.2f %% of a core\t\n", o.Idle, r.IdleLeaseCPUPct)
-	fmt.Fprintf(tw, "server RSS empty / paired / tablets\t%.1f / %.1f / %.1f MiB\t\n", mib(r.ServerRSSEmptyBytes), mib(r.ServerRSSPairedBytes), mib(r.ServerRSSTabletsBytes))
+	fmt.Fprintf(tw, "server RSS empty / paired\t%.1f / %.1f MiB\t\n", mib(r.ServerRSSEmptyBytes), mib(r.ServerRSSPairedBytes))
+	fmt.Fprintf(tw, "server RSS with tablets: after connect / after idle\t%.1f / %.1f MiB\t\n", mib(r.ServerRSSAfterConnectBytes), mib(r.ServerRSSTabletsBytes))
 	fmt.Fprintf(tw, "server goroutines paired / tablets\t%.0f / %.0f\t\n", r.GoroutinesPaired, r.GoroutinesTablets)
 	_ = tw.Flush()
 }
