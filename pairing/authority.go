@@ -126,7 +126,7 @@ func New(ctx context.Context, cfg Config, b *broker.Broker) (*Authority, error) 
 	if a.nonces, err = NewNonceSource(NonceConfig{Key: nonceKey, Now: cfg.Now}); err != nil {
 		return nil, err
 	}
-	replayKV, err := b.Bucket(ctx, ReplayBucketConfig(1))
+	replayKV, err := b.SoftBucket(ctx, ReplayBucketConfig(1))
 	if err != nil {
 		return nil, err
 	}

@@ -25,9 +25,18 @@ type ReplayCache interface {
 }
 
 // ReplayBucketConfig is the bucket KVReplayCache expects, for setup code to
-// create (CreateOrUpdateKeyValue). Entries expire by per-key TTL, which
-// needs LimitMarkerTTL on the bucket; one revision per key is all a replay
-// check reads.
+// create (CreateOrUpdateKeyValue, or Broker.SoftBucket). Entries expire by
+// per-key TTL, which needs LimitMarkerTTL on the bucket; one revision per key
+// is all a replay check reads.
+//
+// It is in memory storage. In file storage, with the embedded server's fsync
+// on every write, each token and pairing call waited for a disk sync, and a
+// server started after its jtis had expired wrote an fsynced delete marker per
+// jti before it could answer: with 30,000 of them it did not start within its
+// set-up timeout. What memory storage gives up is small: a NATS restart of
+// every node forgets the jtis of the last few minutes, and a proof replayed
+// then still needs a valid nonce, and gets a pairing (whose PIN is used) or a
+// token bound to a key the attacker does not have.
 func ReplayBucketConfig(replicas int) jetstream.KeyValueConfig {
 	if replicas < 1 {
 		replicas = 1
@@ -36,7 +45,7 @@ func ReplayBucketConfig(replicas int) jetstream.KeyValueConfig {
 		Bucket:      ReplayBucket,
 		Description: "DPoP proof jtis seen, each kept until its proof could no longer be accepted",
 		History:     1,
-		Storage:     jetstream.FileStorage,
+		Storage:     jetstream.MemoryStorage,
 		Replicas:    replicas,
 		// Markers are only for watchers, and nobody watches this bucket:
 		// keep them as briefly as the server allows.
