@@ -29,6 +29,8 @@ type hub struct {
 	stop   func()
 	linger *time.Timer
 	closed bool
+
+	fanout []*session // onEvent's list of the subs it delivers to, reused (its goroutine only)
 }
 
 var errHubClosed = errors.New("hub closed")
@@ -99,12 +101,22 @@ func (h *hub) onEvent(ev broker.Event) {
 		h.window = append(h.window[:0:0], h.window[n:]...)
 	}
 	h.applyState(e)
+	// Deliver outside the lock, so tablets attach meanwhile. It stays exact: one that
+	// attaches now is not in subs and gets this event from the window or the state, and
+	// onEvent runs on the consumer's one goroutine, so it waits for each delivery to end
+	// before the next event's.
+	h.fanout = h.fanout[:0]
 	for s := range h.subs {
+		h.fanout = append(h.fanout, s)
+	}
+	subs := h.fanout
+	h.mu.Unlock()
+	// One goroutine writes to all: each delivery is a non-blocking write system call, and
+	// splitting the list over both cores measured no better here (BENCHMARKS.md).
+	for _, s := range subs {
 		s.deliver(ev.Seq, frame)
 	}
-	n := len(h.subs)
-	h.mu.Unlock()
-	if n > 0 {
+	if len(subs) > 0 {
 		h.br.metrics.fanout.Observe(time.Since(ev.Time).Seconds())
 	}
 }

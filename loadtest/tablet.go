@@ -21,13 +21,14 @@ import (
 )
 
 // The tablet's reconnect policy, as the PWA has it (pwa/static/app.js): full jitter from
-// 1 s doubling to 30 s, reset after 60 s connected; 1012 comes back within 2 s; 4429
-// waits 10 s more.
+// 1 s doubling to 30 s, reset after 60 s connected; 1012 comes back within 2 s, and for
+// 30 s after it failed attempts retry within 2 s too; 4429 waits 10 s more.
 const (
 	backoffBase    = time.Second
 	backoffCap     = 30 * time.Second
 	backoffReset   = 60 * time.Second
 	restartJitter  = 2 * time.Second
+	restartWindow  = 30 * time.Second
 	tooManyFloor   = 10 * time.Second
 	maxServerFrame = 1 << 20
 	// codeNoClose is what a tablet records when the connection ended without a close
@@ -119,6 +120,7 @@ func (t *tablet) countClose(code int) {
 func (t *tablet) loop(ctx context.Context) {
 	attempt := 0
 	first := true
+	var restartUntil time.Time // after a 1012, failed attempts retry within the jitter
 	for ctx.Err() == nil {
 		if first {
 			select { // the load tool's ramp for the first connects, not the PWA's
@@ -152,17 +154,25 @@ func (t *tablet) loop(ctx context.Context) {
 			attempt = min(attempt+1, 10)
 			return rand.N(ceiling)
 		}
+		if !welcomed.IsZero() {
+			restartUntil = time.Time{}
+		}
 		var wait time.Duration
 		switch code {
 		case 4403:
 			t.forgotten.Store(true)
 			return
 		case 1012:
+			restartUntil = time.Now().Add(restartWindow)
 			wait = rand.N(restartJitter)
 		case 4429:
 			wait = tooManyFloor + backoff()
 		default:
-			wait = backoff()
+			if time.Now().Before(restartUntil) {
+				wait = rand.N(restartJitter)
+			} else {
+				wait = backoff()
+			}
 		}
 		select {
 		case <-ctx.Done():

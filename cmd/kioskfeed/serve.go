@@ -81,9 +81,11 @@ func serve(ctx context.Context, args []string, lookupEnv func(string) (string, b
 	defer func() {
 		closeCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 		defer cancel()
+		began := time.Now()
 		if err := b.Close(closeCtx); err != nil {
 			log.Warn("broker close", slog.String("error", err.Error()))
 		}
+		log.Info("NATS connection closed", slog.Duration("took", time.Since(began)))
 	}()
 
 	// The dashboard's live count needs the bridge, which needs the Authority: the
@@ -168,6 +170,7 @@ func serve(ctx context.Context, args []string, lookupEnv func(string) (string, b
 	g.Go(func() error {
 		<-gctx.Done()
 		log.Info("shutting down: draining tablets")
+		began := time.Now()
 		shutCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 		defer cancel()
 		// Tablets first (1012, leases released), so they reconnect elsewhere at once;
@@ -175,6 +178,7 @@ func serve(ctx context.Context, args []string, lookupEnv func(string) (string, b
 		if err := br.Shutdown(shutCtx); err != nil {
 			log.Warn("bridge drain", slog.String("error", err.Error()))
 		}
+		log.Info("tablets drained", slog.Duration("took", time.Since(began)))
 		return srv.Shutdown(shutCtx)
 	})
 	return g.Wait()

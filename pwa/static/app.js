@@ -17,6 +17,7 @@ const BACKOFF_CAP_MS = 30_000;
 const BACKOFF_RESET_MS = 60_000;     // a connection that lived this long resets the backoff
 const TOO_MANY_FLOOR_MS = 10_000;    // 4429: the server asked us to stay away a while
 const RESTART_JITTER_MS = 2_000;     // 1012: spread a whole lobby's reconnects
+const RESTART_WINDOW_MS = 30_000;    // after a 1012, failed attempts retry within the jitter this long
 const DEFAULT_HEARTBEAT_S = 20;
 const SAVE_DELAY_MS = 500;
 const SW_UPDATE_MS = 6 * 60 * 60 * 1000;
@@ -54,6 +55,7 @@ let freshSeq = 0;       // newest item already highlighted
 let ws = null;          // THE socket: non-null from creation until its close event
 let reconnectTimer = null;
 let watchdogTimer = null;
+let restartUntil = 0;   // after a 1012: the server is coming back, retry soon until then
 let attempt = 0;        // backoff exponent
 let heartbeatS = DEFAULT_HEARTBEAT_S;
 let welcomedAt = 0;     // when the current socket was welcomed; 0 if not yet
@@ -523,6 +525,13 @@ function schedule(ms) {
   reconnectTimer = setTimeout(connect, ms);
 }
 
+// retryDelay is how long to wait after a failed attempt: soon (jittered) while a server
+// that said it was restarting comes back, the doubling backoff otherwise. Doubling
+// there would leave a whole lobby waiting up to 30 s for a server that was back in 3.
+function retryDelay() {
+  return Date.now() < restartUntil ? Math.random() * RESTART_JITTER_MS : backoff();
+}
+
 // backoff is full jitter: random in [0, min(cap, base·2^attempt)).
 function backoff() {
   const ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** attempt);
@@ -540,7 +549,7 @@ function connect() {
   try {
     sock = new WebSocket(wsURL());
   } catch {
-    schedule(backoff());
+    schedule(retryDelay());
     return;
   }
   ws = sock;
@@ -583,10 +592,11 @@ function onClose(sock, code) {
       schedule(TOO_MANY_FLOOR_MS + backoff());
       return;
     case 1012: // the server is restarting: come back soon, not all at once
+      restartUntil = Date.now() + RESTART_WINDOW_MS;
       schedule(Math.random() * RESTART_JITTER_MS);
       return;
     default: // 4400, 4408, 4409, 1003, 1009, 1011, 1013, network loss, our watchdog
-      schedule(backoff());
+      schedule(retryDelay());
   }
 }
 
@@ -607,6 +617,7 @@ function onMessage(sock, raw) {
       break;
     case 'welcome':
       welcomedAt = Date.now();
+      restartUntil = 0; // back: later failures are failures again
       sessionEpoch = typeof m.epoch === 'string' ? m.epoch : '';
       if (Number(m.heartbeat_s) > 0) heartbeatS = Number(m.heartbeat_s);
       armWatchdog();
