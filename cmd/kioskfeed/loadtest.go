@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
@@ -58,7 +59,7 @@ WebSocket listener. Loopback only. Prints a table, or one JSON object with --jso
 	fs.DurationVar(&o.Timeout, "timeout", 20*60_000_000_000, "bound on the whole run")
 	fs.BoolVar(&o.NoRestart, "no-restart", false, "skip the restart phase")
 	fs.BoolVar(&o.NoNATS, "no-nats", false, "skip the nats-server WebSocket comparison")
-	fs.StringVar(&o.Dir, "dir", "", "keep the server's data and the logs here (default: a temp dir, removed after a clean run)")
+	fs.StringVar(&o.Dir, "dir", "", "keep the server's data, the logs and result.json here (default: a temp dir, removed after a clean run)")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of the table")
 	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
 	var env multiFlag
@@ -82,6 +83,12 @@ WebSocket listener. Loopback only. Prints a table, or one JSON object with --jso
 			_ = json.NewEncoder(stdout).Encode(res)
 		} else {
 			printLoadTable(stdout, res, o)
+		}
+		if o.Dir != "" { // beside the logs, for the record (task loadtest prints it)
+			raw, _ := json.Marshal(res)
+			if werr := os.WriteFile(filepath.Join(o.Dir, "result.json"), append(raw, '\n'), 0o644); werr != nil {
+				err = errors.Join(err, werr)
+			}
 		}
 	}
 	return err

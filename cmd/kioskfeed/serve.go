@@ -253,7 +253,7 @@ func printBanner(w io.Writer, cfg config.Config, addr, dataDir string, b *broker
 	pub := cfg.PublicURL
 	fmt.Fprintf(w, "kioskfeed %s is serving on %s\n", version, addr)
 	fmt.Fprintf(w, "  public URL:     %s\n", pub)
-	fmt.Fprintf(w, "  tablets:        %s/   (pair with a PIN from the dashboard)\n", pub)
+	fmt.Fprintf(w, "  tablets:        %s/   (it shows a code: approve it on the dashboard)\n", pub)
 	fmt.Fprintf(w, "  dashboard:      %s/admin\n", pub)
 	if newPassword != "" {
 		fmt.Fprintf(w, "  admin password: %s\n", newPassword)
