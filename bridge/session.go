@@ -400,6 +400,13 @@ func (s *session) message(payload []byte) {
 		return // other messages are ignored (PROTOCOL.md §5)
 	}
 	if !s.authed.Load() {
+		// The auth came in time: the deadline is over (the handshake has its own,
+		// and answers 1011 if the broker is too slow, not 4408).
+		s.mu.Lock()
+		if s.timer != nil {
+			s.timer.Stop()
+		}
+		s.mu.Unlock()
 		s.handshake(m)
 		return
 	}
