@@ -366,6 +366,31 @@ func TestDrainClosesWith1012AndReleasesLeases(t *testing.T) {
 	}
 }
 
+// TestDrainLeavesLeasesThatEndWithTheProcess: with an embedded NATS the lease buckets
+// (memory storage) end with the process, so a drain does not release the leases one by
+// one; with an external NATS it does (TestDrainClosesWith1012AndReleasesLeases).
+func TestDrainLeavesLeasesThatEndWithTheProcess(t *testing.T) {
+	s := startStack(t, stackOpts{bridge: func(c *bridge.Config) { c.LeasesEndWithProcess = true }})
+	tab := s.pair(t, "lobby")
+	c, _ := s.connect(t, tab, 0, "")
+	if _, _, _, err := c.Collect(wait); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.br.Shutdown(bg); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	if code, err := c.ExpectClose(wait); err != nil || code != 1012 {
+		t.Fatalf("drain: %d, %v; want 1012", code, err)
+	}
+	kv, err := s.b.JetStream().KeyValue(bg, bridge.BucketLeases)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Get(bg, tab.DeviceID); err != nil {
+		t.Fatalf("the drained tablet's lease: %v, want it left for the process's end", err)
+	}
+}
+
 // TestMaxConnections: past the instance's bound, a new socket is closed 4429 (too many)
 // before it can authenticate; a freed place is taken again.
 func TestMaxConnections(t *testing.T) {

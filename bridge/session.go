@@ -797,7 +797,7 @@ func (s *session) cleanup() {
 		h.detach(s)
 	}
 	s.br.remove(s)
-	if rev != 0 {
+	if rev != 0 && !(s.br.cfg.LeasesEndWithProcess && s.br.isDraining()) {
 		s.br.leases.release(s.device, rev)
 	}
 }

@@ -115,9 +115,11 @@ func serve(ctx context.Context, args []string, lookupEnv func(string) (string, b
 		LeaseTTL:       cfg.LeaseTTL,
 		ReplayLimit:    cfg.ReplayLimit,
 		MaxConns:       cfg.MaxConnections,
-		Now:            b.Now,
-		Logger:         log.With(slog.String("component", "bridge")),
-		Registerer:     reg,
+		// The embedded server's memory-stored leases end with this process.
+		LeasesEndWithProcess: cfg.Embedded(),
+		Now:                  b.Now,
+		Logger:               log.With(slog.String("component", "bridge")),
+		Registerer:           reg,
 	}, b, b, auth, auth.Devices())
 	if err != nil {
 		return err
