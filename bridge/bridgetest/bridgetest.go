@@ -1,9 +1,10 @@
 // Package bridgetest is a Go client for the tablets' WebSocket (PROTOCOL.md §5): what
-// the bridge's tests, the load tool and the fault tests use to play one tablet each.
+// the bridge's tests and the fault tests use to play one tablet each. (The load tool has
+// a leaner client of its own, loadtest/tablet.go, that also records latencies.)
 //
 // It is written from the protocol text, not from the bridge's code, so a test that passes
 // with it shows the bridge follows the contract. It is deliberately small: no goroutine
-// and no buffer is kept per connection (the load tool holds thousands), and every read
+// and no buffer is kept per connection (tests hold thousands), and every read
 // and write is bounded by a deadline on the connection, so a silent server fails a test
 // instead of hanging it. A Conn is read (Next and everything built on it, and Close) by
 // one goroutine at a time; writes are serialized with the pongs and close answers Next
