@@ -52,6 +52,7 @@ type session struct {
 
 	mu          sync.Mutex
 	queue       [][]byte
+	queueBegun  bool // queue[0] is the rest of a frame the socket has taken part of
 	writing     bool // a drain goroutine is running
 	closing     bool // a close frame is queued: nothing more is sent
 	reading     bool // a reader goroutine is at work
@@ -583,6 +584,7 @@ func (s *session) sendLocked(frame []byte) bool {
 		}
 		if err == nil || n > 0 {
 			frame = frame[n:]
+			s.queueBegun = n > 0 // its rest must go out even if the queue is dropped
 		}
 		// On another error the writer meets it again on the conn and drops the tablet.
 	}
@@ -651,7 +653,7 @@ func (s *session) drain() {
 	for {
 		s.mu.Lock()
 		batch := s.queue
-		s.queue = nil
+		s.queue, s.queueBegun = nil, false
 		if len(batch) == 0 {
 			s.writing = false
 			finished := s.finished
@@ -675,7 +677,7 @@ func (s *session) drain() {
 		if err != nil {
 			s.mu.Lock()
 			s.closing = true
-			s.queue = nil
+			s.queue, s.queueBegun = nil, false
 			s.writing = false
 			s.mu.Unlock()
 			s.abort() // a tablet that cannot take writes is dead
@@ -697,7 +699,11 @@ func (s *session) closeLocked(code ws.StatusCode, reason string, dropQueue bool)
 		return
 	}
 	if dropQueue {
-		s.queue = nil
+		if s.queueBegun {
+			s.queue = s.queue[:1] // the rest of a frame half on the wire: the stream needs it
+		} else {
+			s.queue = nil
+		}
 	}
 	s.queue = append(s.queue, closeFrame(code, reason))
 	s.closing = true
