@@ -25,38 +25,11 @@ type natsSub struct {
 	addr    string
 	subject string
 
-	mu       sync.Mutex
-	phase    int
-	got      []int32
-	received int
-	dups     int
-	ready    chan struct{}
-	err      error
-}
+	deliveries
 
-func (s *natsSub) startPhase(p, n int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.phase, s.received, s.dups = p, 0, 0
-	s.got = make([]int32, n)
-	for i := range s.got {
-		s.got[i] = -1
-	}
-}
-
-func (s *natsSub) record(p, n int, sent int64, now time.Time) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if p != s.phase || n < 1 || n > len(s.got) {
-		return
-	}
-	if s.got[n-1] >= 0 {
-		s.dups++
-		return
-	}
-	us := now.Sub(time.Unix(0, sent)).Microseconds()
-	s.got[n-1] = int32(min(max(us, 0), 1<<31-1))
-	s.received++
+	mu    sync.Mutex // guards err
+	ready chan struct{}
+	err   error
 }
 
 func (s *natsSub) fail(err error) {

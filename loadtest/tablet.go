@@ -46,11 +46,7 @@ type tablet struct {
 	since uint64 // newest seq received, for the next catch-up (loop goroutine only)
 	epoch string
 
-	mu       sync.Mutex
-	phase    int     // which fan-out the latencies below belong to
-	got      []int32 // per event number of the phase: latency in µs, -1 before it came
-	received int     // events of the phase received
-	dups     int     // events of the phase received again
+	deliveries // what it got of each fan-out
 
 	lastMsg     atomic.Value // type of the last server message, for a report on a tablet that missed events
 	lastMsgAt   atomic.Int64 // unix ns
@@ -82,33 +78,6 @@ type serverMsg struct {
 		N int   `json:"n"`
 		T int64 `json:"t"`
 	} `json:"data"`
-}
-
-// startPhase clears what the tablet recorded and expects events 1..n of phase p.
-func (t *tablet) startPhase(p, n int) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.phase, t.received, t.dups = p, 0, 0
-	t.got = make([]int32, n)
-	for i := range t.got {
-		t.got[i] = -1
-	}
-}
-
-// record notes a received load event, with its publish→delivery latency.
-func (t *tablet) record(p, n int, sent int64, now time.Time) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if p != t.phase || n < 1 || n > len(t.got) {
-		return // an earlier phase's event, replayed by a reset
-	}
-	if t.got[n-1] >= 0 {
-		t.dups++
-		return
-	}
-	us := now.Sub(time.Unix(0, sent)).Microseconds()
-	t.got[n-1] = int32(min(max(us, 0), 1<<31-1))
-	t.received++
 }
 
 func (t *tablet) countClose(code int) {

@@ -375,18 +375,6 @@ func (w *worker) collect(ctx context.Context, cmd command) reply {
 	return rep
 }
 
-func (t *tablet) snapshot() ([]int32, int, int) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return append([]int32(nil), t.got...), t.received, t.dups
-}
-
-func (s *natsSub) snapshot() ([]int32, int, int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]int32(nil), s.got...), s.received, s.dups
-}
-
 // awaitSync waits until every tablet has synced after cmd.Since (a restart began) and
 // reports the first and last of those moments.
 func (w *worker) awaitSync(ctx context.Context, cmd command) reply {
