@@ -116,6 +116,7 @@ func (h *hub) onEvent(ev broker.Event) {
 	for _, s := range subs {
 		s.deliver(ev.Seq, frame)
 	}
+	clear(subs) // keep no ended session alive until the next event
 	if len(subs) > 0 {
 		h.br.metrics.fanout.Observe(time.Since(ev.Time).Seconds())
 	}

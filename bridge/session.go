@@ -267,19 +267,22 @@ func (s *session) readWait() time.Duration {
 // is queued then).
 func (s *session) readFrame() (over bool) {
 	in := (*input)(s)
-	if !s.polled {
-		// A reader of its own waits for the next frame as long as it takes; the
-		// heartbeat's sweep and the auth deadline end a silent socket.
-		s.setReadDeadline(time.Time{})
-	} else {
+	// The poller calls only when there is something to read: the frame's whole read is
+	// bounded. A reader of its own waits for the next frame as long as it takes (the
+	// heartbeat's sweep and the auth deadline end a silent socket); then its rest is.
+	if s.polled {
 		s.setReadDeadline(time.Now().Add(s.readWait()))
+	} else {
+		s.setReadDeadline(time.Time{})
 	}
 	hdr, err := ws.ReadHeader(in)
 	if err != nil {
 		s.readFailed(err)
 		return true
 	}
-	s.setReadDeadline(time.Now().Add(s.readWait()))
+	if !s.polled {
+		s.setReadDeadline(time.Now().Add(s.readWait()))
+	}
 	state := ws.StateServerSide
 	if s.fragOp != 0 {
 		state |= ws.StateFragmented // a continuation must come, and only one
@@ -578,15 +581,14 @@ func (s *session) sendLocked(frame []byte) bool {
 		// tablets starts no goroutine and sets no deadline per tablet. What it does not
 		// take goes to the queue and a writer goroutine as before. Safe: s.mu is held,
 		// no writer exists, and the conn is closed only once closing is set.
-		n, err := writeNow(s.poll.fd, frame)
+		// On an error other than "full", the writer meets it again on the conn and drops
+		// the tablet.
+		n, _ := writeNow(s.poll.fd, frame)
 		if n == len(frame) {
 			return true
 		}
-		if err == nil || n > 0 {
-			frame = frame[n:]
-			s.queueBegun = n > 0 // its rest must go out even if the queue is dropped
-		}
-		// On another error the writer meets it again on the conn and drops the tablet.
+		frame = frame[n:]
+		s.queueBegun = n > 0 // its rest must go out even if the queue is dropped
 	}
 	s.queue = append(s.queue, frame)
 	s.startDrainLocked()
@@ -721,8 +723,8 @@ func (s *session) isClosing() bool {
 	return s.closing
 }
 
-// heard notes that the tablet sent something: it is alive (see Bridge.sweep), and it
-// answers a pending lease probe.
+// heard notes that the tablet sent something: it is alive (the heartbeat drops a tablet
+// silent for two heartbeats), and it answers a pending lease probe.
 func (s *session) heard() {
 	s.heardAt.Store(time.Now().UnixNano())
 	s.mu.Lock()

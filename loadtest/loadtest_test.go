@@ -449,7 +449,7 @@ func TestWorkerConnectDialsFromSources(t *testing.T) {
 			t.Fatal(err)
 		}
 		dev.Expires = time.Now().Add(time.Hour) // no refresh before the dial
-		w.tablets = append(w.tablets, &tablet{dev: dev, src: net.IPv4(127, 0, 0, 1), feed: feed, firstSynced: make(chan struct{})})
+		w.tablets = append(w.tablets, &tablet{dev: dev, src: net.IPv4(127, 0, 0, 1), firstSynced: make(chan struct{})})
 	}
 	srcs := sources(2, 4)
 	done := make(chan reply, 1)

@@ -42,7 +42,6 @@ type tablet struct {
 	dev   *pairingtest.Tablet
 	src   net.IP
 	cfg   *connectConfig
-	feed  string
 	since uint64 // newest seq received, for the next catch-up (loop goroutine only)
 	epoch string
 

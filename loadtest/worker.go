@@ -223,7 +223,6 @@ func pairOne(ctx context.Context, client *http.Client, cmd command, i int) (*tab
 	return &tablet{
 		dev:         dev,
 		src:         net.ParseIP(cmd.Sources[i%len(cmd.Sources)]),
-		feed:        cmd.Feed,
 		firstSynced: make(chan struct{}),
 	}, nil
 }
