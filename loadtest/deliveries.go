@@ -1,6 +1,7 @@
 package loadtest
 
 import (
+	"fmt"
 	"sync"
 	"time"
 )
@@ -48,4 +49,131 @@ func (d *deliveries) snapshot() (got []int32, received, dups int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return append([]int32(nil), d.got...), d.received, d.dups
+}
+
+// heartbeats is what a receiver measures of the server's heartbeats: the time between
+// consecutive ones, while watched. A gap runs from one heartbeat to the next whether
+// or not the socket changed in between, so a tablet that was dropped and came back
+// shows the silence it lived through.
+type heartbeats struct {
+	hbMu     sync.Mutex
+	last     int64   // unix ns of the newest heartbeat, 0 before the first
+	watching bool    // gaps are being recorded
+	gaps     []int32 // ms
+}
+
+// beat notes a heartbeat received at now.
+func (h *heartbeats) beat(now time.Time) {
+	h.hbMu.Lock()
+	defer h.hbMu.Unlock()
+	if h.watching && h.last != 0 {
+		h.gaps = append(h.gaps, gapMS(now.UnixNano()-h.last))
+	}
+	h.last = now.UnixNano()
+}
+
+// watch starts recording gaps afresh.
+func (h *heartbeats) watch() {
+	h.hbMu.Lock()
+	defer h.hbMu.Unlock()
+	h.watching, h.gaps = true, nil
+}
+
+// unwatch stops recording and returns the gaps, the one still open at now included
+// (a tablet that heard no heartbeat since its last one has been waiting that long).
+func (h *heartbeats) unwatch(now time.Time) []int32 {
+	h.hbMu.Lock()
+	defer h.hbMu.Unlock()
+	out := h.gaps
+	if h.watching && h.last != 0 {
+		out = append(out, gapMS(now.UnixNano()-h.last))
+	}
+	h.watching, h.gaps = false, nil
+	return out
+}
+
+func gapMS(ns int64) int32 { return int32(min(max(ns/1e6, 0), 1<<31-1)) }
+
+// seqCheck checks, while on, that every socket of a tablet kept the catch-up contract
+// (PROTOCOL §5.4, 5.5): either the events after the since it sent, gap-free and in
+// order, then synced at the newest of them; or a reset, the state (any seqs), and
+// synced; and after synced, live events gap-free from synced's seq.
+type seqCheck struct {
+	scMu       sync.Mutex
+	checking   bool
+	sockets    int    // sockets welcomed while checked
+	replays    int    // of them, caught up by a replay
+	resets     int    // of them, caught up by a reset and the state
+	violations int    // events or synced out of sequence
+	firstBad   string // the first violation
+	inState    bool   // between reset and synced: the state, whose seqs are not contiguous
+	expect     uint64 // the seq the next event must have; 0 before a welcome
+}
+
+// startCheck turns the check on from the next welcome.
+func (c *seqCheck) startCheck() {
+	c.scMu.Lock()
+	defer c.scMu.Unlock()
+	*c = seqCheck{checking: true}
+}
+
+func (c *seqCheck) checkWelcome(since uint64) {
+	c.scMu.Lock()
+	defer c.scMu.Unlock()
+	if c.checking {
+		c.sockets++
+		c.inState, c.expect = false, since+1
+	}
+}
+
+func (c *seqCheck) checkReset() {
+	c.scMu.Lock()
+	defer c.scMu.Unlock()
+	if c.checking && c.expect != 0 {
+		c.inState = true
+	}
+}
+
+func (c *seqCheck) checkEvent(seq uint64) {
+	c.scMu.Lock()
+	defer c.scMu.Unlock()
+	if !c.checking || c.expect == 0 || c.inState {
+		return
+	}
+	if seq != c.expect {
+		c.violation("socket %d: event %d where %d was due", c.sockets, seq, c.expect)
+	}
+	c.expect = seq + 1
+}
+
+func (c *seqCheck) checkSynced(seq uint64) {
+	c.scMu.Lock()
+	defer c.scMu.Unlock()
+	if !c.checking || c.expect == 0 {
+		return
+	}
+	if c.inState {
+		c.resets++
+		c.inState = false
+	} else {
+		c.replays++
+		if seq+1 != c.expect {
+			c.violation("socket %d: synced at %d after a replay up to %d", c.sockets, seq, c.expect-1)
+		}
+	}
+	c.expect = seq + 1
+}
+
+func (c *seqCheck) violation(format string, args ...any) {
+	c.violations++
+	if c.firstBad == "" {
+		c.firstBad = fmt.Sprintf(format, args...)
+	}
+}
+
+// checked is what the check saw.
+func (c *seqCheck) checked() (sockets, replays, resets, violations int, first string) {
+	c.scMu.Lock()
+	defer c.scMu.Unlock()
+	return c.sockets, c.replays, c.resets, c.violations, c.firstBad
 }

@@ -18,7 +18,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/kioskfeed/kioskfeed/pairing/pairingtest"
+	"github.com/kioskfeed/kioskfeed/internal/devkey"
 )
 
 // TestMain removes the kioskfeed binary once the tests are done (kioskfeedBinary builds
@@ -444,7 +444,7 @@ func TestWorkerConnectDialsFromSources(t *testing.T) {
 	w := &worker{ctx: ctx}
 	const n = 8
 	for range n {
-		dev, err := pairingtest.NewTablet("http://" + l.Addr().String())
+		dev, err := devkey.NewTablet("http://" + l.Addr().String())
 		if err != nil {
 			t.Fatal(err)
 		}

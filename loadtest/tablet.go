@@ -17,7 +17,7 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 
-	"github.com/kioskfeed/kioskfeed/pairing/pairingtest"
+	"github.com/kioskfeed/kioskfeed/internal/devkey"
 )
 
 // The tablet's reconnect policy, as the PWA has it (pwa/static/app.js): full jitter from
@@ -39,13 +39,29 @@ const (
 // tablet is one simulated wall tablet: a paired device key, one socket at a time, and
 // what it received. Its goroutine (loop) is the only writer of the connection.
 type tablet struct {
-	dev   *pairingtest.Tablet
+	dev   *devkey.Tablet
 	src   net.IP
 	cfg   *connectConfig
 	since uint64 // newest seq received, for the next catch-up (loop goroutine only)
 	epoch string
 
 	deliveries // what it got of each fan-out
+	heartbeats // the gaps between its heartbeats, while watched
+	seqCheck   // whether each socket's sequence kept the catch-up contract, while checked
+
+	// affected marks the tablets a scenario acts on (they go dead in an outage, leave
+	// and come back in a storm); the others are the healthy ones it measures. Set by
+	// the worker between commands, read by the worker only.
+	affected bool
+	cancel   context.CancelFunc // ends this tablet's loop
+	done     chan struct{}      // closed when the loop has returned
+
+	deadMu sync.Mutex
+	dead   bool         // Wi-Fi gone: nothing more is read or written, the socket stays open
+	conn   net.Conn     // the current socket, for kill
+	ends   atomic.Int64 // sockets that ended while the loop ran (drops, closes)
+	// endsMark is ends when the heartbeat watch began (worker only).
+	endsMark int64
 
 	lastMsg     atomic.Value // type of the last server message, for a report on a tablet that missed events
 	lastMsgAt   atomic.Int64 // unix ns
@@ -90,6 +106,10 @@ func (t *tablet) loop(ctx context.Context) {
 	first := true
 	var restartUntil time.Time // after a 1012, failed attempts retry within the jitter
 	for ctx.Err() == nil {
+		if t.isDead() {
+			<-ctx.Done()
+			return
+		}
 		if first {
 			select { // the load tool's ramp for the first connects, not the PWA's
 			case t.cfg.gate <- struct{}{}:
@@ -110,6 +130,7 @@ func (t *tablet) loop(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		t.ends.Add(1)
 		t.countClose(code)
 		if err != nil {
 			t.lastErr.Store(err.Error())
@@ -154,7 +175,7 @@ func (t *tablet) loop(ctx context.Context) {
 // synced is called once the catch-up is in. It returns when the tablet was welcomed
 // (zero if never) and the close code (1006 without a close frame).
 func (t *tablet) session(ctx context.Context, synced func()) (welcomed time.Time, code int, err error) {
-	if time.Until(t.dev.Expires) < time.Minute {
+	if _, exp := t.dev.CurrentToken(); time.Until(exp) < time.Minute {
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		err := t.dev.Refresh(rctx)
 		cancel()
@@ -181,18 +202,36 @@ func (t *tablet) session(ctx context.Context, synced func()) (welcomed time.Time
 	stop := context.AfterFunc(ctx, func() { _ = nc.Close() })
 	defer stop()
 	defer nc.Close()
+	defer t.setConn(nil)
 	c := newFrameConn(nc, br, ws.StateClientSide)
 
 	heartbeat := 20 * time.Second
 	authTimeout := 15 * time.Second
+	var sentSince uint64
 	for {
 		wait := authTimeout
 		if !welcomed.IsZero() {
 			wait = 5 * heartbeat / 2 // the PWA's watchdog
 		}
-		_ = nc.SetReadDeadline(time.Now().Add(wait))
+		// Under deadMu, so that a kill between this check and the read still stops the
+		// read: kill's deadline in the past is never replaced by this one.
+		t.deadMu.Lock()
+		dead := t.dead
+		if !dead {
+			t.conn = nc
+			_ = nc.SetReadDeadline(time.Now().Add(wait))
+		}
+		t.deadMu.Unlock()
+		if dead {
+			<-ctx.Done() // the socket stays open, unread, until the scenario ends
+			return welcomed, codeNoClose, ctx.Err()
+		}
 		raw, err := c.next()
 		if err != nil {
+			if t.isDead() {
+				<-ctx.Done()
+				return welcomed, codeNoClose, ctx.Err()
+			}
 			var ce closeError
 			if errors.As(err, &ce) {
 				return welcomed, ce.code, nil
@@ -220,11 +259,18 @@ func (t *tablet) session(ctx context.Context, synced func()) (welcomed time.Time
 			if err != nil {
 				return welcomed, codeNoClose, err
 			}
-			msg, _ := json.Marshal(map[string]any{"type": "auth", "token": t.dev.Token, "proof": proof, "since": t.since, "epoch": t.epoch})
+			tok, _ := t.dev.CurrentToken()
+			msg, _ := json.Marshal(map[string]any{"type": "auth", "token": tok, "proof": proof, "since": t.since, "epoch": t.epoch})
+			if m.Type == "challenge" {
+				sentSince = t.since
+			}
 			if err := c.write(ws.OpText, msg); err != nil {
 				return welcomed, codeNoClose, err
 			}
 		case "welcome":
+			if welcomed.IsZero() { // not a re-auth's
+				t.checkWelcome(sentSince)
+			}
 			welcomed = now
 			t.welcomes.Add(1)
 			if m.Epoch != t.epoch {
@@ -235,19 +281,54 @@ func (t *tablet) session(ctx context.Context, synced func()) (welcomed time.Time
 			}
 		case "reset":
 			t.since = 0
+			t.checkReset()
 		case "synced":
+			t.checkSynced(m.Seq)
 			t.syncedAt.Store(now.UnixNano())
 			t.firstOnce.Do(func() { close(t.firstSynced) })
 			synced()
 		case "event":
+			t.checkEvent(m.Seq)
 			if m.Seq > t.since {
 				t.since = m.Seq
 			}
 			if m.Data.N > 0 {
 				t.record(m.Data.P, m.Data.N, m.Data.T, now)
 			}
+		case "heartbeat":
+			t.beat(now)
 		}
 	}
+}
+
+func (t *tablet) isDead() bool {
+	t.deadMu.Lock()
+	defer t.deadMu.Unlock()
+	return t.dead
+}
+
+func (t *tablet) setConn(c net.Conn) {
+	t.deadMu.Lock()
+	t.conn = c
+	t.deadMu.Unlock()
+}
+
+// kill is the tablet's Wi-Fi going away: from now on it reads nothing (so it answers
+// no ping and takes no frame) and writes nothing, and its socket stays open, as a
+// socket does whose peer vanished. Its receive buffer is shrunk to the kernel's
+// minimum so that what the server sends backs up into the server's own buffers and
+// queue soon, as it would with nothing acknowledged.
+func (t *tablet) kill() {
+	t.deadMu.Lock()
+	defer t.deadMu.Unlock()
+	t.dead = true
+	if t.conn == nil {
+		return
+	}
+	if tc, ok := t.conn.(*net.TCPConn); ok {
+		_ = tc.SetReadBuffer(1) // the kernel rounds it up to its minimum
+	}
+	_ = t.conn.SetReadDeadline(time.Unix(1, 0)) // stops a read in progress
 }
 
 // describe says what the tablet last heard and how its sockets ended: what a report on

@@ -17,7 +17,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/kioskfeed/kioskfeed/pairing/pairingtest"
+	"github.com/kioskfeed/kioskfeed/internal/devkey"
 )
 
 // command is one request from the load tool to a worker process, one JSON line on the
@@ -47,7 +47,21 @@ type command struct {
 	Events  int    `json:"events,omitempty"`
 	Since   int64  `json:"since,omitempty"` // unix ns
 	Timeout int64  `json:"timeout_ms,omitempty"`
+
+	// Scenarios. mark sets which tablets are affected (Share of them, spread evenly);
+	// outage kills the affected, leave ends their loops, return starts them again;
+	// watch and gaps measure heartbeats; check reports the catch-up check. Group picks
+	// the tablets of phase, collect, await_sync, watch, gaps and check.
+	Share float64 `json:"share,omitempty"`
+	Group string  `json:"group,omitempty"` // "" (all), "affected" or "healthy"
 }
+
+// The groups of a command.
+const (
+	groupAll      = ""
+	groupAffected = "affected"
+	groupHealthy  = "healthy"
+)
 
 // reply is a worker's answer. Latencies are µs, one per delivered event.
 type reply struct {
@@ -63,11 +77,20 @@ type reply struct {
 	Last       int64          `json:"last,omitempty"`
 	Welcomes   int64          `json:"welcomes,omitempty"`
 	Closes     map[string]int `json:"closes,omitempty"`
+
+	Gaps       []int32 `json:"gaps,omitempty"`    // ms between heartbeats (gaps)
+	Dropped    int     `json:"dropped,omitempty"` // tablets whose socket ended since watch (gaps)
+	Sockets    int     `json:"sockets,omitempty"` // check: sockets welcomed while checked
+	Replays    int     `json:"replays,omitempty"`
+	Resets     int     `json:"resets,omitempty"`
+	Violations int     `json:"violations,omitempty"`
 }
 
 // worker holds one child process's tablets and NATS subscribers.
 type worker struct {
 	ctx     context.Context
+	tctx    context.Context // the tablets' loops run under it, until disconnect
+	cfg     *connectConfig  // of the last connect
 	tablets []*tablet
 	subs    []*natsSub
 	cancelT context.CancelFunc
@@ -143,10 +166,53 @@ func (w *worker) do(cmd command) reply {
 			}
 			return reply{N: len(w.subs)}
 		}
-		for _, t := range w.tablets {
+		group := w.group(cmd.Group)
+		for _, t := range group {
 			t.startPhase(cmd.Phase, cmd.Events)
 		}
-		return reply{N: len(w.tablets)}
+		return reply{N: len(group)}
+	case "mark":
+		return w.mark(cmd.Share)
+	case "outage":
+		group := w.group(groupAffected)
+		for _, t := range group {
+			t.kill()
+		}
+		return reply{N: len(group)}
+	case "leave":
+		group := w.group(groupAffected)
+		for _, t := range group {
+			t.cancel()
+		}
+		for _, t := range group {
+			<-t.done
+		}
+		return reply{N: len(group)}
+	case "return":
+		return w.comeBack(cmd)
+	case "watch":
+		group := w.group(cmd.Group)
+		for _, t := range group {
+			t.watch()
+			t.endsMark = t.ends.Load()
+		}
+		return reply{N: len(group)}
+	case "gaps":
+		return w.gaps(cmd)
+	case "check":
+		rep := reply{}
+		for _, t := range w.group(cmd.Group) {
+			sockets, replays, resets, bad, first := t.checked()
+			rep.N++
+			rep.Sockets += sockets
+			rep.Replays += replays
+			rep.Resets += resets
+			rep.Violations += bad
+			if first != "" && rep.FirstErr == "" {
+				rep.FirstErr = fmt.Sprintf("device %s: %s", t.dev.DeviceID, first)
+			}
+		}
+		return rep
 	case "collect":
 		return w.collect(ctx, cmd)
 	case "await_sync":
@@ -212,7 +278,7 @@ func pairOne(ctx context.Context, client *http.Client, cmd command, i int) (*tab
 	if err := json.Unmarshal(raw, &pin); err != nil {
 		return nil, fmt.Errorf("issue PIN: %w", err)
 	}
-	dev, err := pairingtest.NewTablet(cmd.BaseURL)
+	dev, err := devkey.NewTablet(cmd.BaseURL)
 	if err != nil {
 		return nil, err
 	}
@@ -227,21 +293,86 @@ func pairOne(ctx context.Context, client *http.Client, cmd command, i int) (*tab
 	}, nil
 }
 
+// group is the worker's tablets of one group (groupAll, groupAffected, groupHealthy),
+// less those forgotten (4403).
+func (w *worker) group(g string) []*tablet {
+	var out []*tablet
+	for _, t := range w.tablets {
+		if t.forgotten.Load() || (g == groupAffected && !t.affected) || (g == groupHealthy && t.affected) {
+			continue
+		}
+		out = append(out, t)
+	}
+	return out
+}
+
+// mark makes share of the worker's tablets the affected ones, spread evenly over them
+// (and so over the source addresses): tablet j is affected when ⌊(j+1)·share⌋ passes
+// an integer.
+func (w *worker) mark(share float64) reply {
+	rep := reply{}
+	for j, t := range w.tablets {
+		t.affected = int(float64(j+1)*share) > int(float64(j)*share)
+		rep.N += btoi(t.affected)
+	}
+	return rep
+}
+
+// startLoop runs t's connection loop until the worker disconnects or t is told to leave.
+func (w *worker) startLoop(t *tablet) {
+	ctx, cancel := context.WithCancel(w.tctx)
+	t.cancel, t.done = cancel, make(chan struct{})
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		defer close(t.done)
+		t.loop(ctx)
+	}()
+}
+
+// comeBack starts the affected tablets' loops again, all at once (cmd.Ramp in flight),
+// each with the since and epoch it had when it left, and the catch-up check on.
+func (w *worker) comeBack(cmd command) reply {
+	group := w.group(groupAffected)
+	cfg := *w.cfg
+	cfg.gate = make(chan struct{}, max(cmd.Ramp, 1))
+	for _, t := range group {
+		t.cfg = &cfg
+		t.startCheck()
+		w.startLoop(t)
+	}
+	return reply{N: len(group)}
+}
+
+// gaps ends the heartbeat watch and reports its gaps, and which tablets' sockets ended
+// since it began.
+func (w *worker) gaps(cmd command) reply {
+	now := time.Now()
+	group := w.group(cmd.Group)
+	rep := reply{N: len(group), Closes: map[string]int{}}
+	for _, t := range group {
+		rep.Gaps = append(rep.Gaps, t.unwatch(now)...)
+		if t.ends.Load() > t.endsMark {
+			rep.Dropped++
+			if e, ok := t.lastErr.Load().(string); ok && rep.FirstErr == "" {
+				rep.FirstErr = t.describe() + ": " + e
+			}
+		}
+	}
+	return rep
+}
+
 // connect starts every tablet's connection loop and waits until each has synced once.
 func (w *worker) connect(ctx context.Context, cmd command) reply {
 	cfg := &connectConfig{wsURL: cmd.WSURL, addr: cmd.Addr, origin: cmd.Origin, gate: make(chan struct{}, max(cmd.Ramp, 1))}
 	tctx, cancel := context.WithCancel(w.ctx)
-	w.cancelT = cancel
+	w.tctx, w.cancelT, w.cfg = tctx, cancel, cfg
 	for i, t := range w.tablets {
 		t.cfg = cfg
 		if len(cmd.Sources) > 0 { // spread over the addresses, as the NATS subscribers are
 			t.src = net.ParseIP(cmd.Sources[i%len(cmd.Sources)])
 		}
-		w.wg.Add(1)
-		go func() {
-			defer w.wg.Done()
-			t.loop(tctx)
-		}()
+		w.startLoop(t)
 	}
 	rep := reply{N: len(w.tablets)}
 	for _, t := range w.tablets {
@@ -329,10 +460,8 @@ func (w *worker) collect(ctx context.Context, cmd command) reply {
 			all = append(all, s)
 		}
 	} else {
-		for _, t := range w.tablets {
-			if !t.forgotten.Load() {
-				all = append(all, t)
-			}
+		for _, t := range w.group(cmd.Group) {
+			all = append(all, t)
 		}
 	}
 	complete := func() bool {
@@ -354,6 +483,7 @@ func (w *worker) collect(ctx context.Context, cmd command) reply {
 	rep := reply{N: len(all)}
 	for _, r := range all {
 		got, _, dups := r.snapshot()
+		got = got[:min(len(got), cmd.Events)] // a phase may have been set up for more than were sent
 		rep.Duplicates += dups
 		missed := 0
 		for _, us := range got {
@@ -379,12 +509,7 @@ func (w *worker) collect(ctx context.Context, cmd command) reply {
 func (w *worker) awaitSync(ctx context.Context, cmd command) reply {
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
-	var live []*tablet
-	for _, t := range w.tablets {
-		if !t.forgotten.Load() {
-			live = append(live, t)
-		}
-	}
+	live := w.group(cmd.Group)
 	for {
 		pending := 0
 		for _, t := range live {
