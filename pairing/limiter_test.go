@@ -1,7 +1,8 @@
 package pairing
 
 import (
-	"fmt"
+	"net/netip"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -21,78 +22,79 @@ func TestLimiter(t *testing.T) {
 
 	// The burst, then refusal with a positive wait no longer than one interval.
 	for i := range burst {
-		if !allow("a") {
+		if !allow("192.0.2.1") {
 			t.Fatalf("attempt %d of the burst refused", i+1)
 		}
 	}
-	ok, wait := l.allow("a")
+	ok, wait := l.allow("192.0.2.1")
 	if ok || wait <= 0 || wait > every {
 		t.Fatalf("past the burst: allowed %v, wait %v; want a refusal with a wait in (0, %v]", ok, wait, every)
 	}
 	// Refused attempts take nothing: hammering does not push the wait out.
 	for range 50 {
-		if _, w := l.allow("a"); w > wait {
+		if _, w := l.allow("192.0.2.1"); w > wait {
 			t.Fatalf("wait grew from %v to %v with refused attempts", wait, w)
 		}
 	}
 
 	// Another address has its own bucket.
 	for i := range burst {
-		if !allow("b") {
+		if !allow("192.0.2.2") {
 			t.Fatalf("address b, attempt %d: refused while only a is over its limit", i+1)
 		}
 	}
 
 	// Not before the wait, then exactly one.
 	clk.Add(wait / 2)
-	if allow("a") {
+	if allow("192.0.2.1") {
 		t.Fatal("allowed before the wait was over")
 	}
 	clk.Add(wait - wait/2)
-	if !allow("a") {
+	if !allow("192.0.2.1") {
 		t.Fatal("refused after waiting as told")
 	}
-	if allow("a") {
+	if allow("192.0.2.1") {
 		t.Fatal("a second attempt allowed after one interval")
 	}
 
 	// A full refill after burst intervals, and no more.
 	clk.Add(10 * every)
 	for i := range burst {
-		if !allow("a") {
+		if !allow("192.0.2.1") {
 			t.Fatalf("after the refill, attempt %d refused", i+1)
 		}
 	}
-	if allow("a") {
+	if allow("192.0.2.1") {
 		t.Fatal("refill went past the burst")
 	}
 }
 
-// TestLimiterForgetsIdleAddresses: a scan from many addresses leaves nothing behind once
-// their buckets are full again, while a bucket still in use is kept.
-func TestLimiterForgetsIdleAddresses(t *testing.T) {
+// TestLimiterMemoryIsBounded: a million distinct addresses from one scan cannot grow
+// the limiter without bound (the old one kept every address for at least a minute, and
+// swept them all under one lock), while an address over its limit stays limited.
+func TestLimiterMemoryIsBounded(t *testing.T) {
 	clk := newTestClock(time.Unix(1_800_000_000, 0))
+	runtime.GC()
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
 	l := newLimiter(time.Minute, 2, clk.Now)
-	for i := range 1000 {
-		l.allow(fmt.Sprintf("198.51.%d.%d", i/256, i%256))
+	l.allow("203.0.113.50")
+	l.allow("203.0.113.50")
+	for i := range 1_000_000 {
+		l.allow(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}).String())
+		if i%1000 == 0 {
+			l.allow("203.0.113.50") // heard from: not the one forgotten
+		}
 	}
-	clk.Add(30 * time.Second)
-	l.allow("busy")
-	l.allow("busy") // empty now; a minute and a half later it holds 1.5 of 2
-	clk.Add(90 * time.Second)
-	if ok, _ := l.allow("203.0.113.1"); !ok {
-		t.Fatal("new address refused")
+	runtime.GC()
+	runtime.ReadMemStats(&m1)
+	grown := int64(m1.HeapAlloc) - int64(m0.HeapAlloc)
+	const bound = 4 << 20
+	if grown > bound {
+		t.Fatalf("a million addresses grew the live heap by %d KiB, want at most %d KiB", grown>>10, bound>>10)
 	}
-	l.mu.Lock()
-	n := len(l.buckets)
-	_, busy := l.buckets["busy"]
-	l.mu.Unlock()
-	if n != 2 || !busy {
-		t.Fatalf("%d buckets kept (busy kept: %v), want 2: the busy one and the new one", n, busy)
+	if ok, _ := l.allow("203.0.113.50"); ok {
+		t.Fatal("the busy address got a fresh allowance during the scan")
 	}
-	// The busy address was not given a fresh bucket by the sweep.
-	l.allow("busy")
-	if ok, _ := l.allow("busy"); ok {
-		t.Fatal("busy address got more than its refill")
-	}
+	runtime.KeepAlive(l)
 }
