@@ -15,6 +15,10 @@ import (
 // pushed it out) or the seq is from the future: the reader must reset to the state.
 var ErrGap = errors.New("events after this seq are no longer all kept")
 
+// ErrTooFar means more events of the feed follow the asked seq than a catch-up may
+// replay (Catchup's limit): the reader resets to the state instead of loading them all.
+var ErrTooFar = errors.New("too many events after this seq for a catch-up")
+
 // State is what a tablet is shown after a reset (PROTOCOL.md §5 step 4): the feed's
 // newest state or clear event and the item events after it, at most ReplayLimit of them
 // (the newest). Seq is the newest seq of the feed, 0 when it has no events.
@@ -63,12 +67,9 @@ func (b *Broker) State(ctx context.Context, feed string) (State, error) {
 		from = base.Sequence + 1
 	}
 	if from <= last {
-		items, err := b.read(ctx, Subject(feed, KindItem), from, last)
+		items, err := b.lastItems(ctx, feed, from, last, b.cfg.ReplayLimit)
 		if err != nil {
 			return State{}, err
-		}
-		if n := len(items); n > b.cfg.ReplayLimit {
-			items = items[n-b.cfg.ReplayLimit:]
 		}
 		events = append(events, items...)
 	}
@@ -76,10 +77,20 @@ func (b *Broker) State(ctx context.Context, feed string) (State, error) {
 }
 
 // History returns every event of the feed after since, in order, up to the feed's
-// newest event at the time of the call. It returns ErrGap when it cannot promise that
-// nothing after since was dropped by retention; JetStream silently starts later when
-// asked for an evicted seq, so this checks the limits itself.
+// newest event at the time of the call: Catchup with the most events the stream can keep
+// for one feed (three kinds of FeedMaxMsgs each), for tools and tests that want them
+// all. The bridge uses Catchup with its own, smaller bound.
 func (b *Broker) History(ctx context.Context, feed string, since uint64) ([]Event, error) {
+	return b.Catchup(ctx, feed, since, 3*int(b.cfg.FeedMaxMsgs))
+}
+
+// Catchup returns the events of the feed after since, in order, up to the feed's newest
+// event at the time of the call, when there are at most limit of them. It reads at most
+// limit+1 events, so a far-behind tablet costs bounded memory: past that it returns
+// ErrTooFar (the tablet gets a reset and the state instead). It returns ErrGap when it
+// cannot promise that nothing after since was dropped by retention; JetStream silently
+// starts later when asked for an evicted seq, so this checks the limits itself.
+func (b *Broker) Catchup(ctx context.Context, feed string, since uint64, limit int) ([]Event, error) {
 	last, err := b.LastSeq(ctx, feed)
 	if err != nil {
 		return nil, err
@@ -102,21 +113,84 @@ func (b *Broker) History(ctx context.Context, feed string, since uint64) ([]Even
 	if since == last {
 		return []Event{}, nil
 	}
-	return b.read(ctx, FeedSubjects(feed), since+1, last)
+	limit = max(limit, 0)
+	events := make([]Event, 0, min(limit+1, 64))
+	// Fetched in batches no larger than the limit: a far-behind tablet holds at most
+	// limit+1 events and one batch.
+	err = b.scanUpTo(ctx, StreamFeeds, FeedSubjects(feed), since+1, last, limit+1, func(msg jetstream.Msg, md *jetstream.MsgMetadata) bool {
+		if ev, ok := b.decode(msg.Subject(), msg.Headers().Get("Nats-Msg-Id"), msg.Data(), md.Sequence.Stream, md.Timestamp); ok {
+			events = append(events, ev)
+		}
+		return len(events) <= limit
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(events) > limit {
+		return nil, ErrTooFar
+	}
+	return events, nil
+}
+
+// Window reads the feed's events among the newest n seqs of the stream up to upTo
+// (one bounded read: at most n events), for a hub that starts and wants recent events
+// in memory so that reconnects are served from there. base is the promise that comes
+// with them: every event of the feed with base < seq <= upTo is in events (retention
+// is accounted for, as in Catchup).
+func (b *Broker) Window(ctx context.Context, feed string, upTo uint64, n int) (events []Event, base uint64, err error) {
+	if upTo == 0 || n <= 0 {
+		return []Event{}, upTo, nil
+	}
+	from := uint64(1)
+	if upTo > uint64(n) {
+		from = upTo - uint64(n) + 1
+	}
+	kept, err := b.retainedAfter(ctx, feed)
+	if err != nil {
+		return nil, 0, err
+	}
+	base = max(from-1, kept)
+	events = make([]Event, 0, min(n, 64))
+	if base >= upTo {
+		return events, upTo, nil
+	}
+	err = b.scanUpTo(ctx, StreamFeeds, FeedSubjects(feed), base+1, upTo, n, func(msg jetstream.Msg, md *jetstream.MsgMetadata) bool {
+		if ev, ok := b.decode(msg.Subject(), msg.Headers().Get("Nats-Msg-Id"), msg.Data(), md.Sequence.Stream, md.Timestamp); ok {
+			events = append(events, ev)
+		}
+		return true
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	return events, base, nil
 }
 
 // checkRetained returns ErrGap unless every event of feed after since is still kept.
-// Events leave the stream in two ways: the age limit drops a prefix of the whole stream
-// (caught by the stream's first seq), and the per-subject limit drops the oldest of one
-// feed-and-kind subject (caught when a subject is at its limit and its oldest kept
-// message is after since).
 func (b *Broker) checkRetained(ctx context.Context, feed string, since uint64) error {
-	st, err := b.streamState(ctx, FeedSubjects(feed))
+	kept, err := b.retainedAfter(ctx, feed)
 	if err != nil {
 		return err
 	}
-	if st.FirstSeq > since+1 && st.Msgs > 0 && b.cfg.FeedMaxAge > 0 {
+	if since < kept {
 		return ErrGap
+	}
+	return nil
+}
+
+// retainedAfter is the least seq s such that every event of feed after s is still kept.
+// Events leave the stream in two ways: the age limit drops a prefix of the whole stream
+// (caught by the stream's first seq), and the per-subject limit drops the oldest of one
+// feed-and-kind subject (caught when a subject is at its limit: its oldest kept message
+// is the first after what is gone).
+func (b *Broker) retainedAfter(ctx context.Context, feed string) (uint64, error) {
+	st, err := b.streamState(ctx, FeedSubjects(feed))
+	if err != nil {
+		return 0, err
+	}
+	var kept uint64
+	if st.FirstSeq > 1 && st.Msgs > 0 && b.cfg.FeedMaxAge > 0 {
+		kept = st.FirstSeq - 1
 	}
 	for subject, n := range st.Subjects {
 		if int64(n) < b.cfg.FeedMaxMsgs {
@@ -124,13 +198,13 @@ func (b *Broker) checkRetained(ctx context.Context, feed string, since uint64) e
 		}
 		first, err := b.firstFor(ctx, subject)
 		if err != nil {
-			return err
+			return 0, err
 		}
-		if first > since+1 {
-			return ErrGap
+		if first > 1 {
+			kept = max(kept, first-1)
 		}
 	}
-	return nil
+	return kept, nil
 }
 
 func (b *Broker) streamState(ctx context.Context, filter string) (jetstream.StreamState, error) {
@@ -174,20 +248,41 @@ func (b *Broker) firstFor(ctx context.Context, subject string) (uint64, error) {
 	return m.Sequence, nil
 }
 
-// read returns the events on filter with from <= seq <= to.
-func (b *Broker) read(ctx context.Context, filter string, from, to uint64) ([]Event, error) {
-	var events []Event
-	err := b.scan(ctx, StreamFeeds, filter, from, to, func(msg jetstream.Msg, md *jetstream.MsgMetadata) {
-		if ev, ok := b.decode(msg.Subject(), msg.Headers().Get("Nats-Msg-Id"), msg.Data(), md.Sequence.Stream, md.Timestamp); ok {
-			events = append(events, ev)
+// lastItems returns the newest n item events of feed with from <= seq <= to, holding
+// no more than n of them at any time (a ring), however many there are.
+func (b *Broker) lastItems(ctx context.Context, feed string, from, to uint64, n int) ([]Event, error) {
+	ring := make([]Event, 0, min(n, 64))
+	next := 0 // where the next event goes once the ring is full
+	err := b.scanUpTo(ctx, StreamFeeds, Subject(feed, KindItem), from, to, max(n, 16), func(msg jetstream.Msg, md *jetstream.MsgMetadata) bool {
+		ev, ok := b.decode(msg.Subject(), msg.Headers().Get("Nats-Msg-Id"), msg.Data(), md.Sequence.Stream, md.Timestamp)
+		switch {
+		case !ok || n <= 0:
+		case len(ring) < n:
+			ring = append(ring, ev)
+		default:
+			ring[next] = ev
+			next = (next + 1) % n
 		}
+		return true
 	})
-	return events, err
+	if err != nil {
+		return nil, err
+	}
+	return append(ring[next:], ring[:next]...), nil
 }
 
 // scan calls fn for each message of stream on filter with from <= seq <= to, in order,
 // through one short-lived ordered consumer (one consumer per call, not per message).
 func (b *Broker) scan(ctx context.Context, stream, filter string, from, to uint64, fn func(jetstream.Msg, *jetstream.MsgMetadata)) error {
+	return b.scanUpTo(ctx, stream, filter, from, to, 0, func(m jetstream.Msg, md *jetstream.MsgMetadata) bool {
+		fn(m, md)
+		return true
+	})
+}
+
+// scanUpTo is scan that fetches at most batch messages at a time (0: 512) and stops
+// when fn returns false, so a bounded read holds no more than it needs.
+func (b *Broker) scanUpTo(ctx context.Context, stream, filter string, from, to uint64, batch int, fn func(jetstream.Msg, *jetstream.MsgMetadata) bool) error {
 	ctx, cancel := context.WithTimeout(ctx, 4*b.cfg.OpTimeout)
 	defer cancel()
 	cons, err := b.js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{
@@ -199,15 +294,18 @@ func (b *Broker) scan(ctx context.Context, stream, filter string, from, to uint6
 	if err != nil {
 		return b.unavailable("ordered consumer", err)
 	}
+	if batch <= 0 || batch > 512 {
+		batch = 512
+	}
 	for {
 		// No waiting: every message up to `to` is stored already. An empty batch means
 		// they were removed meanwhile, not that they are still coming.
-		batch, err := cons.FetchNoWait(512)
+		msgs, err := cons.FetchNoWait(batch)
 		if err != nil {
 			return b.unavailable("fetch", err)
 		}
 		got, done := 0, false
-		for msg := range batch.Messages() {
+		for msg := range msgs.Messages() {
 			got++
 			if done {
 				continue // drain the batch, so its goroutine ends now
@@ -220,10 +318,10 @@ func (b *Broker) scan(ctx context.Context, stream, filter string, from, to uint6
 				done = true
 				continue
 			}
-			fn(msg, md)
-			done = md.Sequence.Stream == to || md.NumPending == 0
+			more := fn(msg, md)
+			done = !more || md.Sequence.Stream == to || md.NumPending == 0
 		}
-		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+		if err := msgs.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
 			return b.unavailable("fetch", err)
 		}
 		if done || got == 0 {
