@@ -1,6 +1,9 @@
 package bridge
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 // DisablePolling makes bridges created during the test read each socket with a
 // goroutine of its own, as where epoll is missing, so that path is tested on Linux too.
@@ -8,3 +11,37 @@ func DisablePolling(tb testing.TB) {
 	pollingDisabled = true
 	tb.Cleanup(func() { pollingDisabled = false })
 }
+
+// Hooks are the points where an interleaving matters (see testHooks in session.go):
+// tests set them to force an interleaving instead of hoping for it. Each runs on the
+// goroutine that reaches the point, which waits for it.
+type Hooks struct {
+	// Registered runs once a session is registered for heartbeats, in its handshake.
+	Registered func(br *Bridge)
+	// CatchUpRead runs once a catch-up was read from JetStream, before it is sent.
+	CatchUpRead func()
+	// LiveAgain runs once live events flow to a session again after its catch-up.
+	LiveAgain func()
+	// Fanning runs once a hub took its list of tablets for an event, before it hands
+	// the event to them.
+	Fanning func(seq uint64)
+	// FannedOut runs once a hub handed an event to every tablet of its feed.
+	FannedOut func(seq uint64)
+}
+
+// SetHooks sets h for the rest of the test. Set it before the bridge starts; tests that
+// use hooks must not run in parallel with others (the hooks are the package's).
+func SetHooks(tb testing.TB, h Hooks) {
+	th := &testHooks{registered: h.Registered, fanning: h.Fanning, fannedOut: h.FannedOut}
+	if h.CatchUpRead != nil {
+		th.catchUpRead = func(*session) { h.CatchUpRead() }
+	}
+	if h.LiveAgain != nil {
+		th.liveAgain = func(*session) { h.LiveAgain() }
+	}
+	hooks.Store(th)
+	tb.Cleanup(func() { hooks.Store(nil) })
+}
+
+// Beat runs one heartbeat sweep now, as the heartbeat's ticker does.
+func Beat(br *Bridge) { br.beat(time.Now()) }

@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"errors"
+	"sort"
 	"sync"
 	"time"
 
@@ -74,7 +75,18 @@ func (h *hub) start() error {
 	for _, ev := range st.Events {
 		h.state = append(h.state, entry{seq: ev.Seq, kind: ev.Kind, frame: eventFrame(ev)})
 	}
-	// Follow from the state's newest seq: nothing between the two reads is lost.
+	// The window, from one bounded read of the log up to the state's seq: after a
+	// restart every tablet reconnects at once, a few events behind, and is served from
+	// memory (one shared frame per event) instead of one JetStream read each. Without
+	// it the hub still works, from the log: a failed read costs no tablet.
+	if recent, base, err := h.br.src.Window(ctx, h.feed, st.Seq, h.br.cfg.WindowSize); err == nil {
+		h.base = base
+		for _, ev := range recent {
+			h.window = append(h.window, entry{seq: ev.Seq, kind: ev.Kind, frame: h.shared(ev)})
+		}
+	}
+	// Follow from the state's newest seq: nothing between the reads and the consumer
+	// is lost.
 	stop, err := h.br.src.Follow(h.feed, st.Seq, h.onEvent)
 	if err != nil {
 		return err
@@ -111,6 +123,9 @@ func (h *hub) onEvent(ev broker.Event) {
 	}
 	subs := h.fanout
 	h.mu.Unlock()
+	if hk := hooks.Load(); hk != nil && hk.fanning != nil {
+		hk.fanning(ev.Seq)
+	}
 	// One goroutine writes to all: each delivery is a non-blocking write system call, and
 	// splitting the list over both cores measured no better here (BENCHMARKS.md).
 	for _, s := range subs {
@@ -120,6 +135,20 @@ func (h *hub) onEvent(ev broker.Event) {
 	if len(subs) > 0 {
 		h.br.metrics.fanout.Observe(time.Since(ev.Time).Seconds())
 	}
+	if hk := hooks.Load(); hk != nil && hk.fannedOut != nil {
+		hk.fannedOut(ev.Seq)
+	}
+}
+
+// shared is ev's frame, the state's own when ev is in the state, so a backfilled event
+// is kept in memory once.
+func (h *hub) shared(ev broker.Event) []byte {
+	for _, e := range h.state {
+		if e.seq == ev.Seq {
+			return e.frame
+		}
+	}
+	return eventFrame(ev)
 }
 
 // applyState keeps the feed's state (PROTOCOL.md §5 step 4) current: a state or clear
@@ -141,7 +170,8 @@ func (h *hub) applyState(e entry) {
 }
 
 // attach sends s what it missed (or a reset and the state), then live events, with no
-// gap and no repeat even for events that arrive while a replay is read.
+// gap and no repeat even for events that arrive while a replay is read. A tablet more
+// than CatchupLimit events behind gets a reset and the state: a catch-up is bounded.
 func (h *hub) attach(ctx context.Context, s *session, since uint64, epoch string) error {
 	h.mu.Lock()
 	if h.closed { // expired between lookup and attach: the caller gets a fresh hub
@@ -160,8 +190,14 @@ func (h *hub) attach(ctx context.Context, s *session, since uint64, epoch string
 		h.mu.Unlock()
 		return nil
 	case since >= h.base && since <= h.head:
-		h.br.metrics.replays.WithLabelValues("memory").Inc()
-		h.replayLocked(s, since)
+		// The window holds every event after since: how many decides.
+		first := sort.Search(len(h.window), func(i int) bool { return h.window[i].seq > since })
+		if len(h.window)-first > h.br.cfg.CatchupLimit {
+			h.resetLocked(s)
+		} else {
+			h.br.metrics.replays.WithLabelValues("memory").Inc()
+			h.replayLocked(s, h.window[first:])
+		}
 		h.mu.Unlock()
 		return nil
 	}
@@ -172,55 +208,84 @@ func (h *hub) attach(ctx context.Context, s *session, since uint64, epoch string
 	s.startCatchUp()
 	h.mu.Unlock()
 
-	events, err := h.br.src.History(ctx, h.feed, since)
+	events, err := h.readCatchUp(ctx, since)
+	if hk := hooks.Load(); hk != nil && hk.catchUpRead != nil {
+		hk.catchUpRead(s)
+	}
+	err = h.endCatchUp(s, events, err)
+	if hk := hooks.Load(); hk != nil && hk.liveAgain != nil {
+		hk.liveAgain(s)
+	}
+	return err
+}
+
+// endCatchUp is one critical section from the end of a JetStream catch-up to synced:
+// ending the catch-up, the replay, the held-back events and synced. A fan-out delivers
+// under s.mu, so each live event comes wholly before it (into pending) or wholly after
+// (skipped, or sent after synced, by lastSent): none can raise lastSent past events
+// of the replay not yet queued, which would then be skipped (issue 12 §2).
+func (h *hub) endCatchUp(s *session, events []broker.Event, err error) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	pending := s.endCatchUp()
-	if errors.Is(err, broker.ErrGap) {
+	if errors.Is(err, broker.ErrGap) || errors.Is(err, broker.ErrTooFar) {
 		h.resetLocked(s)
 		return nil
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pending := s.endCatchUpLocked()
 	if err != nil {
 		return err
 	}
 	h.br.metrics.replays.WithLabelValues("jetstream").Inc()
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	for _, ev := range events {
 		if ev.Seq > s.lastSent {
 			s.lastSent = ev.Seq
-			s.sendLocked(eventFrame(ev))
+			s.catchUpLocked(eventFrame(ev))
 		}
 	}
 	s.flushPendingLocked(pending)
-	s.sendLocked(syncedFrame(max(s.lastSent, h.head)))
+	s.catchUpLocked(syncedFrame(max(s.lastSent, h.head)))
 	return nil
 }
 
-// resetLocked sends a reset and the feed's state from memory.
+// readCatchUp reads the events after since from the log, at most CatchupLimit of them,
+// holding one of the instance's CatchupReads slots: a reconnect storm of far-behind
+// tablets holds that many histories at once, not one per tablet.
+func (h *hub) readCatchUp(ctx context.Context, since uint64) ([]broker.Event, error) {
+	select {
+	case h.br.catchUps <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-h.br.catchUps }()
+	return h.br.src.Catchup(ctx, h.feed, since, h.br.cfg.CatchupLimit)
+}
+
+// resetLocked sends a reset and the feed's state from memory, and ends a catch-up the
+// session may be in: what it held back is in the state or before it.
 func (h *hub) resetLocked(s *session) {
 	h.br.metrics.replays.WithLabelValues("reset").Inc()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.sendLocked(resetFrame)
+	s.endCatchUpLocked()
+	s.catchUpLocked(resetFrame)
 	for _, e := range h.state {
-		s.sendLocked(e.frame)
+		s.catchUpLocked(e.frame)
 	}
 	s.lastSent = h.head
-	s.sendLocked(syncedFrame(h.head))
+	s.catchUpLocked(syncedFrame(h.head))
 }
 
-// replayLocked sends the window's events after since.
-func (h *hub) replayLocked(s *session, since uint64) {
+// replayLocked sends the window's events after since (events, at most CatchupLimit).
+func (h *hub) replayLocked(s *session, events []entry) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, e := range h.window {
-		if e.seq > since {
-			s.sendLocked(e.frame)
-		}
+	for _, e := range events {
+		s.catchUpLocked(e.frame)
 	}
 	s.lastSent = h.head
-	s.sendLocked(syncedFrame(h.head))
+	s.catchUpLocked(syncedFrame(h.head))
 }
 
 // detach removes s; a hub left without tablets lingers a while, then stops.

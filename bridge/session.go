@@ -62,6 +62,7 @@ type session struct {
 	pending     []pendingFrame
 	lastSent    uint64 // seq of the newest event sent: never send one twice
 	reauthNonce string
+	askedAt     time.Time // when the last reauth was asked (cluster clock)
 	exp         time.Time
 	timer       *time.Timer // the auth deadline, then the re-auth schedule
 	closeTimer  *time.Timer // closeGrace after our close frame
@@ -72,6 +73,19 @@ type session struct {
 	authed atomic.Bool // the handshake's auth and lease succeeded
 	joined atomic.Bool // the catch-up is sent: the reader is back reading frames
 }
+
+// testHooks are called at the points where an interleaving matters, so that tests can
+// force it deterministically (export_test.go sets them). Production never sets them:
+// the pointer stays nil and each point costs one atomic load.
+type testHooks struct {
+	registered  func(br *Bridge) // a session was just registered for heartbeats
+	catchUpRead func(s *session) // a JetStream catch-up was read and is not yet sent
+	liveAgain   func(s *session) // live events flow to s again, after its catch-up
+	fanning     func(seq uint64) // onEvent took its list of subscribers for seq
+	fannedOut   func(seq uint64) // onEvent handed seq to every subscriber
+}
+
+var hooks atomic.Pointer[testHooks]
 
 type pendingFrame struct {
 	seq   uint64
@@ -218,7 +232,10 @@ func (s *session) endReading() {
 }
 
 // abort drops the socket without ceremony (a dead tablet, or no answer to our close):
-// a reader at work stops at its next read, else cleanup runs here.
+// a reader at work stops at its next read, else cleanup runs on a goroutine of its
+// own. It never waits: the heartbeat calls it for every dead tablet in one sweep, and
+// cleanup may wait for the broker (the lease's release). The socket is then closed at
+// once, with no FIN-and-drain: it gets no close frame, so nothing needs protecting.
 func (s *session) abort() {
 	s.mu.Lock()
 	s.aborted = true
@@ -228,7 +245,7 @@ func (s *session) abort() {
 		return
 	}
 	s.mu.Unlock()
-	s.endReading()
+	go s.endReading()
 }
 
 func (s *session) authTimedOut() {
@@ -452,18 +469,21 @@ func (s *session) handshake(m clientMsg) {
 	}
 	s.mu.Lock()
 	s.leaseRev = rev
-	s.mu.Unlock()
-	s.authed.Store(true)
-	br.authenticated(s)
-	s.mu.Lock()
 	s.exp = id.Expires
 	s.mu.Unlock()
+	s.authed.Store(true)
 	s.send(jsonFrame(map[string]any{
 		"type": "welcome", "device_id": s.device, "feed": s.feed,
 		"heartbeat_s": int(br.cfg.Heartbeat / time.Second),
 		"token_exp":   id.Expires.UTC().Format(time.RFC3339), "epoch": br.src.Epoch(),
 	}))
 	s.heardAt.Store(time.Now().UnixNano()) // the silence sweep counts from the welcome
+	// Registered (for heartbeats and revocation kicks) only once the welcome is queued:
+	// nothing may come before it (PROTOCOL.md §5 step 3).
+	br.authenticated(s)
+	if h := hooks.Load(); h != nil && h.registered != nil {
+		h.registered(br)
+	}
 	if err := s.join(ctx, m.Since, m.Epoch); err != nil {
 		br.log.Warn("catch-up failed", slog.String("device_id", s.device), slog.String("error", err.Error()))
 		br.metrics.handshakes.WithLabelValues("error").Inc()
@@ -516,14 +536,20 @@ func (s *session) refuseAuth(err error) {
 }
 
 // armLocked sets the one timer a session has: ask for re-auth a little before the
-// token expires, then close 4401 if none came by expiry + ReauthGrace.
+// token expires (the lead: a fifth of what is left, 5 s to 1 min), then close 4401 if
+// none came by expiry + ReauthGrace. Challenges are at least one lead apart, whatever
+// the tokens a tablet answers with: a socket costs at most one re-auth per lead.
 func (s *session) armLocked() {
 	if s.timer != nil {
 		s.timer.Stop()
 	}
 	now := s.br.cfg.Now()
 	lead := min(max(s.exp.Sub(now)/5, 5*time.Second), time.Minute)
-	s.timer = time.AfterFunc(s.exp.Sub(now)-lead, s.askReauth)
+	at := s.exp.Add(-lead)
+	if next := s.askedAt.Add(lead); !s.askedAt.IsZero() && next.After(at) {
+		at = next
+	}
+	s.timer = time.AfterFunc(at.Sub(now), s.askReauth)
 }
 
 func (s *session) askReauth() {
@@ -534,6 +560,7 @@ func (s *session) askReauth() {
 		return
 	}
 	s.reauthNonce = nonce
+	s.askedAt = s.br.cfg.Now()
 	deadline := s.exp.Add(s.br.cfg.ReauthGrace).Sub(s.br.cfg.Now())
 	s.timer = time.AfterFunc(deadline, func() { s.closeWith(CloseUnauthorized, "token expired") })
 	s.mu.Unlock()
@@ -546,6 +573,18 @@ func (s *session) reauth(m clientMsg, nonce string) {
 	id, err := s.br.auth.Authenticate(ctx, m.Token, m.Proof, nonce, s.br.wsURL)
 	if err == nil && (id.DeviceID != s.device || id.Feed != s.feed) {
 		err = broker.ErrCredentialInvalid
+	}
+	s.mu.Lock()
+	exp := s.exp
+	s.mu.Unlock()
+	if err == nil && (!id.Expires.After(exp) || !id.Expires.After(s.br.cfg.Now())) {
+		// The token the socket already has (or an older or expired one): accepting it
+		// would ask again at once, and a tablet that keeps answering so would spin the
+		// server until the grace ends. It must fetch a new token (4401 says so).
+		s.br.metrics.handshakes.WithLabelValues("stale_reauth").Inc()
+		s.br.audit("auth_fail", s, "re-auth with a token no newer than the current one")
+		s.closeWith(CloseUnauthorized, "re-auth needs a new token")
+		return
 	}
 	if err != nil {
 		s.refuseAuth(err)
@@ -575,6 +614,22 @@ func (s *session) sendLocked(frame []byte) bool {
 		s.closeLocked(CloseTooSlow, "too slow", true)
 		return false
 	}
+	return s.putLocked(frame)
+}
+
+// catchUpLocked queues one frame of a catch-up (reset, state, replayed events,
+// synced). A catch-up is bounded (CatchupLimit events, or ReplayLimit items and their
+// state), so it is never cut short by the queue's bound: a tablet that just connected
+// is not too slow, and closing it 1013 would only make it come back for the same
+// catch-up. Live frames after it meet the bound as usual.
+func (s *session) catchUpLocked(frame []byte) bool {
+	if s.closing {
+		return false
+	}
+	return s.putLocked(frame)
+}
+
+func (s *session) putLocked(frame []byte) bool {
 	if !s.writing && len(s.queue) == 0 && s.polled {
 		// Nothing queued and no writer: try the socket right away, without blocking.
 		// Almost always it takes the whole frame, and a fan-out to thousands of
@@ -623,10 +678,11 @@ func (s *session) startCatchUp() {
 	s.mu.Unlock()
 }
 
-// endCatchUp lets live events through again and returns those held back.
-func (s *session) endCatchUp() []pendingFrame {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// endCatchUpLocked lets live events through again and returns those held back. The
+// caller holds s.mu from here until the catch-up and the held-back events are queued:
+// a live event delivered in between would raise lastSent past the catch-up's events,
+// which would then be skipped (issue 12 §2).
+func (s *session) endCatchUpLocked() []pendingFrame {
 	s.catchingUp = false
 	p := s.pending
 	s.pending = nil
@@ -700,6 +756,7 @@ func (s *session) closeLocked(code ws.StatusCode, reason string, dropQueue bool)
 	if s.closing {
 		return
 	}
+	code, reason = s.br.closeVerdict(s, code, reason) // a failed auth counts (admit.go)
 	if dropQueue {
 		if s.queueBegun {
 			s.queue = s.queue[:1] // the rest of a frame half on the wire: the stream needs it
@@ -772,7 +829,21 @@ func (s *session) probe(timeout time.Duration) bool {
 // and discards what the tablet still sends, briefly and boundedly: closing a socket with
 // unread input makes the kernel answer with a reset, which can destroy a close frame the
 // tablet has not read yet. Called once, after the reader is gone.
+//
+// An aborted socket (dead, or no answer to our close within closeGrace) is closed at
+// once instead, with a reset: it has no close frame to protect, and waiting for a dead
+// peer only holds a goroutine and the kernel's buffers.
 func (s *session) hangUp() {
+	s.mu.Lock()
+	aborted := s.aborted
+	s.mu.Unlock()
+	if aborted {
+		if tc, ok := s.conn.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0)
+		}
+		_ = s.conn.Close()
+		return
+	}
 	if cw, ok := s.conn.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite()
 		_ = s.conn.SetReadDeadline(time.Now().Add(closeGrace))

@@ -1,0 +1,157 @@
+package bridge_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kioskfeed/kioskfeed/bridge"
+	"github.com/kioskfeed/kioskfeed/broker"
+)
+
+// TestWelcomeBeforeAnyHeartbeat: a heartbeat sweep that runs the moment a session is
+// registered for heartbeats must find the welcome already queued (PROTOCOL.md §5 step
+// 3: nothing before the welcome). The hook makes the sweep run at exactly that point.
+func TestWelcomeBeforeAnyHeartbeat(t *testing.T) {
+	var beats atomic.Int32
+	bridge.SetHooks(t, bridge.Hooks{Registered: func(br *bridge.Bridge) {
+		bridge.Beat(br)
+		beats.Add(1)
+	}})
+	s := startStack(t, stackOpts{bridge: func(c *bridge.Config) { c.Heartbeat = time.Minute }})
+	tab := s.pair(t, "lobby")
+	c := s.dial(t)
+	if _, err := c.Handshake(tab, s.wsURL, 0, "", wait); err != nil {
+		t.Fatalf("handshake: %v (a heartbeat before the welcome?)", err)
+	}
+	// The sweep did reach this tablet: the heartbeat comes, after the welcome.
+	if _, err := c.Expect("heartbeat", wait); err != nil {
+		t.Fatalf("the forced sweep's heartbeat: %v", err)
+	}
+	if n := beats.Load(); n != 1 {
+		t.Fatalf("sweeps forced at registration: %d, want 1", n)
+	}
+}
+
+// TestCatchUpFromTheLogSkipsNoEvent: a live event whose fan-out took its list of
+// tablets while a JetStream catch-up was read, and hands it over the moment live events
+// flow again, must neither overtake the catch-up nor make it skip events: the tablet
+// that reconnects with since=e2 after e3..e5 gets [e3 e4 e5 e6], never [e6]. Hooks
+// force that interleaving: e6 is published once the catch-up is read, its fan-out is
+// held after taking its list, and let go when the session takes live events again.
+func TestCatchUpFromTheLogSkipsNoEvent(t *testing.T) {
+	var st atomic.Pointer[stack]
+	var e6 atomic.Uint64
+	var read, held atomic.Bool
+	var fannedOnce sync.Once
+	paused, release, fanned := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	bridge.SetHooks(t, bridge.Hooks{
+		CatchUpRead: func() {
+			if read.Swap(true) {
+				return
+			}
+			res, err := st.Load().b.Publish(bg, "lobby", eventInput("item", `{"n":6}`))
+			if err != nil {
+				panic(err)
+			}
+			e6.Store(res.Seq)
+			select { // its fan-out has taken its list (with this tablet in it)
+			case <-paused:
+			case <-time.After(wait):
+			}
+		},
+		Fanning: func(uint64) { // the first fan-out after the read: e6's
+			if !read.Load() || held.Swap(true) {
+				return
+			}
+			close(paused)
+			select {
+			case <-release:
+			case <-time.After(wait):
+			}
+		},
+		FannedOut: func(uint64) {
+			if held.Load() {
+				fannedOnce.Do(func() { close(fanned) })
+			}
+		},
+		LiveAgain: func() {
+			if !held.Load() {
+				return
+			}
+			close(release) // e6 is handed over now, while the catch-up may still be going out
+			select {
+			case <-fanned:
+			case <-time.After(wait):
+			}
+		},
+	})
+	// A window of 2 keeps e3 out of memory, so since=e2 is read from the log.
+	s := startStack(t, stackOpts{bridge: func(c *bridge.Config) { c.WindowSize = 2 }})
+	st.Store(s)
+	tab := s.pair(t, "lobby")
+	var seqs []uint64
+	for i := range 5 {
+		seqs = append(seqs, s.publish(t, "lobby", "item", fmt.Sprintf(`{"n":%d}`, i+1)))
+	}
+	c, _ := s.connect(t, tab, seqs[1], "")
+	var got []uint64
+	for len(got) == 0 || got[len(got)-1] < max(seqs[4], e6.Load()) {
+		m, err := c.Next(wait)
+		if err != nil {
+			t.Fatalf("after %v: %v", got, err)
+		}
+		switch m.Type {
+		case "event":
+			got = append(got, m.Seq())
+		case "reset":
+			t.Fatalf("reset after %v, want a replay", got)
+		}
+	}
+	if !read.Load() || !held.Load() {
+		t.Fatalf("catch-up read from the log %v, e6's fan-out held %v: the test proves nothing", read.Load(), held.Load())
+	}
+	want := []uint64{seqs[2], seqs[3], seqs[4], e6.Load()}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("since=%d: got %v, want %v", seqs[1], got, want)
+	}
+}
+
+// counter is the value of a counter (or gauge) of reg with the given label, 0 if absent.
+func counter(t testing.TB, reg *prometheus.Registry, name, label, value string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			match := label == ""
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					match = true
+				}
+			}
+			if !match {
+				continue
+			}
+			if m.Counter != nil {
+				return m.Counter.GetValue()
+			}
+			return m.Gauge.GetValue()
+		}
+	}
+	return 0
+}
+
+func eventInput(kind, data string) broker.EventInput {
+	return broker.EventInput{Kind: kind, Data: json.RawMessage(data)}
+}
