@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -63,6 +64,7 @@ type session struct {
 	lastSent    uint64 // seq of the newest event sent: never send one twice
 	reauthNonce string
 	askedAt     time.Time // when the last reauth was asked (cluster clock)
+	tokenSum    [32]byte  // SHA-256 of the access token in force: a re-auth needs another
 	exp         time.Time
 	timer       *time.Timer // the auth deadline, then the re-auth schedule
 	closeTimer  *time.Timer // closeGrace after our close frame
@@ -470,6 +472,7 @@ func (s *session) handshake(m clientMsg) {
 	s.mu.Lock()
 	s.leaseRev = rev
 	s.exp = id.Expires
+	s.tokenSum = sha256.Sum256([]byte(m.Token))
 	s.mu.Unlock()
 	s.authed.Store(true)
 	s.send(jsonFrame(map[string]any{
@@ -574,10 +577,11 @@ func (s *session) reauth(m clientMsg, nonce string) {
 	if err == nil && (id.DeviceID != s.device || id.Feed != s.feed) {
 		err = broker.ErrCredentialInvalid
 	}
+	sum := sha256.Sum256([]byte(m.Token))
 	s.mu.Lock()
-	exp := s.exp
+	exp, same := s.exp, sum == s.tokenSum
 	s.mu.Unlock()
-	if err == nil && (!id.Expires.After(exp) || !id.Expires.After(s.br.cfg.Now())) {
+	if err == nil && (same || id.Expires.Before(exp) || !id.Expires.After(s.br.cfg.Now())) {
 		// The token the socket already has (or an older or expired one): accepting it
 		// would ask again at once, and a tablet that keeps answering so would spin the
 		// server until the grace ends. It must fetch a new token (4401 says so).
@@ -592,6 +596,7 @@ func (s *session) reauth(m clientMsg, nonce string) {
 	}
 	s.mu.Lock()
 	s.reauthNonce = ""
+	s.tokenSum = sum
 	s.exp = id.Expires
 	s.armLocked()
 	s.mu.Unlock()
