@@ -1,6 +1,9 @@
 package bridge_test
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"sync"
@@ -154,4 +157,97 @@ func counter(t testing.TB, reg *prometheus.Registry, name, label, value string) 
 
 func eventInput(kind, data string) broker.EventInput {
 	return broker.EventInput{Kind: kind, Data: json.RawMessage(data)}
+}
+
+// TestCatchUpLimit (issue 12 §3): a tablet at most CatchupLimit events behind is
+// replayed what it missed; one further behind gets a reset and the feed's state, then
+// live events, so a catch-up never holds more than CatchupLimit events. Both from the
+// hub's memory and from the log (a window too small to hold them).
+func TestCatchUpLimit(t *testing.T) {
+	const limit = 5
+	for _, path := range []struct {
+		name   string
+		window int
+		source string // the replays_total source of a replay on this path
+	}{
+		{"from memory", 0, "memory"},
+		{"from the log", 2, "jetstream"},
+	} {
+		t.Run(path.name, func(t *testing.T) {
+			reg := prometheus.NewRegistry()
+			s := startStack(t, stackOpts{bridge: func(c *bridge.Config) {
+				c.CatchupLimit, c.WindowSize, c.Registerer = limit, path.window, reg
+			}})
+			tab := s.pair(t, "lobby")
+			state := s.publish(t, "lobby", "state", `{"title":"t"}`)
+			var items []uint64
+			for i := range limit + 1 {
+				items = append(items, s.publish(t, "lobby", "item", fmt.Sprintf(`{"n":%d}`, i)))
+			}
+
+			// Exactly at the limit: a replay of the five events after items[0].
+			c, _ := s.connect(t, tab, items[0], "")
+			events, reset, synced, err := c.Collect(wait)
+			if err != nil || reset || fmt.Sprint(seqsOf(events)) != fmt.Sprint(items[1:]) || synced.Seq() != items[limit] {
+				t.Fatalf("%d behind: events %v reset %v synced %s, %v; want a replay of %v", limit, seqsOf(events), reset, synced.Raw, err, items[1:])
+			}
+			if n := counter(t, reg, "kioskfeed_replays_total", "source", path.source); n != 1 {
+				t.Fatalf("replays from %s: %v, want 1", path.source, n)
+			}
+			_ = c.Close()
+
+			// One further: a reset, the state, then live events.
+			c, _ = s.connect(t, tab, state, "")
+			events, reset, synced, err = c.Collect(wait)
+			want := append([]uint64{state}, items...)
+			if err != nil || !reset || fmt.Sprint(seqsOf(events)) != fmt.Sprint(want) || synced.Seq() != items[limit] {
+				t.Fatalf("%d behind: events %v reset %v synced %s, %v; want a reset with %v", limit+1, seqsOf(events), reset, synced.Raw, err, want)
+			}
+			if n := counter(t, reg, "kioskfeed_replays_total", "source", "reset"); n != 1 {
+				t.Fatalf("resets: %v, want 1", n)
+			}
+			live := s.publish(t, "lobby", "item", `{"n":"live"}`)
+			if got := eventsUntil(t, c, live); fmt.Sprint(got) != fmt.Sprint([]uint64{live}) {
+				t.Fatalf("live after the reset: %v, want [%d]", got, live)
+			}
+		})
+	}
+}
+
+// TestRestartedHubServesFromMemory (issue 12 §3): after a restart, a tablet a few
+// events behind is served from the new hub's memory, which the hub filled with one
+// bounded read when it started, not with a JetStream read of its own: in a reconnect
+// storm every tablet shares those frames.
+func TestRestartedHubServesFromMemory(t *testing.T) {
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	keys := []*ecdsa.PrivateKey{k} // one key for both instances, as in a deployment
+	first := startStack(t, stackOpts{keys: keys})
+	tab := first.pair(t, "lobby")
+	c, w := first.connect(t, tab, 0, "")
+	if _, _, _, err := c.Collect(wait); err != nil {
+		t.Fatal(err)
+	}
+	seen := first.publish(t, "lobby", "state", `{"title":"before"}`)
+	if got := eventsUntil(t, c, seen); fmt.Sprint(got) != fmt.Sprint([]uint64{seen}) {
+		t.Fatalf("live before the restart: %v", got)
+	}
+	_ = c.Close()
+	var missed []uint64
+	for i := range 10 {
+		missed = append(missed, first.publish(t, "lobby", "item", fmt.Sprintf(`{"n":%d}`, i)))
+	}
+
+	// The instance the tablet comes back to is new: no hub yet for the feed.
+	reg := prometheus.NewRegistry()
+	second := startStack(t, stackOpts{broker: first.b, public: first.public, keys: keys,
+		bridge: func(c *bridge.Config) { c.Registerer = reg }})
+	c, _ = second.connect(t, tab, seen, w.Str("epoch"))
+	events, reset, _, err := c.Collect(wait)
+	if err != nil || reset || fmt.Sprint(seqsOf(events)) != fmt.Sprint(missed) {
+		t.Fatalf("after the restart: events %v reset %v, %v; want a replay of %v", seqsOf(events), reset, err, missed)
+	}
+	mem, js := counter(t, reg, "kioskfeed_replays_total", "source", "memory"), counter(t, reg, "kioskfeed_replays_total", "source", "jetstream")
+	if mem != 1 || js != 0 {
+		t.Fatalf("replays from memory %v, from JetStream %v; want 1 and 0", mem, js)
+	}
 }
