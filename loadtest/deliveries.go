@@ -114,7 +114,8 @@ type seqCheck struct {
 func (c *seqCheck) startCheck() {
 	c.scMu.Lock()
 	defer c.scMu.Unlock()
-	*c = seqCheck{checking: true}
+	c.checking, c.sockets, c.replays, c.resets, c.violations, c.firstBad = true, 0, 0, 0, 0, ""
+	c.inState, c.expect = false, 0
 }
 
 func (c *seqCheck) checkWelcome(since uint64) {

@@ -38,7 +38,40 @@ type Options struct {
 	Dir       string        // scratch directory (server data, logs); default a new temp dir, removed after a clean run
 	ServerEnv []string      // extra KIOSKFEED_* settings for the server under test
 	Progress  io.Writer     // progress lines; default io.Discard
+
+	// Scenario is what the run does: ScenarioFull (default) the whole run above;
+	// ScenarioOutage a Wi-Fi outage; ScenarioStorm a far-behind reconnect storm (see
+	// scenario.go).
+	Scenario string
+	// Share is the share of the tablets a scenario acts on, above 0 and below 1: those
+	// that go dead in an outage (default 0.3), or leave and come back in a storm
+	// (default 0.8). The others are the healthy tablets it measures.
+	Share float64
+	// Heartbeat is the server's heartbeat (KIOSKFEED_HEARTBEAT), 1s to 5m; default the
+	// server's own (20s), 2s in an outage.
+	Heartbeat time.Duration
+	// OutageFor is how long an outage lasts while events flow; default 6 × Heartbeat
+	// + 2s: two and a half heartbeats (a healthy tablet's patience) after the server's
+	// drop time of up to three heartbeats and a second.
+	OutageFor time.Duration
+	// DropWait bounds an outage: it lasts OutageFor, and on until the server has
+	// dropped every dead link and two and a half heartbeats more, but no longer than
+	// DropWait from its start; default OutageFor + 30s.
+	DropWait time.Duration
+	// Behind is how many events a storm publishes while its tablets are away, 1 to
+	// 100000; default 300.
+	Behind int
+	// ServerExe is the kioskfeed binary run as the server; default Exe. The workers are
+	// always Exe: so one build of the tool can measure another build's server.
+	ServerExe string
 }
+
+// The scenarios of Options.Scenario.
+const (
+	ScenarioFull   = "full"
+	ScenarioOutage = "outage"
+	ScenarioStorm  = "storm"
+)
 
 // Result is one run's figures. Latencies are publish→delivery over every (tablet,
 // event) pair; memory is the server process's resident set (VmRSS).
@@ -81,6 +114,12 @@ type Result struct {
 	NATSMissing                int            `json:"nats_ws_missing"`
 	NATSDuplicates             int            `json:"nats_ws_duplicates"`
 	RestartCloses              map[string]int `json:"restart_closes,omitempty"`
+
+	// The scenario's figures; for them the fields above hold only the run's shape
+	// (tablets, events, rate, payload, workers, pair_s, connect_s).
+	Scenario string        `json:"scenario"`
+	Outage   *OutageResult `json:"outage,omitempty"`
+	Storm    *StormResult  `json:"storm,omitempty"`
 }
 
 const feed = "load"
@@ -113,6 +152,40 @@ func (o *Options) defaults() error {
 	if o.Progress == nil {
 		o.Progress = io.Discard
 	}
+	if o.Scenario == "" {
+		o.Scenario = ScenarioFull
+	}
+	if o.Share == 0 {
+		o.Share = map[string]float64{ScenarioOutage: 0.3, ScenarioStorm: 0.8}[o.Scenario]
+	}
+	if o.Heartbeat == 0 && o.Scenario == ScenarioOutage {
+		o.Heartbeat = 2 * time.Second
+	}
+	if o.OutageFor == 0 {
+		hb := o.Heartbeat
+		if hb == 0 {
+			hb = 20 * time.Second
+		}
+		o.OutageFor = 6*hb + 2*time.Second
+	}
+	if o.DropWait == 0 {
+		o.DropWait = o.OutageFor + 30*time.Second
+	}
+	if o.Behind == 0 {
+		o.Behind = 300
+	}
+	switch {
+	case o.Scenario != ScenarioFull && o.Scenario != ScenarioOutage && o.Scenario != ScenarioStorm:
+		return fmt.Errorf("scenario must be %s, %s or %s, not %q", ScenarioFull, ScenarioOutage, ScenarioStorm, o.Scenario)
+	case o.Scenario != ScenarioFull && (o.Share <= 0 || o.Share >= 1):
+		return fmt.Errorf("share must be above 0 and below 1, not %g", o.Share)
+	case o.Heartbeat != 0 && (o.Heartbeat < time.Second || o.Heartbeat > 5*time.Minute || o.Heartbeat%time.Second != 0):
+		return fmt.Errorf("heartbeat must be whole seconds from 1s to 5m, not %s", o.Heartbeat)
+	case o.OutageFor < 0 || o.DropWait < 0:
+		return fmt.Errorf("outage and drop wait must not be negative, not %s and %s", o.OutageFor, o.DropWait)
+	case o.Behind < 1 || o.Behind > 100000:
+		return fmt.Errorf("behind must be 1 to 100000, not %d", o.Behind)
+	}
 	switch {
 	case o.Tablets < 1 || o.Tablets > 19000:
 		// One server process may hold 20,000 files on these machines (NOTES); the
@@ -139,6 +212,9 @@ func (o *Options) defaults() error {
 			return err
 		}
 		o.Exe = exe
+	}
+	if o.ServerExe == "" {
+		o.ServerExe = o.Exe
 	}
 	return nil
 }
@@ -173,7 +249,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
 	r := &run{opts: opts}
-	r.res = Result{Tablets: opts.Tablets, Events: opts.Events, Rate: opts.Rate, PayloadBytes: opts.Payload}
+	r.res = Result{Tablets: opts.Tablets, Events: opts.Events, Rate: opts.Rate, PayloadBytes: opts.Payload, Scenario: opts.Scenario}
 	if opts.Dir == "" {
 		dir, err := os.MkdirTemp("", "kioskfeed-loadtest-")
 		if err != nil {
@@ -189,7 +265,15 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	defer r.cleanup()
 	stop := context.AfterFunc(ctx, r.killAll)
 	defer stop()
-	err := r.phases(ctx)
+	var err error
+	switch opts.Scenario {
+	case ScenarioOutage:
+		err = r.outage(ctx)
+	case ScenarioStorm:
+		err = r.storm(ctx)
+	default:
+		err = r.phases(ctx)
+	}
 	if err == nil && opts.Dir == "" {
 		_ = os.RemoveAll(r.dir)
 	} else if err != nil {
@@ -282,15 +366,23 @@ func (r *run) serverEnv() []string {
 		"KIOSKFEED_ADMIN_TOKEN=" + r.adminToken,
 		"KIOSKFEED_PAIR_BURST=1000000",
 		"KIOSKFEED_PAIR_EVERY=1ms",
+		// Every load tablet comes from a few loopback addresses: a storm of thousands
+		// per address is the test, not an attack.
+		"KIOSKFEED_WS_CONNECT_BURST=1000000",
+		"KIOSKFEED_WS_CONNECT_EVERY=1ms",
 		"KIOSKFEED_TOKEN_TTL=2h",
 		"KIOSKFEED_MAX_CONNECTIONS=0",
 		"KIOSKFEED_LOG_LEVEL=warn",
 	}, r.opts.ServerEnv...)
+	if r.opts.Heartbeat > 0 {
+		// Before the user's settings, which win (the last of a key is used).
+		r.env = slices.Insert(r.env, len(r.env)-len(r.opts.ServerEnv), "KIOSKFEED_HEARTBEAT="+r.opts.Heartbeat.String())
+	}
 	return r.env
 }
 
 func (r *run) startServer(ctx context.Context, name string) error {
-	c, err := startChild(name, r.opts.Exe, []string{"serve"}, r.serverEnv(), filepath.Join(r.dir, name+".log"), nil)
+	c, err := startChild(name, r.opts.ServerExe, []string{"serve"}, r.serverEnv(), filepath.Join(r.dir, name+".log"), nil)
 	if err != nil {
 		return err
 	}

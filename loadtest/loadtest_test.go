@@ -298,6 +298,12 @@ func TestRunRefusesBadOptions(t *testing.T) {
 		{name: "negative idle", opts: Options{Idle: -time.Second}, want: "idle must not be negative, not -1s"},
 		{name: "negative settle", opts: Options{Settle: -time.Millisecond}, want: "settle must not be negative, not -1ms"},
 		{name: "negative timeout", opts: Options{Timeout: -time.Minute}, want: "timeout must not be negative, not -1m0s"},
+		{name: "unknown scenario", opts: Options{Scenario: "flood"}, want: `scenario must be full, outage or storm, not "flood"`},
+		{name: "share of all", opts: Options{Scenario: ScenarioOutage, Share: 1}, want: "share must be above 0 and below 1, not 1"},
+		{name: "negative share", opts: Options{Scenario: ScenarioStorm, Share: -0.5}, want: "share must be above 0 and below 1, not -0.5"},
+		{name: "heartbeat below a second", opts: Options{Scenario: ScenarioOutage, Heartbeat: 500 * time.Millisecond}, want: "heartbeat must be whole seconds from 1s to 5m, not 500ms"},
+		{name: "negative outage", opts: Options{Scenario: ScenarioOutage, OutageFor: -time.Second}, want: "outage and drop wait must not be negative, not -1s and 29s"},
+		{name: "too far behind", opts: Options{Scenario: ScenarioStorm, Behind: 100001}, want: "behind must be 1 to 100000, not 100001"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

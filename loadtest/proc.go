@@ -22,6 +22,7 @@ const clockTicks = 100
 // procStat is what /proc says about one process: resident memory and CPU time so far.
 type procStat struct {
 	RSS int64         // bytes
+	HWM int64         // bytes: the peak RSS since the start or the last resetPeakRSS
 	CPU time.Duration // user + system
 }
 
@@ -33,13 +34,21 @@ func readProc(pid int) (procStat, error) {
 		return st, err
 	}
 	for line := range strings.SplitSeq(string(status), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			if err != nil {
-				return st, fmt.Errorf("VmRSS %q: %w", v, err)
-			}
-			st.RSS = kb << 10
+		name, v, _ := strings.Cut(line, ":")
+		var dst *int64
+		switch name {
+		case "VmRSS":
+			dst = &st.RSS
+		case "VmHWM":
+			dst = &st.HWM
+		default:
+			continue
 		}
+		kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+		if err != nil {
+			return st, fmt.Errorf("%s %q: %w", name, v, err)
+		}
+		*dst = kb << 10
 	}
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
@@ -59,6 +68,47 @@ func readProc(pid int) (procStat, error) {
 	}
 	st.CPU = time.Duration(utime+stime) * time.Second / clockTicks
 	return st, nil
+}
+
+// resetPeakRSS sets the process's VmHWM back to its current RSS (Linux 4.0 and later:
+// "5" to /proc/<pid>/clear_refs), so that the next reading is the peak of what follows.
+func resetPeakRSS(pid int) error {
+	return os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0)
+}
+
+// rssSampler reads a process's RSS at a short interval, for the peak of a phase that
+// VmHWM alone would not give when it cannot be reset.
+type rssSampler struct {
+	stop chan struct{}
+	done chan struct{}
+	peak int64
+}
+
+func sampleRSS(pid int, every time.Duration) *rssSampler {
+	s := &rssSampler{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			if st, err := readProc(pid); err == nil {
+				s.peak = max(s.peak, st.RSS)
+			}
+			select {
+			case <-s.stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return s
+}
+
+// end stops the sampling and returns the largest RSS read.
+func (s *rssSampler) end() int64 {
+	close(s.stop)
+	<-s.done
+	return s.peak
 }
 
 // freePort asks the kernel for a free loopback port. Another process could take it
@@ -171,6 +221,43 @@ func waitHTTP(ctx context.Context, c *child, url string) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// scrapeSeries reads every series of one metric from a Prometheus text endpoint, keyed
+// by its labels as written ("" for none), e.g. {`source="reset"`: 12}.
+func scrapeSeries(ctx context.Context, url, name string) (map[string]float64, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		rest, ok := strings.CutPrefix(sc.Text(), name)
+		if !ok {
+			continue
+		}
+		labels := ""
+		switch {
+		case strings.HasPrefix(rest, "{"):
+			end := strings.LastIndexByte(rest, '}')
+			if end < 0 {
+				continue
+			}
+			labels, rest = rest[1:end], rest[end+1:]
+		case !strings.HasPrefix(rest, " "):
+			continue // another metric whose name starts with this one
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %s: %w", url, name, err)
+		}
+		out[labels] = v
+	}
+	return out, sc.Err()
 }
 
 // scrapeMetric reads one unlabelled gauge (go_goroutines, ...) from a Prometheus text

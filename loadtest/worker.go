@@ -171,6 +171,14 @@ func (w *worker) do(cmd command) reply {
 			t.startPhase(cmd.Phase, cmd.Events)
 		}
 		return reply{N: len(group)}
+	case "open":
+		rep := reply{}
+		for _, t := range w.group(cmd.Group) {
+			t.deadMu.Lock()
+			rep.N += btoi(t.conn != nil)
+			t.deadMu.Unlock()
+		}
+		return rep
 	case "mark":
 		return w.mark(cmd.Share)
 	case "outage":
@@ -200,8 +208,9 @@ func (w *worker) do(cmd command) reply {
 	case "gaps":
 		return w.gaps(cmd)
 	case "check":
-		rep := reply{}
-		for _, t := range w.group(cmd.Group) {
+		group := w.group(cmd.Group)
+		rep := reply{Closes: closeCounts(group)}
+		for _, t := range group {
 			sockets, replays, resets, bad, first := t.checked()
 			rep.N++
 			rep.Sockets += sockets
@@ -392,9 +401,12 @@ func (w *worker) connect(ctx context.Context, cmd command) reply {
 	return rep
 }
 
-func (w *worker) closeCounts() map[string]int {
+func (w *worker) closeCounts() map[string]int { return closeCounts(w.tablets) }
+
+// closeCounts sums how the tablets' sockets ended so far, by close code.
+func closeCounts(tablets []*tablet) map[string]int {
 	out := map[string]int{}
-	for _, t := range w.tablets {
+	for _, t := range tablets {
 		t.closes.Range(func(k, v any) bool {
 			out[strconv.Itoa(k.(int))] += int(v.(*atomic.Int64).Load())
 			return true

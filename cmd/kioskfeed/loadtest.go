@@ -45,6 +45,21 @@ its CPU while they idle, publish→delivery latency for every tablet and event, 
 reconnect storm after a restart; then the same fan-out through nats-server's own
 WebSocket listener. Loopback only. Prints a table, or one JSON object with --json.
 
+--scenario outage: a Wi-Fi outage. With every tablet connected, a share of them (--share,
+default 0.3) go dead at once: their sockets stay open, they stop reading and answering
+pings. Events flow at --rate for --outage-for, and on until the server has dropped the
+dead links and 2.5 heartbeats more (at most --drop-wait from the start); the run reports the healthy tablets'
+heartbeat gaps, drops and fan-out latency (before and during), the server's memory, and
+how long the server took to drop the dead links. The server's heartbeat is --heartbeat
+(default 2s here). It fails if a healthy tablet was dropped or missed an event.
+
+--scenario storm: a far-behind reconnect storm. A share of the tablets (--share, default
+0.8) leave, --behind events are published, and they all come back at once with their
+last seq while live events flow. It reports the server's peak memory, the time until
+all are synced, how each caught up (replay, or reset and state) and the healthy
+tablets' latency. It fails if a catch-up broke the contract (a gap, a repeat), a
+tablet never synced, or a healthy tablet was dropped or missed an event.
+
 `)
 		fs.PrintDefaults()
 	}
@@ -60,6 +75,13 @@ WebSocket listener. Loopback only. Prints a table, or one JSON object with --jso
 	fs.BoolVar(&o.NoRestart, "no-restart", false, "skip the restart phase")
 	fs.BoolVar(&o.NoNATS, "no-nats", false, "skip the nats-server WebSocket comparison")
 	fs.StringVar(&o.Dir, "dir", "", "keep the server's data, the logs and result.json here (default: a temp dir, removed after a clean run)")
+	fs.StringVar(&o.Scenario, "scenario", loadtest.ScenarioFull, "what to run: full, outage (Wi-Fi outage) or storm (far-behind reconnect storm)")
+	fs.Float64Var(&o.Share, "share", 0, "outage and storm: the share of tablets that go dead or leave and come back (default 0.3 and 0.8)")
+	fs.DurationVar(&o.Heartbeat, "heartbeat", 0, "the server's heartbeat, whole seconds (default the server's 20s; 2s for outage)")
+	fs.DurationVar(&o.OutageFor, "outage-for", 0, "outage: how long the dead tablets stay dead while events flow (default 6 × heartbeat + 2s)")
+	fs.DurationVar(&o.DropWait, "drop-wait", 0, "outage: the most it lasts, waiting for the server to drop the dead links (default outage-for + 30s)")
+	fs.IntVar(&o.Behind, "behind", 300, "storm: events published while the tablets are away")
+	fs.StringVar(&o.ServerExe, "server-exe", "", "the kioskfeed binary to run as the server (default this one), e.g. another build to compare")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of the table")
 	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
 	var env multiFlag
@@ -79,9 +101,14 @@ WebSocket listener. Loopback only. Prints a table, or one JSON object with --jso
 	}
 	res, err := loadtest.Run(ctx, o)
 	if res != nil && res.FanoutP50Ms+res.ConnectS > 0 {
-		if *asJSON {
+		switch {
+		case *asJSON:
 			_ = json.NewEncoder(stdout).Encode(res)
-		} else {
+		case res.Outage != nil:
+			printOutageTable(stdout, res)
+		case res.Storm != nil:
+			printStormTable(stdout, res)
+		default:
 			printLoadTable(stdout, res, o)
 		}
 		if o.Dir != "" { // beside the logs, for the record (task loadtest prints it)
@@ -120,3 +147,35 @@ func printLoadTable(w io.Writer, r *loadtest.Result, o loadtest.Options) {
 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+func printOutageTable(w io.Writer, r *loadtest.Result) {
+	o := r.Outage
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "Wi-Fi outage: %d tablets, %d dead at once for %.1f s, heartbeat %.0f s, %d events at %g/s, workers: %d\n\n", o.Tablets, o.Dead, o.OutageS, o.HeartbeatS, o.Events, r.Rate, r.Workers)
+	fmt.Fprintf(tw, "healthy tablets (%d)\tbefore\tduring the outage\n", o.Healthy)
+	fmt.Fprintf(tw, "heartbeat gap p99 / max\t%.0f / %.0f ms\t%.0f / %.0f ms\n", o.HeartbeatGapBeforeP99Ms, o.HeartbeatGapBeforeMaxMs, o.HeartbeatGapP99Ms, o.HeartbeatGapMaxMs)
+	fmt.Fprintf(tw, "fan-out p50 / p99 / max\t%.1f / %.1f / %.1f ms\t%.1f / %.1f / %.1f ms\n", o.FanoutBeforeP50Ms, o.FanoutBeforeP99Ms, o.FanoutBeforeMaxMs, o.FanoutP50Ms, o.FanoutP99Ms, o.FanoutMaxMs)
+	fmt.Fprintf(tw, "dropped; events missed, repeated\t\t%d; %d, %d %v\n", o.HealthyDropped, o.HealthyMissing, o.HealthyDuplicates, o.HealthyCloses)
+	dropped := "not within the wait"
+	if o.DeadDroppedS >= 0 {
+		dropped = fmt.Sprintf("%.1f s", o.DeadDroppedS)
+	}
+	fmt.Fprintf(tw, "dead links dropped by the server\t\t%d of %d, all after %s\n", o.DeadDropped, o.Dead, dropped)
+	fmt.Fprintf(tw, "server RSS before / peak\t\t%.1f / %.1f MiB\n", mib(o.ServerRSSBeforeBytes), mib(o.ServerRSSPeakBytes))
+	fmt.Fprintf(tw, "server CPU during the outage\t\t%.0f %% of a core\n", o.ServerCPUPct)
+	_ = tw.Flush()
+}
+
+func printStormTable(w io.Writer, r *loadtest.Result) {
+	s := r.Storm
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "Far-behind reconnect storm: %d tablets come back at once %d events behind, %d stay connected; %d live events at %g/s, workers: %d\n\n", s.Returning, s.Behind, s.Healthy, s.Events, r.Rate, r.Workers)
+	fmt.Fprintf(tw, "all synced after\t%.2f s (%d not)\n", s.SyncedAllS, s.Unsynced)
+	fmt.Fprintf(tw, "their sockets: replays / resets / violations\t%d: %d / %d / %d %v\n", s.Sockets, s.Replays, s.Resets, s.Violations, s.ReturningCloses)
+	fmt.Fprintf(tw, "server: catch-ups by source, 1013s\t%v, %.0f\n", s.ServerReplays, s.ServerQueueDrops)
+	fmt.Fprintf(tw, "server RSS before / peak (sampled) / HWM\t%.1f / %.1f / %.1f MiB\n", mib(s.ServerRSSBeforeBytes), mib(s.ServerRSSPeakBytes), mib(s.ServerHWMBytes))
+	fmt.Fprintf(tw, "healthy fan-out p50 / p99 / max, before\t%.1f / %.1f / %.1f ms\n", s.FanoutBeforeP50Ms, s.FanoutBeforeP99Ms, s.FanoutBeforeMaxMs)
+	fmt.Fprintf(tw, "healthy fan-out p50 / p99 / max, during\t%.1f / %.1f / %.1f ms\n", s.FanoutP50Ms, s.FanoutP99Ms, s.FanoutMaxMs)
+	fmt.Fprintf(tw, "healthy dropped; events missed, repeated\t%d; %d, %d %v\n", s.HealthyDropped, s.HealthyMissing, s.HealthyDuplicates, s.HealthyCloses)
+	_ = tw.Flush()
+}
