@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"regexp"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -24,11 +25,77 @@ type AuditRecord struct {
 	Feed       string    `json:"feed"`
 	RemoteAddr string    `json:"remote_addr"`
 	Detail     string    `json:"detail"`
+	// Actor names the credential that acted, on the records of admin and producer
+	// actions: "admin_token:<id>" (a named admin token), "admin_token:config" (the
+	// configured or generated one), "dashboard" (a dashboard session) or
+	// "producer_key:<id>". Empty (and left out of the JSON) on a tablet's records.
+	Actor string `json:"actor,omitempty"`
+	// Count is how many events of this type from this address the record stands for:
+	// more than one only on a record that sums up repeated failures (see Audit). Left
+	// out of the JSON when it is one.
+	Count int `json:"count,omitempty"`
+}
+
+// Actors of AuditRecord.Actor that name no key of their own.
+const (
+	ActorDashboard   = "dashboard"
+	ActorConfigAdmin = "admin_token:config"
+)
+
+// AdminTokenActor is the actor of a named admin token.
+func AdminTokenActor(id string) string { return "admin_token:" + id }
+
+// ProducerKeyActor is the actor of a producer key.
+func ProducerKeyActor(id string) string { return "producer_key:" + id }
+
+type actorKey struct{}
+
+// WithActor returns ctx carrying the credential that authorised a request, for the
+// audit records written while serving it. Whatever authenticated the request sets it.
+func WithActor(ctx context.Context, actor string) context.Context {
+	return context.WithValue(ctx, actorKey{}, actor)
+}
+
+// ActorOf is the actor WithActor put in ctx, "" when none.
+func ActorOf(ctx context.Context) string {
+	s, _ := ctx.Value(actorKey{}).(string)
+	return s
+}
+
+// aggregatedTypes are the audit types summed up per client address and window: the
+// refusals an outsider can cause as often as it likes. Successes, admin actions and
+// anything else are never aggregated: each is one record.
+var aggregatedTypes = map[string]bool{
+	"auth_fail":         true, // a WebSocket auth refused
+	"duplicate_refused": true, // a second live connection for one device refused
+	"token_refused":     true, // POST /api/token refused
+	"pair_fail":         true, // a wrong PIN, or a poll with another key
+	"pair_approve_fail": true, // an admin's code that names no open request
+	"admin_login_fail":  true, // a wrong dashboard password or admin bearer token
+}
+
+// AggregatedAuditTypes lists the audit types that Audit sums up (see Audit), for
+// documentation and tests.
+func AggregatedAuditTypes() []string {
+	out := make([]string, 0, len(aggregatedTypes))
+	for t := range aggregatedTypes {
+		out = append(out, t)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // Audit appends a record without waiting for its acknowledgement: audit writes sit on
 // paths (handshakes, refused pairings) that must not slow down when NATS does. A record
 // that cannot be sent is logged instead.
+//
+// Refusals of the aggregated types (AggregatedAuditTypes) are summed up, so that an
+// outsider's flood of bad attempts costs a few records, not one each: the first refusal
+// of a type from an address is written at once (whoever watches the log sees it
+// promptly), the repeats within the next AuditAggregateWindow are only counted, and
+// when the window ends one record with their Count stands for them all. At most
+// maxAuditAggregate addresses are followed at once; past that the repeats of any other
+// address are counted per type under no address.
 func (b *Broker) Audit(rec AuditRecord) {
 	if !auditTypeRe.MatchString(rec.Type) {
 		b.log.Error("audit record with invalid type dropped", slog.String("type", rec.Type))
@@ -38,6 +105,14 @@ func (b *Broker) Audit(rec AuditRecord) {
 		rec.Time = b.Now()
 	}
 	rec.Time = rec.Time.UTC()
+	if b.agg != nil && aggregatedTypes[rec.Type] && b.agg.absorb(rec) {
+		return
+	}
+	b.writeAudit(rec)
+}
+
+// writeAudit sends one record.
+func (b *Broker) writeAudit(rec AuditRecord) {
 	data, _ := json.Marshal(rec)
 	if _, err := b.js.PublishMsgAsync(&nats.Msg{Subject: auditSubjectPrefix + rec.Type, Data: data}); err != nil {
 		b.log.Warn("audit record not stored", slog.String("type", rec.Type), slog.String("feed", rec.Feed),

@@ -21,6 +21,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// DefaultAuditMaxBytes is Config.AuditMaxBytes's default: 256 MiB.
+const DefaultAuditMaxBytes = 256 << 20
+
 // Names of the streams and buckets kioskfeed keeps its state in.
 const (
 	StreamFeeds        = "FEEDS"
@@ -79,6 +82,14 @@ type Config struct {
 	ReplayLimit int
 	// AuditMaxAge is how long audit records are kept. Default 720h.
 	AuditMaxAge time.Duration
+	// AuditMaxBytes bounds the AUDIT stream's size on disk: past it the oldest records
+	// are dropped, so no flood of records fills the disk. Default 256 MiB (about a
+	// million records), with AuditMaxAge the other bound.
+	AuditMaxBytes int64
+	// AuditAggregateWindow is how long repeated refusals of one type from one address
+	// are counted into one record after the first is written (see Audit). Default 1m;
+	// negative writes every refusal as its own record.
+	AuditAggregateWindow time.Duration
 	// OpTimeout bounds each JetStream call. Default 5s.
 	OpTimeout time.Duration
 
@@ -112,6 +123,12 @@ func (c *Config) setDefaults() {
 	if c.AuditMaxAge == 0 {
 		c.AuditMaxAge = 720 * time.Hour
 	}
+	if c.AuditMaxBytes == 0 {
+		c.AuditMaxBytes = DefaultAuditMaxBytes
+	}
+	if c.AuditAggregateWindow == 0 {
+		c.AuditAggregateWindow = time.Minute
+	}
 	if c.OpTimeout == 0 {
 		c.OpTimeout = 5 * time.Second
 	}
@@ -139,6 +156,7 @@ type Broker struct {
 	keys    *Mirror[ProducerKey]
 	clock   *clock
 	metrics *metrics
+	agg     *auditAggregator // nil when AuditAggregateWindow is negative
 
 	srv      *server.Server // nil when external
 	natsAddr string         // the embedded listener's address, "" when none
@@ -167,6 +185,7 @@ func New(ctx context.Context, cfg Config) (*Broker, error) {
 			}
 			return nil, err
 		}
+		b.startAggregator()
 		return b, nil
 	}
 	if err := b.startEmbedded(); err != nil {
@@ -178,7 +197,17 @@ func New(ctx context.Context, cfg Config) (*Broker, error) {
 		b.shutdownServer()
 		return nil, err
 	}
+	b.startAggregator()
 	return b, nil
+}
+
+// startAggregator starts the audit aggregator's goroutine, which Close stops.
+func (b *Broker) startAggregator() {
+	if b.cfg.AuditAggregateWindow < 0 {
+		return
+	}
+	b.agg = newAuditAggregator(b.cfg.AuditAggregateWindow, b.writeAudit)
+	go b.agg.run()
 }
 
 func (b *Broker) connOptions() []nats.Option {
@@ -428,6 +457,8 @@ func (b *Broker) setup(ctx context.Context) error {
 		Subjects:    []string{auditSubjectPrefix + ">"},
 		Storage:     jetstream.FileStorage,
 		MaxAge:      b.cfg.AuditMaxAge,
+		MaxBytes:    b.cfg.AuditMaxBytes,
+		Discard:     jetstream.DiscardOld,
 		Replicas:    b.cfg.Replicas,
 		AllowDirect: true,
 	})
@@ -562,6 +593,9 @@ func (b *Broker) Close(ctx context.Context) error {
 		}
 		if b.clock != nil {
 			b.clock.close()
+		}
+		if b.agg != nil {
+			b.agg.close() // writes the counts of the windows still open
 		}
 		// Audit records go out asynchronously; let the pending ones be acknowledged.
 		select {

@@ -236,7 +236,8 @@ func TestAuditNewestFirst(t *testing.T) {
 	b := brokertest.New(t)
 	for i := range 5 {
 		b.Audit(broker.AuditRecord{Type: "pair_ok", Feed: fmt.Sprintf("f%d", i)})
-		b.Audit(broker.AuditRecord{Type: "auth_fail", Feed: fmt.Sprintf("f%d", i), Detail: "bad proof"})
+		// One address each: repeats from one address are summed up into one record.
+		b.Audit(broker.AuditRecord{Type: "auth_fail", Feed: fmt.Sprintf("f%d", i), Detail: "bad proof", RemoteAddr: fmt.Sprintf("192.0.2.%d", i)})
 	}
 	b.Audit(broker.AuditRecord{Type: "Bad Type!"}) // dropped, not stored
 	var recs []broker.AuditRecord
