@@ -16,6 +16,9 @@ import (
 // refusal is an *Error (401 invalid_token or 403 forbidden).
 type AdminAuthorizer interface {
 	AuthorizeAdmin(r *http.Request) error
+	// AuditSource names, for the audit log, the credential that authorised r (once
+	// AuthorizeAdmin accepted it: see AuditRecord.Actor) and the client address.
+	AuditSource(r *http.Request) (actor, remote string)
 }
 
 // API serves the producer endpoints of PROTOCOL.md §8 and the producer-key admin calls
@@ -133,6 +136,9 @@ func (a *API) createKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.log.Info("producer key created", slog.String("id", rec.ID), slog.String("name", rec.Name))
+	actor, remote := a.admin.AuditSource(r)
+	a.b.Audit(AuditRecord{Type: "producer_key_created", RemoteAddr: remote, Actor: actor,
+		Detail: "key " + rec.ID + " (" + rec.Name + ") for " + strings.Join(rec.Feeds, ",")})
 	WriteJSON(w, http.StatusCreated, struct {
 		ProducerKey
 		Key string `json:"key"`
@@ -146,6 +152,8 @@ func (a *API) deleteKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.log.Info("producer key deleted", slog.String("id", id))
+	actor, remote := a.admin.AuditSource(r)
+	a.b.Audit(AuditRecord{Type: "producer_key_deleted", RemoteAddr: remote, Actor: actor, Detail: "key " + id})
 	w.WriteHeader(http.StatusNoContent)
 }
 

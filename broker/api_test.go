@@ -26,6 +26,10 @@ func (staticAdmin) AuthorizeAdmin(r *http.Request) error {
 	return nil
 }
 
+func (staticAdmin) AuditSource(r *http.Request) (actor, remote string) {
+	return "admin_token:static", r.RemoteAddr
+}
+
 type apiServer struct {
 	*httptest.Server
 	b *broker.Broker

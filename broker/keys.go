@@ -44,8 +44,11 @@ func (k ProducerKey) public() ProducerKey { k.Hash = ""; return k }
 // CreateProducerKey makes a key for feeds (feed ids or globs such as "floor-*") and
 // returns its record and the key itself, which exists nowhere else afterwards.
 func (b *Broker) CreateProducerKey(ctx context.Context, name string, feeds []string) (ProducerKey, string, error) {
-	name = strings.TrimSpace(name)
-	if name == "" || len(name) > 100 {
+	name, err := CheckName("name", name, 100)
+	if err != nil {
+		return ProducerKey{}, "", err
+	}
+	if name == "" {
 		return ProducerKey{}, "", Errorf(CodeInvalidRequest, `"name" is required, at most 100 characters`)
 	}
 	if len(feeds) == 0 || len(feeds) > 100 {
@@ -76,6 +79,9 @@ func (b *Broker) CreateProducerKey(ctx context.Context, name string, feeds []str
 // DeleteProducerKey revokes a key at once on this instance and within a watcher's delay
 // on the others.
 func (b *Broker) DeleteProducerKey(ctx context.Context, id string) error {
+	if !ValidKeyID(id) { // before it reaches NATS as a key
+		return Errorf(CodeNotFound, "no producer key with that id")
+	}
 	ctx, cancel := b.opCtx(ctx)
 	defer cancel()
 	if _, ok := b.keys.Lookup(ctx, id); !ok {
@@ -105,7 +111,7 @@ func (b *Broker) AuthenticateProducer(ctx context.Context, key string) (Producer
 		return ProducerKey{}, false
 	}
 	id, _, ok := strings.Cut(rest, ".")
-	if !ok || id == "" {
+	if !ok || !ValidKeyID(id) {
 		return ProducerKey{}, false
 	}
 	k, ok := b.keys.Lookup(ctx, id)

@@ -31,7 +31,7 @@ func (a *Authority) adminOnly(h http.HandlerFunc) http.Handler {
 			broker.WriteError(w, err)
 			return
 		}
-		h(w, r)
+		h(w, a.withActor(r, a.adminActor(r)))
 	})
 }
 
@@ -82,7 +82,7 @@ func (a *Authority) handleIssuePIN(w http.ResponseWriter, r *http.Request) {
 	if req.Replace {
 		detail += ", replaces the feed's devices"
 	}
-	a.audit("pin_issued", feed, "", a.addr.Of(r), detail)
+	a.auditCtx(r.Context(), "pin_issued", feed, "", a.addr.Of(r), detail)
 	broker.WriteJSON(w, http.StatusCreated, pin)
 }
 
@@ -143,7 +143,7 @@ func (a *Authority) handleRevoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	remote := a.addr.Of(r)
-	a.audit("device_revoked", d.Feed, id, remote, "revoked by an administrator")
+	a.auditCtx(r.Context(), "device_revoked", d.Feed, id, remote, "revoked by an administrator")
 	a.log.Info("device revoked", slog.String("device_id", id), slog.String("feed", d.Feed), slog.String("remote_addr", remote))
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -174,8 +174,13 @@ func (a *Authority) handleCreateAdminToken(w http.ResponseWriter, r *http.Reques
 		broker.WriteError(w, err)
 		return
 	}
-	req.Name = strings.TrimSpace(req.Name)
-	if req.Name == "" || len(req.Name) > 100 {
+	name, err := broker.CheckName("name", req.Name, 100)
+	if err != nil {
+		broker.WriteError(w, err)
+		return
+	}
+	req.Name = name
+	if req.Name == "" {
 		broker.WriteError(w, broker.Errorf(broker.CodeInvalidRequest, `"name" is required (who or what uses the token), at most 100 characters`))
 		return
 	}
@@ -184,7 +189,7 @@ func (a *Authority) handleCreateAdminToken(w http.ResponseWriter, r *http.Reques
 		broker.WriteError(w, a.unavailable("create admin token", err))
 		return
 	}
-	a.audit("admin_token_created", "", "", a.addr.Of(r), "token "+rec.ID+" ("+rec.Name+")")
+	a.auditCtx(r.Context(), "admin_token_created", "", "", a.addr.Of(r), "token "+rec.ID+" ("+rec.Name+")")
 	broker.WriteJSON(w, http.StatusCreated, struct {
 		AdminToken
 		Token string `json:"token"`
@@ -199,6 +204,10 @@ func (a *Authority) handleListAdminTokens(w http.ResponseWriter, _ *http.Request
 
 func (a *Authority) handleRevokeAdminToken(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
+	if !broker.ValidKeyID(id) { // before it reaches NATS as a key
+		broker.WriteError(w, broker.Errorf(broker.CodeNotFound, "no admin token with that id"))
+		return
+	}
 	ok, err := a.admin.revoke(r.Context(), id)
 	if err != nil {
 		broker.WriteError(w, a.unavailable("revoke admin token", err))
@@ -208,6 +217,6 @@ func (a *Authority) handleRevokeAdminToken(w http.ResponseWriter, r *http.Reques
 		broker.WriteError(w, broker.Errorf(broker.CodeNotFound, "no admin token with that id"))
 		return
 	}
-	a.audit("admin_token_revoked", "", "", a.addr.Of(r), "token "+id)
+	a.auditCtx(r.Context(), "admin_token_revoked", "", "", a.addr.Of(r), "token "+id)
 	w.WriteHeader(http.StatusNoContent)
 }

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/kioskfeed/kioskfeed/broker"
 )
@@ -68,14 +67,12 @@ type approval struct {
 // check validates an approval's fields with messages fit for the API and the form.
 func (ap *approval) check() error {
 	ap.Feed = strings.TrimSpace(ap.Feed)
-	ap.Name = strings.TrimSpace(ap.Name)
-	switch {
-	case !broker.ValidFeedID(ap.Feed):
+	if !broker.ValidFeedID(ap.Feed) {
 		return broker.Errorf(broker.CodeInvalidRequest, `"feed" must be a feed id such as "lobby": lower-case letters, digits and hyphens`)
-	case !utf8.ValidString(ap.Name) || utf8.RuneCountInString(ap.Name) > maxNameRunes || strings.ContainsFunc(ap.Name, isControl):
-		return broker.Errorf(broker.CodeInvalidRequest, `"name" must be at most 64 printable characters`)
 	}
-	return nil
+	var err error
+	ap.Name, err = broker.CheckName("name", ap.Name, maxNameRunes)
+	return err
 }
 
 // lookupRequest finds the open request of a code for an administrator at remote. A
@@ -159,7 +156,7 @@ func (a *Authority) approveRequest(ctx context.Context, code string, ap approval
 	if ap.Replace {
 		detail += ", replaces the feed's devices"
 	}
-	a.audit("pair_approved", d.Feed, d.ID, remote, detail)
+	a.auditCtx(ctx, "pair_approved", d.Feed, d.ID, remote, detail)
 	a.log.Info("device paired by approval", slog.String("device_id", d.ID), slog.String("feed", d.Feed),
 		slog.String("remote_addr", p.RemoteAddr), slog.String("approved_from", remote))
 	return d, nil
@@ -189,7 +186,7 @@ func (a *Authority) denyRequest(ctx context.Context, code, remote, via string) e
 	if err := a.requests.settle(ctx, p); err != nil {
 		a.log.Warn("settle pair request", slog.String("error", err.Error()))
 	}
-	a.audit("pair_denied", "", "", remote, "denied in "+via+" for the tablet at "+p.RemoteAddr+" (key "+shortKey(p.JKT)+")")
+	a.auditCtx(ctx, "pair_denied", "", "", remote, "denied in "+via+" for the tablet at "+p.RemoteAddr+" (key "+shortKey(p.JKT)+")")
 	a.log.Info("pair request denied", slog.String("remote_addr", p.RemoteAddr), slog.String("denied_from", remote))
 	return nil
 }

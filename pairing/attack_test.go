@@ -27,6 +27,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwt"
 
 	"github.com/kioskfeed/kioskfeed/broker"
+	"github.com/kioskfeed/kioskfeed/broker/brokertest"
 	"github.com/kioskfeed/kioskfeed/pairing"
 	"github.com/kioskfeed/kioskfeed/pairing/pairingtest"
 )
@@ -355,7 +356,8 @@ func with(m map[string]any, key string, v any) map[string]any {
 // TestTokenEndpointRefusesForgedProofs: every proof /api/token must refuse, each next
 // to the genuine call that works, and what a refusal says, audits and leaks.
 func TestTokenEndpointRefusesForgedProofs(t *testing.T) {
-	s := startService(t, nil, nil)
+	// Each refusal its own audit record, not summed up, to see what each one holds.
+	s := startService(t, brokertest.New(t, func(c *broker.Config) { c.AuditAggregateWindow = -1 }), nil)
 	tab := s.paired(t, "lobby")
 	evil := newAttackerKit(t)
 	other := startService(t, nil, nil) // another deployment: its own signing key

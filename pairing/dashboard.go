@@ -306,7 +306,7 @@ func (d *dashboard) withSession(h sessionHandler) http.Handler {
 			http.Redirect(w, r, target, http.StatusSeeOther)
 			return
 		}
-		h(w, r, s)
+		h(w, r.WithContext(broker.WithActor(r.Context(), broker.ActorDashboard)), s)
 	})
 }
 
@@ -410,7 +410,7 @@ func (d *dashboard) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.SetCookie(w, a.sessionCookie(s.id, int(SessionTTL/time.Second)))
-	a.audit("admin_login", "", "", remote, "dashboard login")
+	a.auditCtx(broker.WithActor(r.Context(), broker.ActorDashboard), "admin_login", "", "", remote, "dashboard login")
 	a.log.Info("dashboard login", slog.String("remote_addr", remote))
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
@@ -452,7 +452,7 @@ func (d *dashboard) logout(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		remote := a.addr.Of(r)
-		a.audit("admin_logout", "", "", remote, "dashboard logout")
+		a.auditCtx(broker.WithActor(r.Context(), broker.ActorDashboard), "admin_logout", "", "", remote, "dashboard logout")
 		a.log.Info("dashboard logout", slog.String("remote_addr", remote))
 	}
 	http.SetCookie(w, a.sessionCookie("", -1))
@@ -556,7 +556,7 @@ func (d *dashboard) issuePIN(w http.ResponseWriter, r *http.Request, s session) 
 	if form.Replace {
 		detail += ", replaces the feed's devices"
 	}
-	a.audit("pin_issued", form.Feed, "", a.addr.Of(r), detail)
+	a.auditCtx(r.Context(), "pin_issued", form.Feed, "", a.addr.Of(r), detail)
 	v := d.base(s, "Pairing PIN", "devices")
 	v.Body = pinBody{Code: pin.PIN, Feed: pin.Feed, ExpiresAt: pin.ExpiresAt, Replace: pin.Replace, Minutes: minutes}
 	d.render(w, http.StatusOK, "pin", v)
@@ -579,7 +579,7 @@ func (d *dashboard) revoke(w http.ResponseWriter, r *http.Request, _ session) {
 		return
 	}
 	remote := a.addr.Of(r)
-	a.audit("device_revoked", dev.Feed, id, remote, "revoked by an administrator in the dashboard")
+	a.auditCtx(r.Context(), "device_revoked", dev.Feed, id, remote, "revoked by an administrator in the dashboard")
 	a.log.Info("device revoked", slog.String("device_id", id), slog.String("feed", dev.Feed), slog.String("remote_addr", remote))
 	http.Redirect(w, r, "/admin?notice=revoked", http.StatusSeeOther)
 }
@@ -634,7 +634,7 @@ func (d *dashboard) createProducer(w http.ResponseWriter, r *http.Request, s ses
 		return
 	}
 	remote := a.addr.Of(r)
-	a.audit("producer_key_created", "", "", remote, "key "+rec.ID+" ("+rec.Name+") for "+strings.Join(rec.Feeds, ","))
+	a.auditCtx(r.Context(), "producer_key_created", "", "", remote, "key "+rec.ID+" ("+rec.Name+") for "+strings.Join(rec.Feeds, ","))
 	a.log.Info("producer key created", slog.String("id", rec.ID), slog.String("name", rec.Name), slog.String("remote_addr", remote))
 	d.renderProducers(w, http.StatusOK, v, &createdKey{ProducerKey: rec, Key: key}, producerForm{})
 }
@@ -651,7 +651,7 @@ func (d *dashboard) deleteProducer(w http.ResponseWriter, r *http.Request, _ ses
 		return
 	}
 	remote := a.addr.Of(r)
-	a.audit("producer_key_deleted", "", "", remote, "key "+id)
+	a.auditCtx(r.Context(), "producer_key_deleted", "", "", remote, "key "+id)
 	a.log.Info("producer key deleted", slog.String("id", id), slog.String("remote_addr", remote))
 	http.Redirect(w, r, "/admin/producers?notice=key_deleted", http.StatusSeeOther)
 }
@@ -728,7 +728,7 @@ func (d *dashboard) sendEvent(w http.ResponseWriter, r *http.Request, s session)
 		return
 	}
 	remote := a.addr.Of(r)
-	a.audit("test_event_sent", form.Feed, "", remote, fmt.Sprintf("%s event %s, seq %d, from the dashboard", form.Kind, res.ID, res.Seq))
+	a.auditCtx(r.Context(), "test_event_sent", form.Feed, "", remote, fmt.Sprintf("%s event %s, seq %d, from the dashboard", form.Kind, res.ID, res.Seq))
 	a.log.Info("test event sent", slog.String("feed", form.Feed), slog.Uint64("seq", res.Seq), slog.String("remote_addr", remote))
 	form.ID = "" // the next send is a new event unless the admin means otherwise
 	d.renderEvents(w, http.StatusOK, v, eventsBody{Form: form, Result: &res})

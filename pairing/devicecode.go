@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/kioskfeed/kioskfeed/broker"
 )
@@ -57,11 +56,7 @@ func decodeRequestName(body []byte) (string, error) {
 	if err := broker.StrictJSON(body, &req); err != nil {
 		return "", err
 	}
-	name := strings.TrimSpace(req.Name)
-	if !utf8.ValidString(name) || utf8.RuneCountInString(name) > maxNameRunes || strings.ContainsFunc(name, isControl) {
-		return "", broker.Errorf(broker.CodeInvalidRequest, `"name" must be at most 64 printable characters`)
-	}
-	return name, nil
+	return broker.CheckName("name", req.Name, maxNameRunes)
 }
 
 // shortKey is the part of a key thumbprint people compare: its first 8 characters.
@@ -188,7 +183,12 @@ func (a *Authority) handlePairPoll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !ok || d.JKT != jkt {
-		if a.cfg.Now().Sub(p.DecidedAt) < approveSettle {
+		revoked, err := deviceRevoked(ctx, a.devices.m.KV(), p.DeviceID)
+		if err != nil {
+			broker.WriteError(w, a.unavailable("get device history", err))
+			return
+		}
+		if !revoked && a.cfg.Now().Sub(p.DecidedAt) < approveSettle {
 			broker.WriteError(w, errAuthorizationPending) // the approval is still registering it
 			return
 		}

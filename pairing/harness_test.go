@@ -43,7 +43,9 @@ type service struct {
 func startService(t *testing.T, b *broker.Broker, keys []*ecdsa.PrivateKey, mod ...func(*pairing.Config)) *service {
 	t.Helper()
 	if b == nil {
-		b = brokertest.New(t)
+		// Repeated refusals are summed up in windows this short, so that a test sees
+		// their counts at once.
+		b = brokertest.New(t, func(c *broker.Config) { c.AuditAggregateWindow = 200 * time.Millisecond })
 	}
 	if keys == nil {
 		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)

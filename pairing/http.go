@@ -56,10 +56,10 @@ func decodePairRequest(body []byte) (pairRequest, error) {
 		return req, broker.Errorf(broker.CodeInvalidRequest, `"feed" must be a feed id such as "lobby"`)
 	case req.PIN == "" || len(req.PIN) > 32:
 		return req, broker.Errorf(broker.CodeInvalidRequest, `"pin" is required: the PIN the administrator gave, such as "WDJB-MJHT"`)
-	case !utf8.ValidString(req.Name) || utf8.RuneCountInString(req.Name) > maxNameRunes || strings.ContainsFunc(req.Name, isControl):
-		return req, broker.Errorf(broker.CodeInvalidRequest, `"name" must be at most 64 printable characters`)
 	}
-	return req, nil
+	var err error
+	req.Name, err = broker.CheckName("name", req.Name, maxNameRunes)
+	return req, err
 }
 
 // isControl refuses C0 and C1 controls (U+0085 splits log lines, U+009B starts
@@ -114,7 +114,7 @@ func (a *Authority) handlePair(w http.ResponseWriter, r *http.Request) {
 	}
 	d := Device{
 		ID: newDeviceID(), Feed: req.Feed, Name: req.Name, JKT: jkt, PairedAt: a.cfg.Now().UTC(),
-		UserAgent: truncate(r.UserAgent(), 256), RemoteAddr: remote,
+		UserAgent: broker.CleanText(r.UserAgent(), maxUserAgentBytes), RemoteAddr: remote,
 	}
 	if err := a.devices.add(ctx, d); err != nil {
 		broker.WriteError(w, a.unavailable("add device", err))
@@ -151,13 +151,18 @@ func (a *Authority) handleToken(w http.ResponseWriter, r *http.Request) {
 		broker.WriteError(w, err)
 		return
 	}
+	refused := &broker.Error{Code: broker.CodeInvalidToken, Message: "this device is not paired (or was revoked): pair it again"}
+	if !broker.ValidDeviceID(req.DeviceID) { // no device has it, and NATS would refuse it as a key
+		a.audit("token_refused", "", "", remote, "malformed device id")
+		broker.WriteError(w, refused)
+		return
+	}
 	// From the bucket, not the mirror: a revocation made elsewhere a moment ago counts.
 	d, ok, err := a.devices.current(r.Context(), req.DeviceID)
 	if err != nil {
 		broker.WriteError(w, a.unavailable("get device", err))
 		return
 	}
-	refused := &broker.Error{Code: broker.CodeInvalidToken, Message: "this device is not paired (or was revoked): pair it again"}
 	if !ok {
 		a.audit("token_refused", "", req.DeviceID, remote, "unknown or revoked device")
 		broker.WriteError(w, refused)

@@ -22,6 +22,27 @@ import (
 // same way.
 const BucketPINs = "kioskfeed_pins"
 
+// FailCountTTL is the PIN bucket's TTL: a wrong-guess count (fail.<feed>) is dropped
+// this long after its last guess. Anyone may guess for any feed id, so without it the
+// counts of made-up feeds would pile up for ever; a count lives as long as any PIN it
+// protects (MaxPINTTL, renewed by each guess) and a minute of clock skew more. Every
+// PIN has a shorter per-key TTL of its own. (A bucket TTL, not a per-key one: the
+// count is renewed with kv.Update, which would drop a per-key TTL.) With the pairing
+// rate limit, one address can make at most about 600 counts an hour.
+const FailCountTTL = MaxPINTTL + time.Minute
+
+// pinBucketConfig is the PIN bucket's configuration; failTTL is FailCountTTL except in
+// tests.
+func pinBucketConfig(failTTL time.Duration) jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:         BucketPINs,
+		Description:    "open pairing PINs (as HMACs) and wrong-guess counts",
+		History:        1,
+		TTL:            failTTL,
+		LimitMarkerTTL: time.Second,
+	}
+}
+
 // pinAlphabet is RFC 8628's: no vowels (no words), no look-alikes. 8 characters from 20
 // give about 34.5 bits.
 const pinAlphabet = "BCDFGHJKLMNPQRSTVWXZ"
@@ -64,12 +85,7 @@ type pinStore struct {
 }
 
 func newPINStore(ctx context.Context, b *broker.Broker, key []byte, now func() time.Time) (*pinStore, error) {
-	kv, err := b.Bucket(ctx, jetstream.KeyValueConfig{
-		Bucket:         BucketPINs,
-		Description:    "open pairing PINs (as HMACs) and wrong-guess counts",
-		History:        1,
-		LimitMarkerTTL: time.Second,
-	})
+	kv, err := b.Bucket(ctx, pinBucketConfig(FailCountTTL))
 	if err != nil {
 		return nil, err
 	}

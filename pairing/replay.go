@@ -15,6 +15,16 @@ import (
 // ReplayBucket is the JetStream KV bucket that remembers DPoP proof jtis.
 const ReplayBucket = "kioskfeed_dpop_jti"
 
+// ReplayMaxBytes bounds the replay bucket (in memory). A jti is recorded only for a
+// proof that passed every other check, a server nonce included, so each entry costs
+// its sender one call through the token or pairing rate limit; it lives at most twice
+// the proof skew (20 minutes by default) and takes about 200 bytes, so 64 MiB holds
+// some 300,000 at once: a building of tablets refreshing every few minutes needs a few
+// thousand. Full, the bucket refuses new jtis (a KV bucket discards new writes), and
+// the token and pairing endpoints answer 503 unavailable with Retry-After until the
+// oldest expire: the server's memory is what is protected.
+const ReplayMaxBytes = 64 << 20
+
 // ReplayCache remembers DPoP proof identifiers (jti) so each proof is
 // accepted once, across every server instance. Remember records jti until
 // the given time and reports fresh=false when it was already recorded and has
@@ -47,6 +57,7 @@ func ReplayBucketConfig(replicas int) jetstream.KeyValueConfig {
 		History:     1,
 		Storage:     jetstream.MemoryStorage,
 		Replicas:    replicas,
+		MaxBytes:    ReplayMaxBytes,
 		// Markers are only for watchers, and nobody watches this bucket:
 		// keep them as briefly as the server allows.
 		LimitMarkerTTL: time.Second,

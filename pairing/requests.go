@@ -101,6 +101,15 @@ type requestStore struct {
 	now func() time.Time
 }
 
+// PairRequestMaxBytes bounds the pair request bucket. Strangers fill it: each client
+// address may hold MaxOpenPairRequests open requests, each about 1 KB with its code
+// and the address's list, and every key ages out within requestRetention, so 64 MiB
+// holds the requests of some 10,000 addresses at once. Full, the bucket refuses new
+// requests (a KV bucket discards new writes): POST /api/pair/requests answers 503
+// unavailable with Retry-After, and PIN pairing, approvals of the requests already
+// open, and everything else go on.
+const PairRequestMaxBytes = 64 << 20
+
 // PairRequestBucketConfig is the pair request bucket's configuration, which every
 // instance opens alike.
 func PairRequestBucketConfig() jetstream.KeyValueConfig {
@@ -109,6 +118,7 @@ func PairRequestBucketConfig() jetstream.KeyValueConfig {
 		Description: "pair requests of the reverse (device code) flow, their codes and per-address counts",
 		History:     1,
 		TTL:         requestRetention,
+		MaxBytes:    PairRequestMaxBytes,
 	}
 }
 
@@ -128,17 +138,7 @@ func newRequestID() string {
 }
 
 // validRequestID reports whether id has the form newRequestID makes.
-func validRequestID(id string) bool {
-	if len(id) != 23 || id[:3] != "pr_" {
-		return false
-	}
-	for _, c := range id[3:] {
-		if !strings.ContainsRune("0123456789ABCDEFGHJKMNPQRSTVWXYZ", c) {
-			return false
-		}
-	}
-	return true
-}
+func validRequestID(id string) bool { return broker.ValidPairRequestID(id) }
 
 // normalizeCode returns a user code as eight letters of the RFC 8628 alphabet, ignoring
 // case, spaces and hyphens, or "" when it cannot be one.
@@ -167,7 +167,7 @@ func addrKey(remote string) string {
 func (s *requestStore) create(ctx context.Context, jkt, name, remote, userAgent string) (pendingPair, error) {
 	now := s.now().UTC()
 	p := pendingPair{
-		ID: newRequestID(), JKT: jkt, Name: name, RemoteAddr: remote, UserAgent: truncate(userAgent, 256),
+		ID: newRequestID(), JKT: jkt, Name: name, RemoteAddr: remote, UserAgent: broker.CleanText(userAgent, maxUserAgentBytes),
 		CreatedAt: now, ExpiresAt: now.Add(PairRequestTTL), Status: statusPending,
 		Interval: int(PollInterval / time.Second),
 	}
@@ -367,4 +367,23 @@ func (s *requestStore) listOpen(ctx context.Context) ([]pendingPair, error) {
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// deviceRevoked reports whether the device an approval registered was removed since:
+// its key in the devices bucket holds a delete marker. A key that was never written
+// is an approval still registering its device (or one that failed and was put back),
+// which a poll may wait for; a revoked device never comes back, so its request is over.
+// Only a poll that finds an approved request without its device asks.
+func deviceRevoked(ctx context.Context, devices jetstream.KeyValue, id string) (bool, error) {
+	if !broker.ValidDeviceID(id) {
+		return false, nil
+	}
+	hist, err := devices.History(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return hist[len(hist)-1].Operation() != jetstream.KeyValuePut, nil
 }

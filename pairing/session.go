@@ -166,7 +166,7 @@ func (a *Authority) handleSetPassword(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	remote := a.addr.Of(r)
-	a.audit("admin_password_set", "", "", remote, fmt.Sprintf("dashboard password changed; %d sessions signed out", n))
+	a.auditCtx(r.Context(), "admin_password_set", "", "", remote, fmt.Sprintf("dashboard password changed; %d sessions signed out", n))
 	a.log.Info("dashboard password changed", slog.String("remote_addr", remote), slog.Int("sessions_ended", n))
 	w.WriteHeader(http.StatusNoContent)
 }
