@@ -16,6 +16,10 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/kioskfeed/kioskfeed/broker"
 )
 
 const adminUsage = `Usage: kioskfeed admin <command> [flags]
@@ -29,8 +33,12 @@ Commands (each talks to a running kioskfeed over its HTTP API):
                                             pair the tablet that shows CODE with feed F
                                             (--replace revokes the feed's other devices)
   deny CODE                                 refuse the tablet that shows CODE
-  audit [--type T] [--limit N]              the audit log, newest first
-  token create --name N | list | revoke ID  named admin tokens (for people and scripts)
+  audit [--type T] [--limit N]              the audit log, newest first; COUNT is how many
+                                            repeated refusals a record sums up, ACTOR the
+                                            credential that acted
+  token create --name N | list | revoke ID  named admin tokens (for people and scripts);
+                                            revoking one leaves the tokens and keys it
+                                            created working: revoke those on their own
   passwd [--password P]                     set the dashboard password (default: a new random one,
                                             printed once); every dashboard session ends
   producer-key create --name N --feeds a,b-* | list | delete ID
@@ -202,7 +210,9 @@ func adminCmd(ctx context.Context, args []string, lookupEnv func(string) (string
 		if err := c.call(ctx, "GET", "/api/admin/audit?"+q.Encode(), nil, http.StatusOK, &recs); err != nil || c.json {
 			return err
 		}
-		return c.table(recs, "time", "type", "feed", "device_id", "remote_addr", "detail")
+		// count: how many refusals a summing record stands for ("-" is one); actor: the
+		// credential behind an admin or producer action.
+		return c.table(recs, "time", "type", "feed", "device_id", "remote_addr", "actor", "count", "detail")
 	case "passwd":
 		pw := *password
 		if pw == "" {
@@ -222,7 +232,7 @@ func adminCmd(ctx context.Context, args []string, lookupEnv func(string) (string
 		if err := c.call(ctx, "POST", "/api/admin/tokens", map[string]any{"name": *name}, http.StatusCreated, &tok); err != nil || c.json {
 			return err
 		}
-		fmt.Fprintf(stdout, "admin token %v (%v): %v\nIt is shown this once; only its hash is stored.\n", tok["id"], tok["name"], tok["token"])
+		fmt.Fprintf(stdout, "admin token %s (%s): %v\nIt is shown this once; only its hash is stored.\n", escapeCell(fmt.Sprint(tok["id"])), escapeCell(fmt.Sprint(tok["name"])), tok["token"])
 		return nil
 	case "token list":
 		var toks []map[string]any
@@ -246,7 +256,7 @@ func adminCmd(ctx context.Context, args []string, lookupEnv func(string) (string
 		if err := c.call(ctx, "POST", "/api/admin/producer-keys", body, http.StatusCreated, &key); err != nil || c.json {
 			return err
 		}
-		fmt.Fprintf(stdout, "producer key %v (%v) for %v: %v\nIt is shown this once; only its hash is stored.\n", key["id"], key["name"], key["feeds"], key["key"])
+		fmt.Fprintf(stdout, "producer key %s (%s) for %v: %v\nIt is shown this once; only its hash is stored.\n", escapeCell(fmt.Sprint(key["id"])), escapeCell(fmt.Sprint(key["name"])), key["feeds"], key["key"])
 		return nil
 	case "producer-key list":
 		var keys []map[string]any
@@ -305,7 +315,7 @@ func (c *adminClient) call(ctx context.Context, method, path string, body any, w
 	if resp.StatusCode != want {
 		var e struct{ Error, Message string }
 		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
-			return fmt.Errorf("refused (%d %s): %s", resp.StatusCode, e.Error, e.Message)
+			return fmt.Errorf("refused (%d %s): %s", resp.StatusCode, escapeCell(e.Error), escapeCell(e.Message))
 		}
 		return fmt.Errorf("refused: HTTP %d", resp.StatusCode)
 	}
@@ -340,15 +350,54 @@ func (c *adminClient) table(rows []map[string]any, cols ...string) error {
 				for j, p := range v {
 					parts[j] = fmt.Sprint(p)
 				}
-				cells[i] = strings.Join(parts, ",")
+				cells[i] = escapeCell(strings.Join(parts, ","))
 			default:
-				cells[i] = fmt.Sprint(v)
+				cells[i] = escapeCell(fmt.Sprint(v))
 			}
 		}
 		fmt.Fprintln(tw, strings.Join(cells, "\t"))
 	}
 	return tw.Flush()
 }
+
+// escapeCell makes a value from the server safe to print: names, User-Agents and audit
+// details may come from strangers (or from records an older version stored
+// unchecked), and a raw control character in them could clear the terminal, move the
+// cursor, or, as a newline or tab, forge rows and columns of the table. Every rune
+// that is not printable, or that names may not hold (broker.RefusedRune: controls,
+// bidi and zero-width characters, U+2028/U+2029), is written as a Go escape such as
+// \x1b, \n or \u202e, and every invalid byte as \xNN.
+func escapeCell(s string) string {
+	clean := true
+	for _, r := range s {
+		if r == utf8.RuneError || !printable(r) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for i, r := range s {
+		switch {
+		case r == utf8.RuneError:
+			if _, size := utf8.DecodeRuneInString(s[i:]); size <= 1 {
+				fmt.Fprintf(&b, `\x%02x`, s[i])
+			} else {
+				b.WriteRune(r) // a real U+FFFD, as CleanText leaves for a refused rune
+			}
+		case printable(r):
+			b.WriteRune(r)
+		default:
+			q := strconv.QuoteRuneToASCII(r)
+			b.WriteString(q[1 : len(q)-1])
+		}
+	}
+	return b.String()
+}
+
+func printable(r rune) bool { return r == ' ' || (unicode.IsPrint(r) && !broker.RefusedRune(r)) }
 
 // randomPassword makes a password a person can type: 4 groups of 5 characters from an
 // alphabet without look-alikes, about 95 bits.
