@@ -69,6 +69,22 @@ type Config struct {
 	// MaxConns bounds the sockets of this instance; past it new ones get 4429.
 	// Default 0: no bound.
 	MaxConns int
+	// WSConnectBurst and WSConnectEvery bound the handshakes of one client address: a
+	// burst, then one per interval; past them the upgrade is answered 429 with
+	// Retry-After. Loose, because hundreds of tablets behind one NAT address reconnect
+	// together after a restart. Default 1000 and 20ms (50 a second).
+	WSConnectBurst int
+	WSConnectEvery time.Duration
+	// WSFailBurst and WSFailEvery bound the failed authentications of one client
+	// address (a socket closed 4400, 4401, 4403, 4408 or for a protocol error before
+	// its auth succeeded): a burst, then one per interval. Past them a new socket from
+	// the address is answered 429 with Retry-After before the upgrade, and an open
+	// one whose auth fails is closed 4429. Default 20 and 3s.
+	WSFailBurst int
+	WSFailEvery time.Duration
+	// IPv6Prefix is how many leading bits of an IPv6 client address the limits above
+	// key on (one /64 is one customer network). 48 to 128. Default 64.
+	IPv6Prefix int
 	// Logger takes the bridge's logs. Default: discard.
 	Logger *slog.Logger
 	// Registerer takes the bridge's metrics. Default: none.
@@ -93,6 +109,14 @@ func (c *Config) setDefaults() {
 	def(&c.ReauthGrace, 30*time.Second)
 	def(&c.WriteTimeout, 10*time.Second)
 	def(&c.HubLinger, 60*time.Second)
+	def(&c.WSConnectEvery, DefaultWSConnectEvery)
+	def(&c.WSFailEvery, DefaultWSFailEvery)
+	if c.WSConnectBurst == 0 {
+		c.WSConnectBurst = DefaultWSConnectBurst
+	}
+	if c.WSFailBurst == 0 {
+		c.WSFailBurst = DefaultWSFailBurst
+	}
 	if c.QueueFrames == 0 {
 		c.QueueFrames = 256
 	}
@@ -127,6 +151,8 @@ type Bridge struct {
 	origins map[string]bool
 	wsURL   string
 	addr    *broker.ClientAddr
+	// admission limits handshakes and failed auths per client address (admit.go).
+	admission *admission
 
 	mu       sync.Mutex
 	sessions map[string]*session // every open socket, by connection id
@@ -161,6 +187,7 @@ func New(ctx context.Context, cfg Config, b *broker.Broker, src FeedSource, auth
 	for _, o := range origins {
 		br.origins[strings.ToLower(strings.TrimRight(o, "/"))] = true
 	}
+	br.admission = newAdmission(cfg)
 	var err error
 	if br.addr, err = broker.NewClientAddr(cfg.TrustedProxies); err != nil {
 		return nil, err
@@ -213,18 +240,29 @@ func (br *Bridge) serveWS(w http.ResponseWriter, r *http.Request) {
 		broker.WriteError(w, broker.Errorf(broker.CodeForbidden, "this origin may not open the feed socket"))
 		return
 	}
-	br.mu.Lock()
-	draining := br.draining
-	br.mu.Unlock()
-	if draining {
+	if err := checkUpgrade(w, r); err != nil {
+		br.metrics.handshakes.WithLabelValues("bad_upgrade").Inc()
+		broker.WriteError(w, err)
+		return
+	}
+	if br.isDraining() {
 		broker.WriteError(w, &broker.Error{Code: broker.CodeUnavailable, Message: "this server is restarting; reconnect shortly", RetryAfter: 1})
+		return
+	}
+	remote := br.addr.Of(r)
+	if err := br.admit(remote); err != nil {
+		br.metrics.handshakes.WithLabelValues("rate_limited").Inc()
+		broker.WriteError(w, err)
 		return
 	}
 	conn, rw, _, err := upgrader.Upgrade(r, w)
 	if err != nil {
-		// The upgrader has answered the client (400/426); nothing of ours to add.
+		// The request was checked above: only a failed hijack or write gets here.
 		br.metrics.handshakes.WithLabelValues("bad_upgrade").Inc()
 		return
+	}
+	if h := upgradedHook.Load(); h != nil {
+		(*h)()
 	}
 	// Keep no per-connection bufio buffers: read from the conn itself, after whatever
 	// bytes the HTTP server had already buffered (a client may send early).
@@ -233,25 +271,36 @@ func (br *Bridge) serveWS(w http.ResponseWriter, r *http.Request) {
 		p, _ := rw.Reader.Peek(n)
 		early = append([]byte(nil), p...)
 	}
-	s := newSession(br, conn, early, br.addr.Of(r))
-	if !br.add(s) {
-		s.closeWith(CloseTooMany, "too many connections")
-		br.metrics.handshakes.WithLabelValues("too_many").Inc()
+	s := newSession(br, conn, early, remote)
+	if code, reason, ok := br.add(s); !ok {
+		label := "too_many"
+		if code == CloseRestarting {
+			label = "draining"
+		}
+		br.metrics.handshakes.WithLabelValues(label).Inc()
+		br.refuse(conn, code, reason)
+		return
 	}
-	br.wg.Add(1) // done by the session's cleanup
 	s.start()
 }
 
-// add registers a new session, unless the instance is draining or full.
-func (br *Bridge) add(s *session) bool {
+// add registers a new session and counts it in br.wg (its cleanup is done), unless the
+// instance is draining (1012) or full (4429). Under br.mu, which Shutdown holds while
+// it sets draining: no session is added once Shutdown has begun, so none is added to
+// br.wg while Shutdown waits for it.
+func (br *Bridge) add(s *session) (code ws.StatusCode, reason string, ok bool) {
 	br.mu.Lock()
 	defer br.mu.Unlock()
-	if br.draining || (br.cfg.MaxConns > 0 && len(br.sessions) >= br.cfg.MaxConns) {
-		return false
+	switch {
+	case br.draining:
+		return CloseRestarting, "server restarting", false
+	case br.cfg.MaxConns > 0 && len(br.sessions) >= br.cfg.MaxConns:
+		return CloseTooMany, "too many connections", false
 	}
 	br.sessions[s.id] = s
+	br.wg.Add(1) // done by the session's cleanup
 	br.metrics.conns.Inc()
-	return true
+	return 0, "", true
 }
 
 // isDraining reports whether Shutdown has begun.

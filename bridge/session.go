@@ -762,6 +762,7 @@ func (s *session) closeLocked(code ws.StatusCode, reason string, dropQueue bool)
 		return
 	}
 	code, reason = s.br.closeVerdict(s, code, reason) // a failed auth counts (admit.go)
+	code, reason = s.br.closeVerdict(s, code, reason) // a failed auth counts (admit.go)
 	if dropQueue {
 		if s.queueBegun {
 			s.queue = s.queue[:1] // the rest of a frame half on the wire: the stream needs it
