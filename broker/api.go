@@ -57,6 +57,9 @@ func (a *API) publish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !key.Allows(feed) {
+		_, remote := a.admin.AuditSource(r)
+		a.b.Audit(AuditRecord{Type: "producer_refused", Feed: feed, RemoteAddr: remote, Actor: ProducerKeyActor(key.ID),
+			Detail: "publish to a feed the key may not publish to"})
 		a.reject(w, "forbidden", Errorf(CodeForbidden, "this producer key may not publish to that feed"))
 		return
 	}

@@ -72,6 +72,7 @@ var aggregatedTypes = map[string]bool{
 	"pair_fail":         true, // a wrong PIN, or a poll with another key
 	"pair_approve_fail": true, // an admin's code that names no open request
 	"admin_login_fail":  true, // a wrong dashboard password or admin bearer token
+	"producer_refused":  true, // a producer key publishing to a feed it may not
 }
 
 // AggregatedAuditTypes lists the audit types that Audit sums up (see Audit), for

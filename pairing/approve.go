@@ -88,15 +88,15 @@ func (a *Authority) lookupRequest(ctx context.Context, code, remote, action, via
 		return pendingPair{}, a.unavailable("find pair request", err)
 	}
 	if !found || !p.open(a.cfg.Now()) {
-		return pendingPair{}, a.codeMiss(remote, action, via)
+		return pendingPair{}, a.codeMiss(ctx, remote, action, via)
 	}
 	return p, nil
 }
 
 // codeMiss audits a code that named no open request and counts it against remote.
-func (a *Authority) codeMiss(remote, action, via string) error {
+func (a *Authority) codeMiss(ctx context.Context, remote, action, via string) error {
 	a.guessLimit.allow(remote)
-	a.audit("pair_approve_fail", "", "", remote, action+" in "+via+": no open pairing request has that code")
+	a.auditCtx(ctx, "pair_approve_fail", "", "", remote, action+" in "+via+": no open pairing request has that code")
 	a.log.Info("pair request code not found", slog.String("action", action), slog.String("remote_addr", remote))
 	return errNoSuchRequest
 }
@@ -127,7 +127,7 @@ func (a *Authority) approveRequest(ctx context.Context, code string, ap approval
 	})
 	switch {
 	case errors.Is(err, errNoSuchRequest) || (err == nil && !found):
-		return Device{}, a.codeMiss(remote, "approve", via)
+		return Device{}, a.codeMiss(ctx, remote, "approve", via)
 	case err != nil:
 		return Device{}, a.unavailable("approve pair request", err)
 	}
@@ -179,7 +179,7 @@ func (a *Authority) denyRequest(ctx context.Context, code, remote, via string) e
 	})
 	switch {
 	case errors.Is(err, errNoSuchRequest) || (err == nil && !found):
-		return a.codeMiss(remote, "deny", via)
+		return a.codeMiss(ctx, remote, "deny", via)
 	case err != nil:
 		return a.unavailable("deny pair request", err)
 	}

@@ -250,7 +250,7 @@ func (s *sessionStore) create(ctx context.Context, now time.Time, remote, userAg
 	sess := session{
 		id:      base64.RawURLEncoding.EncodeToString(raw[:]),
 		Created: now.UTC().Truncate(time.Second), Expires: now.Add(SessionTTL).UTC().Truncate(time.Second),
-		RemoteAddr: remote, UserAgent: truncate(userAgent, 256),
+		RemoteAddr: remote, UserAgent: broker.CleanText(userAgent, maxUserAgentBytes),
 	}
 	val, _ := json.Marshal(sess)
 	if _, err := kv.Create(ctx, sessionKey(sess.id), val, jetstream.KeyTTL(SessionTTL)); err != nil {

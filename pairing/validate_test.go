@@ -291,6 +291,23 @@ func TestAuditNamesTheActor(t *testing.T) {
 			t.Errorf("%s %+v, want actor %q and the client's address", typ, r, want)
 		}
 	}
+	// A producer key refused a feed names itself.
+	pk2 := s.admin(t, "POST", "/api/admin/producer-keys", map[string]any{"name": "lobby only", "feeds": []string{"lobby"}}, named)
+	pk2ID, _ := pk2.body["id"].(string)
+	pk2Key, _ := pk2.body["key"].(string)
+	if a := s.admin(t, "POST", "/api/feeds/kitchen/events", map[string]any{"kind": "state", "data": map[string]any{}}, pk2Key); a.status != http.StatusForbidden {
+		t.Fatalf("publish to a feed the key may not: %d %s, want 403", a.status, a.raw)
+	}
+	if r := s.auditHas(t, "producer_refused", nil); r.Actor != broker.ProducerKeyActor(pk2ID) || r.Feed != "kitchen" {
+		t.Errorf("producer_refused %+v, want actor producer_key:%s on kitchen", r, pk2ID)
+	}
+	// A code guessed with the named token.
+	if a := s.admin(t, "POST", "/api/admin/pair-requests/BCDF-GHJK/approve", map[string]any{"feed": "lobby"}, named); a.status != http.StatusNotFound {
+		t.Fatalf("approve a code nobody shows: %d %s", a.status, a.raw)
+	}
+	if r := s.auditHas(t, "pair_approve_fail", nil); r.Actor != want {
+		t.Errorf("pair_approve_fail actor %q, want %q", r.Actor, want)
+	}
 	// The dashboard.
 	c, csrf := s.login(t)
 	if p := s.post(t, "/admin/events", c, withToken(csrf, "feed", "lobby", "kind", "state", "data", `{"a":1}`)); p.status != http.StatusOK {
