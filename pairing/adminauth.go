@@ -89,7 +89,7 @@ func (a *AdminAuth) check(ctx context.Context, token string) bool {
 		return false
 	}
 	id, _, found := strings.Cut(rest, ".")
-	if !found {
+	if !found || !broker.ValidKeyID(id) { // no token has it, and NATS would refuse it as a key
 		return false
 	}
 	rec, found := a.named.Lookup(ctx, id)
