@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"time"
 )
 
 // AdminAuthorizer decides whether a request carries admin rights. It is declared here,
@@ -45,11 +46,40 @@ func (a *API) Register(mux *http.ServeMux) {
 
 var errNoKey = &Error{Code: CodeInvalidToken, Message: "send a producer key: Authorization: Bearer <key>"}
 
-func (a *API) publish(w http.ResponseWriter, r *http.Request) {
-	feed := r.PathValue("feed")
+// Bad producer keys are limited per client address (IPv6: per Config.IPv6Prefix), on
+// their own, apart from the admin and device limits: producerFailBurst at once, then one
+// per producerFailEvery. Past that every key from the address is answered 429 before
+// it is looked at, so a flood of kfp.<unknown id>.x costs no KV lookup; good keys take
+// nothing from the allowance.
+const (
+	producerFailBurst = 20
+	producerFailEvery = 3 * time.Second
+)
+
+// producer returns the producer key r presents, counting a bad one against the client
+// address's failure allowance.
+func (a *API) producer(r *http.Request) (ProducerKey, error) {
+	remote := a.b.clientAddr.Of(r)
+	if blocked, wait := a.b.producerFails.Blocked(remote); blocked {
+		return ProducerKey{}, RateLimited(wait)
+	}
 	key, ok := a.b.AuthenticateProducer(r.Context(), Bearer(r))
 	if !ok {
-		a.reject(w, "unauthorized", errNoKey)
+		a.b.producerFails.Allow(remote)
+		return ProducerKey{}, errNoKey
+	}
+	return key, nil
+}
+
+func (a *API) publish(w http.ResponseWriter, r *http.Request) {
+	feed := r.PathValue("feed")
+	key, err := a.producer(r)
+	if err != nil {
+		reason := "unauthorized"
+		if err != errNoKey {
+			reason = "rate_limited"
+		}
+		a.reject(w, reason, err)
 		return
 	}
 	if !ValidFeedID(feed) {
@@ -106,7 +136,11 @@ func (a *API) state(w http.ResponseWriter, r *http.Request) {
 
 // canRead lets a producer key read the feeds it may publish to, and an admin any feed.
 func (a *API) canRead(r *http.Request, feed string) error {
-	if key, ok := a.b.AuthenticateProducer(r.Context(), Bearer(r)); ok {
+	if strings.HasPrefix(Bearer(r), producerKeyPrefix) {
+		key, err := a.producer(r)
+		if err != nil {
+			return err
+		}
 		if key.Allows(feed) {
 			return nil
 		}

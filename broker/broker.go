@@ -93,6 +93,13 @@ type Config struct {
 	// OpTimeout bounds each JetStream call. Default 5s.
 	OpTimeout time.Duration
 
+	// TrustedProxies are IPs or CIDRs whose X-Forwarded-For is believed, so that the
+	// producer API's failure limit counts the client, not the load balancer.
+	TrustedProxies []string
+	// IPv6Prefix is how many leading bits of an IPv6 client address the producer
+	// API's failure limit keys on. 48 to 128. Default 64.
+	IPv6Prefix int
+
 	// Logger receives the broker's and the embedded server's logs. Default: discard.
 	Logger *slog.Logger
 	// Registerer takes the broker's metrics. Default: none registered.
@@ -158,6 +165,10 @@ type Broker struct {
 	metrics *metrics
 	agg     *auditAggregator // nil when AuditAggregateWindow is negative
 
+	// clientAddr and producerFails limit bad producer keys per client address (api.go).
+	clientAddr    *ClientAddr
+	producerFails *Limiter
+
 	srv      *server.Server // nil when external
 	natsAddr string         // the embedded listener's address, "" when none
 
@@ -178,6 +189,11 @@ type Broker struct {
 func New(ctx context.Context, cfg Config) (*Broker, error) {
 	cfg.setDefaults()
 	b := &Broker{cfg: cfg, log: cfg.Logger, metrics: newMetrics(cfg.Registerer)}
+	var err error
+	if b.clientAddr, err = NewClientAddr(cfg.TrustedProxies); err != nil {
+		return nil, err
+	}
+	b.producerFails = NewLimiter(LimiterConfig{Every: producerFailEvery, Burst: producerFailBurst, IPv6Prefix: cfg.IPv6Prefix, Now: cfg.Now})
 	if cfg.URL != "" {
 		if err := b.startExternal(ctx); err != nil {
 			if b.nc != nil {

@@ -2,14 +2,19 @@ package broker_test
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"net/netip"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/kioskfeed/kioskfeed/broker"
+	"github.com/kioskfeed/kioskfeed/broker/brokertest"
 )
 
 // fakeClock is a clock tests move by hand.
@@ -240,4 +245,66 @@ func BenchmarkLimiterDistinctAddresses(b *testing.B) {
 			i += 7
 		}
 	})
+}
+
+// producerCall publishes with key as if from client (through the trusted proxy
+// 127.0.0.1 when client is not empty) and returns the status and Retry-After.
+func producerCall(t *testing.T, s *apiServer, key, client string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", s.URL+"/api/feeds/lobby/events", strings.NewReader(`{"kind":"item","data":{}}`))
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Content-Type", "application/json")
+	if client != "" {
+		req.Header.Set("X-Forwarded-For", client)
+	}
+	resp, err := s.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, resp.Header.Get("Retry-After")
+}
+
+// TestUnknownProducerKeysLimitedBeforeLookup: a flood of kfp.<unknown id>.x from one
+// client is answered 429 with Retry-After after its failure allowance, and from then on
+// costs no NATS message (the key is not looked up); a good key from another client
+// still publishes, and the same client's other /64 neighbours share its refusal.
+// On the old code every one of the 200 calls was a KV lookup (and none was 429).
+func TestUnknownProducerKeysLimitedBeforeLookup(t *testing.T) {
+	b := brokertest.New(t, func(c *broker.Config) { c.TrustedProxies = []string{"127.0.0.1"} })
+	s := startAPI(t, b)
+	good := s.createKey(t, "lobby")
+	const flood = 200
+	const attacker = "2001:db8:7:7::1"
+	first429 := -1
+	out0 := b.Conn().Stats().OutMsgs
+	for i := range flood {
+		status, ra := producerCall(t, s, "kfp.aaaaaaaaaaaaa.x", attacker)
+		switch {
+		case status == http.StatusTooManyRequests:
+			if n, err := strconv.Atoi(ra); err != nil || n < 1 {
+				t.Fatalf("call %d: 429 with Retry-After %q, want whole seconds", i, ra)
+			}
+			if first429 < 0 {
+				first429 = i
+			}
+		case status != http.StatusUnauthorized || first429 >= 0:
+			t.Fatalf("call %d: %d (first 429 at %d), want 401 until the first 429, then 429", i, status, first429)
+		}
+	}
+	sent := b.Conn().Stats().OutMsgs - out0
+	t.Logf("first 429 at call %d; %d NATS messages for %d calls", first429, sent, flood)
+	if first429 < 0 {
+		t.Fatalf("%d bad keys from one client: no 429", flood)
+	}
+	if sent > 60 {
+		t.Fatalf("%d NATS messages for %d bad keys, want the lookups bounded by the allowance (~20)", sent, flood)
+	}
+	if status, _ := producerCall(t, s, "kfp.aaaaaaaaaaaaa.x", "2001:db8:7:7:ffff::9"); status != http.StatusTooManyRequests {
+		t.Fatalf("another address of the same /64: %d, want 429 (one allowance per /64)", status)
+	}
+	if status, _ := producerCall(t, s, good, "198.51.100.20"); status != http.StatusAccepted {
+		t.Fatalf("a good key from another client: %d, want 202", status)
+	}
 }

@@ -136,19 +136,23 @@ func (a *AdminAuth) revoke(ctx context.Context, id string) (bool, error) {
 
 // AuthorizeAdmin returns nil when r carries an admin token, or the dashboard's session
 // cookie on a same-origin request without an Authorization header. Failed attempts are
-// audited (admin_login_fail) and, past a burst per address, answered 429.
+// audited (admin_login_fail) and counted against the address's bearer allowance (its
+// own: bad tokens do not lock the dashboard login); once that is used up every bearer
+// token from the address is answered 429 before it is looked at, so a flood of
+// kfa.<unknown id>.x costs no KV lookup.
 func (a *Authority) AuthorizeAdmin(r *http.Request) error {
 	if a.sessionGrantsAdmin(r) { // the dashboard's session cookie, same-origin only
 		return nil
 	}
 	remote := a.addr.Of(r)
+	if blocked, wait := a.bearerFails.blocked(remote); blocked {
+		return rateLimited(wait)
+	}
 	token := broker.Bearer(r)
 	if a.admin.check(r.Context(), token) {
 		return nil
 	}
-	if ok, wait := a.adminLimit.allow(remote); !ok {
-		return rateLimited(wait)
-	}
+	a.bearerFails.allow(remote)
 	a.audit("admin_login_fail", "", "", remote, "bad or missing admin bearer token")
 	return errAdminToken
 }

@@ -38,6 +38,10 @@ type Config struct {
 	// attempt per 6s with a burst of 10.
 	PairEvery time.Duration
 	PairBurst int
+	// IPv6Prefix is how many leading bits of an IPv6 client address every per-address
+	// limit keys on (one /64 is one customer network, which a single host can fill
+	// with fresh addresses). 48 to 128. Default 64.
+	IPv6Prefix int
 	// Presence tells whether a device has a live connection and when it was last seen,
 	// for the admin device list. Default: nobody is online (no bridge yet).
 	Presence func(deviceID string) (online bool, lastSeen time.Time)
@@ -97,12 +101,29 @@ type Authority struct {
 
 	presence atomic.Pointer[func(string) (bool, time.Time)]
 
-	pairLimit  *limiter
-	tokenLimit *limiter
-	adminLimit *limiter
+	// Each surface has limits of its own, so that failures on one cannot shut another
+	// (bad bearer tokens must not lock the dashboard login). The device endpoints
+	// count every attempt; the admin surfaces count failures only, and refuse before
+	// they look once an address's failures are used up.
+	pairLimit  *limiter // POST /api/pair and /api/pair/requests
+	tokenLimit *limiter // POST /api/token and the pair requests' polls
+	// loginFails bounds wrong dashboard passwords per address.
+	loginFails *limiter
+	// bearerFails bounds bad admin bearer tokens per address.
+	bearerFails *limiter
 	// guessLimit bounds, per address, admin lookups of codes that name no open request.
 	guessLimit *limiter
 }
+
+// Failure allowances of the admin surfaces, per client address (IPv6: per prefix).
+const (
+	// loginFailBurst wrong dashboard passwords at once, then one per loginFailEvery.
+	loginFailBurst = 40
+	loginFailEvery = 3 * time.Second
+	// bearerFailBurst bad admin bearer tokens at once, then one per bearerFailEvery.
+	bearerFailBurst = 20
+	bearerFailEvery = 3 * time.Second
+)
 
 // New sets up the buckets pairing keeps its state in and returns the service.
 func New(ctx context.Context, cfg Config, b *broker.Broker) (*Authority, error) {
@@ -155,11 +176,13 @@ func New(ctx context.Context, cfg Config, b *broker.Broker) (*Authority, error) 
 		a.admin.stop()
 		return nil, err
 	}
-	a.pairLimit = newLimiter(cfg.PairEvery, cfg.PairBurst, cfg.Now)
+	bits := cfg.IPv6Prefix
+	a.pairLimit = newPrefixLimiter(cfg.PairEvery, cfg.PairBurst, bits, cfg.Now)
 	// Tablets behind one NAT refresh tokens every few minutes each: a loose bound.
-	a.tokenLimit = newLimiter(200*time.Millisecond, 120, cfg.Now)
-	a.adminLimit = newLimiter(3*time.Second, 20, cfg.Now)
-	a.guessLimit = newLimiter(codeGuessEvery, codeGuessBurst, cfg.Now)
+	a.tokenLimit = newPrefixLimiter(200*time.Millisecond, 120, bits, cfg.Now)
+	a.loginFails = newPrefixLimiter(loginFailEvery, loginFailBurst, bits, cfg.Now)
+	a.bearerFails = newPrefixLimiter(bearerFailEvery, bearerFailBurst, bits, cfg.Now)
+	a.guessLimit = newPrefixLimiter(codeGuessEvery, codeGuessBurst, bits, cfg.Now)
 	return a, nil
 }
 

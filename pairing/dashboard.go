@@ -368,8 +368,10 @@ func (d *dashboard) login(w http.ResponseWriter, r *http.Request) {
 	}
 	next := safeNext(r.PostForm.Get("next"))
 	v := view{Title: "Log in", Body: loginBody{Next: next}}
-	// Every attempt costs a bcrypt comparison, so every attempt takes a token.
-	if ok, wait := a.adminLimit.allow(remote); !ok {
+	// Wrong passwords are counted (below); once the address's allowance is used up,
+	// every attempt is refused before the bcrypt comparison. Bad bearer tokens have an
+	// allowance of their own, so they cannot shut the login.
+	if blocked, wait := a.loginFails.blocked(remote); blocked {
 		secs := max(int(math.Ceil(wait.Seconds())), 1)
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
 		v.Error = fmt.Sprintf("Too many attempts from your address. Try again in %d seconds.", secs)
@@ -394,6 +396,7 @@ func (d *dashboard) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !ok {
+		a.loginFails.allow(remote)
 		a.audit("admin_login_fail", "", "", remote, "wrong dashboard password")
 		a.log.Info("dashboard login refused", slog.String("remote_addr", remote))
 		v.Error = "That password is not right."

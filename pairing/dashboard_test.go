@@ -687,7 +687,7 @@ func TestDashboardLogout(t *testing.T) {
 func TestDashboardLoginRateLimit(t *testing.T) {
 	s := startDashboard(t)
 	var p page
-	for i := range 30 {
+	for i := range 100 {
 		p = s.loginAnswer(t, "guess "+strconv.Itoa(i), "")
 		if p.status == http.StatusTooManyRequests {
 			break
@@ -697,7 +697,7 @@ func TestDashboardLoginRateLimit(t *testing.T) {
 		}
 	}
 	if p.status != http.StatusTooManyRequests {
-		t.Fatalf("30 wrong passwords: last status %d, want 429", p.status)
+		t.Fatalf("100 wrong passwords: last status %d, want 429", p.status)
 	}
 	if ra, err := strconv.Atoi(p.header.Get("Retry-After")); err != nil || ra < 1 {
 		t.Fatalf("Retry-After = %q, want seconds", p.header.Get("Retry-After"))
