@@ -51,7 +51,7 @@ var knownAuditTypes = []string{
 	"device_revoked", "pair_request", "pair_approved", "pair_denied", "pair_approve_fail",
 	"admin_login", "admin_login_fail", "admin_logout", "admin_password_set",
 	"admin_token_created", "admin_token_revoked", "producer_key_created", "producer_key_deleted",
-	"test_event_sent",
+	"test_event_sent", "producer_refused",
 }
 
 var auditTypeRe = regexp.MustCompile(`^[a-z][a-z_]{0,39}$`)

@@ -6,8 +6,10 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kioskfeed/kioskfeed/broker"
+	"github.com/kioskfeed/kioskfeed/broker/brokertest"
 	"github.com/kioskfeed/kioskfeed/pairing"
 	"github.com/kioskfeed/kioskfeed/pairing/pairingtest"
 )
@@ -352,5 +354,23 @@ func TestRevokedAdminTokenLeavesWhatItMade(t *testing.T) {
 	}
 	if r := s.auditHas(t, "admin_token_created", func(r broker.AuditRecord) bool { return strings.Contains(r.Detail, "(child)") }); r.Actor != "admin_token:"+makerID {
 		t.Errorf("the child's creation names actor %q, want admin_token:%s", r.Actor, makerID)
+	}
+}
+
+// The dashboard's audit page shows who acted and how many refusals a record sums up.
+func TestDashboardAuditShowsActorAndCount(t *testing.T) {
+	s := startDashboard(t)
+	s.b.Audit(broker.AuditRecord{Type: "pin_issued", Feed: "lobby", RemoteAddr: "192.0.2.1", Actor: "admin_token:abcdefghijklm", Detail: "expires soon"})
+	for range 30 {
+		s.b.Audit(broker.AuditRecord{Type: "token_refused", RemoteAddr: "192.0.2.9", Detail: "unknown or revoked device"})
+	}
+	brokertest.Eventually(t, 10*time.Second, "the summing token_refused record", func() bool {
+		recs, err := s.b.AuditList(bg, "token_refused", 10)
+		return err == nil && len(recs) == 2 && recs[0].Count == 29
+	})
+	c, _ := s.login(t)
+	p := s.get(t, "/admin/audit", c)
+	if p.status != http.StatusOK || !strings.Contains(p.body, `<code>admin_token:abcdefghijklm</code>`) || !strings.Contains(p.body, `×29</strong>`) {
+		t.Fatalf("audit page %d, want the actor and the count ×29:\n%s", p.status, p.body)
 	}
 }
