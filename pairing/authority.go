@@ -161,7 +161,7 @@ func New(ctx context.Context, cfg Config, b *broker.Broker) (*Authority, error) 
 	if a.pins, err = newPINStore(ctx, b, pinKey, cfg.Now); err != nil {
 		return nil, err
 	}
-	if a.requests, err = newRequestStore(ctx, b, cfg.Now); err != nil {
+	if a.requests, err = newRequestStore(ctx, b, cfg.IPv6Prefix, cfg.Now); err != nil {
 		return nil, err
 	}
 	if a.devices, err = newRegistry(ctx, b, a.log); err != nil {

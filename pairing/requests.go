@@ -99,6 +99,9 @@ func (e errSlotsFull) Error() string { return "too many open pair requests from 
 type requestStore struct {
 	kv  jetstream.KeyValue
 	now func() time.Time
+	// ipv6Prefix keys an IPv6 address's open requests by its prefix, as the limits do:
+	// one /64 holds MaxOpenPairRequests, not that many per address of it.
+	ipv6Prefix int
 }
 
 // PairRequestMaxBytes bounds the pair request bucket. Strangers fill it: each client
@@ -122,12 +125,12 @@ func PairRequestBucketConfig() jetstream.KeyValueConfig {
 	}
 }
 
-func newRequestStore(ctx context.Context, b *broker.Broker, now func() time.Time) (*requestStore, error) {
+func newRequestStore(ctx context.Context, b *broker.Broker, ipv6Prefix int, now func() time.Time) (*requestStore, error) {
 	kv, err := b.Bucket(ctx, PairRequestBucketConfig())
 	if err != nil {
 		return nil, err
 	}
-	return &requestStore{kv: kv, now: now}, nil
+	return &requestStore{kv: kv, now: now, ipv6Prefix: ipv6Prefix}, nil
 }
 
 // newRequestID makes pr_ plus 20 base32 characters: 100 random bits.
@@ -289,7 +292,7 @@ type addrSlots struct {
 // editSlots compare-and-sets an address's list of open requests, dropping expired ones
 // before fn sees it. fn returns false to leave the list as it is.
 func (s *requestStore) editSlots(ctx context.Context, remote string, fn func(open []slot) ([]slot, bool, error)) error {
-	key := addrKey(remote)
+	key := addrKey(broker.LimitKey(remote, s.ipv6Prefix))
 	for range 20 {
 		var cur addrSlots
 		var rev uint64

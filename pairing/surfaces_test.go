@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/kioskfeed/kioskfeed/pairing"
+	"github.com/kioskfeed/kioskfeed/pairing/pairingtest"
 )
 
 // The per-surface limits of issue 12 §4 and §6: each surface (dashboard login, admin
@@ -163,4 +164,35 @@ func TestIPv6ClientsShareTheirPrefixAllowance(t *testing.T) {
 	if got := try(t, wide, "2001:db8:5:6::"); got >= 0 {
 		t.Fatalf("ipv6_prefix 128: 429 at address %d, want each address on its own", got)
 	}
+}
+
+// xffTransport sends every request as if through a proxy that saw addr.
+type xffTransport struct {
+	base http.RoundTripper
+	addr string
+}
+
+func (x xffTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("X-Forwarded-For", x.addr)
+	return x.base.RoundTrip(r)
+}
+
+// TestOpenPairRequestsPerIPv6Prefix: the open pairing requests one client may hold are
+// counted per /64, as the limits are: tablets at five addresses of one /64 fill it, a
+// sixth address of it is refused 429, another /64 is not. On the old code each address
+// had places of its own.
+func TestOpenPairRequestsPerIPv6Prefix(t *testing.T) {
+	s := startService(t, nil, nil, manyPairs, func(c *pairing.Config) { c.TrustedProxies = []string{"127.0.0.1"} })
+	at := func(addr string) *pairingtest.Tablet {
+		tab := s.codeTablet(t)
+		tab.HTTP = &http.Client{Transport: xffTransport{base: s.Client().Transport, addr: addr}}
+		return tab
+	}
+	for i := range pairing.MaxOpenPairRequests {
+		s.request(t, at("2001:db8:3:4::"+strconv.Itoa(i+1)), "")
+	}
+	_, err := at("2001:db8:3:4::ff").RequestPairing(bg, "")
+	wantAPIError(t, err, http.StatusTooManyRequests, "rate_limited")
+	s.request(t, at("2001:db8:3:5::1"), "")
 }
