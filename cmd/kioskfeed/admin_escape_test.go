@@ -36,7 +36,7 @@ func TestAdminCLIEscapesStoredText(t *testing.T) {
 		}
 		return out.String()
 	}
-	for _, cmd := range [][]string{{"audit", "--type", "admin_token_created"}, {"devices"}} {
+	for _, cmd := range [][]string{{"audit", "--type", "admin_token_created"}, {"devices"}, {"requests"}} {
 		out := admin(cmd...)
 		if strings.ContainsAny(out, "\x1b\t\u202e\u2028\u009b\u200b") {
 			t.Errorf("admin %v printed a raw control: %q", cmd, out)
@@ -64,6 +64,20 @@ func seed(t *testing.T, dir string) {
 	b.Audit(broker.AuditRecord{Type: "admin_token_created", RemoteAddr: "127.0.0.1", Detail: "token x (" + hostile + ")"})
 	kv, err := b.Bucket(ctx, jetstream.KeyValueConfig{Bucket: pairing.BucketDevices, History: 1})
 	if err != nil {
+		t.Fatal(err)
+	}
+	// An open pair request, as the reverse flow keeps it, with a hostile name and agent.
+	reqs, err := b.Bucket(ctx, pairing.PairRequestBucketConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	pr, _ := json.Marshal(map[string]any{
+		"request_id": "pr_0123456789ABCDEFGHJK", "user_code": "BCDFGHJK", "jkt": "0123456789abcdef",
+		"name": hostile, "remote_addr": "192.0.2.7", "user_agent": hostile, "status": "pending",
+		"created_at": now, "expires_at": now.Add(10 * time.Minute), "interval": 5,
+	})
+	if _, err := reqs.Put(ctx, "req.pr_0123456789ABCDEFGHJK", pr); err != nil {
 		t.Fatal(err)
 	}
 	d := pairing.Device{ID: "dev_0123456789ABCDEFGHJK", Feed: "lobby", Name: hostile, JKT: "x", PairedAt: time.Now().UTC(), UserAgent: hostile}
