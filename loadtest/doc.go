@@ -8,8 +8,10 @@
 //     /proc/<pid> (memory, CPU) and /metrics (goroutines);
 //   - workers ("kioskfeed loadtest worker"), each holding a share of the tablets, driven
 //     by JSON lines on stdin and stdout (worker.go). A tablet (tablet.go) pairs through
-//     the PIN + DPoP flow, keeps one socket, reconnects with the PWA's own backoff, and
-//     records each event's publish→delivery latency from the send time the event carries;
+//     the PIN + DPoP flow (internal/devkey: the binary must not link package testing,
+//     so not pairing/pairingtest), keeps one socket, reconnects with the PWA's own
+//     backoff, and records each event's publish→delivery latency from the send time the
+//     event carries;
 //   - for the comparison, a plain nats-server with its WebSocket listener
 //     ("kioskfeed loadtest nats-server"), and raw NATS-over-WebSocket subscribers
 //     (natsclient.go) in the same workers.
@@ -19,4 +21,9 @@
 // restart the server under the tablets (the reconnect storm); then the same fan-out
 // through nats-server. Every loop is bounded in count and time, and the run fails when
 // a tablet missed or repeated an event. BENCHMARKS.md has the figures.
+//
+// Options.Scenario runs one of issue 12's scenarios instead (scenario.go): a Wi-Fi
+// outage (a share of the tablets go dead at once, sockets open) or a far-behind
+// reconnect storm (a share leave, fall hundreds of events behind, and come back at
+// once), each measured on the healthy tablets and the server's memory.
 package loadtest

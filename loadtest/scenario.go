@@ -315,12 +315,18 @@ func (r *run) outage(ctx context.Context) error {
 	if err := r.watch(groupHealthy); err != nil {
 		return err
 	}
+	beforeStart := time.Now()
 	lat, _, _, err := r.groupPhase(ctx, 1, r.opts.Events, groupHealthy)
 	if err != nil {
 		return err
 	}
 	p := percentiles(lat)
 	o.FanoutBeforeP50Ms, o.FanoutBeforeP99Ms, o.FanoutBeforeMaxMs = p[0], p[2], p[3]
+	// The heartbeats before are watched as long as a healthy tablet's patience at
+	// least, so that their gaps compare with those during the outage.
+	if err := r.sleep(ctx, time.Until(beforeStart.Add(5*r.opts.Heartbeat/2))); err != nil {
+		return err
+	}
 	before, err := r.gaps(groupHealthy)
 	if err != nil {
 		return err

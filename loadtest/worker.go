@@ -363,8 +363,8 @@ func (w *worker) gaps(cmd command) reply {
 		rep.Gaps = append(rep.Gaps, t.unwatch(now)...)
 		if t.ends.Load() > t.endsMark {
 			rep.Dropped++
-			if e, ok := t.lastErr.Load().(string); ok && rep.FirstErr == "" {
-				rep.FirstErr = t.describe() + ": " + e
+			if rep.FirstErr == "" {
+				rep.FirstErr = t.describe()
 			}
 		}
 	}
