@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kioskfeed/kioskfeed/bridge"
 	"github.com/kioskfeed/kioskfeed/bridge/bridgetest"
 	"github.com/kioskfeed/kioskfeed/broker/brokertest"
 	"github.com/kioskfeed/kioskfeed/pairing/pairingtest"
@@ -24,7 +25,14 @@ func TestThreeHundredTabletsBehindOneAddressComeBackAfterARestart(t *testing.T) 
 	b := brokertest.New(t)
 	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	keys := []*ecdsa.PrivateKey{k}
-	before := startStack(t, stackOpts{broker: b, keys: keys, bridge: deployed})
+	// The sockets are not read between the storms, and a loaded machine is slow: the
+	// deployed heartbeat and lease TTL, so that neither a silent-tablet sweep nor a
+	// late lease renewal ends a socket the test waits on.
+	asDeployed := func(c *bridge.Config) {
+		deployed(c)
+		c.Heartbeat, c.LeaseTTL = 20*time.Second, 15*time.Second
+	}
+	before := startStack(t, stackOpts{broker: b, keys: keys, bridge: asDeployed})
 	tabs := make([]*pairingtest.Tablet, tablets)
 	for i := range tabs {
 		tabs[i] = before.pair(t, "lobby")
@@ -37,18 +45,19 @@ func TestThreeHundredTabletsBehindOneAddressComeBackAfterARestart(t *testing.T) 
 	}
 	var wg sync.WaitGroup
 	codes := make([]int, tablets)
+	errs := make([]error, tablets)
 	for i, c := range conns {
-		wg.Go(func() { codes[i], _ = c.ExpectClose(wait) })
+		wg.Go(func() { codes[i], errs[i] = c.ExpectClose(wait) })
 	}
 	wg.Wait()
 	for i, code := range codes {
 		if code != 1012 {
-			t.Fatalf("tablet %d at the drain: close %d, want 1012", i, code)
+			t.Fatalf("tablet %d at the drain: close %d (%v), want 1012", i, code, errs[i])
 		}
 	}
 
 	// The same public URL (the tablets' tokens and proofs name it), a new listener.
-	after := startStack(t, stackOpts{broker: b, keys: keys, public: before.public, bridge: deployed})
+	after := startStack(t, stackOpts{broker: b, keys: keys, public: before.public, bridge: asDeployed})
 	connectAll(t, after, tabs)
 }
 
