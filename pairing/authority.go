@@ -151,7 +151,9 @@ func New(ctx context.Context, cfg Config, b *broker.Broker) (*Authority, error) 
 	if err != nil {
 		return nil, err
 	}
-	if a.dpop, err = NewDPoPVerifier(DPoPConfig{Replay: NewKVReplayCache(replayKV, cfg.Now), Skew: cfg.ProofSkew, Now: cfg.Now}); err != nil {
+	replay := NewKVReplayCache(replayKV, cfg.Now)
+	replay.SetRecreate(func(ctx context.Context) (jetstream.KeyValue, error) { return b.SoftBucket(ctx, ReplayBucketConfig(1)) })
+	if a.dpop, err = NewDPoPVerifier(DPoPConfig{Replay: replay, Skew: cfg.ProofSkew, Now: cfg.Now}); err != nil {
 		return nil, err
 	}
 	pinKey, err := DeriveKey(cfg.SigningKeys[0], "kioskfeed pin hmac", 32)

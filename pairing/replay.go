@@ -4,7 +4,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -68,8 +71,12 @@ func ReplayBucketConfig(replicas int) jetstream.KeyValueConfig {
 // created atomically with a per-key TTL, so two instances that see the same
 // proof at the same moment cannot both accept it. Safe for concurrent use.
 type KVReplayCache struct {
-	kv  jetstream.KeyValue
+	kv  atomic.Pointer[jetstream.KeyValue]
 	now func() time.Time
+
+	// recreate makes the bucket again (see SetRecreate); nil: never.
+	recreate func(context.Context) (jetstream.KeyValue, error)
+	mu       sync.Mutex // one recreation at a time
 }
 
 // NewKVReplayCache returns a cache on kv, a bucket made with
@@ -79,7 +86,20 @@ func NewKVReplayCache(kv jetstream.KeyValue, now func() time.Time) *KVReplayCach
 	if now == nil {
 		now = time.Now
 	}
-	return &KVReplayCache{kv: kv, now: now}
+	c := &KVReplayCache{now: now}
+	c.kv.Store(&kv)
+	return c
+}
+
+// SetRecreate gives the cache a way to make its bucket again. The bucket is in
+// memory storage: a NATS server that restarts (a single node, or every node of a
+// cluster) comes back without it, and every write then fails with "no response
+// from stream", so /api/pair and /api/token would answer 503 until kioskfeed
+// restarted. With fn, the first write that finds the bucket gone makes it again
+// and is retried once; the jtis it held were forgotten with it, which
+// ReplayBucketConfig already accepts. Call it before the cache is used.
+func (c *KVReplayCache) SetRecreate(fn func(context.Context) (jetstream.KeyValue, error)) {
+	c.recreate = fn
 }
 
 // Remember implements [ReplayCache]. The key is the hex SHA-256 of jti:
@@ -87,7 +107,14 @@ func NewKVReplayCache(kv jetstream.KeyValue, now func() time.Time) *KVReplayCach
 func (c *KVReplayCache) Remember(ctx context.Context, jti string, until time.Time) (bool, error) {
 	sum := sha256.Sum256([]byte(jti))
 	key := hex.EncodeToString(sum[:])
-	_, err := c.kv.Create(ctx, key, nil, jetstream.KeyTTL(replayTTL(until.Sub(c.now()))))
+	ttl := jetstream.KeyTTL(replayTTL(until.Sub(c.now())))
+	kv := *c.kv.Load()
+	_, err := kv.Create(ctx, key, nil, ttl)
+	if bucketGone(err) && c.recreate != nil {
+		if kv, err = c.recreateBucket(ctx, kv); err == nil {
+			_, err = kv.Create(ctx, key, nil, ttl)
+		}
+	}
 	switch {
 	case err == nil:
 		return true, nil
@@ -96,6 +123,27 @@ func (c *KVReplayCache) Remember(ctx context.Context, jti string, until time.Tim
 	default:
 		return false, fmt.Errorf("record jti: %w", err)
 	}
+}
+
+// bucketGone reports an error of a write to a bucket whose stream does not exist.
+func bucketGone(err error) bool {
+	return errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, jetstream.ErrStreamNotFound) ||
+		errors.Is(err, jetstream.ErrBucketNotFound)
+}
+
+// recreateBucket makes the bucket again unless another call did since old failed.
+func (c *KVReplayCache) recreateBucket(ctx context.Context, old jetstream.KeyValue) (jetstream.KeyValue, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cur := *c.kv.Load(); cur != old {
+		return cur, nil
+	}
+	kv, err := c.recreate(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.kv.Store(&kv)
+	return kv, nil
 }
 
 // replayTTL rounds d up to whole seconds, at least one: per-key TTLs are
