@@ -48,10 +48,11 @@ WebSocket listener. Loopback only. Prints a table, or one JSON object with --jso
 --scenario outage: a Wi-Fi outage. With every tablet connected, a share of them (--share,
 default 0.3) go dead at once: their sockets stay open, they stop reading and answering
 pings. Events flow at --rate for --outage-for, and on until the server has dropped the
-dead links and 2.5 heartbeats more (at most --drop-wait from the start); the run reports the healthy tablets'
-heartbeat gaps, drops and fan-out latency (before and during), the server's memory, and
-how long the server took to drop the dead links. The server's heartbeat is --heartbeat
-(default 2s here). It fails if a healthy tablet was dropped or missed an event.
+dead links and 2.5 heartbeats more (at most --drop-wait from the start). It reports the
+healthy tablets' heartbeat gaps, drops and fan-out latency (before and during), the
+server's memory, and how long the server took to drop the dead links. The server's
+heartbeat is --heartbeat (default 2s here). It fails if a healthy tablet was dropped or
+missed an event, or a dead link outlived the wait.
 
 --scenario storm: a far-behind reconnect storm. A share of the tablets (--share, default
 0.8) leave, --behind events are published, and they all come back at once with their
@@ -78,7 +79,7 @@ tablet never synced, or a healthy tablet was dropped or missed an event.
 	fs.StringVar(&o.Scenario, "scenario", loadtest.ScenarioFull, "what to run: full, outage (Wi-Fi outage) or storm (far-behind reconnect storm)")
 	fs.Float64Var(&o.Share, "share", 0, "outage and storm: the share of tablets that go dead or leave and come back (default 0.3 and 0.8)")
 	fs.DurationVar(&o.Heartbeat, "heartbeat", 0, "the server's heartbeat, whole seconds (default the server's 20s; 2s for outage)")
-	fs.DurationVar(&o.OutageFor, "outage-for", 0, "outage: how long the dead tablets stay dead while events flow (default 6 × heartbeat + 2s)")
+	fs.DurationVar(&o.OutageFor, "outage-for", 0, "outage: how long it lasts at least, events flowing (default 6 × heartbeat + 2s)")
 	fs.DurationVar(&o.DropWait, "drop-wait", 0, "outage: the most it lasts, waiting for the server to drop the dead links (default outage-for + 30s)")
 	fs.IntVar(&o.Behind, "behind", 300, "storm: events published while the tablets are away")
 	fs.StringVar(&o.ServerExe, "server-exe", "", "the kioskfeed binary to run as the server (default this one), e.g. another build to compare")
