@@ -19,6 +19,7 @@ const (
 	CodeForbidden        = "forbidden"
 	CodeNotFound         = "not_found"
 	CodeMethodNotAllowed = "method_not_allowed"
+	CodeMisdirected      = "misdirected_request"
 	CodeTooLarge         = "too_large"
 	CodeUnsupportedMedia = "unsupported_media_type"
 	CodeRateLimited      = "rate_limited"
@@ -35,6 +36,7 @@ var statusOf = map[string]int{
 	CodeForbidden:        http.StatusForbidden,
 	CodeNotFound:         http.StatusNotFound,
 	CodeMethodNotAllowed: http.StatusMethodNotAllowed,
+	CodeMisdirected:      http.StatusMisdirectedRequest,
 	CodeTooLarge:         http.StatusRequestEntityTooLarge,
 	CodeUnsupportedMedia: http.StatusUnsupportedMediaType,
 	CodeRateLimited:      http.StatusTooManyRequests,
@@ -74,10 +76,12 @@ func Status(code string) int {
 	return http.StatusInternalServerError
 }
 
-// WriteJSON answers with a JSON body. Encoding errors are ignored: the status line has
-// gone out already and the client sees a truncated body.
+// WriteJSON answers with a JSON body, with nosniff so that no browser reads it as
+// anything else (whatever wraps the handler). Encoding errors are ignored: the status
+// line has gone out already and the client sees a truncated body.
 func WriteJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
@@ -119,7 +123,6 @@ func (w *plainErrorWriter) WriteHeader(status int) {
 	if status == http.StatusNotFound || status == http.StatusMethodNotAllowed {
 		if ct := w.Header().Get("Content-Type"); strings.HasPrefix(ct, "text/plain") {
 			w.swallow = true
-			w.Header().Del("X-Content-Type-Options")
 			code, msg := CodeNotFound, "no such endpoint"
 			if status == http.StatusMethodNotAllowed {
 				code, msg = CodeMethodNotAllowed, "this endpoint does not take that method; see the Allow header"
