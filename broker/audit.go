@@ -94,7 +94,9 @@ func AggregatedAuditTypes() []string {
 // outsider's flood of bad attempts costs a few records, not one each: the first refusal
 // of a type from an address is written at once (whoever watches the log sees it
 // promptly), the repeats within the next AuditAggregateWindow are only counted, and
-// when the window ends one record with their Count stands for them all. At most
+// when the window ends one record with their Count stands for them all. IPv6 clients
+// are followed per IPv6Prefix, as the limiters follow them (the summing record of
+// several addresses names the prefix, such as "2001:db8:1:2::/64"). At most
 // maxAuditAggregate addresses are followed at once; past that the repeats of any other
 // address are counted per type under no address.
 func (b *Broker) Audit(rec AuditRecord) {

@@ -18,6 +18,7 @@ const maxAuditAggregate = 4096
 // are written per real minute, whatever the broker's Now says.
 type auditAggregator struct {
 	window time.Duration
+	prefix int // IPv6 clients are followed per prefix of this many bits, as limited
 	write  func(AuditRecord)
 
 	mu     sync.Mutex
@@ -42,13 +43,14 @@ type aggEntry struct {
 	n     int         // refusals counted after the first
 	last  AuditRecord // the latest of them
 	// mixedFeed and mixedDevice say the counted refusals did not all name one feed or
-	// device, so the summing record names none.
-	mixedFeed, mixedDevice bool
+	// device, so the summing record names none; mixedAddr that they came from more
+	// than one address of an IPv6 prefix, so it names the prefix.
+	mixedFeed, mixedDevice, mixedAddr bool
 }
 
-func newAuditAggregator(window time.Duration, write func(AuditRecord)) *auditAggregator {
+func newAuditAggregator(window time.Duration, ipv6Prefix int, write func(AuditRecord)) *auditAggregator {
 	return &auditAggregator{
-		window: window, write: write, open: make(map[aggKey]*aggEntry),
+		window: window, prefix: ipv6Prefix, write: write, open: make(map[aggKey]*aggEntry),
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
 	}
 }
@@ -62,7 +64,9 @@ func (g *auditAggregator) absorb(rec AuditRecord) bool {
 	if g.closed {
 		return false
 	}
-	k := aggKey{rec.Type, rec.RemoteAddr}
+	// Keyed as the limiters key addresses: an IPv6 client has a whole /64 to draw
+	// addresses from, and each address of its own would open a window.
+	k := aggKey{rec.Type, LimitKey(rec.RemoteAddr, g.prefix)}
 	e := g.open[k]
 	if e == nil && len(g.open) >= maxAuditAggregate {
 		k = aggKey{rec.Type, aggOverflow}
@@ -72,6 +76,7 @@ func (g *auditAggregator) absorb(rec AuditRecord) bool {
 		if e.n > 0 {
 			e.mixedFeed = e.mixedFeed || e.last.Feed != rec.Feed
 			e.mixedDevice = e.mixedDevice || e.last.DeviceID != rec.DeviceID
+			e.mixedAddr = e.mixedAddr || e.last.RemoteAddr != rec.RemoteAddr
 		}
 		e.n++
 		e.last = rec
@@ -147,6 +152,10 @@ func (e *aggEntry) record(k aggKey) AuditRecord {
 	rec := e.last
 	rec.Count = e.n
 	from := "from this address"
+	if e.mixedAddr {
+		rec.RemoteAddr = k.remote // the prefix
+		from = "from addresses of " + k.remote
+	}
 	if k.remote == aggOverflow {
 		rec.RemoteAddr = ""
 		from = fmt.Sprintf("from addresses past the %d the audit log follows at once", maxAuditAggregate)

@@ -164,3 +164,21 @@ func TestAuditStreamBoundedByBytes(t *testing.T) {
 		t.Fatalf("AUDIT MaxBytes %d, state %d bytes, seq %d..%d; want at most %d bytes, the oldest dropped", si.Config.MaxBytes, si.State.Bytes, si.State.FirstSeq, si.State.LastSeq, bound)
 	}
 }
+
+// An IPv6 client draws addresses from a whole /64: its refusals are summed up per
+// prefix, as the limiters count them, and the summing record names the prefix.
+func TestAuditAggregatesIPv6PerPrefix(t *testing.T) {
+	b := brokertest.New(t, func(c *broker.Config) { c.AuditAggregateWindow = time.Second })
+	for i := range 50 {
+		b.Audit(broker.AuditRecord{Type: "auth_fail", RemoteAddr: fmt.Sprintf("2001:db8:1:2::%x", i+1), Detail: "bad proof"})
+	}
+	var recs []broker.AuditRecord
+	brokertest.Eventually(t, 20*time.Second, "records standing for all 50 refusals", func() bool {
+		var err error
+		recs, err = b.AuditList(ctx, "auth_fail", 100)
+		return err == nil && auditTotal(recs) >= 50
+	})
+	if len(recs) != 2 || recs[1].RemoteAddr != "2001:db8:1:2::1" || recs[0].RemoteAddr != "2001:db8:1:2::/64" || recs[0].Count != 49 {
+		t.Fatalf("records %+v, want the first from 2001:db8:1:2::1 and 49 more from 2001:db8:1:2::/64", recs)
+	}
+}

@@ -222,7 +222,7 @@ func (b *Broker) startAggregator() {
 	if b.cfg.AuditAggregateWindow < 0 {
 		return
 	}
-	b.agg = newAuditAggregator(b.cfg.AuditAggregateWindow, b.writeAudit)
+	b.agg = newAuditAggregator(b.cfg.AuditAggregateWindow, b.cfg.IPv6Prefix, b.writeAudit)
 	go b.agg.run()
 }
 
