@@ -63,8 +63,9 @@ func TestContractEvictedSinceGetsReset(t *testing.T) {
 	for _, warm := range []bool{false, true} {
 		name := map[bool]string{false: "hub started by the reconnect", true: "hub running throughout"}[warm]
 		t.Run(name, func(t *testing.T) {
-			b := brokertest.New(t, func(c *broker.Config) { c.FeedMaxMsgs = keep })
-			s := startStack(t, stackOpts{broker: b})
+			// A valid configuration: feed_max_msgs at least replay_limit (config/validate.go).
+			b := brokertest.New(t, func(c *broker.Config) { c.FeedMaxMsgs, c.ReplayLimit = keep, keep })
+			s := startStack(t, stackOpts{broker: b, bridge: func(c *bridge.Config) { c.ReplayLimit = keep }})
 			tab := s.pair(t, "lobby")
 			var epoch string
 			if warm {
@@ -93,6 +94,9 @@ func TestContractEvictedSinceGetsReset(t *testing.T) {
 			}
 			if fmt.Sprint(seqsOf(events)) != fmt.Sprint(want) || synced.Seq() != seqs[len(seqs)-1] {
 				t.Fatalf("reset carried %v, synced %s; want the state %v and synced %d", seqsOf(events), synced.Raw, want, seqs[len(seqs)-1])
+			}
+			if st := s.stateSeqs(t, "lobby"); fmt.Sprint(st) != fmt.Sprint(want) {
+				t.Fatalf("GET /api/feeds/lobby/state = %v; want what the reset showed, %v (PROTOCOL.md §8)", st, want)
 			}
 		})
 	}
@@ -123,6 +127,9 @@ func TestContractResetStateCappedAtReplayLimit(t *testing.T) {
 				}
 				if fmt.Sprint(seqsOf(events)) != fmt.Sprint(want) || synced.Seq() != seqs[len(seqs)-1] {
 					t.Fatalf("since=%d: reset carried %v (synced %s); want the state event and the newest %d items: %v", since, seqsOf(events), synced.Raw, limit, want)
+				}
+				if st := s.stateSeqs(t, "lobby"); fmt.Sprint(st) != fmt.Sprint(want) {
+					t.Fatalf("GET /api/feeds/lobby/state = %v; want what the reset showed, %v (PROTOCOL.md §8)", st, want)
 				}
 				if events[0].Str("kind") != "state" {
 					t.Fatalf("first event of the state is %s, want the state event", events[0].Raw)
@@ -395,6 +402,30 @@ func TestContractReplacePINClosesTheOldTablet(t *testing.T) {
 	if ev := op.expect(t, "event"); ev.Seq() != seq {
 		t.Fatalf("the other feed's tablet: %s, want event %d (undisturbed)", ev.Raw, seq)
 	}
+}
+
+// stateSeqs is the seqs of GET /api/feeds/{feed}/state: "what a tablet would be shown
+// after a reset" (PROTOCOL.md §8).
+func (s *stack) stateSeqs(t *testing.T, feed string) []uint64 {
+	t.Helper()
+	req, _ := http.NewRequest("GET", s.URL+"/api/feeds/"+feed+"/state", nil)
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Events []struct{ Seq uint64 }
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&st) != nil {
+		t.Fatalf("GET /api/feeds/%s/state: %d", feed, resp.StatusCode)
+	}
+	var seqs []uint64
+	for _, e := range st.Events {
+		seqs = append(seqs, e.Seq)
+	}
+	return seqs
 }
 
 func contextWithTimeout(d time.Duration) (context.Context, context.CancelFunc) {
