@@ -374,3 +374,23 @@ func TestDashboardAuditShowsActorAndCount(t *testing.T) {
 		t.Fatalf("audit page %d, want the actor and the count ×29:\n%s", p.status, p.body)
 	}
 }
+
+// Malformed device ids at /api/token are limited like any refusal: past the address's
+// allowance they are answered 429 with Retry-After, never 503.
+func TestMalformedDeviceIDsAreRateLimited(t *testing.T) {
+	s := startService(t, nil, nil)
+	tab := s.tablet(t)
+	for i := range 300 {
+		a := postProof(t, s, tab, "/api/token", `{"device_id":"dev_*"}`, "test")
+		switch {
+		case a.status == http.StatusTooManyRequests && a.header.Get("Retry-After") != "" && a.body["error"] == "rate_limited":
+			if i < 10 {
+				t.Fatalf("limited after %d attempts, want a burst first", i)
+			}
+			return
+		case a.status != http.StatusUnauthorized:
+			t.Fatalf("attempt %d: %d %s, want 401 then 429", i, a.status, a.raw)
+		}
+	}
+	t.Fatal("300 malformed device ids from one address were never limited")
+}
