@@ -14,7 +14,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kioskfeed/kioskfeed/bridge"
+	"github.com/kioskfeed/kioskfeed/bridge/bridgetest"
 	"github.com/kioskfeed/kioskfeed/broker"
+	"github.com/kioskfeed/kioskfeed/pairing/pairingtest"
 )
 
 // TestWelcomeBeforeAnyHeartbeat: a heartbeat sweep that runs the moment a session is
@@ -249,5 +251,73 @@ func TestRestartedHubServesFromMemory(t *testing.T) {
 	mem, js := counter(t, reg, "kioskfeed_replays_total", "source", "memory"), counter(t, reg, "kioskfeed_replays_total", "source", "jetstream")
 	if mem != 1 || js != 0 {
 		t.Fatalf("replays from memory %v, from JetStream %v; want 1 and 0", mem, js)
+	}
+}
+
+// TestCatchUpReadsAreBounded (issue 12 §3): a reconnect storm of tablets whose
+// catch-ups must come from the log holds at most CatchupReads histories at once; the
+// others wait their turn, and every one is caught up. The hooks hold the first readers
+// until every tablet has asked for a slot, so without the bound all would read at once.
+func TestCatchUpReadsAreBounded(t *testing.T) {
+	const tablets, slots = 5, 2
+	var waiting, inside, most atomic.Int32
+	arrived := make(chan struct{})
+	var arrivedOnce sync.Once
+	bridge.SetHooks(t, bridge.Hooks{
+		CatchUpWait: func() {
+			if waiting.Add(1) == tablets {
+				arrivedOnce.Do(func() { close(arrived) })
+			}
+		},
+		CatchUpReading: func() {
+			n := inside.Add(1)
+			for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+			}
+			select { // hold the slot until every tablet has asked for one
+			case <-arrived:
+			case <-time.After(wait):
+			}
+			inside.Add(-1)
+		},
+	})
+	s := startStack(t, stackOpts{bridge: func(c *bridge.Config) { c.WindowSize, c.CatchupReads = 2, slots }})
+	tabs := make([]*pairingtest.Tablet, tablets)
+	for i := range tabs {
+		tabs[i] = s.pair(t, "lobby")
+	}
+	var all []uint64
+	for i := range 10 {
+		all = append(all, s.publish(t, "lobby", "item", fmt.Sprintf(`{"n":%d}`, i)))
+	}
+	errs := make(chan error, tablets)
+	for _, tab := range tabs {
+		go func() {
+			c, err := bridgetest.Dial(bg, s.wsURL, s.origin, s.Listener.Addr().String())
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Abort()
+			if _, err := c.Handshake(tab, s.wsURL, all[0], "", 2*wait); err != nil {
+				errs <- err
+				return
+			}
+			events, reset, _, err := c.Collect(2 * wait)
+			if err == nil && (reset || fmt.Sprint(seqsOf(events)) != fmt.Sprint(all[1:])) {
+				err = fmt.Errorf("catch-up %v (reset %v), want %v", seqsOf(events), reset, all[1:])
+			}
+			errs <- err
+		}()
+	}
+	for range tablets {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if n := waiting.Load(); n != tablets {
+		t.Fatalf("%d catch-ups from the log, want %d: the test proves nothing", n, tablets)
+	}
+	if n := most.Load(); n > slots {
+		t.Fatalf("%d catch-ups read the log at once, want at most %d", n, slots)
 	}
 }

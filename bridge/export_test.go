@@ -22,6 +22,10 @@ type Hooks struct {
 	CatchUpRead func()
 	// LiveAgain runs once live events flow to a session again after its catch-up.
 	LiveAgain func()
+	// CatchUpWait runs when a JetStream catch-up asks for one of the read slots.
+	CatchUpWait func()
+	// CatchUpReading runs when a JetStream catch-up holds a read slot.
+	CatchUpReading func()
 	// Fanning runs once a hub took its list of tablets for an event, before it hands
 	// the event to them.
 	Fanning func(seq uint64)
@@ -32,7 +36,8 @@ type Hooks struct {
 // SetHooks sets h for the rest of the test. Set it before the bridge starts; tests that
 // use hooks must not run in parallel with others (the hooks are the package's).
 func SetHooks(tb testing.TB, h Hooks) {
-	th := &testHooks{registered: h.Registered, fanning: h.Fanning, fannedOut: h.FannedOut}
+	th := &testHooks{registered: h.Registered, fanning: h.Fanning, fannedOut: h.FannedOut,
+		catchUpWait: h.CatchUpWait, catchUpReading: h.CatchUpReading}
 	if h.CatchUpRead != nil {
 		th.catchUpRead = func(*session) { h.CatchUpRead() }
 	}

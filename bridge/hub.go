@@ -21,15 +21,19 @@ type hub struct {
 	ready chan struct{} // closed when started (or failed: err)
 	err   error
 
-	mu     sync.Mutex
-	subs   map[*session]struct{}
-	head   uint64  // newest seq of the feed this hub has seen
-	base   uint64  // window holds every event of the feed with base < seq <= head
-	window []entry // oldest first, at most WindowSize
-	state  []entry // newest state/clear event (if any) and the items after it
-	stop   func()
-	linger *time.Timer
-	closed bool
+	mu   sync.Mutex
+	subs map[*session]struct{}
+	head uint64 // newest seq of the feed this hub has seen
+	base uint64 // window holds every event of the feed with base < seq <= head
+	// The log's retention (FeedSource.Retention), which the window mirrors: what the log
+	// dropped is not replayed from memory either (PROTOCOL.md §5 step 4).
+	perKind int
+	maxAge  time.Duration
+	window  []entry // oldest first, at most WindowSize
+	state   []entry // newest state/clear event (if any) and the items after it
+	stop    func()
+	linger  *time.Timer
+	closed  bool
 
 	fanout []*session // onEvent's list of the subs it delivers to, reused (its goroutine only)
 }
@@ -39,6 +43,7 @@ var errHubClosed = errors.New("hub closed")
 type entry struct {
 	seq   uint64
 	kind  string
+	time  time.Time // when JetStream stored it: the log's age limit counts from it
 	frame []byte
 }
 
@@ -67,13 +72,14 @@ func (br *Bridge) hub(feed string) (*hub, error) {
 func (h *hub) start() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	h.perKind, h.maxAge = h.br.src.Retention()
 	st, err := h.br.src.State(ctx, h.feed)
 	if err != nil {
 		return err
 	}
 	h.head, h.base = st.Seq, st.Seq
 	for _, ev := range st.Events {
-		h.state = append(h.state, entry{seq: ev.Seq, kind: ev.Kind, frame: eventFrame(ev)})
+		h.state = append(h.state, entry{seq: ev.Seq, kind: ev.Kind, time: ev.Time, frame: eventFrame(ev)})
 	}
 	// The window, from one bounded read of the log up to the state's seq: after a
 	// restart every tablet reconnects at once, a few events behind, and is served from
@@ -82,7 +88,7 @@ func (h *hub) start() error {
 	if recent, base, err := h.br.src.Window(ctx, h.feed, st.Seq, h.br.cfg.WindowSize); err == nil {
 		h.base = base
 		for _, ev := range recent {
-			h.window = append(h.window, entry{seq: ev.Seq, kind: ev.Kind, frame: h.shared(ev)})
+			h.window = append(h.window, entry{seq: ev.Seq, kind: ev.Kind, time: ev.Time, frame: h.shared(ev)})
 		}
 	}
 	// Follow from the state's newest seq: nothing between the reads and the consumer
@@ -100,7 +106,7 @@ func (h *hub) start() error {
 // onEvent runs on the consumer's goroutine for each new event of the feed.
 func (h *hub) onEvent(ev broker.Event) {
 	frame := eventFrame(ev)
-	e := entry{seq: ev.Seq, kind: ev.Kind, frame: frame}
+	e := entry{seq: ev.Seq, kind: ev.Kind, time: ev.Time, frame: frame}
 	h.mu.Lock()
 	if ev.Seq <= h.head || h.closed {
 		h.mu.Unlock()
@@ -112,6 +118,7 @@ func (h *hub) onEvent(ev broker.Event) {
 		h.base = h.window[n-1].seq
 		h.window = append(h.window[:0:0], h.window[n:]...)
 	}
+	h.retainLocked(h.br.cfg.Now())
 	h.applyState(e)
 	// Deliver outside the lock, so tablets attach meanwhile. It stays exact: one that
 	// attaches now is not in subs and gets this event from the window or the state, and
@@ -137,6 +144,32 @@ func (h *hub) onEvent(ev broker.Event) {
 	}
 	if hk := hooks.Load(); hk != nil && hk.fannedOut != nil {
 		hk.fannedOut(ev.Seq)
+	}
+}
+
+// retainLocked drops from the window what the log no longer keeps, raising base past
+// it: the log keeps the newest perKind events of each kind and none older than maxAge.
+// The window is the feed's newest events, so the newest of each kind in it are the
+// newest in the log too. With the defaults (perKind above WindowSize, no age limit) it
+// drops nothing and costs nothing.
+func (h *hub) retainLocked(now time.Time) {
+	cut := 0 // window[:cut] is gone from the log
+	if h.perKind > 0 && len(h.window) > h.perKind {
+		counts := map[string]int{}
+		for i := len(h.window) - 1; i >= 0; i-- {
+			if counts[h.window[i].kind]++; counts[h.window[i].kind] > h.perKind {
+				cut = i + 1
+				break
+			}
+		}
+	}
+	if h.maxAge > 0 {
+		for old := now.Add(-h.maxAge); cut < len(h.window) && h.window[cut].time.Before(old); cut++ {
+		}
+	}
+	if cut > 0 {
+		h.base = h.window[cut-1].seq
+		h.window = append(h.window[:0:0], h.window[cut:]...)
 	}
 }
 
@@ -183,6 +216,9 @@ func (h *hub) attach(ctx context.Context, s *session, since uint64, epoch string
 		h.linger = nil
 	}
 	h.subs[s] = struct{}{}
+	if h.maxAge > 0 {
+		h.retainLocked(h.br.cfg.Now()) // events may have aged out since the last one came
+	}
 	current := epoch == "" || epoch == h.br.src.Epoch()
 	switch {
 	case since == 0 || !current:
@@ -253,12 +289,19 @@ func (h *hub) endCatchUp(s *session, events []broker.Event, err error) error {
 // holding one of the instance's CatchupReads slots: a reconnect storm of far-behind
 // tablets holds that many histories at once, not one per tablet.
 func (h *hub) readCatchUp(ctx context.Context, since uint64) ([]broker.Event, error) {
+	hk := hooks.Load()
+	if hk != nil && hk.catchUpWait != nil {
+		hk.catchUpWait()
+	}
 	select {
 	case h.br.catchUps <- struct{}{}:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
 	defer func() { <-h.br.catchUps }()
+	if hk != nil && hk.catchUpReading != nil {
+		hk.catchUpReading()
+	}
 	return h.br.src.Catchup(ctx, h.feed, since, h.br.cfg.CatchupLimit)
 }
 

@@ -58,6 +58,7 @@ type session struct {
 	closing     bool // a close frame is queued: nothing more is sent
 	reading     bool // a reader goroutine is at work
 	aborted     bool // drop the socket: the reader stops at its next read
+	dead        bool // the tablet is gone: reset the socket, there is nothing to protect
 	finished    bool // reading is over: close the conn once the queue is out
 	catchingUp  bool // live events wait in pending while a replay is read
 	pending     []pendingFrame
@@ -80,11 +81,13 @@ type session struct {
 // force it deterministically (export_test.go sets them). Production never sets them:
 // the pointer stays nil and each point costs one atomic load.
 type testHooks struct {
-	registered  func(br *Bridge) // a session was just registered for heartbeats
-	catchUpRead func(s *session) // a JetStream catch-up was read and is not yet sent
-	liveAgain   func(s *session) // live events flow to s again, after its catch-up
-	fanning     func(seq uint64) // onEvent took its list of subscribers for seq
-	fannedOut   func(seq uint64) // onEvent handed seq to every subscriber
+	registered     func(br *Bridge) // a session was just registered for heartbeats
+	catchUpRead    func(s *session) // a JetStream catch-up was read and is not yet sent
+	liveAgain      func(s *session) // live events flow to s again, after its catch-up
+	catchUpWait    func()           // a JetStream catch-up asks for a read slot
+	catchUpReading func()           // a JetStream catch-up holds a read slot
+	fanning        func(seq uint64) // onEvent took its list of subscribers for seq
+	fannedOut      func(seq uint64) // onEvent handed seq to every subscriber
 }
 
 var hooks atomic.Pointer[testHooks]
@@ -233,14 +236,23 @@ func (s *session) endReading() {
 	}
 }
 
-// abort drops the socket without ceremony (a dead tablet, or no answer to our close):
-// a reader at work stops at its next read, else cleanup runs on a goroutine of its
-// own. It never waits: the heartbeat calls it for every dead tablet in one sweep, and
-// cleanup may wait for the broker (the lease's release). The socket is then closed at
-// once, with no FIN-and-drain: it gets no close frame, so nothing needs protecting.
-func (s *session) abort() {
+// abort drops a dead tablet's socket without ceremony (silent, or it cannot take
+// writes): a reader at work stops at its next read, else cleanup runs on a goroutine
+// of its own. It never waits: the heartbeat calls it for every dead tablet in one
+// sweep, and cleanup may wait for the broker (the lease's release). The socket is then
+// closed at once, with a reset and no FIN-and-drain: nothing sent to it matters now.
+func (s *session) abort() { s.stop(true) }
+
+// closeTimedOut ends a socket whose tablet did not answer our close frame within
+// closeGrace. Unlike abort it keeps the close frame: a slow tablet may still be
+// reading the backlog in front of it (1013), so the socket gets FIN after it and a
+// bounded drain, on the session's own goroutine.
+func (s *session) closeTimedOut() { s.stop(false) }
+
+func (s *session) stop(dead bool) {
 	s.mu.Lock()
 	s.aborted = true
+	s.dead = s.dead || dead
 	if s.reading {
 		_ = s.conn.SetReadDeadline(time.Unix(1, 0))
 		s.mu.Unlock()
@@ -402,9 +414,16 @@ func (s *session) readFailed(err error) {
 		if !s.authed.Load() && !s.isClosing() {
 			s.closeWith(CloseAuthTimeout, "no auth in time")
 			s.br.metrics.handshakes.WithLabelValues("timeout").Inc()
+			return
 		}
 		// A live tablet silent for two heartbeats (or stuck in a frame that long) is
-		// dead: drop it without ceremony. An aborted socket times out at once.
+		// dead: drop it without ceremony (no FIN-and-drain). A stopped socket (stop)
+		// times out at once, and stays as stop left it.
+		s.mu.Lock()
+		if !s.aborted {
+			s.aborted, s.dead = true, true
+		}
+		s.mu.Unlock()
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
 	default:
 		// Reserved opcodes, RSV bits, unmasked client frames, oversized or fragmented
@@ -762,7 +781,6 @@ func (s *session) closeLocked(code ws.StatusCode, reason string, dropQueue bool)
 		return
 	}
 	code, reason = s.br.closeVerdict(s, code, reason) // a failed auth counts (admit.go)
-	code, reason = s.br.closeVerdict(s, code, reason) // a failed auth counts (admit.go)
 	if dropQueue {
 		if s.queueBegun {
 			s.queue = s.queue[:1] // the rest of a frame half on the wire: the stream needs it
@@ -776,7 +794,7 @@ func (s *session) closeLocked(code ws.StatusCode, reason string, dropQueue bool)
 	if s.timer != nil {
 		s.timer.Stop()
 	}
-	s.closeTimer = time.AfterFunc(closeGrace, s.abort)
+	s.closeTimer = time.AfterFunc(closeGrace, s.closeTimedOut)
 	s.startDrainLocked()
 }
 
@@ -836,14 +854,14 @@ func (s *session) probe(timeout time.Duration) bool {
 // unread input makes the kernel answer with a reset, which can destroy a close frame the
 // tablet has not read yet. Called once, after the reader is gone.
 //
-// An aborted socket (dead, or no answer to our close within closeGrace) is closed at
-// once instead, with a reset: it has no close frame to protect, and waiting for a dead
-// peer only holds a goroutine and the kernel's buffers.
+// A dead tablet's socket (abort) is closed at once instead, with a reset: it has no
+// close frame to protect, and waiting for a dead peer only holds a goroutine and the
+// kernel's buffers.
 func (s *session) hangUp() {
 	s.mu.Lock()
-	aborted := s.aborted
+	dead := s.dead
 	s.mu.Unlock()
-	if aborted {
+	if dead {
 		if tc, ok := s.conn.(*net.TCPConn); ok {
 			_ = tc.SetLinger(0)
 		}

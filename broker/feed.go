@@ -27,6 +27,14 @@ type State struct {
 	Events []Event `json:"events"`
 }
 
+// Retention is how the FEEDS stream drops a feed's events: it keeps the newest perKind
+// of each kind, and none older than maxAge (0: no age limit). A bridge hub that keeps
+// recent events in memory mirrors it, so that it never replays what the log no longer
+// promises (PROTOCOL.md §5 step 4: a since with evicted events after it gets a reset).
+func (b *Broker) Retention() (perKind int, maxAge time.Duration) {
+	return int(b.cfg.FeedMaxMsgs), b.cfg.FeedMaxAge
+}
+
 // LastSeq is the seq of the feed's newest event, 0 when it has none.
 func (b *Broker) LastSeq(ctx context.Context, feed string) (uint64, error) {
 	ctx, cancel := b.opCtx(ctx)
