@@ -1,11 +1,16 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/chromedp/chromedp"
 )
 
 // get asks the served instance for path with the given Host header ("" = the address
@@ -134,6 +139,52 @@ func TestHostCheck(t *testing.T) {
 			if resp, body := s.get(t, "GET", path, host); resp.StatusCode != 200 {
 				t.Errorf("GET %s with Host %q = %d %q, want 200 (exempt from the Host check)", path, host, resp.StatusCode, body)
 			}
+		}
+	}
+}
+
+// DNS rebinding in a real browser: Chromium resolves the attacker's name to this server
+// (as the attacker's DNS would, once the page has loaded), so the attacker's page and
+// the dashboard would be one origin. The server refuses every request with that Host,
+// so the page can neither load the dashboard nor read it with fetch; the same browser
+// reaches the dashboard by its real address.
+func TestBrowserDNSRebindingRefused(t *testing.T) {
+	addr := freeAddr(t)
+	s := startServe(t, t.TempDir(), "--listen", addr, "--public-url", "http://"+addr)
+	_, port, _ := net.SplitHostPort(addr)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(chromiumPath(t)), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("host-resolver-rules", "MAP rebind.attacker.test 127.0.0.1"),
+		chromedp.Flag("no-first-run", true), chromedp.Flag("no-default-browser-check", true),
+		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-quic", true), chromedp.Flag("disable-extensions", true))
+	ctx, cancel := chromedp.NewContext(allocCtx)
+	t.Cleanup(func() {
+		cancel()
+		cancelAlloc()
+	})
+
+	// The real address: the login page.
+	if err := chromedp.Do(ctx, chromedp.Navigate(s.base+"/admin/login"), chromedp.WaitVisible(chromedp.ID("password"))); err != nil {
+		t.Fatalf("the dashboard by its own address: %v", err)
+	}
+
+	// The attacker's name, same port: refused, and fetch from that origin reads nothing.
+	evil := "http://rebind.attacker.test:" + port
+	if err := chromedp.Do(ctx, chromedp.Navigate(evil+"/admin/login")); err != nil {
+		t.Fatalf("navigate to the rebound name: %v", err)
+	}
+	body, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.innerText`))
+	if err != nil || !strings.Contains(body, `"error":"misdirected_request"`) {
+		t.Fatalf("the rebound name shows %q (%v), want the misdirected_request refusal", body, err)
+	}
+	for _, path := range []string{"/admin", "/admin/live", "/api/admin/devices", "/"} {
+		got, err := chromedp.Run(ctx, chromedp.Evaluate[string](
+			`fetch(`+strconv.Quote(path)+`, {credentials: 'include'}).then(r => r.status + ' ' + r.headers.get('Content-Type'))`,
+			chromedp.EvalAwaitPromise))
+		if err != nil || !strings.HasPrefix(got, "421 application/json") {
+			t.Errorf("fetch %s from the rebound origin = %q (%v), want 421 JSON", path, got, err)
 		}
 	}
 }
