@@ -22,6 +22,14 @@ import (
 // are. Dropping one used to wait up to 2 s for its FIN-and-drain on the heartbeat's
 // own goroutine, so 24 dead links silenced the instance for 48 s.
 func TestDeadLinksDoNotStallHeartbeats(t *testing.T) {
+	t.Run("poller", deadLinks)
+	t.Run("a reader goroutine per socket", func(t *testing.T) {
+		bridge.DisablePolling(t)
+		deadLinks(t)
+	})
+}
+
+func deadLinks(t *testing.T) {
 	const (
 		hb      = time.Second
 		dead    = 24
