@@ -321,3 +321,70 @@ func TestCatchUpReadsAreBounded(t *testing.T) {
 		t.Fatalf("%d catch-ups read the log at once, want at most %d", n, slots)
 	}
 }
+
+// TestCatchUpOverrunEndsInAReset: when more live events arrive while a catch-up is
+// read from the log than a queue holds, the catch-up ends in a reset and the state
+// (which covers them), then live events, instead of a 1013 that would bring the
+// tablet straight back for the same catch-up. The hook publishes them at that moment.
+func TestCatchUpOverrunEndsInAReset(t *testing.T) {
+	const queue, burst = 8, 40
+	var st atomic.Pointer[stack]
+	var once atomic.Bool
+	var last atomic.Uint64
+	fanned := make(chan uint64, burst+16)
+	bridge.SetHooks(t, bridge.Hooks{
+		FannedOut: func(seq uint64) {
+			select {
+			case fanned <- seq:
+			default:
+			}
+		},
+		CatchUpRead: func() {
+			if once.Swap(true) {
+				return
+			}
+			s := st.Load()
+			for i := range burst {
+				res, err := s.b.Publish(bg, "lobby", eventInput("item", fmt.Sprintf(`{"burst":%d}`, i)))
+				if err != nil {
+					panic(err)
+				}
+				last.Store(res.Seq)
+			}
+			for end := time.After(wait); ; { // every one of them handed to the session
+				select {
+				case seq := <-fanned:
+					if seq == last.Load() {
+						return
+					}
+				case <-end:
+					return
+				}
+			}
+		},
+	})
+	s := startStack(t, stackOpts{bridge: func(c *bridge.Config) {
+		c.WindowSize, c.QueueFrames, c.ReplayLimit, c.CatchupLimit = 2, queue, 3, 5
+	}})
+	st.Store(s)
+	tab := s.pair(t, "lobby")
+	var seqs []uint64
+	for i := range 5 {
+		seqs = append(seqs, s.publish(t, "lobby", "item", fmt.Sprintf(`{"n":%d}`, i)))
+	}
+	c, _ := s.connect(t, tab, seqs[0], "")
+	events, reset, synced, err := c.Collect(wait)
+	if err != nil {
+		t.Fatalf("catch-up overrun by %d live events: %v, want a reset", burst, err)
+	}
+	if !once.Load() {
+		t.Fatal("the catch-up was not read from the log: the test proves nothing")
+	}
+	if !reset || synced.Seq() != last.Load() || len(events) != 3 || events[2].Seq() != last.Load() {
+		t.Fatalf("events %v reset %v synced %d; want a reset with the newest 3 items, synced %d", seqsOf(events), reset, synced.Seq(), last.Load())
+	}
+	live := s.publish(t, "lobby", "item", `{"n":"live"}`)
+	if got := eventsUntil(t, c, live); fmt.Sprint(got) != fmt.Sprint([]uint64{live}) {
+		t.Fatalf("live after the reset: %v, want [%d]", got, live)
+	}
+}

@@ -263,12 +263,12 @@ func (h *hub) attach(ctx context.Context, s *session, since uint64, epoch string
 func (h *hub) endCatchUp(s *session, events []broker.Event, err error) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if errors.Is(err, broker.ErrGap) || errors.Is(err, broker.ErrTooFar) {
-		h.resetLocked(s)
-		return nil
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if errors.Is(err, broker.ErrGap) || errors.Is(err, broker.ErrTooFar) || (err == nil && s.overflowed) {
+		h.resetBothLocked(s)
+		return nil
+	}
 	pending := s.endCatchUpLocked()
 	if err != nil {
 		return err
@@ -308,9 +308,14 @@ func (h *hub) readCatchUp(ctx context.Context, since uint64) ([]broker.Event, er
 // resetLocked sends a reset and the feed's state from memory, and ends a catch-up the
 // session may be in: what it held back is in the state or before it.
 func (h *hub) resetLocked(s *session) {
-	h.br.metrics.replays.WithLabelValues("reset").Inc()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	h.resetBothLocked(s)
+}
+
+// resetBothLocked is resetLocked with s.mu held too.
+func (h *hub) resetBothLocked(s *session) {
+	h.br.metrics.replays.WithLabelValues("reset").Inc()
 	s.endCatchUpLocked()
 	s.catchUpLocked(resetFrame)
 	for _, e := range h.state {

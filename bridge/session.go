@@ -61,6 +61,7 @@ type session struct {
 	dead        bool // the tablet is gone: reset the socket, there is nothing to protect
 	finished    bool // reading is over: close the conn once the queue is out
 	catchingUp  bool // live events wait in pending while a replay is read
+	overflowed  bool // pending filled during the catch-up: it ends in a reset
 	pending     []pendingFrame
 	lastSent    uint64 // seq of the newest event sent: never send one twice
 	reauthNonce string
@@ -680,9 +681,11 @@ func (s *session) deliver(seq uint64, frame []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.catchingUp {
-		if len(s.pending) >= 4*s.br.cfg.QueueFrames {
-			s.br.metrics.queueDrops.Inc()
-			s.closeLocked(CloseTooSlow, "too slow", true)
+		if s.overflowed || len(s.pending) >= s.br.cfg.QueueFrames {
+			// More live events came while the catch-up waited than a queue holds: the
+			// catch-up ends in a reset instead (the state covers them), never in a
+			// 1013 that would bring the tablet back for the same catch-up.
+			s.overflowed, s.pending = true, nil
 			return
 		}
 		s.pending = append(s.pending, pendingFrame{seq, frame})
@@ -707,7 +710,7 @@ func (s *session) startCatchUp() {
 // a live event delivered in between would raise lastSent past the catch-up's events,
 // which would then be skipped (issue 12 §2).
 func (s *session) endCatchUpLocked() []pendingFrame {
-	s.catchingUp = false
+	s.catchingUp, s.overflowed = false, false
 	p := s.pending
 	s.pending = nil
 	return p
