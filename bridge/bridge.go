@@ -20,7 +20,13 @@ import (
 // FeedSource is what the bridge reads feeds from; *broker.Broker satisfies it.
 type FeedSource interface {
 	State(ctx context.Context, feed string) (broker.State, error)
-	History(ctx context.Context, feed string, since uint64) ([]broker.Event, error)
+	// Catchup reads at most limit+1 events: broker.ErrTooFar past limit, broker.ErrGap
+	// when retention dropped some after since.
+	Catchup(ctx context.Context, feed string, since uint64, limit int) ([]broker.Event, error)
+	// Window is one bounded read of a starting hub's recent events (at most n).
+	Window(ctx context.Context, feed string, upTo uint64, n int) (events []broker.Event, base uint64, err error)
+	// Retention is how the log drops events, which a hub's window mirrors.
+	Retention() (perKind int, maxAge time.Duration)
 	Follow(feed string, after uint64, fn func(broker.Event)) (stop func(), err error)
 	Epoch() string
 }
@@ -50,13 +56,27 @@ type Config struct {
 	// WriteTimeout bounds one write to a tablet. Default 10s.
 	WriteTimeout time.Duration
 	// QueueFrames bounds a tablet's queue of unsent frames; a tablet whose queue fills
-	// is closed (1013) so it never slows the others. Default 256.
+	// is closed (1013) so it never slows the others. A catch-up (a reset and the state,
+	// or a replay) is never cut short by it: the queue may hold one whole catch-up more.
+	// Default 256, or max(ReplayLimit, CatchupLimit) + 16 when that is more, so a
+	// catch-up leaves room for live events (config validation asks the same of
+	// queue_frames).
 	QueueFrames int
-	// WindowSize is how many recent events per feed are kept in memory for replay.
-	// Default 512.
+	// WindowSize is how many recent events per feed are kept in memory for replay; a
+	// hub that starts fills it with one bounded read of the log, so a reconnect storm
+	// after a restart is served from memory. Default 512, or CatchupLimit when that is
+	// more.
 	WindowSize int
 	// ReplayLimit is the most item events of a feed's state. Default 100.
 	ReplayLimit int
+	// CatchupLimit is the most events a reconnecting tablet is replayed: one further
+	// behind gets a reset and the feed's state instead (PROTOCOL.md §5 step 4), so a
+	// catch-up never holds more than this many events in memory. Default 200.
+	CatchupLimit int
+	// CatchupReads bounds the catch-ups read from JetStream at once on this instance,
+	// so a reconnect storm cannot hold one history per tablet in memory; the others
+	// wait (their live events held back, boundedly). Default 4.
+	CatchupReads int
 	// HubLinger keeps a feed's hub (consumer and window) this long after its last
 	// tablet left, so that reconnects are served from memory. Default 60s.
 	HubLinger time.Duration
@@ -117,14 +137,20 @@ func (c *Config) setDefaults() {
 	if c.WSFailBurst == 0 {
 		c.WSFailBurst = DefaultWSFailBurst
 	}
-	if c.QueueFrames == 0 {
-		c.QueueFrames = 256
-	}
-	if c.WindowSize == 0 {
-		c.WindowSize = 512
-	}
 	if c.ReplayLimit == 0 {
 		c.ReplayLimit = 100
+	}
+	if c.CatchupLimit == 0 {
+		c.CatchupLimit = 200
+	}
+	if c.CatchupReads == 0 {
+		c.CatchupReads = 4
+	}
+	if c.QueueFrames == 0 {
+		c.QueueFrames = max(256, max(c.ReplayLimit, c.CatchupLimit)+16)
+	}
+	if c.WindowSize == 0 {
+		c.WindowSize = max(512, c.CatchupLimit)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -160,8 +186,9 @@ type Bridge struct {
 	hubs     map[string]*hub
 	draining bool
 
-	wg   sync.WaitGroup // every goroutine the bridge starts
-	stop chan struct{}
+	wg       sync.WaitGroup // every goroutine the bridge starts
+	stop     chan struct{}
+	catchUps chan struct{} // a slot per JetStream catch-up read at once (CatchupReads)
 }
 
 // New sets up the lease buckets and starts the heartbeat and lease upkeep.
@@ -179,6 +206,7 @@ func New(ctx context.Context, cfg Config, b *broker.Broker, src FeedSource, auth
 		byDevice: map[string]*session{},
 		hubs:     map[string]*hub{},
 		stop:     make(chan struct{}),
+		catchUps: make(chan struct{}, cfg.CatchupReads),
 	}
 	origins := cfg.AllowedOrigins
 	if len(origins) == 0 {
@@ -361,19 +389,28 @@ func (br *Bridge) heartbeat() {
 		case <-br.stop:
 			return
 		case now := <-t.C:
-			msg := `{"type":"heartbeat","time":"` + now.UTC().Format(time.RFC3339) + `"}`
-			frame := append(textFrame([]byte(msg)), pingFrame...)
-			// A live tablet answers each ping: one silent for two heartbeats (and a
-			// little) is dead, and is dropped without ceremony.
-			silent := time.Now().Add(-2*br.cfg.Heartbeat - time.Second)
-			for _, s := range br.liveSessions() {
-				if s.silentSince(silent) {
-					s.abort()
-					continue
-				}
-				s.send(frame)
-			}
+			br.beat(now)
 		}
+	}
+}
+
+// beat is one heartbeat. Nothing in it waits for one socket: sends never block (a
+// frame the socket does not take is queued for the session's own writer), and a dead
+// tablet's abort only marks it: its socket is closed on a goroutine of its own. A
+// dead link that held this loop up would make every healthy tablet of the instance
+// miss heartbeats and reconnect (issue 12 §1).
+func (br *Bridge) beat(now time.Time) {
+	msg := `{"type":"heartbeat","time":"` + now.UTC().Format(time.RFC3339) + `"}`
+	frame := append(textFrame([]byte(msg)), pingFrame...)
+	// A live tablet answers each ping: one silent for two heartbeats (and a little) is
+	// dead, and is dropped without ceremony.
+	silent := time.Now().Add(-2*br.cfg.Heartbeat - time.Second)
+	for _, s := range br.liveSessions() {
+		if s.silentSince(silent) {
+			s.abort()
+			continue
+		}
+		s.send(frame)
 	}
 }
 

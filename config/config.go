@@ -106,6 +106,13 @@ type Config struct {
 	// Origins. Comma-separated in the environment and flags, a YAML list in the file.
 	AllowedOrigins []string `key:"allowed_origins" usage:"comma-separated origins allowed to open /ws and post admin forms (empty = public_url's origin)"`
 
+	// AllowedHosts lists more host names (no scheme, no port) that the main listener
+	// answers for, besides PublicURL's host, the hosts of AllowedOrigins, localhost and
+	// IP addresses. Any other Host header is refused 421, so that a DNS-rebinding page
+	// (whose requests carry its own name) cannot reach the dashboard as same-origin.
+	// Default empty.
+	AllowedHosts []string `key:"allowed_hosts" usage:"comma-separated extra host names the HTTP listener answers for (public_url's and allowed_origins' hosts, localhost and IP addresses always are)"`
+
 	// TrustedProxies lists the IP addresses or CIDRs of reverse proxies whose
 	// X-Forwarded-For is believed, so that audit records and rate limits see the real
 	// client address. Default empty: X-Forwarded-For is ignored.
@@ -144,9 +151,40 @@ type Config struct {
 	// default, means no bound (the process's open-file limit still is one).
 	MaxConnections int `key:"max_connections" default:"0" usage:"most tablet sockets on this instance (0 = no bound)"`
 
+	// WSConnectBurst and WSConnectEvery bound WebSocket handshakes per client address: a
+	// burst, then one every WSConnectEvery; past them the upgrade gets 429 with
+	// Retry-After. Loose on purpose: hundreds of tablets behind one NAT address
+	// reconnect together after a restart. Defaults 1000 and 20ms (50 a second).
+	WSConnectBurst int           `key:"ws_connect_burst" default:"1000" usage:"WebSocket handshakes a client address may make at once, 1 to 1000000"`
+	WSConnectEvery time.Duration `key:"ws_connect_every" default:"20ms" usage:"one more WebSocket handshake per client address every this long, 1ms to 1h"`
+	// WSFailBurst and WSFailEvery bound failed socket authentications per client
+	// address (closes 4400, 4401, 4403, 4408, protocol errors before the auth): past
+	// them new sockets get 429 before the upgrade and a failing one is closed 4429.
+	// Strict on purpose: a real tablet refreshes its token before it uses it. Defaults
+	// 20 and 3s.
+	WSFailBurst int           `key:"ws_fail_burst" default:"20" usage:"failed WebSocket authentications a client address may make at once, 1 to 1000000"`
+	WSFailEvery time.Duration `key:"ws_fail_every" default:"3s" usage:"one more failed WebSocket authentication per client address every this long, 1ms to 1h"`
+	// IPv6Prefix is how many leading bits of an IPv6 client address every per-address
+	// limit keys on (pairing, tokens, pair requests, code guesses, admin login and
+	// bearer tokens, producer keys, sockets): one /64 is one customer network, whose
+	// 2^64 addresses would otherwise each have an allowance. 48 to 128. Default 64.
+	IPv6Prefix int `key:"ipv6_prefix" default:"64" usage:"leading bits of an IPv6 client address that per-address limits key on, 48 to 128"`
+
 	// ReplayLimit is the most events replayed to a reconnecting tablet, bounding the
 	// cost of a reconnect storm. 1 to 10000. Default 100.
 	ReplayLimit int `key:"replay_limit" default:"100" usage:"most events replayed to a reconnecting tablet, 1 to 10000"`
+
+	// CatchupLimit is the most events a reconnecting tablet is replayed; one further
+	// behind gets a reset and the feed's state instead, so one catch-up holds at most
+	// this many events in memory (not the whole log). 1 to 10000. Default 200.
+	CatchupLimit int `key:"catchup_limit" default:"200" usage:"most events replayed to a reconnecting tablet; further behind it gets a reset and the state, 1 to 10000"`
+
+	// QueueFrames bounds each tablet's queue of unsent frames; a tablet whose queue
+	// fills is closed 1013. At least max(replay_limit, catchup_limit) + 16, so a whole
+	// catch-up fits with room for live events; at most 100000. Default 0: that bound or
+	// 256, whichever is more (256 with the defaults), so raising replay_limit or
+	// catchup_limit raises it too.
+	QueueFrames int `key:"queue_frames" default:"0" usage:"most unsent frames per tablet before it is closed 1013 (0 = max(256, max(replay_limit, catchup_limit) + 16)), else at least max(replay_limit, catchup_limit) + 16"`
 
 	// MaxEventBytes is the largest event data a producer may publish, bounding memory
 	// per queued frame. 1 to 1048576. Default 65536 (64 KiB).
@@ -168,6 +206,17 @@ type Config struct {
 	// days).
 	AuditMaxAge time.Duration `key:"audit_max_age" default:"720h" usage:"how long audit records are kept, at least 1h"`
 
+	// AuditMaxBytes bounds the audit log on disk: past it the oldest records are
+	// dropped, so that no flood of records fills the disk. At least 1 MiB. Default
+	// 268435456 (256 MiB, about a million records).
+	AuditMaxBytes int `key:"audit_max_bytes" default:"268435456" usage:"most bytes the audit log keeps on disk (oldest dropped first), at least 1048576"`
+
+	// AuditAggregateWindow is how long repeated refusals (auth_fail, token_refused,
+	// pair_fail, pair_approve_fail, admin_login_fail, duplicate_refused,
+	// producer_refused) of one type from one address (IPv6: one ipv6_prefix) are
+	// counted into one record after the first is written at once. 1s to 1h. Default 1m.
+	AuditAggregateWindow time.Duration `key:"audit_aggregate_window" default:"1m" usage:"repeated refusals of one type from one address are summed up into one audit record per window, 1s to 1h"`
+
 	// LogFormat picks log lines for people ("text", the default) or for a log pipeline
 	// ("json").
 	LogFormat string `key:"log_format" default:"text" usage:"log format: text or json"`
@@ -180,6 +229,17 @@ type Config struct {
 	// listener of its own so that it is never exposed with the public one. Keep it on
 	// loopback. Empty (the default) means off.
 	PprofListen string `key:"pprof_listen" usage:"serve Go profiles (net/http/pprof) on this host:port; keep it on loopback (empty = off)"`
+
+	// MetricsListen, when set, moves GET /metrics off the main listener onto a listener
+	// of its own at this host:port, so that strangers cannot read the fleet's size; the
+	// main listener then answers 404 there. Empty (the default) serves /metrics on the
+	// main listener, as the load tool expects.
+	MetricsListen string `key:"metrics_listen" usage:"serve /metrics on this host:port instead of the main listener (empty = on the main listener)"`
+
+	// MetricsToken, when set, makes GET /metrics (wherever it is served) require
+	// "Authorization: Bearer <token>"; at least 16 characters, so it cannot be guessed.
+	// Secret: never printed. Empty (the default) means no token.
+	MetricsToken string `key:"metrics_token" secret:"true" usage:"bearer token that GET /metrics requires, at least 16 characters (empty = none)"`
 
 	// sources records, per key, where Load found the value, so that Validate and
 	// WriteEffective can name it. Nil for a Config that did not come from Load.

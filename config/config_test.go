@@ -131,14 +131,24 @@ func TestDefault(t *testing.T) {
 		PairBurst:        10,
 		PairEvery:        6 * time.Second,
 		MaxConnections:   0,
+		WSConnectBurst:   1000,
+		WSConnectEvery:   20 * time.Millisecond,
+		WSFailBurst:      20,
+		WSFailEvery:      3 * time.Second,
+		IPv6Prefix:       64,
 		ReplayLimit:      100,
+		CatchupLimit:     200,
+		QueueFrames:      0,
 		MaxEventBytes:    65536,
 		FeedMaxMsgs:      1000,
 		FeedMaxAge:       0,
 		DedupWindow:      2 * time.Minute,
 		AuditMaxAge:      720 * time.Hour,
+		AuditMaxBytes:    256 << 20,
 		LogFormat:        "text",
 		LogLevel:         "info",
+
+		AuditAggregateWindow: time.Minute,
 	}
 	if got := config.Default(); !sameSettings(got, want) {
 		t.Errorf("Default() =\n%+v\nwant\n%+v", got, want)

@@ -31,6 +31,17 @@ func (c Config) Validate() error {
 	if c.PprofListen != "" {
 		v.hostPort("pprof_listen", c.PprofListen, `want host:port, such as "127.0.0.1:6060", or empty for off`)
 	}
+	if c.MetricsListen != "" {
+		v.hostPort("metrics_listen", c.MetricsListen, `want host:port, such as "127.0.0.1:9090", or empty for the main listener`)
+	}
+	if c.MetricsToken != "" && utf8.RuneCountInString(c.MetricsToken) < MinAdminTokenLen {
+		v.badSecret("metrics_token", fmt.Sprintf("too short: want at least %d characters, or empty for none", MinAdminTokenLen))
+	}
+	for _, h := range c.AllowedHosts {
+		if !isHostName(h) {
+			v.bad("allowed_hosts", h, `want a host name or IP address with no scheme or port, such as "kiosk.example.com"`)
+		}
+	}
 	v.publicURL()
 	if c.DataDir == "" {
 		v.bad("data_dir", "", `want a directory, such as "./data"`)
@@ -84,8 +95,25 @@ func (c Config) Validate() error {
 	if c.MaxConnections < 0 {
 		v.bad("max_connections", "", "want 0 (no bound) or more")
 	}
+	if c.WSConnectBurst < 1 || c.WSConnectBurst > 1000000 {
+		v.bad("ws_connect_burst", "", "want between 1 and 1000000")
+	}
+	v.between("ws_connect_every", c.WSConnectEvery, time.Millisecond, time.Hour)
+	if c.WSFailBurst < 1 || c.WSFailBurst > 1000000 {
+		v.bad("ws_fail_burst", "", "want between 1 and 1000000")
+	}
+	v.between("ws_fail_every", c.WSFailEvery, time.Millisecond, time.Hour)
+	if c.IPv6Prefix < 48 || c.IPv6Prefix > 128 {
+		v.bad("ipv6_prefix", "", "want between 48 and 128 (64 keys one customer network)")
+	}
 	if c.ReplayLimit < 1 || c.ReplayLimit > 10000 {
 		v.bad("replay_limit", "", "want between 1 and 10000")
+	}
+	if c.CatchupLimit < 1 || c.CatchupLimit > 10000 {
+		v.bad("catchup_limit", "", "want between 1 and 10000")
+	}
+	if least := max(c.ReplayLimit, c.CatchupLimit) + 16; c.QueueFrames != 0 && (c.QueueFrames < least || c.QueueFrames > 100000) {
+		v.bad("queue_frames", "", fmt.Sprintf("want 0 (derived) or between max(replay_limit, catchup_limit) + 16 (%d), so a whole catch-up fits with room for live events, and 100000", least))
 	}
 	if c.MaxEventBytes < 1 || c.MaxEventBytes > 1<<20 {
 		v.bad("max_event_bytes", "", "want between 1 and 1048576 (1 MiB)")
@@ -100,6 +128,10 @@ func (c Config) Validate() error {
 	if c.AuditMaxAge < time.Hour {
 		v.bad("audit_max_age", "", "want at least 1h")
 	}
+	if c.AuditMaxBytes < 1<<20 {
+		v.bad("audit_max_bytes", "", "want at least 1048576 (1 MiB)")
+	}
+	v.between("audit_aggregate_window", c.AuditAggregateWindow, time.Second, time.Hour)
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		v.bad("log_format", "", "want text or json")
 	}
@@ -246,6 +278,29 @@ func (v *validator) externalOnly() {
 }
 
 // isOrigin reports whether s is a browser origin: scheme://host[:port], nothing more.
+// isHostName reports whether s is a DNS name or an IP address with no scheme, port or
+// path: what allowed_hosts lists.
+func isHostName(s string) bool {
+	if _, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(s, "["), "]")); err == nil {
+		return true
+	}
+	name := strings.TrimSuffix(s, ".")
+	if name == "" || len(name) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(name, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 func isOrigin(s string) bool {
 	u, err := url.Parse(s)
 	return err == nil &&

@@ -16,7 +16,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/kioskfeed/kioskfeed/bridge"
@@ -114,7 +113,14 @@ func serve(ctx context.Context, args []string, lookupEnv func(string) (string, b
 		Heartbeat:      cfg.Heartbeat,
 		LeaseTTL:       cfg.LeaseTTL,
 		ReplayLimit:    cfg.ReplayLimit,
+		CatchupLimit:   cfg.CatchupLimit,
+		QueueFrames:    cfg.QueueFrames,
 		MaxConns:       cfg.MaxConnections,
+		WSConnectBurst: cfg.WSConnectBurst,
+		WSConnectEvery: cfg.WSConnectEvery,
+		WSFailBurst:    cfg.WSFailBurst,
+		WSFailEvery:    cfg.WSFailEvery,
+		IPv6Prefix:     cfg.IPv6Prefix,
 		// The embedded server's memory-stored leases end with this process.
 		LeasesEndWithProcess: cfg.Embedded(),
 		Now:                  b.Now,
@@ -137,10 +143,13 @@ func serve(ctx context.Context, args []string, lookupEnv func(string) (string, b
 		return err
 	}
 	app.Register(mux)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	metrics := metricsHandler(reg, cfg.MetricsToken)
+	if cfg.MetricsListen == "" { // else on its own listener, below: 404 here
+		mux.Handle("GET /metrics", metrics)
+	}
 
 	srv := &http.Server{
-		Handler:           broker.JSONErrors(broker.InstrumentHTTP(reg, mux)),
+		Handler:           frontDoor(cfg, broker.JSONErrors(broker.InstrumentHTTP(reg, mux))),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		IdleTimeout:       120 * time.Second,
@@ -155,6 +164,14 @@ func serve(ctx context.Context, args []string, lookupEnv func(string) (string, b
 			return err
 		}
 		defer stop()
+	}
+	if cfg.MetricsListen != "" {
+		stop, bound, err := serveMetrics(cfg.MetricsListen, metrics, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		cfg.MetricsListen = bound // the port taken, for the banner
 	}
 	g.Go(func() error {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
@@ -209,8 +226,13 @@ func brokerConfig(cfg config.Config, dataDir string, log *slog.Logger, reg prome
 		MaxEventBytes:    cfg.MaxEventBytes,
 		ReplayLimit:      cfg.ReplayLimit,
 		AuditMaxAge:      cfg.AuditMaxAge,
+		TrustedProxies:   cfg.TrustedProxies,
+		IPv6Prefix:       cfg.IPv6Prefix,
+		AuditMaxBytes:    int64(cfg.AuditMaxBytes),
 		Logger:           log,
 		Registerer:       reg,
+
+		AuditAggregateWindow: cfg.AuditAggregateWindow,
 	}
 }
 
@@ -233,6 +255,7 @@ func newAuthority(ctx context.Context, cfg config.Config, dataDir string, adminH
 		OnlineCount:      onlineCount,
 		PairBurst:        cfg.PairBurst,
 		PairEvery:        cfg.PairEvery,
+		IPv6Prefix:       cfg.IPv6Prefix,
 		Now:              b.Now, // the cluster's clock: peers check these times
 		Logger:           log.With(slog.String("component", "pairing")),
 	}, b)
@@ -264,7 +287,14 @@ func printBanner(w io.Writer, cfg config.Config, addr, dataDir string, b *broker
 	fmt.Fprintf(w, "  tablet socket:  %s/ws\n", "ws"+strings.TrimPrefix(pub, "http"))
 	fmt.Fprintf(w, "  producer API:   POST %s/api/feeds/{feed}/events   (key from POST %s/api/admin/producer-keys)\n", pub, pub)
 	fmt.Fprintf(w, "  feed state:     GET  %s/api/feeds/{feed}/state\n", pub)
-	fmt.Fprintf(w, "  health:         %s/healthz  %s/readyz  %s/metrics\n", pub, pub, pub)
+	metrics := pub + "/metrics"
+	if cfg.MetricsListen != "" {
+		metrics = "http://" + cfg.MetricsListen + "/metrics"
+	}
+	if cfg.MetricsToken != "" {
+		metrics += " (bearer metrics_token)"
+	}
+	fmt.Fprintf(w, "  health:         %s/healthz  %s/readyz  %s\n", pub, pub, metrics)
 	if addr := b.NATSAddr(); addr != "" {
 		user, _ := b.ProducerCredentials()
 		where := "as configured (producer_password)"
