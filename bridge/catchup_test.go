@@ -388,3 +388,46 @@ func TestCatchUpOverrunEndsInAReset(t *testing.T) {
 		t.Fatalf("live after the reset: %v, want [%d]", got, live)
 	}
 }
+
+// TestFarBehindResetNeedsNoLogRead (issue 12 §3): a tablet older than a window that
+// alone holds more than catchup_limit events is answered with a reset from memory. A
+// storm of such tablets must not queue one JetStream read each for an answer the hub
+// already knows (BENCHMARKS.md, "Far-behind reconnect storm": at 800 behind, a third of
+// 1,000 returning tablets timed out waiting for a read slot and were closed 1011).
+func TestFarBehindResetNeedsNoLogRead(t *testing.T) {
+	const limit, window = 5, 8
+	var reads atomic.Int32
+	bridge.SetHooks(t, bridge.Hooks{CatchUpWait: func() { reads.Add(1) }})
+	reg := prometheus.NewRegistry()
+	s := startStack(t, stackOpts{bridge: func(c *bridge.Config) {
+		c.CatchupLimit, c.WindowSize, c.Registerer = limit, window, reg
+	}})
+	tab := s.pair(t, "lobby")
+	// A hub that runs throughout, so the window is warm.
+	warm, _ := s.connect(t, tab, 0, "")
+	if _, _, _, err := warm.Collect(wait); err != nil {
+		t.Fatal(err)
+	}
+	state := s.publish(t, "lobby", "state", `{"title":"t"}`)
+	var items []uint64
+	for i := range window + 4 {
+		items = append(items, s.publish(t, "lobby", "item", fmt.Sprintf(`{"n":%d}`, i)))
+	}
+	if got := eventsUntil(t, warm, items[len(items)-1]); len(got) != len(items)+1 {
+		t.Fatalf("the warm tablet saw %v, want the state and %d items", got, len(items))
+	}
+	_ = warm.Close()
+
+	// Behind by every item (12): older than the window, which holds 8 > 5.
+	c, _ := s.connect(t, tab, state, "")
+	events, reset, synced, err := c.Collect(wait)
+	if err != nil || !reset || synced.Seq() != items[len(items)-1] || len(events) != len(items)+1 {
+		t.Fatalf("far behind: events %v reset %v synced %s, %v; want a reset with the state and every item", seqsOf(events), reset, synced.Raw, err)
+	}
+	if n := reads.Load(); n != 0 {
+		t.Fatalf("JetStream catch-up reads: %d, want 0 (the window already shows the tablet is too far behind)", n)
+	}
+	if n := counter(t, reg, "kioskfeed_replays_total", "source", "reset"); n < 1 {
+		t.Fatalf("resets: %v, want at least 1", n)
+	}
+}
