@@ -421,6 +421,9 @@ func startFuzzStack(tb testing.TB) *fuzzStack {
 	return &fuzzStack{wsURL: "ws" + public[len("http"):] + "/ws", origin: public}
 }
 
+// exchangeWait bounds one socket's exchange; it takes milliseconds.
+const exchangeWait = 8 * time.Second
+
 // socketOutcome is what the server did with one socket's input.
 type socketOutcome struct {
 	refused bool // HTTP 429 before the upgrade
@@ -437,7 +440,7 @@ func (st *fuzzStack) exchange(t *testing.T, in []byte) socketOutcome {
 	n := st.next.Add(1)
 	src := &net.TCPAddr{IP: net.IPv4(127, 1+byte(n>>16), byte(n>>8), byte(n))}
 	d := ws.Dialer{
-		Timeout: 10 * time.Second,
+		Timeout: exchangeWait,
 		Header:  ws.HandshakeHeaderHTTP(http.Header{"Origin": {st.origin}}),
 		NetDial: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			return (&net.Dialer{LocalAddr: src}).DialContext(ctx, network, addr)
@@ -455,7 +458,9 @@ func (st *fuzzStack) exchange(t *testing.T, in []byte) socketOutcome {
 	if rd == nil {
 		rd = bufio.NewReader(conn)
 	}
-	_ = conn.SetDeadline(time.Now().Add(30 * time.Second)) // a server that never hangs up fails here
+	// A server that never hangs up fails here, within the fuzzing engine's 10 s per input
+	// (past which it reports only "hung").
+	_ = conn.SetDeadline(time.Now().Add(exchangeWait))
 	hdr, payload, err := readServerFrame(rd)
 	if err != nil || hdr.OpCode != ws.OpText || !bytes.Contains(payload, []byte(`"challenge"`)) {
 		t.Fatalf("first frame %v %q (%v), want the challenge", hdr.OpCode, payload, err)
@@ -475,7 +480,7 @@ func (st *fuzzStack) exchange(t *testing.T, in []byte) socketOutcome {
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
-				t.Fatalf("the server neither closed nor hung up within 30s of the input %s", short(in))
+				t.Fatalf("the server neither closed nor hung up within %v of the input %s (pongs %q, closed %v)", exchangeWait, short(in), out.pongs, out.closed)
 			}
 			break // EOF or a reset: the server hung up
 		}
