@@ -120,8 +120,12 @@ func (p *poller) rearm(h pollHandle) error {
 // remove stops watching h's socket. Call it before the socket is closed, so that its
 // fd number, once reused, is never armed on the old registration's behalf.
 func (p *poller) remove(h pollHandle) {
-	p.forget(h)
-	_ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, h.fd, nil)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if r, ok := p.regs[int32(h.fd)]; ok && r.gen == h.gen {
+		delete(p.regs, int32(h.fd))
+		_ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, h.fd, nil)
+	}
 }
 
 func (p *poller) forget(h pollHandle) {
