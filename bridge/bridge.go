@@ -28,6 +28,9 @@ type FeedSource interface {
 	// Retention is how the log drops events, which a hub's window mirrors.
 	Retention() (perKind int, maxAge time.Duration)
 	Follow(feed string, after uint64, fn func(broker.Event)) (stop func(), err error)
+	// CheckEpoch reads the log's epoch now (Epoch is the newest one seen): a hub
+	// starts on it, and the lease upkeep looks for a log made anew.
+	CheckEpoch(ctx context.Context) (string, error)
 	Epoch() string
 }
 

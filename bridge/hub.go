@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sort"
 	"sync"
 	"time"
@@ -20,6 +21,9 @@ type hub struct {
 
 	ready chan struct{} // closed when started (or failed: err)
 	err   error
+	// epoch is the incarnation of the log the hub follows, read as it starts (before
+	// the feed's state): the epoch its tablets are welcomed with and compared against.
+	epoch string
 
 	mu   sync.Mutex
 	subs map[*session]struct{}
@@ -73,6 +77,11 @@ func (h *hub) start() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	h.perKind, h.maxAge = h.br.src.Retention()
+	epoch, err := h.br.src.CheckEpoch(ctx)
+	if err != nil {
+		return err
+	}
+	h.epoch = epoch
 	st, err := h.br.src.State(ctx, h.feed)
 	if err != nil {
 		return err
@@ -219,7 +228,7 @@ func (h *hub) attach(ctx context.Context, s *session, since uint64, epoch string
 	if h.maxAge > 0 {
 		h.retainLocked(h.br.cfg.Now()) // events may have aged out since the last one came
 	}
-	current := epoch == "" || epoch == h.br.src.Epoch()
+	current := epoch == "" || epoch == h.epoch
 	switch {
 	case since == 0 || !current:
 		h.resetLocked(s)
@@ -342,6 +351,47 @@ func (h *hub) replayLocked(s *session, events []entry) {
 	}
 	s.lastSent = h.head
 	s.catchUpLocked(syncedFrame(h.head))
+}
+
+// checkEpoch looks for a log made anew (the FEEDS stream deleted and created again
+// while this instance ran). A hub on the old log has the old log's seqs, window and
+// state, and its consumer follows a stream that no longer holds them: it is stopped,
+// and its tablets are closed 1012, so they come back (with the old epoch) to a hub on
+// the new log and get a reset. Run by the lease upkeep: one stream info per interval
+// per instance, whatever the number of tablets.
+func (br *Bridge) checkEpoch(ctx context.Context) {
+	epoch, err := br.src.CheckEpoch(ctx)
+	if err != nil {
+		return // NATS away: the upkeep has its own reaction to that
+	}
+	br.mu.Lock()
+	var stale []*hub
+	for feed, h := range br.hubs {
+		select {
+		case <-h.ready:
+		default:
+			continue // starting: it reads the epoch itself
+		}
+		if h.err == nil && h.epoch != epoch {
+			stale = append(stale, h)
+			delete(br.hubs, feed)
+		}
+	}
+	br.mu.Unlock()
+	for _, h := range stale {
+		h.mu.Lock()
+		subs := make([]*session, 0, len(h.subs))
+		for s := range h.subs {
+			subs = append(subs, s)
+		}
+		h.mu.Unlock()
+		h.shutdown()
+		br.log.Warn("the event log was made anew: its tablets reconnect for a reset",
+			slog.String("feed", h.feed), slog.Int("tablets", len(subs)))
+		for _, s := range subs {
+			s.closeWith(CloseRestarting, "the event log was made anew")
+		}
+	}
 }
 
 // detach removes s; a hub left without tablets lingers a while, then stops.

@@ -139,6 +139,9 @@ func (l *leases) upkeep() {
 			l.mu.Lock()
 			l.instRev, l.renewed = rev, now
 			l.mu.Unlock()
+			ctx, cancel := context.WithTimeout(context.Background(), ttl/3)
+			l.br.checkEpoch(ctx)
+			cancel()
 		case broker.IsKVConflict(err) || errors.Is(err, jetstream.ErrKeyNotFound):
 			// Others may have taken us for dead and taken over leases. Come back to
 			// life first, so no new takeover starts, then keep only the sockets whose

@@ -495,10 +495,19 @@ func (s *session) handshake(m clientMsg) {
 	s.tokenSum = sha256.Sum256([]byte(m.Token))
 	s.mu.Unlock()
 	s.authed.Store(true)
+	// The feed's hub before the welcome: the welcome names the epoch of the log the
+	// hub follows, which is the log whose seqs the tablet is about to get.
+	h, err := br.hub(s.feed)
+	if err != nil {
+		br.log.Warn("feed unavailable", slog.String("device_id", s.device), slog.String("error", err.Error()))
+		br.metrics.handshakes.WithLabelValues("error").Inc()
+		s.closeWith(CloseBrokerDown, "broker unreachable")
+		return
+	}
 	s.send(jsonFrame(map[string]any{
 		"type": "welcome", "device_id": s.device, "feed": s.feed,
 		"heartbeat_s": int(br.cfg.Heartbeat / time.Second),
-		"token_exp":   id.Expires.UTC().Format(time.RFC3339), "epoch": br.src.Epoch(),
+		"token_exp":   id.Expires.UTC().Format(time.RFC3339), "epoch": h.epoch,
 	}))
 	s.heardAt.Store(time.Now().UnixNano()) // the silence sweep counts from the welcome
 	// Registered (for heartbeats and revocation kicks) only once the welcome is queued:
@@ -507,7 +516,11 @@ func (s *session) handshake(m clientMsg) {
 	if h := hooks.Load(); h != nil && h.registered != nil {
 		h.registered(br)
 	}
-	if err := s.join(ctx, m.Since, m.Epoch); err != nil {
+	if err := s.join(ctx, h, m.Since, m.Epoch); err != nil {
+		if errors.Is(err, errEpochChanged) {
+			s.closeWith(CloseRestarting, "the event log was made anew")
+			return
+		}
 		br.log.Warn("catch-up failed", slog.String("device_id", s.device), slog.String("error", err.Error()))
 		br.metrics.handshakes.WithLabelValues("error").Inc()
 		s.closeWith(CloseBrokerDown, "broker unreachable")
@@ -523,18 +536,27 @@ func (s *session) handshake(m clientMsg) {
 	br.log.Debug("tablet connected", slog.String("device_id", s.device), slog.String("feed", s.feed), slog.String("remote_addr", s.remote))
 }
 
-// join attaches the session to its feed's hub, which sends the catch-up.
-func (s *session) join(ctx context.Context, since uint64, epoch string) error {
+// errEpochChanged: the hub the tablet was welcomed by closed, and the feed's next hub
+// follows a log made anew since; the tablet must hear the new epoch in a new welcome.
+var errEpochChanged = errors.New("the event log was made anew during the handshake")
+
+// join attaches the session to its feed's hub h, which sends the catch-up. A hub that
+// closed meanwhile (it lingered out) is replaced by a fresh one of the same log.
+func (s *session) join(ctx context.Context, h *hub, since uint64, epoch string) error {
+	welcomed := h.epoch
 	for {
-		h, err := s.br.hub(s.feed)
-		if err != nil {
-			return err
-		}
 		s.mu.Lock()
 		s.hub = h
 		s.mu.Unlock()
-		if err := h.attach(ctx, s, since, epoch); !errors.Is(err, errHubClosed) {
+		err := h.attach(ctx, s, since, epoch)
+		if !errors.Is(err, errHubClosed) {
 			return err
+		}
+		if h, err = s.br.hub(s.feed); err != nil {
+			return err
+		}
+		if h.epoch != welcomed {
+			return errEpochChanged
 		}
 	}
 }

@@ -159,7 +159,7 @@ type Broker struct {
 	js      jetstream.JetStream
 	feeds   jetstream.Stream
 	audit   jetstream.Stream
-	epoch   string
+	epoch   atomic.Pointer[string] // see Epoch; set at start, refreshed by CheckEpoch
 	keys    *Mirror[ProducerKey]
 	clock   *clock
 	metrics *metrics
@@ -464,7 +464,7 @@ func (b *Broker) setup(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("set up stream %s: %w", StreamFeeds, err)
 	}
-	b.epoch = strconv.FormatInt(b.feeds.CachedInfo().Created.UnixNano(), 36)
+	b.noteEpoch(b.feeds.CachedInfo().Created)
 
 	opCtx, cancel = b.opCtx(ctx)
 	b.audit, err = js.CreateOrUpdateStream(opCtx, jetstream.StreamConfig{
@@ -570,8 +570,33 @@ func (b *Broker) Conn() *nats.Conn { return b.nc }
 func (b *Broker) JetStream() jetstream.JetStream { return b.js }
 
 // Epoch names the incarnation of the event log (PROTOCOL.md §5): it changes when the
-// FEEDS stream is recreated, which makes every seq a tablet remembers meaningless.
-func (b *Broker) Epoch() string { return b.epoch }
+// FEEDS stream is recreated, which makes every seq a tablet remembers meaningless. It
+// is the newest this instance has seen: the one at start, or a later one found by
+// CheckEpoch or any read of the stream's info.
+func (b *Broker) Epoch() string { return *b.epoch.Load() }
+
+// CheckEpoch reads the FEEDS stream's info and returns its epoch, noting a new one. An
+// instance that stays up while the stream is deleted and made again (by another
+// instance, or an operator) must not go on announcing the old epoch: tablets would take
+// the new log's seqs as the old log's, and miss what came before.
+func (b *Broker) CheckEpoch(ctx context.Context) (string, error) {
+	ctx, cancel := b.opCtx(ctx)
+	defer cancel()
+	info, err := b.feeds.Info(ctx)
+	if err != nil {
+		return "", b.unavailable("stream info", err)
+	}
+	return b.noteEpoch(info.Created), nil
+}
+
+// noteEpoch records the epoch of a stream created at created, and returns it.
+func (b *Broker) noteEpoch(created time.Time) string {
+	e := strconv.FormatInt(created.UnixNano(), 36)
+	if old := b.epoch.Swap(&e); old != nil && *old != e {
+		b.log.Warn("the FEEDS stream was made anew: a new epoch, every tablet resets", slog.String("old", *old), slog.String("epoch", e))
+	}
+	return e
+}
 
 // NATSAddr is the embedded server's producer listener ("" when there is none).
 func (b *Broker) NATSAddr() string { return b.natsAddr }

@@ -226,6 +226,7 @@ func (b *Broker) streamState(ctx context.Context, filter string) (jetstream.Stre
 	if err != nil {
 		return jetstream.StreamState{}, b.unavailable("stream info", err)
 	}
+	b.noteEpoch(info.Created)
 	return info.State, nil
 }
 
