@@ -2,6 +2,7 @@ package loadtest
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 )
@@ -101,13 +102,21 @@ func gapMS(ns int64) int32 { return int32(min(max(ns/1e6, 0), 1<<31-1)) }
 type seqCheck struct {
 	scMu       sync.Mutex
 	checking   bool
-	sockets    int    // sockets welcomed while checked
-	replays    int    // of them, caught up by a replay
-	resets     int    // of them, caught up by a reset and the state
-	violations int    // events or synced out of sequence
-	firstBad   string // the first violation
-	inState    bool   // between reset and synced: the state, whose seqs are not contiguous
-	expect     uint64 // the seq the next event must have; 0 before a welcome
+	sockets    int      // sockets welcomed while checked
+	replays    int      // of them, caught up by a replay
+	resets     int      // of them, caught up by a reset and the state
+	violations int      // events or synced out of sequence
+	firstBad   string   // the first violation
+	inState    bool     // between reset and synced: the state, whose seqs are not contiguous
+	expect     uint64   // the seq the next event must have; 0 before a welcome
+	trail      []string // the socket's first messages, for the report of a violation
+}
+
+// note keeps the first few messages of a socket.
+func (c *seqCheck) note(typ string, seq uint64) {
+	if len(c.trail) < 6 {
+		c.trail = append(c.trail, fmt.Sprintf("%s %d", typ, seq))
+	}
 }
 
 // startCheck turns the check on from the next welcome.
@@ -115,7 +124,7 @@ func (c *seqCheck) startCheck() {
 	c.scMu.Lock()
 	defer c.scMu.Unlock()
 	c.checking, c.sockets, c.replays, c.resets, c.violations, c.firstBad = true, 0, 0, 0, 0, ""
-	c.inState, c.expect = false, 0
+	c.inState, c.expect, c.trail = false, 0, nil
 }
 
 func (c *seqCheck) checkWelcome(since uint64) {
@@ -124,6 +133,7 @@ func (c *seqCheck) checkWelcome(since uint64) {
 	if c.checking {
 		c.sockets++
 		c.inState, c.expect = false, since+1
+		c.trail = append(c.trail[:0], fmt.Sprintf("welcome after since %d", since))
 	}
 }
 
@@ -132,13 +142,18 @@ func (c *seqCheck) checkReset() {
 	defer c.scMu.Unlock()
 	if c.checking && c.expect != 0 {
 		c.inState = true
+		c.note("reset", 0)
 	}
 }
 
 func (c *seqCheck) checkEvent(seq uint64) {
 	c.scMu.Lock()
 	defer c.scMu.Unlock()
-	if !c.checking || c.expect == 0 || c.inState {
+	if !c.checking || c.expect == 0 {
+		return
+	}
+	c.note("event", seq)
+	if c.inState {
 		return
 	}
 	if seq != c.expect {
@@ -153,6 +168,7 @@ func (c *seqCheck) checkSynced(seq uint64) {
 	if !c.checking || c.expect == 0 {
 		return
 	}
+	c.note("synced", seq)
 	if c.inState {
 		c.resets++
 		c.inState = false
@@ -168,7 +184,7 @@ func (c *seqCheck) checkSynced(seq uint64) {
 func (c *seqCheck) violation(format string, args ...any) {
 	c.violations++
 	if c.firstBad == "" {
-		c.firstBad = fmt.Sprintf(format, args...)
+		c.firstBad = fmt.Sprintf(format, args...) + " (the socket's first messages: " + strings.Join(c.trail, ", ") + ")"
 	}
 }
 
