@@ -125,7 +125,7 @@ func (b *Broker) Catchup(ctx context.Context, feed string, since uint64, limit i
 	events := make([]Event, 0, min(limit+1, 64))
 	// Fetched in batches no larger than the limit: a far-behind tablet holds at most
 	// limit+1 events and one batch.
-	err = b.scanUpTo(ctx, StreamFeeds, FeedSubjects(feed), since+1, last, limit+1, func(msg jetstream.Msg, md *jetstream.MsgMetadata) bool {
+	err = b.scanUpTo(ctx, StreamFeeds, FeedSubjects(feed), since+1, last, limit+1, true, func(msg jetstream.Msg, md *jetstream.MsgMetadata) bool {
 		if ev, ok := b.decode(msg.Subject(), msg.Headers().Get("Nats-Msg-Id"), msg.Data(), md.Sequence.Stream, md.Timestamp); ok {
 			events = append(events, ev)
 		}
@@ -162,7 +162,7 @@ func (b *Broker) Window(ctx context.Context, feed string, upTo uint64, n int) (e
 	if base >= upTo {
 		return events, upTo, nil
 	}
-	err = b.scanUpTo(ctx, StreamFeeds, FeedSubjects(feed), base+1, upTo, n, func(msg jetstream.Msg, md *jetstream.MsgMetadata) bool {
+	err = b.scanUpTo(ctx, StreamFeeds, FeedSubjects(feed), base+1, upTo, n, true, func(msg jetstream.Msg, md *jetstream.MsgMetadata) bool {
 		if ev, ok := b.decode(msg.Subject(), msg.Headers().Get("Nats-Msg-Id"), msg.Data(), md.Sequence.Stream, md.Timestamp); ok {
 			events = append(events, ev)
 		}
@@ -262,7 +262,7 @@ func (b *Broker) firstFor(ctx context.Context, subject string) (uint64, error) {
 func (b *Broker) lastItems(ctx context.Context, feed string, from, to uint64, n int) ([]Event, error) {
 	ring := make([]Event, 0, min(n, 64))
 	next := 0 // where the next event goes once the ring is full
-	err := b.scanUpTo(ctx, StreamFeeds, Subject(feed, KindItem), from, to, max(n, 16), func(msg jetstream.Msg, md *jetstream.MsgMetadata) bool {
+	err := b.scanUpTo(ctx, StreamFeeds, Subject(feed, KindItem), from, to, max(n, 16), false, func(msg jetstream.Msg, md *jetstream.MsgMetadata) bool {
 		ev, ok := b.decode(msg.Subject(), msg.Headers().Get("Nats-Msg-Id"), msg.Data(), md.Sequence.Stream, md.Timestamp)
 		switch {
 		case !ok || n <= 0:
@@ -283,15 +283,17 @@ func (b *Broker) lastItems(ctx context.Context, feed string, from, to uint64, n 
 // scan calls fn for each message of stream on filter with from <= seq <= to, in order,
 // through one short-lived ordered consumer (one consumer per call, not per message).
 func (b *Broker) scan(ctx context.Context, stream, filter string, from, to uint64, fn func(jetstream.Msg, *jetstream.MsgMetadata)) error {
-	return b.scanUpTo(ctx, stream, filter, from, to, 0, func(m jetstream.Msg, md *jetstream.MsgMetadata) bool {
+	return b.scanUpTo(ctx, stream, filter, from, to, 0, false, func(m jetstream.Msg, md *jetstream.MsgMetadata) bool {
 		fn(m, md)
 		return true
 	})
 }
 
 // scanUpTo is scan that fetches at most batch messages at a time (0: 512) and stops
-// when fn returns false, so a bounded read holds no more than it needs.
-func (b *Broker) scanUpTo(ctx context.Context, stream, filter string, from, to uint64, batch int, fn func(jetstream.Msg, *jetstream.MsgMetadata) bool) error {
+// when fn returns false, so a bounded read holds no more than it needs. toMatches says
+// that the message at `to` matches filter, so the scan is whole only once it reaches
+// it (a feed's newest seq, for catch-ups and windows).
+func (b *Broker) scanUpTo(ctx context.Context, stream, filter string, from, to uint64, batch int, toMatches bool, fn func(jetstream.Msg, *jetstream.MsgMetadata) bool) error {
 	ctx, cancel := context.WithTimeout(ctx, 4*b.cfg.OpTimeout)
 	defer cancel()
 	cons, err := b.js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{
@@ -303,12 +305,20 @@ func (b *Broker) scanUpTo(ctx context.Context, stream, filter string, from, to u
 	if err != nil {
 		return b.unavailable("ordered consumer", err)
 	}
+	// Deleted when done rather than left to expire: a reconnect storm reads the log
+	// for hundreds of tablets within the threshold, and the server caps consumers.
+	defer b.dropConsumer(stream, cons)
 	if batch <= 0 || batch > 512 {
 		batch = 512
 	}
-	for {
-		// No waiting: every message up to `to` is stored already. An empty batch means
-		// they were removed meanwhile, not that they are still coming.
+	for empty := 0; ; {
+		// Every message up to `to` is stored already, so a fetch does not wait for new
+		// ones. When `to` itself matches the filter (toMatches), only reaching it ends
+		// the scan: a fetch that comes back empty before it is a short read on a busy
+		// server (the client cannot tell "no messages" from a request that timed out),
+		// so it is tried again, and a scan that still gets nothing fails rather than
+		// return part of the range as all of it. That once gave tablets a catch-up with
+		// a gap: event 828 right after since=20.
 		msgs, err := cons.FetchNoWait(batch)
 		if err != nil {
 			return b.unavailable("fetch", err)
@@ -333,10 +343,31 @@ func (b *Broker) scanUpTo(ctx context.Context, stream, filter string, from, to u
 		if err := msgs.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
 			return b.unavailable("fetch", err)
 		}
-		if done || got == 0 {
+		switch {
+		case done:
 			return nil
+		case got > 0:
+			empty = 0
+		case !toMatches:
+			return nil // nothing more matches before `to`, or nothing answered: the same to us
+		default:
+			if empty++; empty >= 3 {
+				return b.unavailable("fetch", fmt.Errorf("no message before seq %d after %d tries", to, empty))
+			}
 		}
 	}
+}
+
+// dropConsumer deletes a scan's consumer, best effort: one that is not deleted expires
+// after its InactiveThreshold.
+func (b *Broker) dropConsumer(stream string, cons jetstream.Consumer) {
+	info := cons.CachedInfo()
+	if info == nil {
+		return
+	}
+	ctx, cancel := b.opCtx(context.Background())
+	defer cancel()
+	_ = b.js.DeleteConsumer(ctx, stream, info.Name)
 }
 
 // decode turns a stored message into an Event, dropping (and counting) messages that a
