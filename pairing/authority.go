@@ -106,7 +106,12 @@ type Authority struct {
 	// count every attempt; the admin surfaces count failures only, and refuse before
 	// they look once an address's failures are used up.
 	pairLimit  *limiter // POST /api/pair and /api/pair/requests
-	tokenLimit *limiter // POST /api/token and the pair requests' polls
+	tokenLimit *limiter // POST /api/token: every call, loosely
+	// tokenFails bounds refused token calls (bad proofs, unknown devices) per address,
+	// strictly: a lobby behind one NAT address that needs 300 new tokens at once after
+	// a long outage is not throttled, a script trying device ids is.
+	tokenFails *limiter
+	pollLimit  *limiter // the pair requests' polls
 	// loginFails bounds wrong dashboard passwords per address.
 	loginFails *limiter
 	// bearerFails bounds bad admin bearer tokens per address.
@@ -123,6 +128,16 @@ const (
 	// bearerFailBurst bad admin bearer tokens at once, then one per bearerFailEvery.
 	bearerFailBurst = 20
 	bearerFailEvery = 3 * time.Second
+)
+
+// Allowances of POST /api/token per client address (IPv6: per prefix). Every call
+// counts against tokenBurst (as many as the socket's handshakes: each token is followed
+// by one), refusals also against tokenFailBurst.
+const (
+	tokenBurst     = 1000
+	tokenEvery     = 20 * time.Millisecond
+	tokenFailBurst = 20
+	tokenFailEvery = 3 * time.Second
 )
 
 // New sets up the buckets pairing keeps its state in and returns the service.
@@ -180,8 +195,10 @@ func New(ctx context.Context, cfg Config, b *broker.Broker) (*Authority, error) 
 	}
 	bits := cfg.IPv6Prefix
 	a.pairLimit = newPrefixLimiter(cfg.PairEvery, cfg.PairBurst, bits, cfg.Now)
-	// Tablets behind one NAT refresh tokens every few minutes each: a loose bound.
-	a.tokenLimit = newPrefixLimiter(200*time.Millisecond, 120, bits, cfg.Now)
+	a.tokenLimit = newPrefixLimiter(tokenEvery, tokenBurst, bits, cfg.Now)
+	a.tokenFails = newPrefixLimiter(tokenFailEvery, tokenFailBurst, bits, cfg.Now)
+	// A tablet polls every 5 s (RFC 8628): this bounds only a script.
+	a.pollLimit = newPrefixLimiter(200*time.Millisecond, 120, bits, cfg.Now)
 	a.loginFails = newPrefixLimiter(loginFailEvery, loginFailBurst, bits, cfg.Now)
 	a.bearerFails = newPrefixLimiter(bearerFailEvery, bearerFailBurst, bits, cfg.Now)
 	a.guessLimit = newPrefixLimiter(codeGuessEvery, codeGuessBurst, bits, cfg.Now)

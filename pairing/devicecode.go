@@ -208,7 +208,7 @@ func (a *Authority) handlePairPoll(w http.ResponseWriter, r *http.Request) {
 func (a *Authority) beginPoll(w http.ResponseWriter, r *http.Request) (remote string, ok bool) {
 	a.setNonce(w)
 	remote = a.addr.Of(r)
-	if allowed, wait := a.tokenLimit.allow(remote); !allowed {
+	if allowed, wait := a.pollLimit.allow(remote); !allowed {
 		broker.WriteError(w, rateLimited(wait))
 		return remote, false
 	}

@@ -146,13 +146,23 @@ func (a *Authority) handleToken(w http.ResponseWriter, r *http.Request) {
 		broker.WriteError(w, broker.Errorf(broker.CodeInvalidRequest, `"device_id" is required`))
 		return
 	}
+	// An address whose refusals are used up is refused before the proof is checked:
+	// trying device ids or keys costs it no verification and no lookup.
+	if blocked, wait := a.tokenFails.blocked(remote); blocked {
+		broker.WriteError(w, rateLimited(wait))
+		return
+	}
 	jkt, err := a.checkProof(r, "/api/token")
 	if err != nil {
+		if e := (*broker.Error)(nil); errors.As(err, &e) && e.Code != broker.CodeUseDPoPNonce {
+			a.tokenFails.allow(remote) // a bad proof; asking for a nonce is the normal first step
+		}
 		broker.WriteError(w, err)
 		return
 	}
 	refused := &broker.Error{Code: broker.CodeInvalidToken, Message: "this device is not paired (or was revoked): pair it again"}
 	if !broker.ValidDeviceID(req.DeviceID) { // no device has it, and NATS would refuse it as a key
+		a.tokenFails.allow(remote)
 		a.audit("token_refused", "", "", remote, "malformed device id")
 		broker.WriteError(w, refused)
 		return
@@ -164,11 +174,13 @@ func (a *Authority) handleToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !ok {
+		a.tokenFails.allow(remote)
 		a.audit("token_refused", "", req.DeviceID, remote, "unknown or revoked device")
 		broker.WriteError(w, refused)
 		return
 	}
 	if d.JKT != jkt {
+		a.tokenFails.allow(remote)
 		a.audit("token_refused", d.Feed, d.ID, remote, "proof key is not the device's key")
 		broker.WriteError(w, refused)
 		return
