@@ -357,7 +357,10 @@ func with(m map[string]any, key string, v any) map[string]any {
 // to the genuine call that works, and what a refusal says, audits and leaks.
 func TestTokenEndpointRefusesForgedProofs(t *testing.T) {
 	// Each refusal its own audit record, not summed up, to see what each one holds.
-	s := startService(t, brokertest.New(t, func(c *broker.Config) { c.AuditAggregateWindow = -1 }), nil)
+	// Every forgery its own answer: the address's allowance of refusals (which a
+	// real attacker meets after 20) is lifted, so that each case is checked.
+	s := startService(t, brokertest.New(t, func(c *broker.Config) { c.AuditAggregateWindow = -1 }), nil,
+		func(c *pairing.Config) { c.TokenFailBurst = 1 << 20 })
 	tab := s.paired(t, "lobby")
 	evil := newAttackerKit(t)
 	other := startService(t, nil, nil) // another deployment: its own signing key

@@ -38,6 +38,10 @@ type Config struct {
 	// attempt per 6s with a burst of 10.
 	PairEvery time.Duration
 	PairBurst int
+	// TokenFailBurst refused calls of /api/token (bad proofs, unknown devices) per
+	// client address, then one per 3 s; past it the address gets 429 before its proof
+	// is checked. Default 20. Good calls have a large allowance of their own.
+	TokenFailBurst int
 	// IPv6Prefix is how many leading bits of an IPv6 client address every per-address
 	// limit keys on (one /64 is one customer network, which a single host can fill
 	// with fresh addresses). 48 to 128. Default 64.
@@ -67,6 +71,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.PairBurst == 0 {
 		c.PairBurst = 10
+	}
+	if c.TokenFailBurst == 0 {
+		c.TokenFailBurst = tokenFailBurst
 	}
 	if c.Presence == nil {
 		c.Presence = func(string) (bool, time.Time) { return false, time.Time{} }
@@ -132,7 +139,7 @@ const (
 
 // Allowances of POST /api/token per client address (IPv6: per prefix). Every call
 // counts against tokenBurst (as many as the socket's handshakes: each token is followed
-// by one), refusals also against tokenFailBurst.
+// by one), refusals also against tokenFailBurst (Config.TokenFailBurst).
 const (
 	tokenBurst     = 1000
 	tokenEvery     = 20 * time.Millisecond
@@ -196,7 +203,7 @@ func New(ctx context.Context, cfg Config, b *broker.Broker) (*Authority, error) 
 	bits := cfg.IPv6Prefix
 	a.pairLimit = newPrefixLimiter(cfg.PairEvery, cfg.PairBurst, bits, cfg.Now)
 	a.tokenLimit = newPrefixLimiter(tokenEvery, tokenBurst, bits, cfg.Now)
-	a.tokenFails = newPrefixLimiter(tokenFailEvery, tokenFailBurst, bits, cfg.Now)
+	a.tokenFails = newPrefixLimiter(tokenFailEvery, cfg.TokenFailBurst, bits, cfg.Now)
 	// A tablet polls every 5 s (RFC 8628): this bounds only a script.
 	a.pollLimit = newPrefixLimiter(200*time.Millisecond, 120, bits, cfg.Now)
 	a.loginFails = newPrefixLimiter(loginFailEvery, loginFailBurst, bits, cfg.Now)
