@@ -27,7 +27,7 @@ import (
 //
 // Over either, a new socket is answered HTTP 429 rate_limited with Retry-After before
 // the upgrade. A socket already open whose auth fails once the failures are used up is
-// closed 4429 instead of its own code (PROTOCOL.md §5: "too many attempts").
+// closed 4429 instead of its own code (docs/protocol.md §5: "too many attempts").
 const (
 	DefaultWSConnectBurst = 1000
 	DefaultWSConnectEvery = 20 * time.Millisecond // 50 a second
@@ -102,7 +102,7 @@ func isAuthFailure(code ws.StatusCode) bool {
 var upgradedHook atomic.Pointer[func()]
 
 // checkUpgrade checks what ws.HTTPUpgrader would, so that a bad upgrade is answered in
-// the JSON error format of PROTOCOL.md §1 rather than the library's plain text: 400
+// the JSON error format of docs/protocol.md §1 rather than the library's plain text: 400
 // invalid_request, or 426 with Sec-WebSocket-Version: 13 for another protocol version
 // (RFC 6455 §4.4). It reads the first value of each header, as the library does.
 func checkUpgrade(w http.ResponseWriter, r *http.Request) error {

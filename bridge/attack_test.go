@@ -22,11 +22,11 @@ import (
 )
 
 // The attack list of the bridge's issue, played with raw bytes: each attack must end
-// with the close code PROTOCOL.md §5 gives it (or the HTTP status of the upgrade), and
+// with the close code docs/protocol.md §5 gives it (or the HTTP status of the upgrade), and
 // must not make the server read or keep what the attacker declares.
 
 const (
-	maxMsg   = 16 << 10 // PROTOCOL.md §5: a larger client frame or message is refused (1009)
+	maxMsg   = 16 << 10 // docs/protocol.md §5: a larger client frame or message is refused (1009)
 	heapMiB  = 1 << 20
 	heapCap  = 8 * heapMiB // growth allowed to an attack that declares far more
 	ctlLimit = ws.MaxControlFramePayloadSize
@@ -196,7 +196,7 @@ func TestAttackUpgradeOrigin(t *testing.T) {
 }
 
 // TestAttackFrames plays each hostile frame before the auth and again on a live,
-// authenticated socket, and asserts the close code of PROTOCOL.md §5. The attacks that
+// authenticated socket, and asserts the close code of docs/protocol.md §5. The attacks that
 // declare far more than 16 KiB also assert that the server neither kept nor allocated
 // it: the live heap after a collection, and every byte allocated while the attack ran,
 // grow by less than 8 MiB.

@@ -51,7 +51,7 @@ type Config struct {
 	// AuthTimeout is how long a new socket has to authenticate. Default 10s.
 	AuthTimeout time.Duration
 	// ReauthGrace is how long past its token's expiry a socket that did not
-	// re-authenticate stays open (PROTOCOL.md §5 step 7). Default 30s.
+	// re-authenticate stays open (docs/protocol.md §5 step 7). Default 30s.
 	ReauthGrace time.Duration
 	// ProbeTimeout is how long a lease holder's socket has to answer a ping when a
 	// duplicate arrives. Default 2s.
@@ -73,7 +73,7 @@ type Config struct {
 	// ReplayLimit is the most item events of a feed's state. Default 100.
 	ReplayLimit int
 	// CatchupLimit is the most events a reconnecting tablet is replayed: one further
-	// behind gets a reset and the feed's state instead (PROTOCOL.md §5 step 4), so a
+	// behind gets a reset and the feed's state instead (docs/protocol.md §5 step 4), so a
 	// catch-up never holds more than this many events in memory. Default 200.
 	CatchupLimit int
 	// CatchupReads bounds the catch-ups read from JetStream at once on this instance,
@@ -163,7 +163,7 @@ func (c *Config) setDefaults() {
 	}
 }
 
-// Bridge serves the tablets' WebSocket (PROTOCOL.md §5): the handshake, one live
+// Bridge serves the tablets' WebSocket (docs/protocol.md §5): the handshake, one live
 // connection per device across instances, per-feed fan-out, replay, heartbeats,
 // re-auth, revocation kicks and draining.
 //

@@ -158,7 +158,7 @@ func TestCatchUpPropertyGapFree(t *testing.T) {
 		}
 		return out
 	}
-	stateAt := func(h uint64) []uint64 { // PROTOCOL.md §5 step 4, from the log
+	stateAt := func(h uint64) []uint64 { // docs/protocol.md §5 step 4, from the log
 		end := after(h)
 		first := 0
 		for j := end - 1; j >= 0; j-- {

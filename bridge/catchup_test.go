@@ -20,7 +20,7 @@ import (
 )
 
 // TestWelcomeBeforeAnyHeartbeat: a heartbeat sweep that runs the moment a session is
-// registered for heartbeats must find the welcome already queued (PROTOCOL.md §5 step
+// registered for heartbeats must find the welcome already queued (docs/protocol.md §5 step
 // 3: nothing before the welcome). The hook makes the sweep run at exactly that point.
 func TestWelcomeBeforeAnyHeartbeat(t *testing.T) {
 	var beats atomic.Int32

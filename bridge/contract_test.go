@@ -1,6 +1,6 @@
 package bridge_test
 
-// Contract tests: promises of PROTOCOL.md §5 (with the README's "Status" differences)
+// Contract tests: promises of docs/protocol.md §5 (with the README's "Status" differences)
 // that no other test checked, each asserted on the wire through a real stack.
 
 import (
@@ -56,7 +56,7 @@ func observe(t *testing.T, s *stack, feed string) *pump {
 
 // TestContractEvictedSinceGetsReset: a tablet whose since points at events the stream no
 // longer keeps (feed_max_msgs pushed them out) gets a reset and the feed's state, not the
-// events that happen to be left (PROTOCOL.md §5 step 4) — whether or not this instance's
+// events that happen to be left (docs/protocol.md §5 step 4) — whether or not this instance's
 // hub for the feed was running while the events came and went.
 func TestContractEvictedSinceGetsReset(t *testing.T) {
 	const keep = 5 // feed_max_msgs: events kept per feed and kind
@@ -96,7 +96,7 @@ func TestContractEvictedSinceGetsReset(t *testing.T) {
 				t.Fatalf("reset carried %v, synced %s; want the state %v and synced %d", seqsOf(events), synced.Raw, want, seqs[len(seqs)-1])
 			}
 			if st := s.stateSeqs(t, "lobby"); fmt.Sprint(st) != fmt.Sprint(want) {
-				t.Fatalf("GET /api/feeds/lobby/state = %v; want what the reset showed, %v (PROTOCOL.md §8)", st, want)
+				t.Fatalf("GET /api/feeds/lobby/state = %v; want what the reset showed, %v (docs/protocol.md §8)", st, want)
 			}
 		})
 	}
@@ -129,7 +129,7 @@ func TestContractResetStateCappedAtReplayLimit(t *testing.T) {
 					t.Fatalf("since=%d: reset carried %v (synced %s); want the state event and the newest %d items: %v", since, seqsOf(events), synced.Raw, limit, want)
 				}
 				if st := s.stateSeqs(t, "lobby"); fmt.Sprint(st) != fmt.Sprint(want) {
-					t.Fatalf("GET /api/feeds/lobby/state = %v; want what the reset showed, %v (PROTOCOL.md §8)", st, want)
+					t.Fatalf("GET /api/feeds/lobby/state = %v; want what the reset showed, %v (docs/protocol.md §8)", st, want)
 				}
 				if events[0].Str("kind") != "state" {
 					t.Fatalf("first event of the state is %s, want the state event", events[0].Raw)
@@ -236,7 +236,7 @@ func TestContractEpochChangesWhenTheStreamIsRecreated(t *testing.T) {
 }
 
 // TestContractDefaultAuthTimeout: with the default configuration a socket that never
-// sends auth is closed 4408 after 10 s (PROTOCOL.md §5 step 2), not much sooner.
+// sends auth is closed 4408 after 10 s (docs/protocol.md §5 step 2), not much sooner.
 func TestContractDefaultAuthTimeout(t *testing.T) {
 	t.Parallel()
 	s := startStack(t, stackOpts{}) // AuthTimeout left at its default
@@ -257,7 +257,7 @@ func TestContractDefaultAuthTimeout(t *testing.T) {
 }
 
 // TestContractDefaultReauthGrace: with the default grace a tablet that never answers
-// reauth is closed 4401 no sooner than token_exp + 30 s (PROTOCOL.md §5 step 7). The
+// reauth is closed 4401 no sooner than token_exp + 30 s (docs/protocol.md §5 step 7). The
 // token is short-lived so that its expiry comes soon; the grace is the default.
 func TestContractDefaultReauthGrace(t *testing.T) {
 	t.Parallel()
@@ -282,7 +282,7 @@ func TestContractDefaultReauthGrace(t *testing.T) {
 }
 
 // TestContractSinceIgnoredOnReauth: the answer to reauth carries a since (and epoch) that
-// would replay; the server ignores it (PROTOCOL.md §5 step 7): no reset, no replayed
+// would replay; the server ignores it (docs/protocol.md §5 step 7): no reset, no replayed
 // event, no synced, only live events from then on. The old token's expiry plus grace
 // passes before the live event, which proves the re-auth was taken (else: 4401).
 func TestContractSinceIgnoredOnReauth(t *testing.T) {
@@ -360,7 +360,7 @@ func TestContractSinceIgnoredOnReauth(t *testing.T) {
 
 // TestContractReplacePINClosesTheOldTablet: a tablet paired with a PIN issued with
 // replace revokes the feed's earlier tablets, and their live sockets close with 4403
-// (PROTOCOL.md §3); the earlier tablet's key gets no new token; the new one connects.
+// (docs/protocol.md §3); the earlier tablet's key gets no new token; the new one connects.
 func TestContractReplacePINClosesTheOldTablet(t *testing.T) {
 	s := startStack(t, stackOpts{})
 	first := s.pair(t, "lobby")
@@ -405,7 +405,7 @@ func TestContractReplacePINClosesTheOldTablet(t *testing.T) {
 }
 
 // stateSeqs is the seqs of GET /api/feeds/{feed}/state: "what a tablet would be shown
-// after a reset" (PROTOCOL.md §8).
+// after a reset" (docs/protocol.md §8).
 func (s *stack) stateSeqs(t *testing.T, feed string) []uint64 {
 	t.Helper()
 	req, _ := http.NewRequest("GET", s.URL+"/api/feeds/"+feed+"/state", nil)

@@ -1,7 +1,7 @@
 // Package bridge owns the tablets' WebSocket endpoint /ws on gobwas/ws: the auth
 // handshake, one live connection per device through cluster-wide leases, per-feed
 // fan-out of pre-encoded frames, replay and catch-up after reconnects, heartbeats,
-// re-auth, revocation kicks and draining on shutdown (PROTOCOL.md §5 and §7).
+// re-auth, revocation kicks and draining on shutdown (docs/protocol.md §5 and §7).
 //
 // An idle tablet costs no goroutine: on Linux one goroutine waits in epoll for every
 // socket (poller_linux.go) and starts a short-lived reader when one has a frame to read;

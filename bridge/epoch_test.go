@@ -17,7 +17,7 @@ import (
 // event log is deleted and made anew (by another instance) must not go on taking the
 // new log's seqs as the old log's. Its instance notices the new epoch within a lease
 // upkeep interval, closes it 1012, and on its way back (with the old epoch) it gets a
-// new epoch and a reset with the new log's state (PROTOCOL.md §5 steps 3 and 4).
+// new epoch and a reset with the new log's state (docs/protocol.md §5 steps 3 and 4).
 func TestEpochChangeReachesConnectedTablets(t *testing.T) {
 	n := brokertest.StartNATS(t)
 	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)

@@ -181,7 +181,7 @@ func wholePingPong(in []byte) int {
 // handler, after the challenge. The server never panics, never allocates in proportion
 // to a length the tablet only claims, answers only with pongs of the tablet's pings and
 // at most one close frame, hangs up once the tablet has, and closes with a code of
-// PROTOCOL.md §5 (or the tablet's own, echoed). Where the input is a sequence of
+// docs/protocol.md §5 (or the tablet's own, echoed). Where the input is a sequence of
 // unfragmented frames, the code is exactly the one the first decisive frame calls for.
 func FuzzReadFrame(f *testing.F) {
 	for _, seed := range [][]byte{
@@ -226,7 +226,7 @@ func FuzzReadFrame(f *testing.F) {
 
 		want, pings, known := expectFrames(in)
 		if got.closed && !allowedClose(got.code, in) {
-			t.Fatalf("closed %d on %s: not a code of PROTOCOL.md §5 nor one the tablet sent", got.code, short(in))
+			t.Fatalf("closed %d on %s: not a code of docs/protocol.md §5 nor one the tablet sent", got.code, short(in))
 		}
 		if !known {
 			return
@@ -348,7 +348,7 @@ func expectFrames(in []byte) (code ws.StatusCode, pings [][]byte, known bool) {
 }
 
 // allowedClose reports whether code is one the server may close with before an auth:
-// PROTOCOL.md §5's, or one the tablet sent in a close frame of in (echoed).
+// docs/protocol.md §5's, or one the tablet sent in a close frame of in (echoed).
 func allowedClose(code ws.StatusCode, in []byte) bool {
 	switch code {
 	case ws.StatusNormalClosure, ws.StatusProtocolError, CloseUnsupported, ws.StatusInvalidFramePayloadData,

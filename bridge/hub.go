@@ -30,7 +30,7 @@ type hub struct {
 	head uint64 // newest seq of the feed this hub has seen
 	base uint64 // window holds every event of the feed with base < seq <= head
 	// The log's retention (FeedSource.Retention), which the window mirrors: what the log
-	// dropped is not replayed from memory either (PROTOCOL.md §5 step 4).
+	// dropped is not replayed from memory either (docs/protocol.md §5 step 4).
 	perKind int
 	maxAge  time.Duration
 	window  []entry // oldest first, at most WindowSize
@@ -193,7 +193,7 @@ func (h *hub) shared(ev broker.Event) []byte {
 	return eventFrame(ev)
 }
 
-// applyState keeps the feed's state (PROTOCOL.md §5 step 4) current: a state or clear
+// applyState keeps the feed's state (docs/protocol.md §5 step 4) current: a state or clear
 // event starts it anew; items follow it, the newest ReplayLimit of them.
 func (h *hub) applyState(e entry) {
 	if e.kind != broker.KindItem {

@@ -10,7 +10,7 @@ import (
 	"github.com/kioskfeed/kioskfeed/broker"
 )
 
-// Close codes of PROTOCOL.md §5.
+// Close codes of docs/protocol.md §5.
 const (
 	CloseMalformed      ws.StatusCode = 4400 // malformed or unexpected message
 	CloseUnauthorized   ws.StatusCode = 4401 // token or proof invalid or expired
@@ -28,7 +28,7 @@ const (
 )
 
 // clientMsg is what a tablet may send. Only auth means anything; other types are
-// ignored (PROTOCOL.md §5).
+// ignored (docs/protocol.md §5).
 type clientMsg struct {
 	Type  string `json:"type"`
 	Token string `json:"token"`

@@ -407,7 +407,7 @@ func closeReply(payload []byte) ws.StatusCode {
 	}
 }
 
-// readFailed closes the socket with the code PROTOCOL.md §5 gives the failure.
+// readFailed closes the socket with the code docs/protocol.md §5 gives the failure.
 func (s *session) readFailed(err error) {
 	var ne net.Error
 	switch {
@@ -440,7 +440,7 @@ func (s *session) message(payload []byte) {
 		return
 	}
 	if m.Type != "auth" {
-		return // other messages are ignored (PROTOCOL.md §5)
+		return // other messages are ignored (docs/protocol.md §5)
 	}
 	if !s.authed.Load() {
 		// The auth came in time: the deadline is over (the handshake has its own,
@@ -511,7 +511,7 @@ func (s *session) handshake(m clientMsg) {
 	}))
 	s.heardAt.Store(time.Now().UnixNano()) // the silence sweep counts from the welcome
 	// Registered (for heartbeats and revocation kicks) only once the welcome is queued:
-	// nothing may come before it (PROTOCOL.md §5 step 3).
+	// nothing may come before it (docs/protocol.md §5 step 3).
 	br.authenticated(s)
 	if h := hooks.Load(); h != nil && h.registered != nil {
 		h.registered(br)

@@ -22,7 +22,7 @@ type AdminAuthorizer interface {
 	AuditSource(r *http.Request) (actor, remote string)
 }
 
-// API serves the producer endpoints of PROTOCOL.md §8 and the producer-key admin calls
+// API serves the producer endpoints of docs/protocol.md §8 and the producer-key admin calls
 // of §6.
 type API struct {
 	b     *Broker

@@ -16,7 +16,7 @@ const auditSubjectPrefix = "audit."
 
 var auditTypeRe = regexp.MustCompile(`^[a-z][a-z_]{0,39}$`)
 
-// AuditRecord is one entry of the audit log (PROTOCOL.md §6). Detail is a short reason
+// AuditRecord is one entry of the audit log (docs/protocol.md §6). Detail is a short reason
 // for people; it must never hold a PIN, token, key or proof.
 type AuditRecord struct {
 	Time       time.Time `json:"time"`

@@ -569,7 +569,7 @@ func (b *Broker) Conn() *nats.Conn { return b.nc }
 // JetStream is the JetStream context of the connection.
 func (b *Broker) JetStream() jetstream.JetStream { return b.js }
 
-// Epoch names the incarnation of the event log (PROTOCOL.md §5): it changes when the
+// Epoch names the incarnation of the event log (docs/protocol.md §5): it changes when the
 // FEEDS stream is recreated, which makes every seq a tablet remembers meaningless. It
 // is the newest this instance has seen: the one at start, or a later one found by
 // CheckEpoch or any read of the stream's info.

@@ -8,7 +8,7 @@ import (
 	"strings"
 )
 
-// Codes of the JSON error body of PROTOCOL.md §1. One table (statusOf) maps them to
+// Codes of the JSON error body of docs/protocol.md §1. One table (statusOf) maps them to
 // HTTP statuses so every handler of every package answers the same way.
 const (
 	CodeInvalidRequest   = "invalid_request"
@@ -87,7 +87,7 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// WriteError answers err in the format of PROTOCOL.md §1. An error that is not an
+// WriteError answers err in the format of docs/protocol.md §1. An error that is not an
 // *Error is internal: the caller must have logged its detail already, and the client
 // learns only that something went wrong on our side.
 func WriteError(w http.ResponseWriter, err error) {

@@ -13,7 +13,7 @@ import (
 	"time"
 )
 
-// Event kinds of PROTOCOL.md §8. A feed's state is its newest state or clear event
+// Event kinds of docs/protocol.md §8. A feed's state is its newest state or clear event
 // plus the items after it.
 const (
 	KindState = "state"
@@ -29,11 +29,11 @@ var (
 	eventIDRe = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
 )
 
-// ValidFeedID reports whether s is a feed id of PROTOCOL.md §0; such an id is also a
+// ValidFeedID reports whether s is a feed id of docs/protocol.md §0; such an id is also a
 // valid NATS subject token, so it can be put in a subject without escaping.
 func ValidFeedID(s string) bool { return feedIDRe.MatchString(s) }
 
-// ValidEventID reports whether s is a producer-chosen event id of PROTOCOL.md §0.
+// ValidEventID reports whether s is a producer-chosen event id of docs/protocol.md §0.
 func ValidEventID(s string) bool { return eventIDRe.MatchString(s) }
 
 // ValidKind reports whether k is one of the three event kinds.
@@ -98,7 +98,7 @@ func DecodeEventInput(body []byte, maxDataBytes int) (EventInput, error) {
 	return in, nil
 }
 
-// checkData enforces PROTOCOL.md §8: data is a JSON object of at most maxDataBytes.
+// checkData enforces docs/protocol.md §8: data is a JSON object of at most maxDataBytes.
 // A clear event may leave data out.
 func checkData(data json.RawMessage, kind string, maxDataBytes int) (json.RawMessage, error) {
 	data = bytes.TrimSpace(data)

@@ -19,7 +19,7 @@ var ErrGap = errors.New("events after this seq are no longer all kept")
 // replay (Catchup's limit): the reader resets to the state instead of loading them all.
 var ErrTooFar = errors.New("too many events after this seq for a catch-up")
 
-// State is what a tablet is shown after a reset (PROTOCOL.md §5 step 4): the feed's
+// State is what a tablet is shown after a reset (docs/protocol.md §5 step 4): the feed's
 // newest state or clear event and the item events after it, at most ReplayLimit of them
 // (the newest). Seq is the newest seq of the feed, 0 when it has no events.
 type State struct {
@@ -30,7 +30,7 @@ type State struct {
 // Retention is how the FEEDS stream drops a feed's events: it keeps the newest perKind
 // of each kind, and none older than maxAge (0: no age limit). A bridge hub that keeps
 // recent events in memory mirrors it, so that it never replays what the log no longer
-// promises (PROTOCOL.md §5 step 4: a since with evicted events after it gets a reset).
+// promises (docs/protocol.md §5 step 4: a since with evicted events after it gets a reset).
 func (b *Broker) Retention() (perKind int, maxAge time.Duration) {
 	return int(b.cfg.FeedMaxMsgs), b.cfg.FeedMaxAge
 }

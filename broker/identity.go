@@ -17,7 +17,7 @@ type Identity struct {
 	Expires time.Time
 }
 
-// Why an authentication failed, as the bridge's close codes need it (PROTOCOL.md §5).
+// Why an authentication failed, as the bridge's close codes need it (docs/protocol.md §5).
 var (
 	// ErrCredentialInvalid: the token or proof is invalid or expired (close 4401: get a
 	// new token and reconnect).

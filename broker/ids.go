@@ -13,7 +13,7 @@ import "strings"
 const crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 // ValidDeviceID reports whether id has the form of a device id, dev_ plus 20
-// characters of Crockford's base32 (PROTOCOL.md §0). Only such an id can name a device.
+// characters of Crockford's base32 (docs/protocol.md §0). Only such an id can name a device.
 func ValidDeviceID(id string) bool { return prefixedID(id, "dev_", 20, crockford) }
 
 // ValidPairRequestID reports whether id has the form of a pair request id, pr_ plus 20

@@ -9,7 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// PublishResult is the answer of PROTOCOL.md §8: the event's seq, its id, and whether
+// PublishResult is the answer of docs/protocol.md §8: the event's seq, its id, and whether
 // it was a repeat of an id seen within the dedup window (then seq is the first one's).
 type PublishResult struct {
 	Seq       uint64 `json:"seq"`

@@ -96,7 +96,7 @@ func (h *heartbeats) unwatch(now time.Time) []int32 {
 func gapMS(ns int64) int32 { return int32(min(max(ns/1e6, 0), 1<<31-1)) }
 
 // seqCheck checks, while on, that every socket of a tablet kept the catch-up contract
-// (PROTOCOL §5.4, 5.5): either the events after the since it sent, gap-free and in
+// (docs/protocol.md §5 steps 4 and 5): either the events after the since it sent, gap-free and in
 // order, then synced at the newest of them; or a reset, the state (any seqs), and
 // synced; and after synced, live events gap-free from synced's seq.
 type seqCheck struct {

@@ -86,7 +86,7 @@ func (a *Authority) handleIssuePIN(w http.ResponseWriter, r *http.Request) {
 	broker.WriteJSON(w, http.StatusCreated, pin)
 }
 
-// DeviceView is a device as the admin API lists it (PROTOCOL.md §6).
+// DeviceView is a device as the admin API lists it (docs/protocol.md §6).
 type DeviceView struct {
 	ID         string     `json:"device_id"`
 	Feed       string     `json:"feed"`

@@ -42,7 +42,7 @@ type AdminToken struct {
 	Hash    string    `json:"hash,omitempty"`
 }
 
-// AdminAuth checks the admin bearer tokens of PROTOCOL.md §6 on /api/admin/*: the
+// AdminAuth checks the admin bearer tokens of docs/protocol.md §6 on /api/admin/*: the
 // configured (or generated) token and the named tokens in KV. It satisfies
 // broker.AdminAuthorizer. AuthorizeAdmin accepts the dashboard's session cookie too.
 type AdminAuth struct {

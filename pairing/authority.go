@@ -100,7 +100,7 @@ type Authority struct {
 	nonces  *NonceSource
 	devices *Registry
 	pins    *pinStore
-	// requests are the pair requests of the reverse flow (PROTOCOL.md §3b).
+	// requests are the pair requests of the reverse flow (docs/protocol.md §3b).
 	requests *requestStore
 	admin    *AdminAuth
 	adminKV  jetstream.KeyValue // the dashboard's password and sessions

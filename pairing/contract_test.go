@@ -1,6 +1,6 @@
 package pairing_test
 
-// Contract tests of the device endpoints (PROTOCOL.md §1, §3, §3b, §4) that no other
+// Contract tests of the device endpoints (docs/protocol.md §1, §3, §3b, §4) that no other
 // test checked: 503 with Retry-After while NATS is down, 415 for a body that is not
 // declared JSON, and 429 from /api/token and from polling past their limits.
 
@@ -23,7 +23,7 @@ import (
 const maxCalls = 3000
 
 // wantRefusal checks a device call's refusal: the status, the code, a message, and for
-// 429 and 503 a Retry-After of whole seconds (PROTOCOL.md §1).
+// 429 and 503 a Retry-After of whole seconds (docs/protocol.md §1).
 func wantRefusal(t *testing.T, what string, err error, status int, code string) {
 	t.Helper()
 	var apiErr *pairingtest.APIError
@@ -124,7 +124,7 @@ func rawPost(t *testing.T, s *service, key *pairingtest.DeviceKey, path, ct, bod
 }
 
 // TestContractDeviceEndpointsWant415: a device endpoint given a body that is not
-// declared application/json answers 415 unsupported_media_type (PROTOCOL.md §1), with
+// declared application/json answers 415 unsupported_media_type (docs/protocol.md §1), with
 // the same request otherwise valid: sent as JSON it is taken.
 func TestContractDeviceEndpointsWant415(t *testing.T) {
 	s := startService(t, nil, nil, func(c *pairing.Config) { c.PairBurst = 1000 })
@@ -173,7 +173,7 @@ func TestContractDeviceEndpointsWant415(t *testing.T) {
 }
 
 // TestContractTokenRateLimited: one address calling /api/token without pause is answered
-// 429 rate_limited with Retry-After before long (PROTOCOL.md §1).
+// 429 rate_limited with Retry-After before long (docs/protocol.md §1).
 func TestContractTokenRateLimited(t *testing.T) {
 	s := startService(t, nil, nil)
 	tab := s.paired(t, "lobby")

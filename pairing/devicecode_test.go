@@ -18,7 +18,7 @@ import (
 	"github.com/kioskfeed/kioskfeed/pairing/pairingtest"
 )
 
-// The reverse pairing flow of PROTOCOL.md §3b: the tablet asks for a code, an
+// The reverse pairing flow of docs/protocol.md §3b: the tablet asks for a code, an
 // administrator approves it, the tablet's poll collects its first token.
 
 var (

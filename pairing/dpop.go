@@ -27,7 +27,7 @@ import (
 const MaxProofBytes = 8 << 10
 
 // DefaultSkew is how far a proof's iat may differ from server time: tablet
-// clocks drift (PROTOCOL.md §2).
+// clocks drift (docs/protocol.md §2).
 const DefaultSkew = 10 * time.Minute
 
 // dpopType is the JOSE typ of a DPoP proof (RFC 9449 §4.2).
@@ -109,7 +109,7 @@ type DPoPConfig struct {
 	Now func() time.Time
 }
 
-// DPoPVerifier checks DPoP proofs (RFC 9449) as PROTOCOL.md §2 profiles
+// DPoPVerifier checks DPoP proofs (RFC 9449) as docs/protocol.md §2 profiles
 // them: ES256 over a P-256 key carried in the proof's own jwk header, nothing
 // fetched from anywhere. Safe for concurrent use.
 type DPoPVerifier struct {

@@ -47,7 +47,7 @@ func pinBucketConfig(failTTL time.Duration) jetstream.KeyValueConfig {
 // give about 34.5 bits.
 const pinAlphabet = "BCDFGHJKLMNPQRSTVWXZ"
 
-// Limits of PROTOCOL.md §3 and the pairing issue.
+// Limits of docs/protocol.md §3 and the pairing issue.
 const (
 	pinLength       = 8
 	DefaultPINTTL   = 5 * time.Minute
@@ -92,7 +92,7 @@ func newPINStore(ctx context.Context, b *broker.Broker, key []byte, now func() t
 	return &pinStore{kv: kv, key: key, now: now}, nil
 }
 
-// NormalizePIN drops spaces and hyphens and upper-cases, as PROTOCOL.md §3 compares.
+// NormalizePIN drops spaces and hyphens and upper-cases, as docs/protocol.md §3 compares.
 func NormalizePIN(s string) string {
 	return strings.Map(func(r rune) rune {
 		switch {

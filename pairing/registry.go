@@ -33,7 +33,7 @@ type Device struct {
 // Crockford's base32: no I, L, O or U, so an id read aloud or copied by hand survives.
 var deviceIDEncoding = base32.NewEncoding("0123456789ABCDEFGHJKMNPQRSTVWXYZ").WithPadding(base32.NoPadding)
 
-// newDeviceID makes dev_ plus 20 base32 characters: 100 random bits (PROTOCOL.md §0).
+// newDeviceID makes dev_ plus 20 base32 characters: 100 random bits (docs/protocol.md §0).
 func newDeviceID() string {
 	var b [13]byte
 	_, _ = rand.Read(b[:])

@@ -18,13 +18,13 @@ import (
 )
 
 // BucketPairRequests holds the open and recently decided pair requests of the reverse
-// flow (PROTOCOL.md §3b), so that any instance serves any step: the request itself
+// flow (docs/protocol.md §3b), so that any instance serves any step: the request itself
 // (req.<request_id>), the index from its user code (code.<CODE>) and each client
 // address's open requests (addr.<hash of the address>). Keys age out with the bucket's
 // TTL, which every write renews; a request's own expiry is the expires_at inside it.
 const BucketPairRequests = "kioskfeed_pair_requests"
 
-// Limits of the reverse pairing flow (PROTOCOL.md §3b and RFC 8628 §3.2, §3.5).
+// Limits of the reverse pairing flow (docs/protocol.md §3b and RFC 8628 §3.2, §3.5).
 const (
 	// PairRequestTTL is a request's lifetime: expires_in.
 	PairRequestTTL = 10 * time.Minute

@@ -97,7 +97,7 @@ type TokenConfig struct {
 }
 
 // TokenIssuer issues the short-lived, key-bound access tokens of
-// PROTOCOL.md §4 and verifies them against its own key set only (no jku,
+// docs/protocol.md §4 and verifies them against its own key set only (no jku,
 // x5u or x5c is ever followed). Safe for concurrent use.
 type TokenIssuer struct {
 	issuer  string
@@ -235,7 +235,7 @@ func (t *TokenIssuer) Issue(deviceID, feed, jkt string) (string, time.Time, erro
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("issue token: %w", err)
 	}
-	tok.Options().Enable(jwt.FlattenAudience) // "aud":"kioskfeed", as PROTOCOL.md writes it
+	tok.Options().Enable(jwt.FlattenAudience) // "aud":"kioskfeed", as docs/protocol.md writes it
 
 	hdr := jws.NewHeaders()
 	if err := hdr.Set(jws.TypeKey, accessTokenType); err != nil {

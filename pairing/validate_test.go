@@ -40,7 +40,7 @@ func postProof(t *testing.T, s *service, tab *pairingtest.Tablet, path, body, us
 
 // Every id that would become a KV key or a subject token is checked before it reaches
 // NATS: a malformed one is the refusal of the endpoint's contract, never 503 (which
-// PROTOCOL §1 keeps for NATS being unreachable) or 500.
+// docs/protocol.md §1 keeps for NATS being unreachable) or 500.
 func TestMalformedIDsAreRefusedNotUnavailable(t *testing.T) {
 	s := startService(t, nil, nil)
 	tab := s.tablet(t)

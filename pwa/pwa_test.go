@@ -401,7 +401,7 @@ func TestDOMHooks(t *testing.T) {
 		"pair-screen": "main", "pair-form": "form", "feed": "input", "pin": "input", "pair-submit": "button",
 		"pair-error": "p", "feed-screen": "main", "title": "h1", "body": "p", "rows": "table", "list": "ul",
 		"items": "ul", "status": "div",
-		// the code screen of the reverse pairing flow (PROTOCOL.md §3b)
+		// the code screen of the reverse pairing flow (docs/protocol.md §3b)
 		"pair-note": "p", "code-panel": "section", "user-code": "p", "pair-qr": "img", "verification-uri": "span",
 		"code-status": "p", "use-pin": "button", "use-code": "button",
 	} {

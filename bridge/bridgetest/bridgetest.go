@@ -1,4 +1,4 @@
-// Package bridgetest is a Go client for the tablets' WebSocket (PROTOCOL.md §5): what
+// Package bridgetest is a Go client for the tablets' WebSocket (docs/protocol.md §5): what
 // the bridge's tests and the fault tests use to play one tablet each. (The load tool has
 // a leaner client of its own, loadtest/tablet.go, that also records latencies.)
 //
@@ -41,7 +41,7 @@ const (
 	// closeWait is how long Close waits for the server's answer to its close frame.
 	closeWait = 5 * time.Second
 	// maxMessage bounds one server message. Events carry at most 64 KiB of data
-	// (PROTOCOL.md §8); anything near this limit is a server bug, not a big event.
+	// (docs/protocol.md §8); anything near this limit is a server bug, not a big event.
 	maxMessage = 1 << 20
 	// noStatus is the close code RFC 6455 §7.1.5 assigns to a close frame without one.
 	noStatus = 1005
@@ -245,7 +245,7 @@ func (c *Conn) Next(d time.Duration) (Msg, error) {
 			if err := c.rd.Discard(); err != nil {
 				return Msg{}, c.readErr(err, true, d)
 			}
-			return Msg{}, errors.New("bridgetest: server sent a binary message (PROTOCOL.md §5 has only text)")
+			return Msg{}, errors.New("bridgetest: server sent a binary message (docs/protocol.md §5 has only text)")
 		}
 		raw, err := c.readPayload(hdr)
 		if err != nil {
@@ -491,7 +491,7 @@ func (c *Conn) Abort() error {
 // lengths, half frames, slow writes). Reading from it bypasses Next's framing.
 func (c *Conn) NetConn() net.Conn { return c.nc }
 
-// auth is the client's auth message of PROTOCOL.md §5 step 2.
+// auth is the client's auth message of docs/protocol.md §5 step 2.
 type auth struct {
 	Type  string `json:"type"`
 	Token string `json:"token"`
@@ -508,7 +508,7 @@ func (c *Conn) sendAuth(t *pairingtest.Tablet, wsURL, nonce string, since uint64
 	return c.Send(auth{Type: "auth", Token: t.Token, Proof: proof, Since: since, Epoch: epoch})
 }
 
-// Handshake plays steps 1–3 of PROTOCOL.md §5 as the tablet t: it reads the challenge,
+// Handshake plays steps 1–3 of docs/protocol.md §5 as the tablet t: it reads the challenge,
 // sends auth with t's token and a proof over the challenge for wsURL (the public ws URL
 // the server expects as htu), since, and epoch (omitted when ""), and returns the
 // welcome. It is strict, because the protocol is: the first message must be the
@@ -540,7 +540,7 @@ func (c *Conn) Handshake(t *pairingtest.Tablet, wsURL string, since uint64, epoc
 	return m, nil
 }
 
-// Reauth answers the server's {"type":"reauth","nonce"} message m (PROTOCOL.md §5 step
+// Reauth answers the server's {"type":"reauth","nonce"} message m (docs/protocol.md §5 step
 // 7) with a new auth message: t's current token (refresh it first) and a proof over m's
 // nonce; since is 0, the server ignores it.
 func (c *Conn) Reauth(t *pairingtest.Tablet, wsURL string, m Msg) error {
@@ -554,7 +554,7 @@ func (c *Conn) Reauth(t *pairingtest.Tablet, wsURL string, m Msg) error {
 	return c.sendAuth(t, wsURL, nonce, 0, "")
 }
 
-// Collect reads the catch-up after the welcome (PROTOCOL.md §5 step 4) until "synced",
+// Collect reads the catch-up after the welcome (docs/protocol.md §5 step 4) until "synced",
 // within d, and returns its events and whether a reset came first. Heartbeats are
 // skipped; a reset after an event, a second reset or any other message type is an
 // error, since the return values could not show it.

@@ -60,7 +60,7 @@ type result struct {
 	end          string           // "close <code>", "eof", "dropped", "refused ..." or "error: ..."
 }
 
-// fakeServer speaks the server side of PROTOCOL.md §5 on gobwas/ws, just enough to
+// fakeServer speaks the server side of docs/protocol.md §5 on gobwas/ws, just enough to
 // exercise the client: it checks Origin, the auth message and its proof's claims, but
 // not signatures or tokens.
 type fakeServer struct {

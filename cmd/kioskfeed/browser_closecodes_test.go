@@ -399,7 +399,7 @@ func (r *relay) closeAndWatch(t *testing.T, code int, during func()) reaction {
 }
 
 // TestBrowserCloseCodeReactions drives the real tablet app in Chromium through a relay
-// to a real server and ends its socket with each close code of PROTOCOL.md §5 whose
+// to a real server and ends its socket with each close code of docs/protocol.md §5 whose
 // reaction no other test checks, then watches what the app does: 4401 gets a new token
 // and reconnects; 4408 and 4409 retry with backoff and keep showing the feed; 4429
 // retries after a longer backoff than those; 1013 reconnects and catches up by replay,
@@ -501,7 +501,7 @@ func TestBrowserCloseCodeReactions(t *testing.T) {
 		lastToken = re.token
 	}
 	// 4429 asks for a longer wait than a plain retry: the close before it was the third
-	// failure in a row, whose plain backoff (full jitter from 1 s, doubling: PROTOCOL.md
+	// failure in a row, whose plain backoff (full jitter from 1 s, doubling: docs/protocol.md
 	// §5) is below 4 s; and longer than the retries after 4401 and 4408 before it.
 	if g := got[4429].gap; g < 4*time.Second || g <= got[4401].gap || g <= got[4408].gap {
 		t.Errorf("next attempt after 4429 came %v after the close (after 4401: %v, after 4408: %v); want a longer backoff than a plain retry's 4 s ceiling there", g, got[4401].gap, got[4408].gap)

@@ -359,7 +359,7 @@ func adminAPIList(t *testing.T, sys *system, path string) []map[string]any {
 	return l
 }
 
-// TestBrowserPairByCode walks the reverse pairing flow (PROTOCOL.md §3b) in real
+// TestBrowserPairByCode walks the reverse pairing flow (docs/protocol.md §3b) in real
 // Chromium: the unpaired tablet shows a code and a QR code; an admin, logged out, opens
 // the QR's URL, logs in, lands back on the approval page, and approves the tablet for a
 // feed; the tablet shows that feed's state without a reload.

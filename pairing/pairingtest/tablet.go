@@ -15,7 +15,8 @@ import (
 
 // Tablet is a Go client that pairs and refreshes exactly as the tablet PWA does: one
 // device key, DPoP proofs with the server's nonce (retrying once on use_dpop_nonce), and
-// no secret but the key. The bridge's tests and the load tool use it.
+// no secret but the key. The bridge's tests use it (the load tool has its own, in
+// internal/devkey, so the binary links no testing code).
 type Tablet struct {
 	// BaseURL is the server's public URL (what the proofs' htu are built from).
 	BaseURL string
@@ -44,7 +45,7 @@ func NewTablet(baseURL string) (*Tablet, error) {
 	return &Tablet{BaseURL: strings.TrimRight(baseURL, "/"), Key: k, HTTP: http.DefaultClient}, nil
 }
 
-// APIError is a refusal in the JSON error format of PROTOCOL.md §1.
+// APIError is a refusal in the JSON error format of docs/protocol.md §1.
 type APIError struct {
 	Status     int
 	Code       string `json:"error"`
@@ -84,7 +85,7 @@ func (t *Tablet) tokenCall(ctx context.Context, path string, body any, want int)
 	return t.keepToken(path, data)
 }
 
-// keepToken keeps the device id and token of a token answer (PROTOCOL.md §3, §4).
+// keepToken keeps the device id and token of a token answer (docs/protocol.md §3, §4).
 func (t *Tablet) keepToken(path string, data []byte) error {
 	var tr tokenResponse
 	if err := json.Unmarshal(data, &tr); err != nil {
@@ -124,7 +125,7 @@ func (t *Tablet) call(ctx context.Context, path string, body any, want int) ([]b
 	}
 }
 
-// PairRequest is the answer of POST /api/pair/requests (PROTOCOL.md §3b).
+// PairRequest is the answer of POST /api/pair/requests (docs/protocol.md §3b).
 type PairRequest struct {
 	RequestID               string `json:"request_id"`
 	UserCode                string `json:"user_code"`

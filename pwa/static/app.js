@@ -1,4 +1,4 @@
-// kioskfeed tablet app: the pairing screen and the live feed (PROTOCOL.md §2–§5).
+// kioskfeed tablet app: the pairing screen and the live feed (docs/protocol.md §2–§5).
 // Unpaired, it shows a code and a QR code for an administrator to approve (§3b), or on
 // request the PIN form (§3).
 //
@@ -101,7 +101,7 @@ function withTimeout(promise, ms) {
   return Promise.race([promise, new Promise((_, reject) => setTimeout(() => reject(new Error('timeout')), ms))]);
 }
 
-// ---------- DPoP proofs (PROTOCOL.md §2) ----------
+// ---------- DPoP proofs (docs/protocol.md §2) ----------
 
 function b64url(bytes) {
   let s = '';
@@ -176,7 +176,7 @@ function noteServer(res) {
   }
 }
 
-// ---------- tokens (PROTOCOL.md §4) ----------
+// ---------- tokens (docs/protocol.md §4) ----------
 
 function setToken(res) {
   token = { value: res.access_token, expiresAt: Date.now() + (Number(res.expires_in) || 0) * 1000 };
@@ -225,7 +225,7 @@ async function forgetDevice() {
   } catch { /* storage gone: nothing left to forget */ }
 }
 
-// ---------- pairing (PROTOCOL.md §3) ----------
+// ---------- pairing (docs/protocol.md §3) ----------
 
 function formatPin(value) {
   const letters = [...value.toUpperCase()].filter((c) => PIN_LETTERS.includes(c)).join('').slice(0, 8);
@@ -329,7 +329,7 @@ async function onPairSubmit(e) {
   }
 }
 
-// ---------- pairing by code (PROTOCOL.md §3b, RFC 8628) ----------
+// ---------- pairing by code (docs/protocol.md §3b, RFC 8628) ----------
 //
 // The tablet asks for a code bound to a new key, shows it with a QR code of the
 // approval page, and polls at the interval the server gave (five seconds more after
@@ -513,7 +513,7 @@ function showCode(req) {
   if (qr.getAttribute('src') !== src) qr.setAttribute('src', src);
 }
 
-// ---------- the socket (PROTOCOL.md §5) ----------
+// ---------- the socket (docs/protocol.md §5) ----------
 
 function wsURL() {
   return (location.protocol === 'https:' ? 'wss' : 'ws') + '://' + location.host + '/ws';
