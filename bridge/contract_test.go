@@ -175,11 +175,7 @@ func TestContractEpochChangesWhenTheStreamIsRecreated(t *testing.T) {
 			// The hub of a feed without tablets stops at once, so the reconnect below
 			// starts a fresh one on whatever stream there is then.
 			linger := func(c *bridge.Config) { c.HubLinger = time.Millisecond }
-			b1, err := broker.New(bg, broker.Config{URL: n.URL(), OpTimeout: time.Second})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = b1.Close(bg) })
+			b1 := externalBroker(t, n)
 			old := startStack(t, stackOpts{broker: b1, keys: keys, public: contractPublic, bridge: linger})
 			tab := old.pair(t, "lobby")
 			publishAll(t, old, "lobby", 3)
@@ -200,11 +196,7 @@ func TestContractEpochChangesWhenTheStreamIsRecreated(t *testing.T) {
 			}
 
 			deleteFeedsStream(t, n)
-			b2, err := broker.New(bg, broker.Config{URL: n.URL(), OpTimeout: time.Second}) // recreates FEEDS
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = b2.Close(bg) })
+			b2 := externalBroker(t, n) // recreates FEEDS
 			fresh := startStack(t, stackOpts{broker: b2, keys: keys, public: contractPublic, bridge: linger})
 			// The new log gets more events than the old one had, so since is inside it.
 			seqs := publishAll(t, fresh, "lobby", int(since)+2)

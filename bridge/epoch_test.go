@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/kioskfeed/kioskfeed/bridge"
-	"github.com/kioskfeed/kioskfeed/broker"
 	"github.com/kioskfeed/kioskfeed/broker/brokertest"
 )
 
@@ -23,12 +22,7 @@ func TestEpochChangeReachesConnectedTablets(t *testing.T) {
 	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	keys := []*ecdsa.PrivateKey{k}
 	quickUpkeep := func(c *bridge.Config) { c.LeaseTTL = 3 * time.Second } // upkeep every 1 s
-	b1, err := broker.New(bg, broker.Config{URL: n.URL(), OpTimeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b1.Close(bg) })
-	old := startStack(t, stackOpts{broker: b1, keys: keys, public: contractPublic, bridge: quickUpkeep})
+	old := startStack(t, stackOpts{broker: externalBroker(t, n), keys: keys, public: contractPublic, bridge: quickUpkeep})
 	tab := old.pair(t, "lobby")
 	publishAll(t, old, "lobby", 3)
 	c, w := old.connect(t, tab, 0, "")
@@ -39,11 +33,7 @@ func TestEpochChangeReachesConnectedTablets(t *testing.T) {
 	oldEpoch, since := w.Str("epoch"), synced.Seq()
 
 	deleteFeedsStream(t, n)
-	b2, err := broker.New(bg, broker.Config{URL: n.URL(), OpTimeout: time.Second}) // makes FEEDS anew
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b2.Close(bg) })
+	b2 := externalBroker(t, n) // makes FEEDS anew
 	if b2.Epoch() == oldEpoch {
 		t.Fatalf("the new log has the old epoch %q", oldEpoch)
 	}
