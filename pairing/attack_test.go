@@ -29,12 +29,13 @@ import (
 	"github.com/kioskfeed/kioskfeed/broker"
 	"github.com/kioskfeed/kioskfeed/broker/brokertest"
 	"github.com/kioskfeed/kioskfeed/pairing"
+	"github.com/kioskfeed/kioskfeed/pairing/dpop"
 	"github.com/kioskfeed/kioskfeed/pairing/pairingtest"
 )
 
 // These tests attack the pairing service where the outside reaches it: /api/pair and
 // /api/token over real HTTP, and Authenticate as the bridge calls it for a WebSocket
-// handshake. The crypto core's own unit tests (dpop_test.go, token_test.go) check each
+// handshake. The crypto core's own unit tests (dpop/proof_test.go, token_test.go) check each
 // refusal reason in isolation; here each forgery goes through the whole path, next to a
 // genuine request that must pass, so a refusal for the wrong reason shows.
 
@@ -246,7 +247,7 @@ func newAttackerKit(t *testing.T) *attackerKit {
 	if k.rsa, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
 		t.Fatal(err)
 	}
-	if k.kid, err = pairing.Thumbprint(&k.p256.PublicKey); err != nil {
+	if k.kid, err = dpop.Thumbprint(&k.p256.PublicKey); err != nil {
 		t.Fatal(err)
 	}
 	if k.device, err = pairingtest.FromPrivateKey(k.p256); err != nil {
@@ -325,7 +326,7 @@ func serverSigned(t *testing.T, s *service, claims map[string]any) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kid, err := pairing.Thumbprint(&s.keys[0].PublicKey)
+	kid, err := dpop.Thumbprint(&s.keys[0].PublicKey)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kioskfeed/kioskfeed/broker"
+	"github.com/kioskfeed/kioskfeed/pairing/dpop"
 )
 
 // Config configures an Authority. cmd/kioskfeed fills it from config.Config.
@@ -64,7 +65,7 @@ func (c *Config) setDefaults() {
 		c.TokenTTL = DefaultTokenTTL
 	}
 	if c.ProofSkew == 0 {
-		c.ProofSkew = DefaultSkew
+		c.ProofSkew = dpop.DefaultSkew
 	}
 	if c.PairEvery == 0 {
 		c.PairEvery = 6 * time.Second
@@ -92,14 +93,14 @@ func (c *Config) setDefaults() {
 // Authority is the pairing service: PINs, the device registry, DPoP-bound access tokens,
 // the device-facing and admin HTTP endpoints, and the authenticator the bridge asks.
 type Authority struct {
-	cfg     Config
-	b       *broker.Broker
-	log     *slog.Logger
-	tokens  *TokenIssuer
-	dpop    *DPoPVerifier
-	nonces  *NonceSource
-	devices *Registry
-	pins    *pinStore
+	cfg      Config
+	b        *broker.Broker
+	log      *slog.Logger
+	tokens   *TokenIssuer
+	verifier *dpop.Verifier
+	nonces   *dpop.NonceSource
+	devices  *Registry
+	pins     *pinStore
 	// requests are the pair requests of the reverse flow (docs/protocol.md §3b).
 	requests *requestStore
 	admin    *AdminAuth
@@ -162,20 +163,22 @@ func New(ctx context.Context, cfg Config, b *broker.Broker) (*Authority, error) 
 	if a.tokens, err = NewTokenIssuer(TokenConfig{Keys: cfg.SigningKeys, Issuer: cfg.PublicURL, TTL: cfg.TokenTTL, Now: cfg.Now}); err != nil {
 		return nil, err
 	}
-	nonceKey, err := DeriveKey(cfg.SigningKeys[0], "kioskfeed dpop nonce", NonceKeySize)
+	nonceKey, err := DeriveKey(cfg.SigningKeys[0], "kioskfeed dpop nonce", dpop.NonceKeySize)
 	if err != nil {
 		return nil, err
 	}
-	if a.nonces, err = NewNonceSource(NonceConfig{Key: nonceKey, Now: cfg.Now}); err != nil {
+	if a.nonces, err = dpop.NewNonceSource(dpop.NonceConfig{Key: nonceKey, Now: cfg.Now}); err != nil {
 		return nil, err
 	}
-	replayKV, err := b.SoftBucket(ctx, ReplayBucketConfig(1))
+	replayKV, err := b.SoftBucket(ctx, dpop.ReplayBucketConfig(1))
 	if err != nil {
 		return nil, err
 	}
-	replay := NewKVReplayCache(replayKV, cfg.Now)
-	replay.SetRecreate(func(ctx context.Context) (jetstream.KeyValue, error) { return b.SoftBucket(ctx, ReplayBucketConfig(1)) })
-	if a.dpop, err = NewDPoPVerifier(DPoPConfig{Replay: replay, Skew: cfg.ProofSkew, Now: cfg.Now}); err != nil {
+	replay := dpop.NewKVReplayCache(replayKV, cfg.Now)
+	replay.SetRecreate(func(ctx context.Context) (jetstream.KeyValue, error) {
+		return b.SoftBucket(ctx, dpop.ReplayBucketConfig(1))
+	})
+	if a.verifier, err = dpop.NewVerifier(dpop.Config{Replay: replay, Skew: cfg.ProofSkew, Now: cfg.Now}); err != nil {
 		return nil, err
 	}
 	pinKey, err := DeriveKey(cfg.SigningKeys[0], "kioskfeed pin hmac", 32)
@@ -222,7 +225,7 @@ func (a *Authority) SetPresence(fn func(deviceID string) (online bool, lastSeen 
 func (a *Authority) Devices() *Registry { return a.devices }
 
 // Nonces makes the WebSocket challenges and DPoP-Nonce values.
-func (a *Authority) Nonces() *NonceSource { return a.nonces }
+func (a *Authority) Nonces() *dpop.NonceSource { return a.nonces }
 
 // Close stops the registry's and admin tokens' watchers.
 func (a *Authority) Close() {
@@ -263,9 +266,9 @@ func (a *Authority) Authenticate(ctx context.Context, token, proof, nonce, htu s
 	if err != nil {
 		return broker.Identity{}, fmt.Errorf("%w: %s", broker.ErrCredentialInvalid, reasonOf(err))
 	}
-	jkt, err := a.dpop.Verify(ctx, proof, ProofWant{Method: "GET", URL: htu, AccessToken: token, Nonce: nonce})
+	jkt, err := a.verifier.Verify(ctx, proof, dpop.ProofWant{Method: "GET", URL: htu, AccessToken: token, Nonce: nonce})
 	if err != nil {
-		if !errors.Is(err, ErrInvalidProof) {
+		if !errors.Is(err, dpop.ErrInvalidProof) {
 			return broker.Identity{}, err
 		}
 		return broker.Identity{}, fmt.Errorf("%w: %s", broker.ErrCredentialInvalid, reasonOf(err))
@@ -294,7 +297,7 @@ func (a *Authority) Authenticate(ctx context.Context, token, proof, nonce, htu s
 
 // reasonOf is the short, fixed reason of a proof or token refusal.
 func reasonOf(err error) string {
-	var pe *ProofError
+	var pe *dpop.ProofError
 	if errors.As(err, &pe) {
 		return pe.Reason
 	}

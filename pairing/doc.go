@@ -1,11 +1,9 @@
 // Package pairing owns everything that decides which tablet is which and what
 // it may see: pairing PINs and the reverse (device-code) pairing flow, the
-// device registry, the access-token issuer and its JWKS, DPoP proof checking
-// and stateless server nonces, the device-facing HTTP endpoints
-// (/api/pair, /api/pair/requests and its polls, the pairing QR code,
-// /api/token, /.well-known/jwks.json), administrator
-// authentication (bearer tokens and the dashboard login) and the admin API and
-// dashboard.
+// device registry, the access-token issuer and its JWKS, the device-facing
+// HTTP endpoints (/api/pair, /api/pair/requests and its polls, the pairing QR
+// code, /api/token, /.well-known/jwks.json), administrator authentication
+// (bearer tokens and the dashboard login) and the admin API and dashboard.
 //
 // The credential model (DESIGN.md, "Security model"): a tablet holds a
 // non-extractable ECDSA P-256 key; an access token is a short-lived ES256 JWT
@@ -13,11 +11,13 @@
 // comes with a fresh DPoP proof (RFC 9449) signed by that key over a server
 // nonce. The cryptographic pieces are:
 //
-//   - [NonceSource]: HMAC-derived nonces any instance with the same key can
-//     check without shared state, and random WebSocket challenges.
-//   - [DPoPVerifier]: checks a proof and returns its key's thumbprint; a jti
-//     is accepted once cluster-wide through a [ReplayCache]
-//     ([KVReplayCache] on a JetStream KV bucket).
+//   - package [github.com/kioskfeed/kioskfeed/pairing/dpop]: proof checking
+//     ([dpop.Verifier], which returns the key's thumbprint), stateless server
+//     nonces and WebSocket challenges ([dpop.NonceSource]), and the jti replay
+//     cache that accepts a proof once cluster-wide ([dpop.KVReplayCache] on a
+//     JetStream KV bucket). pairing configures them in [New] and maps their
+//     refusals to its HTTP answers and to the credential errors the bridge
+//     gets.
 //   - [TokenIssuer]: issues and verifies access tokens and publishes the
 //     public key set.
 //

@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -14,57 +15,22 @@ import (
 	"time"
 
 	"github.com/kioskfeed/kioskfeed/pairing/pairingtest"
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
-// mustStartServer runs an embedded JetStream server for the test.
-func mustStartServer(tb testing.TB) *server.Server {
-	tb.Helper()
-	s, err := server.NewServer(&server.Options{
-		Host:      "127.0.0.1",
-		Port:      -1,
-		JetStream: true,
-		StoreDir:  tb.TempDir(),
-		NoLog:     true,
-		NoSigs:    true,
-	})
-	if err != nil {
-		tb.Fatalf("new nats server: %v", err)
-	}
-	s.Start()
-	tb.Cleanup(func() {
-		s.Shutdown()
-		s.WaitForShutdown()
-	})
-	if !s.ReadyForConnections(10 * time.Second) {
-		tb.Fatal("nats server not ready")
-	}
-	return s
-}
+const (
+	testHTU   = "https://kiosk.example/api/token"
+	testWSURL = "wss://kiosk.example/ws"
+)
 
-// mustReplayKV connects a new in-process client to s and returns the replay
-// bucket, creating it if needed. Each call is a separate connection, as
-// separate server instances would have.
-func mustReplayKV(tb testing.TB, s *server.Server) jetstream.KeyValue {
+var b64 = base64.RawURLEncoding
+
+func encodeJSON(tb testing.TB, v any) string {
 	tb.Helper()
-	nc, err := nats.Connect("", nats.InProcessServer(s))
+	b, err := json.Marshal(v)
 	if err != nil {
-		tb.Fatalf("connect: %v", err)
+		tb.Fatal(err)
 	}
-	tb.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		tb.Fatalf("jetstream: %v", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	kv, err := js.CreateOrUpdateKeyValue(ctx, ReplayBucketConfig(1))
-	if err != nil {
-		tb.Fatalf("create replay bucket: %v", err)
-	}
-	return kv
+	return b64.EncodeToString(b)
 }
 
 // testClock is a clock the test moves by hand.

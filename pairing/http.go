@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/kioskfeed/kioskfeed/broker"
+	"github.com/kioskfeed/kioskfeed/pairing/dpop"
 )
 
 // Register adds the device-facing and admin endpoints to mux.
@@ -212,13 +213,13 @@ func (a *Authority) checkProof(r *http.Request, path string) (string, error) {
 	if len(proofs) != 1 {
 		return "", &broker.Error{Code: broker.CodeInvalidDPoPProof, Message: "send exactly one DPoP proof header", HTTPStatus: http.StatusBadRequest}
 	}
-	jkt, err := a.dpop.Verify(r.Context(), proofs[0], ProofWant{Method: http.MethodPost, URL: a.cfg.PublicURL + path, NonceValid: a.nonces.Valid})
+	jkt, err := a.verifier.Verify(r.Context(), proofs[0], dpop.ProofWant{Method: http.MethodPost, URL: a.cfg.PublicURL + path, NonceValid: a.nonces.Valid})
 	switch {
 	case err == nil:
 		return jkt, nil
-	case errors.Is(err, ErrUseNonce):
+	case errors.Is(err, dpop.ErrUseNonce):
 		return "", &broker.Error{Code: broker.CodeUseDPoPNonce, Message: "retry with the nonce in the DPoP-Nonce header"}
-	case errors.Is(err, ErrInvalidProof):
+	case errors.Is(err, dpop.ErrInvalidProof):
 		return "", &broker.Error{Code: broker.CodeInvalidDPoPProof, Message: "the DPoP proof was refused: " + reasonOf(err), HTTPStatus: http.StatusBadRequest}
 	default:
 		return "", a.unavailable("dpop replay cache", err)

@@ -3,6 +3,7 @@ package pairing
 import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
@@ -15,6 +16,8 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jws"
 	"github.com/lestrrat-go/jwx/v3/jwt"
+
+	"github.com/kioskfeed/kioskfeed/pairing/dpop"
 )
 
 // Audience is the aud of every access token.
@@ -154,7 +157,7 @@ func NewTokenIssuer(cfg TokenConfig) (*TokenIssuer, error) {
 		if priv == nil || priv.Curve != elliptic.P256() {
 			return nil, fmt.Errorf("token issuer: key %d is not a P-256 key", i)
 		}
-		kid, err := Thumbprint(&priv.PublicKey)
+		kid, err := dpop.Thumbprint(&priv.PublicKey)
 		if err != nil {
 			return nil, fmt.Errorf("token issuer: key %d: %w", i, err)
 		}
@@ -363,4 +366,35 @@ func classifyJWTError(err error) string {
 // key with kid, alg ES256 and use sig.
 func (t *TokenIssuer) JWKS() ([]byte, error) {
 	return append([]byte(nil), t.jwks...), nil
+}
+
+// strictObject decodes a JSON object (and nothing after it) into dst.
+func strictObject(data []byte, dst *map[string]json.RawMessage) error {
+	if err := json.Unmarshal(data, dst); err != nil {
+		return err
+	}
+	if *dst == nil {
+		return errors.New("not an object")
+	}
+	return nil
+}
+
+// stringMember returns m[name] when it is a JSON string.
+func stringMember(m map[string]json.RawMessage, name string) (string, bool) {
+	raw, ok := m[name]
+	if !ok || len(raw) == 0 || raw[0] != '"' {
+		return "", false
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", false
+	}
+	return s, true
+}
+
+// randomToken returns n random bytes from the CSPRNG, base64url.
+func randomToken(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails (it crashes the program instead)
+	return base64.RawURLEncoding.EncodeToString(b)
 }

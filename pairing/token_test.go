@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kioskfeed/kioskfeed/pairing/dpop"
 	"github.com/kioskfeed/kioskfeed/pairing/pairingtest"
 	"github.com/lestrrat-go/jwx/v3/jwk"
 )
@@ -37,10 +38,10 @@ func newTokenFixture(tb testing.TB) *tokenFixture {
 		dev:   pairingtest.MustDeviceKey(tb),
 	}
 	var err error
-	if f.kid1, err = Thumbprint(&f.k1.PublicKey); err != nil {
+	if f.kid1, err = dpop.Thumbprint(&f.k1.PublicKey); err != nil {
 		tb.Fatal(err)
 	}
-	if f.kid2, err = Thumbprint(&f.k2.PublicKey); err != nil {
+	if f.kid2, err = dpop.Thumbprint(&f.k2.PublicKey); err != nil {
 		tb.Fatal(err)
 	}
 	f.iss = mustIssuer(tb, []*ecdsa.PrivateKey{f.k1, f.k2}, f.clock.Now)
@@ -102,7 +103,7 @@ func assertTokenError(tb testing.TB, err error, reason string) {
 	if !errors.Is(err, ErrInvalidToken) {
 		tb.Error("error does not match ErrInvalidToken")
 	}
-	if errors.Is(err, ErrInvalidProof) {
+	if errors.Is(err, dpop.ErrInvalidProof) {
 		tb.Error("a token error matches ErrInvalidProof")
 	}
 }
@@ -118,7 +119,7 @@ func hs256Token(tb testing.TB, key []byte, header, claims map[string]any) string
 func TestVerifyToken(t *testing.T) {
 	f := newTokenFixture(t)
 	attacker := mustKey(t, elliptic.P256())
-	attackerKid, _ := Thumbprint(&attacker.PublicKey)
+	attackerKid, _ := dpop.Thumbprint(&attacker.PublicKey)
 	attackerJWK, err := jwk.Import(&attacker.PublicKey)
 	if err != nil {
 		t.Fatal(err)
@@ -379,7 +380,10 @@ func TestKeyRotation(t *testing.T) {
 func TestBoundTo(t *testing.T) {
 	f := newTokenFixture(t)
 	thief := pairingtest.MustDeviceKey(t)
-	d := newDPoPFixture(t, &memReplay{}, f.clock)
+	v, err := dpop.NewVerifier(dpop.Config{Replay: &memReplay{}, Now: f.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	tok, _, err := f.iss.Issue("dev_1", "lobby", f.dev.JKT())
 	if err != nil {
@@ -399,7 +403,7 @@ func TestBoundTo(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			proof := tt.key.MustProof(t, pairingtest.ProofParams{Method: "GET", URL: testWSURL, Nonce: "c", AccessToken: tok, IssuedAt: f.clock.Now()})
-			jkt, err := d.v.Verify(context.Background(), proof, ProofWant{Method: "GET", URL: testWSURL, Nonce: "c", AccessToken: tok})
+			jkt, err := v.Verify(context.Background(), proof, dpop.ProofWant{Method: "GET", URL: testWSURL, Nonce: "c", AccessToken: tok})
 			if err != nil {
 				t.Fatalf("proof: %v", err)
 			}

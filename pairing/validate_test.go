@@ -11,6 +11,7 @@ import (
 	"github.com/kioskfeed/kioskfeed/broker"
 	"github.com/kioskfeed/kioskfeed/broker/brokertest"
 	"github.com/kioskfeed/kioskfeed/pairing"
+	"github.com/kioskfeed/kioskfeed/pairing/dpop"
 	"github.com/kioskfeed/kioskfeed/pairing/pairingtest"
 )
 
@@ -199,7 +200,7 @@ func TestUserAgentStoredClean(t *testing.T) {
 func TestBucketsStrangersFillAreBounded(t *testing.T) {
 	s := startService(t, nil, nil)
 	js := s.b.JetStream()
-	for bucket, want := range map[string]int64{pairing.ReplayBucket: pairing.ReplayMaxBytes, pairing.BucketPairRequests: pairing.PairRequestMaxBytes} {
+	for bucket, want := range map[string]int64{dpop.ReplayBucket: dpop.ReplayMaxBytes, pairing.BucketPairRequests: pairing.PairRequestMaxBytes} {
 		st, err := js.Stream(bg, "KV_"+bucket)
 		if err != nil {
 			t.Fatal(err)

@@ -15,7 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kioskfeed/kioskfeed/broker/brokertest"
-	"github.com/kioskfeed/kioskfeed/pairing"
+	"github.com/kioskfeed/kioskfeed/pairing/dpop"
 	"github.com/kioskfeed/kioskfeed/pairing/pairingtest"
 )
 
@@ -36,11 +36,11 @@ func TestProofAcceptedByServerVerifier(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	kv, err := js.CreateOrUpdateKeyValue(ctx, pairing.ReplayBucketConfig(1))
+	kv, err := js.CreateOrUpdateKeyValue(ctx, dpop.ReplayBucketConfig(1))
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := pairing.NewDPoPVerifier(pairing.DPoPConfig{Replay: pairing.NewKVReplayCache(kv, nil)})
+	v, err := dpop.NewVerifier(dpop.Config{Replay: dpop.NewKVReplayCache(kv, nil)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +53,7 @@ func TestProofAcceptedByServerVerifier(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	jkt, err := v.Verify(ctx, ws, pairing.ProofWant{Method: "GET", URL: "ws://kiosk.example/ws", Nonce: "challenge-1", AccessToken: "tok"})
+	jkt, err := v.Verify(ctx, ws, dpop.ProofWant{Method: "GET", URL: "ws://kiosk.example/ws", Nonce: "challenge-1", AccessToken: "tok"})
 	if err != nil {
 		t.Fatalf("WebSocket proof refused: %v", err)
 	}
@@ -64,24 +64,24 @@ func TestProofAcceptedByServerVerifier(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := v.Verify(ctx, post, pairing.ProofWant{Method: "POST", URL: "http://kiosk.example/api/pair", NonceValid: func(n string) bool { return n == "server-nonce" }}); err != nil {
+	if _, err := v.Verify(ctx, post, dpop.ProofWant{Method: "POST", URL: "http://kiosk.example/api/pair", NonceValid: func(n string) bool { return n == "server-nonce" }}); err != nil {
 		t.Errorf("HTTP proof refused: %v", err)
 	}
 	// The same proof twice is a replay: the jti is fresh per proof and recorded.
-	if _, err := v.Verify(ctx, post, pairing.ProofWant{Method: "POST", URL: "http://kiosk.example/api/pair", NonceValid: func(n string) bool { return n == "server-nonce" }}); err == nil {
+	if _, err := v.Verify(ctx, post, dpop.ProofWant{Method: "POST", URL: "http://kiosk.example/api/pair", NonceValid: func(n string) bool { return n == "server-nonce" }}); err == nil {
 		t.Error("the same HTTP proof was accepted twice")
 	}
 	// The wrong token's ath is refused: the ath is really bound.
-	if _, err := v.Verify(ctx, ws, pairing.ProofWant{Method: "GET", URL: "ws://kiosk.example/ws", Nonce: "challenge-1", AccessToken: "other"}); err == nil {
+	if _, err := v.Verify(ctx, ws, dpop.ProofWant{Method: "GET", URL: "ws://kiosk.example/ws", Nonce: "challenge-1", AccessToken: "other"}); err == nil {
 		t.Error("a proof for token tok was accepted for another token")
 	}
 
-	want, err := pairing.Thumbprint(&k.priv.PublicKey)
+	want, err := dpop.Thumbprint(&k.priv.PublicKey)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if k.JKT() != want {
-		t.Errorf("JKT %q, pairing.Thumbprint %q", k.JKT(), want)
+		t.Errorf("JKT %q, dpop.Thumbprint %q", k.JKT(), want)
 	}
 	pt, err := pairingtest.FromPrivateKey(k.priv)
 	if err != nil {

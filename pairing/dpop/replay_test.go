@@ -1,12 +1,17 @@
-package pairing
+package dpop
 
 import (
-	"github.com/kioskfeed/kioskfeed/broker"
-
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/kioskfeed/kioskfeed/broker"
+	"github.com/kioskfeed/kioskfeed/broker/brokertest"
 )
 
 func TestReplayTTL(t *testing.T) {
@@ -109,5 +114,59 @@ func TestKVReplayCacheDown(t *testing.T) {
 	}
 	if broker.IsKVConflict(err) {
 		t.Errorf("an outage looks like a replay: %v", err)
+	}
+}
+
+// The replay bucket is in memory: a NATS server that restarts comes back without it.
+// The cache makes it again instead of failing every proof (503) until kioskfeed
+// restarts, and still refuses a jti seen since.
+func TestReplayCacheRecreatesItsBucket(t *testing.T) {
+	ctx := context.Background()
+	n := brokertest.StartNATS(t)
+	b, err := broker.New(ctx, broker.Config{URL: n.URL(), OpTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close(ctx) })
+	kv, err := b.SoftBucket(ctx, ReplayBucketConfig(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := NewKVReplayCache(kv, nil)
+	c.SetRecreate(func(ctx context.Context) (jetstream.KeyValue, error) { return b.SoftBucket(ctx, ReplayBucketConfig(1)) })
+	if fresh, err := c.Remember(ctx, "before-the-restart-0001", time.Now().Add(time.Minute)); !fresh || err != nil {
+		t.Fatalf("Remember = %v, %v; want fresh", fresh, err)
+	}
+	n.Stop()
+	n.Start()
+	var fresh bool
+	brokertest.Eventually(t, 20*time.Second, "a jti recorded after the restart", func() bool {
+		fresh, err = c.Remember(ctx, "after-the-restart-0001", time.Now().Add(time.Minute))
+		return err == nil
+	})
+	if !fresh {
+		t.Fatal("the first jti after the restart was called a replay")
+	}
+	if again, err := c.Remember(ctx, "after-the-restart-0001", time.Now().Add(time.Minute)); again || err != nil {
+		t.Fatalf("the same jti again = %v, %v; want a replay", again, err)
+	}
+}
+
+// kvConflict repeats broker.IsKVConflict so that dpop need not import broker: the two
+// must agree, or a replay would read as an outage (or the reverse).
+func TestKVConflictMatchesBroker(t *testing.T) {
+	for name, err := range map[string]error{
+		"key exists":              jetstream.ErrKeyExists,
+		"key exists, wrapped":     fmt.Errorf("create: %w", jetstream.ErrKeyExists),
+		"wrong last sequence":     &jetstream.APIError{ErrorCode: jetstream.JSErrCodeStreamWrongLastSequence},
+		"wrong last sequence (0)": &jetstream.APIError{ErrorCode: jetstream.JSErrCodeStreamWrongLastSequenceConstant},
+		"other API error":         &jetstream.APIError{ErrorCode: jetstream.JSErrCodeStreamNotFound},
+		"no stream response":      jetstream.ErrNoStreamResponse,
+		"plain":                   errors.New("nats: timeout"),
+		"nil":                     nil,
+	} {
+		if got, want := kvConflict(err), broker.IsKVConflict(err); got != want {
+			t.Errorf("%s: kvConflict = %v, broker.IsKVConflict = %v", name, got, want)
+		}
 	}
 }

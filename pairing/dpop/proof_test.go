@@ -1,4 +1,4 @@
-package pairing
+package dpop
 
 import (
 	"bytes"
@@ -34,7 +34,7 @@ var b64 = base64.RawURLEncoding
 type dpopFixture struct {
 	clock  *testClock
 	nonces *NonceSource
-	v      *DPoPVerifier
+	v      *Verifier
 	dev    *pairingtest.DeviceKey
 	replay *countingReplay
 }
@@ -56,9 +56,9 @@ func newDPoPFixture(tb testing.TB, replay ReplayCache, clock *testClock) *dpopFi
 	tb.Helper()
 	ns := mustNonceSource(tb, bytes.Repeat([]byte{9}, NonceKeySize), clock.Now)
 	counting := &countingReplay{ReplayCache: replay}
-	v, err := NewDPoPVerifier(DPoPConfig{Replay: counting, Now: clock.Now})
+	v, err := NewVerifier(Config{Replay: counting, Now: clock.Now})
 	if err != nil {
-		tb.Fatalf("NewDPoPVerifier: %v", err)
+		tb.Fatalf("NewVerifier: %v", err)
 	}
 	return &dpopFixture{clock: clock, nonces: ns, v: v, dev: pairingtest.MustDeviceKey(tb), replay: counting}
 }

@@ -1,4 +1,4 @@
-package pairing
+package dpop
 
 import (
 	"context"
@@ -96,8 +96,8 @@ const (
 	reasonReplayedJTI     = "replayed jti"
 )
 
-// DPoPConfig configures a [DPoPVerifier].
-type DPoPConfig struct {
+// Config configures a [Verifier].
+type Config struct {
 	// Replay records each accepted proof's jti; share one across
 	// instances ([KVReplayCache]) so a proof is accepted once cluster-wide.
 	// Required.
@@ -109,24 +109,24 @@ type DPoPConfig struct {
 	Now func() time.Time
 }
 
-// DPoPVerifier checks DPoP proofs (RFC 9449) as docs/protocol.md §2 profiles
+// Verifier checks DPoP proofs (RFC 9449) as docs/protocol.md §2 profiles
 // them: ES256 over a P-256 key carried in the proof's own jwk header, nothing
 // fetched from anywhere. Safe for concurrent use.
-type DPoPVerifier struct {
+type Verifier struct {
 	replay ReplayCache
 	skew   time.Duration
 	now    func() time.Time
 }
 
-// NewDPoPVerifier checks cfg, fills defaults and returns a verifier.
-func NewDPoPVerifier(cfg DPoPConfig) (*DPoPVerifier, error) {
+// NewVerifier checks cfg, fills defaults and returns a verifier.
+func NewVerifier(cfg Config) (*Verifier, error) {
 	if cfg.Replay == nil {
 		return nil, errors.New("dpop verifier: no replay cache")
 	}
 	if cfg.Skew < 0 {
 		return nil, fmt.Errorf("dpop verifier: negative skew %s", cfg.Skew)
 	}
-	v := &DPoPVerifier{replay: cfg.Replay, skew: cfg.Skew, now: cfg.Now}
+	v := &Verifier{replay: cfg.Replay, skew: cfg.Skew, now: cfg.Now}
 	if v.skew == 0 {
 		v.skew = DefaultSkew
 	}
@@ -164,7 +164,7 @@ type ProofWant struct {
 // the jkt. A refusal is a *ProofError (errors.Is ErrInvalidProof, and
 // ErrUseNonce for nonce problems); any other error is a broken ProofWant or
 // an unreachable replay cache.
-func (v *DPoPVerifier) Verify(ctx context.Context, proof string, want ProofWant) (string, error) {
+func (v *Verifier) Verify(ctx context.Context, proof string, want ProofWant) (string, error) {
 	if want.Method == "" || want.URL == "" || (want.Nonce == "" && want.NonceValid == nil) {
 		return "", errors.New("dpop verify: ProofWant needs Method, URL and Nonce or NonceValid")
 	}

@@ -1,4 +1,4 @@
-package pairing
+package dpop
 
 import (
 	"crypto/hmac"
@@ -32,8 +32,8 @@ var nonceLabel = []byte("dpop-nonce")
 // NonceConfig configures a [NonceSource].
 type NonceConfig struct {
 	// Key is the HMAC key, exactly NonceKeySize bytes. Every instance that
-	// must accept the others' nonces uses the same key (see
-	// DeriveKey from the signing key). Required.
+	// must accept the others' nonces uses the same key (pairing derives
+	// it from the signing key with pairing.DeriveKey). Required.
 	Key []byte
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
