@@ -7,28 +7,90 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/gobwas/ws"
 
 	"github.com/kioskfeed/kioskfeed/broker"
 )
 
-// closeGrace is how long a closing socket waits for the tablet's close reply.
-const closeGrace = 2 * time.Second
-
 // session is one tablet's socket. Nothing runs for an idle one: the bridge's poller
 // starts a reader goroutine when the socket has something to read (readable), which
 // reads the frames there are, handshake included, and ends. Writes go through a
 // bounded queue drained by a goroutine that exists only while there is something to
 // write. So an idle tablet costs no goroutine and no buffer.
+//
+// # State
+//
+// The socket's state is a set of flags under mu (two atomics for the handshake), not
+// one state type: each is written in few places, and most only ever go from false to
+// true. What each means, who sets it, and the allowed transitions:
+//
+// Reading (conn.go):
+//   - reading: one reader is at work on the socket (a goroutine, or the poller's own
+//     goroutine in readable). Set by claimReading (poller path) or readLoop (a reader
+//     of its own); cleared by doneReading (the socket goes back to the poller) and
+//     endReading. Never set once finished is: claimReading refuses.
+//   - aborted: reading must end. Set by stop (abort; closeTimedOut, closeGrace after our
+//     close frame) and by readFailed when a live tablet's read times out; never
+//     cleared. A reader at work gets a read deadline in the past and fails its next
+//     read; setReadDeadline then leaves that deadline alone; doneReading ends reading
+//     instead of rearming.
+//   - finished: reading is over. Set, with closing, only by endReading, whose first
+//     caller runs cleanup (so cleanup runs once); never cleared. No reader claims the
+//     socket and no probe starts after it; the drain hangs up once the queue is out.
+//
+// Writing (write.go, close.go):
+//   - writing: a drain goroutine is running. Set by startDrainLocked; cleared by drain
+//     when the queue is empty (which then hangs up if finished) or when a write fails
+//     (which aborts). cleanup hangs up only if writing is false, else leaves it to the
+//     drain; a write that fails after that hangs up nothing (its abort finds reading
+//     finished), and the conn is left to be closed by the runtime's finalizer.
+//   - queueBegun: queue[0] is the rest of a frame the socket took part of (putLocked);
+//     a dropped queue keeps it. Cleared whenever drain takes the queue.
+//   - closing: nothing more is sent. Set by closeLocked (a close frame is queued, and
+//     closeGrace starts), by endReading (reading is over), and by drain when a write
+//     fails; never cleared. sendLocked, catchUpLocked, askReauth and a second
+//     closeLocked do nothing once it is set, and no message is acted on.
+//   - dead: the tablet is gone: hangUp resets the socket (no FIN-and-drain, nothing to
+//     protect). Set by abort (the heartbeat's silence sweep, a failed write) and by
+//     readFailed on a live tablet's timeout, always with aborted; never cleared.
+//     closeTimedOut aborts without it, so the close frame still gets FIN and a drain.
+//
+// Catch-up (write.go, hub.go):
+//   - catchingUp: live events wait in pending while a replay is read. Set by
+//     startCatchUp, cleared by endCatchUpLocked (under hub.mu and s.mu, with the
+//     catch-up queued in the same critical section).
+//   - overflowed: pending filled during the catch-up (deliver): it ends in a reset.
+//     Cleared by endCatchUpLocked.
+//
+// Protocol (session.go):
+//   - authed: the handshake's auth and lease succeeded (handshake, before the hub and
+//     the welcome); never cleared. From then on reads wait two heartbeats, not the
+//     auth deadline, the poller reads pings and pongs itself, a timeout is a dead
+//     tablet rather than 4408, and a close no longer counts as a failed auth
+//     (closeVerdict).
+//   - joined: the catch-up is sent and the reader is back reading frames (end of
+//     handshake); never cleared. Before it a lease probe takes the socket for alive
+//     unless it is closing (localAlive): its reader cannot see a pong yet.
+//
+// Allowed transitions of a socket's life, each one way:
+//
+//	open ── closeLocked ──▶ closing (close frame queued, closeGrace running)
+//	     ── reader ends: EOF, a failed read, the tablet's close, a frame that breaks the
+//	        protocol (closeWith first) ──▶ finished (closing too) ──▶ cleanup
+//	closing ── the tablet's close arrives, or closeGrace ends (closeTimedOut: aborted)
+//	        ──▶ finished ──▶ cleanup
+//	any ── abort (silent or unwritable tablet) ──▶ aborted + dead ──▶ finished ──▶ cleanup
+//	finished ── queue written out (drain), or nothing queued (cleanup) ──▶ hung up:
+//	        FIN and a bounded drain, or a reset if dead
+//
+// authed and joined go false → true once each, in the handshake, before or without
+// any of the above: a socket may close at any step of its handshake.
 type session struct {
 	br     *Bridge
 	conn   net.Conn
@@ -93,343 +155,16 @@ type testHooks struct {
 
 var hooks atomic.Pointer[testHooks]
 
-type pendingFrame struct {
-	seq   uint64
-	frame []byte
-}
-
 func newSession(br *Bridge, conn net.Conn, early []byte, remote string) *session {
 	s := &session{br: br, conn: conn, early: early, id: newConnID(), remote: remote}
 	s.heardAt.Store(time.Now().UnixNano())
 	return s
 }
 
-// start sends the challenge, arms the auth deadline and starts reading: through the
-// poller, or with a reader goroutine of its own where the poller cannot watch the conn.
-func (s *session) start() {
-	s.challenge = newChallenge()
-	s.send(jsonFrame(map[string]string{"type": "challenge", "nonce": s.challenge}))
-	s.mu.Lock()
-	if !s.closing {
-		s.timer = time.AfterFunc(s.br.cfg.AuthTimeout, s.authTimedOut)
-	}
-	s.mu.Unlock()
-	if s.br.poller != nil {
-		// Registered before any read, and the early bytes (rare) read at once: the
-		// reader's own guard keeps the two from reading together.
-		early := len(s.early) > 0 // read before arming: from then on the reader owns it
-		h, err := s.br.poller.add(s.conn, s.readable)
-		if err == nil {
-			s.mu.Lock() // sendLocked reads them from other goroutines (the auth timer's)
-			s.poll, s.polled = h, true
-			s.mu.Unlock()
-			if err := s.br.poller.arm(h); err == nil {
-				if early {
-					go func() {
-						if s.claimReading() {
-							s.readFrames()
-						}
-					}()
-				}
-				return
-			}
-			s.mu.Lock()
-			s.polled = false
-			s.mu.Unlock()
-		}
-	}
-	go s.readLoop()
-}
-
-// readable is called by the poller, on its own goroutine, when the socket has something
-// to read. A ping or pong that is whole in the socket's buffer (what an idle tablet
-// sends: the answer to the heartbeat's ping) is read right here, so ten thousand
-// tablets answering one heartbeat cost no goroutine (and no goroutine stack) each;
-// anything else is read by a goroutine started for it.
-func (s *session) readable() {
-	if !s.claimReading() {
-		return
-	}
-	if len(s.early) == 0 && s.authed.Load() {
-		if b, whole := takePingPong(s.poll.fd); b != nil {
-			s.early = b
-			if !whole {
-				go s.readFrames()
-				return
-			}
-			if over := s.readFrame(); over {
-				go s.endReading() // cleanup may wait: never on the poller's goroutine
-				return
-			}
-			s.doneReading()
-			return
-		}
-	}
-	go s.readFrames()
-}
-
-// claimReading makes the caller the socket's one reader, unless another is at work or
-// reading is over.
-func (s *session) claimReading() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.reading || s.finished {
-		return false
-	}
-	s.reading = true
-	return true
-}
-
-// readFrames reads the frames the socket has, then lets the poller watch it again.
-func (s *session) readFrames() {
-	for {
-		if over := s.readFrame(); over {
-			s.endReading()
-			return
-		}
-		if len(s.early) == 0 {
-			break
-		}
-	}
-	s.doneReading()
-}
-
-// doneReading lets the poller watch the socket again, or ends the socket if it was
-// aborted meanwhile. It may run on the poller's goroutine, so what may wait (cleanup)
-// goes to a goroutine of its own.
-func (s *session) doneReading() {
-	s.mu.Lock()
-	s.reading = false
-	if s.aborted {
-		s.mu.Unlock()
-		go s.endReading()
-		return
-	}
-	// Under s.mu, so that cleanup (which runs after finished is set under s.mu) never
-	// races a rearm of a socket it is about to close.
-	err := s.br.poller.rearm(s.poll)
-	s.mu.Unlock()
-	if err != nil {
-		go s.endReading()
-	}
-}
-
-// readLoop is the reader where the poller cannot watch the conn: a goroutine for the
-// socket's whole life, as every socket had before the poller.
-func (s *session) readLoop() {
-	s.mu.Lock()
-	s.reading = true
-	s.mu.Unlock()
-	for !s.readFrame() {
-	}
-	s.endReading()
-}
-
-// endReading runs cleanup once, when reading is over.
-func (s *session) endReading() {
-	s.mu.Lock()
-	s.reading = false
-	first := !s.finished
-	s.finished, s.closing = true, true
-	s.mu.Unlock()
-	if first {
-		s.cleanup()
-	}
-}
-
-// abort drops a dead tablet's socket without ceremony (silent, or it cannot take
-// writes): a reader at work stops at its next read, else cleanup runs on a goroutine
-// of its own. It never waits: the heartbeat calls it for every dead tablet in one
-// sweep, and cleanup may wait for the broker (the lease's release). The socket is then
-// closed at once, with a reset and no FIN-and-drain: nothing sent to it matters now.
-func (s *session) abort() { s.stop(true) }
-
-// closeTimedOut ends a socket whose tablet did not answer our close frame within
-// closeGrace. Unlike abort it keeps the close frame: a slow tablet may still be
-// reading the backlog in front of it (1013), so the socket gets FIN after it and a
-// bounded drain, on the session's own goroutine.
-func (s *session) closeTimedOut() { s.stop(false) }
-
-func (s *session) stop(dead bool) {
-	s.mu.Lock()
-	s.aborted = true
-	s.dead = s.dead || dead
-	if s.reading {
-		_ = s.conn.SetReadDeadline(time.Unix(1, 0))
-		s.mu.Unlock()
-		return
-	}
-	s.mu.Unlock()
-	go s.endReading()
-}
-
 func (s *session) authTimedOut() {
 	if !s.authed.Load() && !s.isClosing() {
 		s.br.metrics.handshakes.WithLabelValues("timeout").Inc()
 		s.closeWith(CloseAuthTimeout, "no auth in time")
-	}
-}
-
-// input reads the early bytes, then the conn: what frames are read from.
-type input session
-
-func (in *input) Read(p []byte) (int, error) {
-	if len(in.early) > 0 {
-		n := copy(p, in.early)
-		in.early = in.early[n:]
-		if len(in.early) == 0 {
-			in.early = nil
-		}
-		return n, nil
-	}
-	return in.conn.Read(p)
-}
-
-// readWait bounds reading one frame: the auth deadline before the handshake, two
-// heartbeats (and a little) after, as long as a live tablet may be silent.
-func (s *session) readWait() time.Duration {
-	if s.authed.Load() {
-		return 2*s.br.cfg.Heartbeat + time.Second
-	}
-	return s.br.cfg.AuthTimeout
-}
-
-// readFrame reads one frame and acts on it. It reports whether reading is over: the
-// tablet closed, the connection failed, or the frame broke the protocol (a close frame
-// is queued then).
-func (s *session) readFrame() (over bool) {
-	in := (*input)(s)
-	// The poller calls only when there is something to read: the frame's whole read is
-	// bounded. A reader of its own waits for the next frame as long as it takes (the
-	// heartbeat's sweep and the auth deadline end a silent socket); then its rest is.
-	if s.polled {
-		s.setReadDeadline(time.Now().Add(s.readWait()))
-	} else {
-		s.setReadDeadline(time.Time{})
-	}
-	hdr, err := ws.ReadHeader(in)
-	if err != nil {
-		s.readFailed(err)
-		return true
-	}
-	if !s.polled {
-		s.setReadDeadline(time.Now().Add(s.readWait()))
-	}
-	state := ws.StateServerSide
-	if s.fragOp != 0 {
-		state |= ws.StateFragmented // a continuation must come, and only one
-	}
-	if err := ws.CheckHeader(hdr, state); err != nil {
-		s.readFailed(err)
-		return true
-	}
-	if hdr.Length > maxClientFrameBytes || int64(len(s.frag))+hdr.Length > maxClientFrameBytes {
-		s.closeWith(CloseTooBig, "frame larger than 16 KiB")
-		return true
-	}
-	payload := make([]byte, hdr.Length)
-	if _, err := io.ReadFull(in, payload); err != nil {
-		s.readFailed(err)
-		return true
-	}
-	ws.Cipher(payload, hdr.Mask, 0)
-	s.heard()
-	if hdr.OpCode.IsControl() {
-		return s.controlFrame(hdr.OpCode, payload)
-	}
-	switch {
-	case hdr.OpCode == ws.OpContinuation:
-		s.frag = append(s.frag, payload...)
-		payload = s.frag
-	case !hdr.Fin:
-		s.frag, s.fragOp = payload, hdr.OpCode
-	}
-	if !hdr.Fin {
-		return false
-	}
-	op := hdr.OpCode
-	if op == ws.OpContinuation {
-		op = s.fragOp
-	}
-	s.frag, s.fragOp = nil, 0
-	if op == ws.OpBinary {
-		s.closeWith(CloseUnsupported, "binary frames are not accepted")
-		return false
-	}
-	if !utf8.Valid(payload) {
-		s.closeWith(ws.StatusInvalidFramePayloadData, "invalid UTF-8")
-		return true
-	}
-	if !s.isClosing() {
-		s.message(payload)
-	}
-	return false
-}
-
-func (s *session) setReadDeadline(t time.Time) {
-	s.mu.Lock()
-	if !s.aborted {
-		_ = s.conn.SetReadDeadline(t)
-	}
-	s.mu.Unlock()
-}
-
-// controlFrame answers pings, notes pongs and echoes a close; it reports whether the
-// tablet closed. The payload is at most 125 bytes (ws.CheckHeader refuses longer).
-func (s *session) controlFrame(op ws.OpCode, payload []byte) (closed bool) {
-	switch op {
-	case ws.OpPing:
-		f, _ := ws.CompileFrame(ws.NewPongFrame(payload))
-		s.send(f)
-	case ws.OpClose:
-		s.closeWith(closeReply(payload), "")
-		return true
-	}
-	return false
-}
-
-// closeReply is the code that answers a tablet's close frame (RFC 6455 §5.5.1, §7.4):
-// its own code when it may be sent, 1000 for a close without one, and 1002 for a
-// one-byte body or a code no endpoint may send (1005 and 1006 are never on the wire).
-func closeReply(payload []byte) ws.StatusCode {
-	switch len(payload) {
-	case 0:
-		return closeNormal
-	case 1:
-		return ws.StatusProtocolError
-	}
-	code, _ := ws.ParseCloseFrameData(payload)
-	switch c := int(code); {
-	case c >= 1000 && c <= 1003, c >= 1007 && c <= 1014, c >= 3000 && c <= 4999:
-		return code
-	default:
-		return ws.StatusProtocolError
-	}
-}
-
-// readFailed closes the socket with the code docs/protocol.md §5 gives the failure.
-func (s *session) readFailed(err error) {
-	var ne net.Error
-	switch {
-	case errors.As(err, &ne) && ne.Timeout():
-		if !s.authed.Load() && !s.isClosing() {
-			s.closeWith(CloseAuthTimeout, "no auth in time")
-			s.br.metrics.handshakes.WithLabelValues("timeout").Inc()
-			return
-		}
-		// A live tablet silent for two heartbeats (or stuck in a frame that long) is
-		// dead: drop it without ceremony (no FIN-and-drain). A stopped socket (stop)
-		// times out at once, and stays as stop left it.
-		s.mu.Lock()
-		if !s.aborted {
-			s.aborted, s.dead = true, true
-		}
-		s.mu.Unlock()
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
-	default:
-		// Reserved opcodes, RSV bits, unmasked client frames, oversized or fragmented
-		// control frames: what ws.CheckHeader refuses.
-		s.closeWith(ws.StatusProtocolError, "protocol error")
 	}
 }
 
@@ -644,191 +379,6 @@ func (s *session) reauth(m clientMsg, nonce string) {
 	s.mu.Unlock()
 }
 
-// send queues one frame; a tablet whose queue is full is closed (1013) so it never
-// slows the others.
-func (s *session) send(frame []byte) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.sendLocked(frame)
-}
-
-func (s *session) sendLocked(frame []byte) bool {
-	if s.closing {
-		return false
-	}
-	if len(s.queue) >= s.br.cfg.QueueFrames {
-		s.br.metrics.queueDrops.Inc()
-		s.closeLocked(CloseTooSlow, "too slow", true)
-		return false
-	}
-	return s.putLocked(frame)
-}
-
-// catchUpLocked queues one frame of a catch-up (reset, state, replayed events,
-// synced). A catch-up is bounded (CatchupLimit events, or ReplayLimit items and their
-// state), so it is never cut short by the queue's bound: a tablet that just connected
-// is not too slow, and closing it 1013 would only make it come back for the same
-// catch-up. Live frames after it meet the bound as usual.
-func (s *session) catchUpLocked(frame []byte) bool {
-	if s.closing {
-		return false
-	}
-	return s.putLocked(frame)
-}
-
-func (s *session) putLocked(frame []byte) bool {
-	if !s.writing && len(s.queue) == 0 && s.polled {
-		// Nothing queued and no writer: try the socket right away, without blocking.
-		// Almost always it takes the whole frame, and a fan-out to thousands of
-		// tablets starts no goroutine and sets no deadline per tablet. What it does not
-		// take goes to the queue and a writer goroutine as before. Safe: s.mu is held,
-		// no writer exists, and the conn is closed only once closing is set.
-		// On an error other than "full", the writer meets it again on the conn and drops
-		// the tablet.
-		n, _ := writeNow(s.poll.fd, frame)
-		if n == len(frame) {
-			return true
-		}
-		frame = frame[n:]
-		s.queueBegun = n > 0 // its rest must go out even if the queue is dropped
-	}
-	s.queue = append(s.queue, frame)
-	s.startDrainLocked()
-	return true
-}
-
-// deliver hands one live event to the session: held back while a replay is read, and
-// never sent twice.
-func (s *session) deliver(seq uint64, frame []byte) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.catchingUp {
-		if s.overflowed || len(s.pending) >= s.br.cfg.QueueFrames {
-			// More live events came while the catch-up waited than a queue holds: the
-			// catch-up ends in a reset instead (the state covers them), never in a
-			// 1013 that would bring the tablet back for the same catch-up.
-			s.overflowed, s.pending = true, nil
-			return
-		}
-		s.pending = append(s.pending, pendingFrame{seq, frame})
-		return
-	}
-	if seq <= s.lastSent {
-		return
-	}
-	s.lastSent = seq
-	s.sendLocked(frame)
-}
-
-// startCatchUp holds live events back in pending while a replay is read from the log.
-func (s *session) startCatchUp() {
-	s.mu.Lock()
-	s.catchingUp = true
-	s.mu.Unlock()
-}
-
-// endCatchUpLocked lets live events through again and returns those held back. The
-// caller holds s.mu from here until the catch-up and the held-back events are queued:
-// a live event delivered in between would raise lastSent past the catch-up's events,
-// which would then be skipped (issue 12 §2).
-func (s *session) endCatchUpLocked() []pendingFrame {
-	s.catchingUp, s.overflowed = false, false
-	p := s.pending
-	s.pending = nil
-	return p
-}
-
-// flushPendingLocked sends the held-back events the replay did not already cover.
-func (s *session) flushPendingLocked(pending []pendingFrame) {
-	for _, p := range pending {
-		if p.seq > s.lastSent {
-			s.lastSent = p.seq
-			s.sendLocked(p.frame)
-		}
-	}
-}
-
-func (s *session) startDrainLocked() {
-	if !s.writing {
-		s.writing = true
-		go s.drain()
-	}
-}
-
-// drain writes the queue out and exits when it is empty.
-func (s *session) drain() {
-	for {
-		s.mu.Lock()
-		batch := s.queue
-		s.queue, s.queueBegun = nil, false
-		if len(batch) == 0 {
-			s.writing = false
-			finished := s.finished
-			s.mu.Unlock()
-			if finished {
-				s.hangUp()
-			}
-			return
-		}
-		s.mu.Unlock()
-		_ = s.conn.SetWriteDeadline(time.Now().Add(s.br.cfg.WriteTimeout))
-		var err error
-		if len(batch) == 1 {
-			// The common case (one event, one heartbeat): a plain write, which unlike
-			// writev keeps no iovec array on the connection afterwards.
-			_, err = s.conn.Write(batch[0])
-		} else {
-			bufs := net.Buffers(batch)
-			_, err = bufs.WriteTo(s.conn)
-		}
-		if err != nil {
-			s.mu.Lock()
-			s.closing = true
-			s.queue, s.queueBegun = nil, false
-			s.writing = false
-			s.mu.Unlock()
-			s.abort() // a tablet that cannot take writes is dead
-			return
-		}
-	}
-}
-
-// closeWith sends a close frame after what is queued (or instead of it, for a tablet
-// too slow to take it) and gives the tablet closeGrace to answer.
-func (s *session) closeWith(code ws.StatusCode, reason string) {
-	s.mu.Lock()
-	s.closeLocked(code, reason, code == CloseTooSlow)
-	s.mu.Unlock()
-}
-
-func (s *session) closeLocked(code ws.StatusCode, reason string, dropQueue bool) {
-	if s.closing {
-		return
-	}
-	code, reason = s.br.closeVerdict(s, code, reason) // a failed auth counts (admit.go)
-	if dropQueue {
-		if s.queueBegun {
-			s.queue = s.queue[:1] // the rest of a frame half on the wire: the stream needs it
-		} else {
-			s.queue = nil
-		}
-	}
-	s.queue = append(s.queue, closeFrame(code, reason))
-	s.closing = true
-	s.br.metrics.closes.WithLabelValues(strconv.Itoa(int(code))).Inc()
-	if s.timer != nil {
-		s.timer.Stop()
-	}
-	s.closeTimer = time.AfterFunc(closeGrace, s.closeTimedOut)
-	s.startDrainLocked()
-}
-
-func (s *session) isClosing() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closing
-}
-
 // heard notes that the tablet sent something: it is alive (the heartbeat drops a tablet
 // silent for two heartbeats), and it answers a pending lease probe.
 func (s *session) heard() {
@@ -871,62 +421,6 @@ func (s *session) probe(timeout time.Duration) bool {
 	case <-t.C:
 		s.closeWith(CloseBrokerDown, "no answer to ping")
 		return false
-	}
-}
-
-// hangUp ends the TCP connection once everything queued is written. It sends FIN first
-// and discards what the tablet still sends, briefly and boundedly: closing a socket with
-// unread input makes the kernel answer with a reset, which can destroy a close frame the
-// tablet has not read yet. Called once, after the reader is gone.
-//
-// A dead tablet's socket (abort) is closed at once instead, with a reset: it has no
-// close frame to protect, and waiting for a dead peer only holds a goroutine and the
-// kernel's buffers.
-func (s *session) hangUp() {
-	s.mu.Lock()
-	dead := s.dead
-	s.mu.Unlock()
-	if dead {
-		if tc, ok := s.conn.(*net.TCPConn); ok {
-			_ = tc.SetLinger(0)
-		}
-		_ = s.conn.Close()
-		return
-	}
-	if cw, ok := s.conn.(interface{ CloseWrite() error }); ok {
-		_ = cw.CloseWrite()
-		_ = s.conn.SetReadDeadline(time.Now().Add(closeGrace))
-		// Bounded by closeGrace; the byte cap only stops a fast peer spinning us longer.
-		_, _ = io.Copy(io.Discard, io.LimitReader(s.conn, 64<<20))
-	}
-	_ = s.conn.Close()
-}
-
-// cleanup runs once, when reading is over (endReading).
-func (s *session) cleanup() {
-	defer s.br.wg.Done()
-	if s.polled {
-		s.br.poller.remove(s.poll) // before the conn can close
-	}
-	s.mu.Lock()
-	if s.timer != nil {
-		s.timer.Stop()
-	}
-	if s.closeTimer != nil {
-		s.closeTimer.Stop()
-	}
-	writing := s.writing // if so, drain hangs up once the queue is out
-	h, rev := s.hub, s.leaseRev
-	s.mu.Unlock()
-	if !writing {
-		s.hangUp()
-	}
-	if h != nil {
-		h.detach(s)
-	}
-	s.br.remove(s)
-	if rev != 0 && !(s.br.cfg.LeasesEndWithProcess && s.br.isDraining()) {
-		s.br.leases.release(s.device, rev)
 	}
 }
 

@@ -1,0 +1,110 @@
+package bridge
+
+// This file owns ending a socket: the close frame queued after what is queued, or
+// instead of it for a tablet too slow to take it (closeWith, closeLocked), the grace the
+// tablet has to answer it, the TCP hang-up once the queue is out (FIN and a bounded
+// drain, or a reset for a dead tablet), and the cleanup that runs once reading is over.
+
+import (
+	"io"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+// closeGrace is how long a closing socket waits for the tablet's close reply.
+const closeGrace = 2 * time.Second
+
+// closeWith sends a close frame after what is queued (or instead of it, for a tablet
+// too slow to take it) and gives the tablet closeGrace to answer.
+func (s *session) closeWith(code ws.StatusCode, reason string) {
+	s.mu.Lock()
+	s.closeLocked(code, reason, code == CloseTooSlow)
+	s.mu.Unlock()
+}
+
+func (s *session) closeLocked(code ws.StatusCode, reason string, dropQueue bool) {
+	if s.closing {
+		return
+	}
+	code, reason = s.br.closeVerdict(s, code, reason) // a failed auth counts (admit.go)
+	if dropQueue {
+		if s.queueBegun {
+			s.queue = s.queue[:1] // the rest of a frame half on the wire: the stream needs it
+		} else {
+			s.queue = nil
+		}
+	}
+	s.queue = append(s.queue, closeFrame(code, reason))
+	s.closing = true
+	s.br.metrics.closes.WithLabelValues(strconv.Itoa(int(code))).Inc()
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	s.closeTimer = time.AfterFunc(closeGrace, s.closeTimedOut)
+	s.startDrainLocked()
+}
+
+func (s *session) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
+// hangUp ends the TCP connection once everything queued is written. It sends FIN first
+// and discards what the tablet still sends, briefly and boundedly: closing a socket with
+// unread input makes the kernel answer with a reset, which can destroy a close frame the
+// tablet has not read yet. Called once, after the reader is gone.
+//
+// A dead tablet's socket (abort) is closed at once instead, with a reset: it has no
+// close frame to protect, and waiting for a dead peer only holds a goroutine and the
+// kernel's buffers.
+func (s *session) hangUp() {
+	s.mu.Lock()
+	dead := s.dead
+	s.mu.Unlock()
+	if dead {
+		if tc, ok := s.conn.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0)
+		}
+		_ = s.conn.Close()
+		return
+	}
+	if cw, ok := s.conn.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+		_ = s.conn.SetReadDeadline(time.Now().Add(closeGrace))
+		// Bounded by closeGrace; the byte cap only stops a fast peer spinning us longer.
+		_, _ = io.Copy(io.Discard, io.LimitReader(s.conn, 64<<20))
+	}
+	_ = s.conn.Close()
+}
+
+// cleanup runs once, when reading is over (endReading).
+func (s *session) cleanup() {
+	defer s.br.wg.Done()
+	if s.polled {
+		s.br.poller.remove(s.poll) // before the conn can close
+	}
+	s.mu.Lock()
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	if s.closeTimer != nil {
+		s.closeTimer.Stop()
+	}
+	writing := s.writing // if so, drain hangs up once the queue is out
+	h, rev := s.hub, s.leaseRev
+	s.mu.Unlock()
+	if !writing {
+		s.hangUp()
+	}
+	if h != nil {
+		h.detach(s)
+	}
+	s.br.remove(s)
+	if rev != 0 && !(s.br.cfg.LeasesEndWithProcess && s.br.isDraining()) {
+		s.br.leases.release(s.device, rev)
+	}
+}
