@@ -78,14 +78,14 @@ func (br *Bridge) authFailed(remote string) (over bool) {
 // the address has none left it is closed 4429 instead. Closes that are not the
 // client's doing (1011, 1012, 4409, 4429) and those of authenticated sockets (revoked,
 // re-auth refused) do not count.
-func (br *Bridge) closeVerdict(s *session, code ws.StatusCode, reason string) (ws.StatusCode, string) {
-	if s.authed.Load() || !isAuthFailure(code) {
-		return code, reason
+func (br *Bridge) closeVerdict(s *session, r closeReason) closeReason {
+	if s.authed.Load() || !isAuthFailure(r.code) {
+		return r
 	}
 	if br.authFailed(s.remote) {
-		return CloseTooMany, "too many failed attempts"
+		return reasonTooManyFails
 	}
-	return code, reason
+	return r
 }
 
 func isAuthFailure(code ws.StatusCode) bool {
@@ -156,10 +156,10 @@ func hasToken(v, token string) bool {
 // 4429), without making it a session: the close frame, FIN, and a short bounded wait
 // for the tablet's reply, on the HTTP handler's own goroutine. It is not counted in
 // br.wg, so a drain never waits for it.
-func (br *Bridge) refuse(conn net.Conn, code ws.StatusCode, reason string) {
-	br.metrics.closes.WithLabelValues(strconv.Itoa(int(code))).Inc()
+func (br *Bridge) refuse(conn net.Conn, r closeReason) {
+	br.metrics.closes.WithLabelValues(r.label).Inc()
 	_ = conn.SetDeadline(time.Now().Add(closeGrace))
-	if _, err := conn.Write(closeFrame(code, reason)); err == nil {
+	if _, err := conn.Write(closeFrame(r.code, r.reason)); err == nil {
 		if cw, ok := conn.(interface{ CloseWrite() error }); ok {
 			_ = cw.CloseWrite()
 			// Read what the tablet still sends (its close), so the kernel does not

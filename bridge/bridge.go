@@ -303,13 +303,13 @@ func (br *Bridge) serveWS(w http.ResponseWriter, r *http.Request) {
 		early = append([]byte(nil), p...)
 	}
 	s := newSession(br, conn, early, remote)
-	if code, reason, ok := br.add(s); !ok {
+	if refused, ok := br.add(s); !ok {
 		label := "too_many"
-		if code == CloseRestarting {
+		if refused.code == CloseRestarting {
 			label = "draining"
 		}
 		br.metrics.handshakes.WithLabelValues(label).Inc()
-		br.refuse(conn, code, reason)
+		br.refuse(conn, refused)
 		return
 	}
 	s.start()
@@ -319,19 +319,19 @@ func (br *Bridge) serveWS(w http.ResponseWriter, r *http.Request) {
 // instance is draining (1012) or full (4429). Under br.mu, which Shutdown holds while
 // it sets draining: no session is added once Shutdown has begun, so none is added to
 // br.wg while Shutdown waits for it.
-func (br *Bridge) add(s *session) (code ws.StatusCode, reason string, ok bool) {
+func (br *Bridge) add(s *session) (refused closeReason, ok bool) {
 	br.mu.Lock()
 	defer br.mu.Unlock()
 	switch {
 	case br.draining:
-		return CloseRestarting, "server restarting", false
+		return reasonRestarting, false
 	case br.cfg.MaxConns > 0 && len(br.sessions) >= br.cfg.MaxConns:
-		return CloseTooMany, "too many connections", false
+		return reasonTooManyConns, false
 	}
 	br.sessions[s.id] = s
 	br.wg.Add(1) // done by the session's cleanup
 	br.metrics.conns.Inc()
-	return 0, "", true
+	return closeReason{}, true
 }
 
 // isDraining reports whether Shutdown has begun.
@@ -377,7 +377,7 @@ func (br *Bridge) conn(id string) *session {
 // revoked closes a revoked device's socket on this instance (4403).
 func (br *Bridge) revoked(deviceID, _ string) {
 	if s := br.session(deviceID); s != nil {
-		s.closeWith(CloseRevoked, "device revoked")
+		s.closeWith(reasonRevoked)
 	}
 }
 
@@ -427,8 +427,8 @@ func (br *Bridge) liveSessions() []*session {
 	return out
 }
 
-// closeAll closes every socket with code (lease upkeep lost, or drain).
-func (br *Bridge) closeAll(code ws.StatusCode, reason string) {
+// closeAll closes every socket with r (lease upkeep lost, or drain).
+func (br *Bridge) closeAll(r closeReason) {
 	br.mu.Lock()
 	all := make([]*session, 0, len(br.sessions))
 	for _, s := range br.sessions {
@@ -436,7 +436,7 @@ func (br *Bridge) closeAll(code ws.StatusCode, reason string) {
 	}
 	br.mu.Unlock()
 	for _, s := range all {
-		s.closeWith(code, reason)
+		s.closeWith(r)
 	}
 }
 
@@ -451,7 +451,7 @@ func (br *Bridge) Shutdown(ctx context.Context) error {
 	}
 	br.draining = true
 	br.mu.Unlock()
-	br.closeAll(CloseRestarting, "server restarting")
+	br.closeAll(reasonRestarting)
 	close(br.stop)
 	done := make(chan struct{})
 	go func() {

@@ -8,10 +8,7 @@ package bridge
 import (
 	"io"
 	"net"
-	"strconv"
 	"time"
-
-	"github.com/gobwas/ws"
 )
 
 // closeGrace is how long a closing socket waits for the tablet's close reply.
@@ -19,17 +16,17 @@ const closeGrace = 2 * time.Second
 
 // closeWith sends a close frame after what is queued (or instead of it, for a tablet
 // too slow to take it) and gives the tablet closeGrace to answer.
-func (s *session) closeWith(code ws.StatusCode, reason string) {
+func (s *session) closeWith(r closeReason) {
 	s.mu.Lock()
-	s.closeLocked(code, reason, code == CloseTooSlow)
+	s.closeLocked(r, r.code == CloseTooSlow)
 	s.mu.Unlock()
 }
 
-func (s *session) closeLocked(code ws.StatusCode, reason string, dropQueue bool) {
+func (s *session) closeLocked(r closeReason, dropQueue bool) {
 	if s.closing {
 		return
 	}
-	code, reason = s.br.closeVerdict(s, code, reason) // a failed auth counts (admit.go)
+	r = s.br.closeVerdict(s, r) // a failed auth counts (admit.go)
 	if dropQueue {
 		if s.queueBegun {
 			s.queue = s.queue[:1] // the rest of a frame half on the wire: the stream needs it
@@ -37,9 +34,9 @@ func (s *session) closeLocked(code ws.StatusCode, reason string, dropQueue bool)
 			s.queue = nil
 		}
 	}
-	s.queue = append(s.queue, closeFrame(code, reason))
+	s.queue = append(s.queue, closeFrame(r.code, r.reason))
 	s.closing = true
-	s.br.metrics.closes.WithLabelValues(strconv.Itoa(int(code))).Inc()
+	s.br.metrics.closes.WithLabelValues(r.label).Inc()
 	if s.timer != nil {
 		s.timer.Stop()
 	}

@@ -389,7 +389,7 @@ func (br *Bridge) checkEpoch(ctx context.Context) {
 		br.log.Warn("the event log was made anew: its tablets reconnect for a reset",
 			slog.String("feed", h.feed), slog.Int("tablets", len(subs)))
 		for _, s := range subs {
-			s.closeWith(CloseRestarting, "the event log was made anew")
+			s.closeWith(reasonLogRenewed)
 		}
 	}
 }

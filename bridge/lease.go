@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gobwas/ws"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -151,7 +150,7 @@ func (l *leases) upkeep() {
 			rev, err := l.inst.Create(ctx, l.instance, []byte(`{}`))
 			cancel()
 			if err != nil {
-				l.br.closeAll(CloseBrokerDown, "lease lost")
+				l.br.closeAll(reasonLeaseLost)
 				continue
 			}
 			l.mu.Lock()
@@ -167,7 +166,7 @@ func (l *leases) upkeep() {
 			l.mu.Unlock()
 			if lapsed {
 				l.br.log.Warn("cannot renew instance liveness; closing every socket", slog.String("error", err.Error()))
-				l.br.closeAll(CloseBrokerDown, "broker unreachable")
+				l.br.closeAll(reasonBrokerDown)
 			}
 		}
 	}
@@ -212,7 +211,7 @@ func (l *leases) reassert(ctx context.Context) {
 		val, _ := json.Marshal(leaseRecord{Instance: l.instance, Conn: s.id, Since: l.br.cfg.Now().UTC(), Remote: s.remote})
 		rev, err := l.kv.Create(ctx, s.device, val)
 		if err != nil {
-			s.closeWith(CloseBrokerDown, "lease lost")
+			s.closeWith(reasonLeaseLost)
 			continue
 		}
 		l.mirror.Put(s.device, val)
@@ -233,7 +232,7 @@ func (l *leases) verifyAll() {
 			_ = json.Unmarshal(e.Value(), &rec)
 		}
 		if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) || (err == nil && rec.Conn != s.id) {
-			s.closeWith(CloseBrokerDown, "lease lost")
+			s.closeWith(reasonLeaseLost)
 		}
 	}
 }
@@ -354,7 +353,7 @@ func (l *leases) closeLost(data []byte) {
 		s.mu.Lock()
 		s.leaseRev = 0 // not ours any more: do not delete the new holder's lease
 		s.mu.Unlock()
-		s.closeWith(ws.StatusInternalServerError, "lease lost")
+		s.closeWith(reasonLeaseLost)
 	}
 }
 

@@ -54,7 +54,7 @@ func (s *session) readFrame() (over bool) {
 		return true
 	}
 	if hdr.Length > maxClientFrameBytes || int64(len(s.frag))+hdr.Length > maxClientFrameBytes {
-		s.closeWith(CloseTooBig, "frame larger than 16 KiB")
+		s.closeWith(reasonTooBig)
 		return true
 	}
 	payload := make([]byte, hdr.Length)
@@ -83,11 +83,11 @@ func (s *session) readFrame() (over bool) {
 	}
 	s.frag, s.fragOp = nil, 0
 	if op == ws.OpBinary {
-		s.closeWith(CloseUnsupported, "binary frames are not accepted")
+		s.closeWith(reasonBinary)
 		return false
 	}
 	if !utf8.Valid(payload) {
-		s.closeWith(ws.StatusInvalidFramePayloadData, "invalid UTF-8")
+		s.closeWith(reasonInvalidUTF8)
 		return true
 	}
 	if !s.isClosing() {
@@ -112,7 +112,7 @@ func (s *session) controlFrame(op ws.OpCode, payload []byte) (closed bool) {
 		f, _ := ws.CompileFrame(ws.NewPongFrame(payload))
 		s.send(f)
 	case ws.OpClose:
-		s.closeWith(closeReply(payload), "")
+		s.closeWith(echoReason(closeReply(payload)))
 		return true
 	}
 	return false
@@ -143,7 +143,7 @@ func (s *session) readFailed(err error) {
 	switch {
 	case errors.As(err, &ne) && ne.Timeout():
 		if !s.authed.Load() && !s.isClosing() {
-			s.closeWith(CloseAuthTimeout, "no auth in time")
+			s.closeWith(reasonNoAuthInTime)
 			s.br.metrics.handshakes.WithLabelValues("timeout").Inc()
 			return
 		}
@@ -159,6 +159,6 @@ func (s *session) readFailed(err error) {
 	default:
 		// Reserved opcodes, RSV bits, unmasked client frames, oversized or fragmented
 		// control frames: what ws.CheckHeader refuses.
-		s.closeWith(ws.StatusProtocolError, "protocol error")
+		s.closeWith(reasonProtocolError)
 	}
 }

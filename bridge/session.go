@@ -164,14 +164,14 @@ func newSession(br *Bridge, conn net.Conn, early []byte, remote string) *session
 func (s *session) authTimedOut() {
 	if !s.authed.Load() && !s.isClosing() {
 		s.br.metrics.handshakes.WithLabelValues("timeout").Inc()
-		s.closeWith(CloseAuthTimeout, "no auth in time")
+		s.closeWith(reasonNoAuthInTime)
 	}
 }
 
 func (s *session) message(payload []byte) {
 	var m clientMsg
 	if err := json.Unmarshal(payload, &m); err != nil {
-		s.closeWith(CloseMalformed, "malformed message")
+		s.closeWith(reasonMalformed)
 		return
 	}
 	if m.Type != "auth" {
@@ -192,7 +192,7 @@ func (s *session) message(payload []byte) {
 	nonce := s.reauthNonce
 	s.mu.Unlock()
 	if nonce == "" {
-		s.closeWith(CloseMalformed, "unexpected auth")
+		s.closeWith(reasonUnexpectedAuth)
 		return
 	}
 	s.reauth(m, nonce)
@@ -214,14 +214,14 @@ func (s *session) handshake(m clientMsg) {
 		if errors.Is(err, errLeaseHeld) {
 			br.metrics.handshakes.WithLabelValues("duplicate").Inc()
 			br.metrics.leaseConflicts.Inc()
-			br.audit("duplicate_refused", s, "another live connection holds this device")
+			br.audit(reasonDuplicate.audit, s, "another live connection holds this device")
 			br.log.Info("duplicate connection refused", slog.String("device_id", s.device), slog.String("remote_addr", s.remote))
-			s.closeWith(CloseDuplicate, "device already connected")
+			s.closeWith(reasonDuplicate)
 			return
 		}
 		br.log.Warn("lease unavailable", slog.String("device_id", s.device), slog.String("error", err.Error()))
 		br.metrics.handshakes.WithLabelValues("error").Inc()
-		s.closeWith(CloseBrokerDown, "broker unreachable")
+		s.closeWith(reasonBrokerDown)
 		return
 	}
 	s.mu.Lock()
@@ -236,7 +236,7 @@ func (s *session) handshake(m clientMsg) {
 	if err != nil {
 		br.log.Warn("feed unavailable", slog.String("device_id", s.device), slog.String("error", err.Error()))
 		br.metrics.handshakes.WithLabelValues("error").Inc()
-		s.closeWith(CloseBrokerDown, "broker unreachable")
+		s.closeWith(reasonBrokerDown)
 		return
 	}
 	s.send(jsonFrame(map[string]any{
@@ -253,12 +253,12 @@ func (s *session) handshake(m clientMsg) {
 	}
 	if err := s.join(ctx, h, m.Since, m.Epoch); err != nil {
 		if errors.Is(err, errEpochChanged) {
-			s.closeWith(CloseRestarting, "the event log was made anew")
+			s.closeWith(reasonLogRenewed)
 			return
 		}
 		br.log.Warn("catch-up failed", slog.String("device_id", s.device), slog.String("error", err.Error()))
 		br.metrics.handshakes.WithLabelValues("error").Inc()
-		s.closeWith(CloseBrokerDown, "broker unreachable")
+		s.closeWith(reasonBrokerDown)
 		return
 	}
 	// Only now the re-auth timer: a token already close to expiry would otherwise ask
@@ -302,16 +302,16 @@ func (s *session) refuseAuth(err error) {
 	switch {
 	case errors.Is(err, broker.ErrDeviceRevoked):
 		br.metrics.handshakes.WithLabelValues("revoked").Inc()
-		br.audit("auth_fail", s, err.Error())
-		s.closeWith(CloseRevoked, "device revoked or unknown")
+		br.audit(reasonRevokedOrUnknown.audit, s, err.Error())
+		s.closeWith(reasonRevokedOrUnknown)
 	case errors.Is(err, broker.ErrCredentialInvalid):
 		br.metrics.handshakes.WithLabelValues("unauthorized").Inc()
-		br.audit("auth_fail", s, err.Error())
-		s.closeWith(CloseUnauthorized, "token or proof invalid")
+		br.audit(reasonBadCredential.audit, s, err.Error())
+		s.closeWith(reasonBadCredential)
 	default:
 		br.log.Warn("authentication unavailable", slog.String("error", err.Error()))
 		br.metrics.handshakes.WithLabelValues("error").Inc()
-		s.closeWith(CloseBrokerDown, "broker unreachable")
+		s.closeWith(reasonBrokerDown)
 	}
 }
 
@@ -342,7 +342,7 @@ func (s *session) askReauth() {
 	s.reauthNonce = nonce
 	s.askedAt = s.br.cfg.Now()
 	deadline := s.exp.Add(s.br.cfg.ReauthGrace).Sub(s.br.cfg.Now())
-	s.timer = time.AfterFunc(deadline, func() { s.closeWith(CloseUnauthorized, "token expired") })
+	s.timer = time.AfterFunc(deadline, func() { s.closeWith(reasonTokenExpired) })
 	s.mu.Unlock()
 	s.send(jsonFrame(map[string]string{"type": "reauth", "nonce": nonce}))
 }
@@ -363,8 +363,8 @@ func (s *session) reauth(m clientMsg, nonce string) {
 		// would ask again at once, and a tablet that keeps answering so would spin the
 		// server until the grace ends. It must fetch a new token (4401 says so).
 		s.br.metrics.handshakes.WithLabelValues("stale_reauth").Inc()
-		s.br.audit("auth_fail", s, "re-auth with a token no newer than the current one")
-		s.closeWith(CloseUnauthorized, "re-auth needs a new token")
+		s.br.audit(reasonStaleReauth.audit, s, "re-auth with a token no newer than the current one")
+		s.closeWith(reasonStaleReauth)
 		return
 	}
 	if err != nil {
@@ -419,7 +419,7 @@ func (s *session) probe(timeout time.Duration) bool {
 	case <-ch:
 		return true
 	case <-t.C:
-		s.closeWith(CloseBrokerDown, "no answer to ping")
+		s.closeWith(reasonNoPingAnswer)
 		return false
 	}
 }

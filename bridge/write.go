@@ -29,7 +29,7 @@ func (s *session) sendLocked(frame []byte) bool {
 	}
 	if len(s.queue) >= s.br.cfg.QueueFrames {
 		s.br.metrics.queueDrops.Inc()
-		s.closeLocked(CloseTooSlow, "too slow", true)
+		s.closeLocked(reasonTooSlow, true)
 		return false
 	}
 	return s.putLocked(frame)
