@@ -47,9 +47,9 @@ import (
 // Writing (write.go, close.go):
 //   - writing: a drain goroutine is running. Set by startDrainLocked; cleared by drain
 //     when the queue is empty (which then hangs up if finished) or when a write fails
-//     (which aborts). cleanup hangs up only if writing is false, else leaves it to the
-//     drain; a write that fails after that hangs up nothing (its abort finds reading
-//     finished), and the conn is left to be closed by the runtime's finalizer.
+//     (which aborts, or hangs up itself when reading is already finished). cleanup
+//     hangs up only if writing is false, else leaves it to the drain, which hangs up
+//     either way: once the queue is out, or at once (a reset) when a write fails.
 //   - queueBegun: queue[0] is the rest of a frame the socket took part of (putLocked);
 //     a dropped queue keeps it. Cleared whenever drain takes the queue.
 //   - closing: nothing more is sent. Set by closeLocked (a close frame is queued, and

@@ -157,7 +157,15 @@ func (s *session) drain() {
 			s.closing = true
 			s.queue, s.queueBegun = nil, false
 			s.writing = false
+			s.dead = true
+			finished := s.finished
 			s.mu.Unlock()
+			if finished {
+				// Cleanup has run and left the hang-up to this drain: do it, or the
+				// conn (and its file) stays open until the runtime finalizes it.
+				s.hangUp()
+				return
+			}
 			s.abort() // a tablet that cannot take writes is dead
 			return
 		}
