@@ -66,6 +66,12 @@ func (b *Broker) State(ctx context.Context, feed string) (State, error) {
 			base = m
 		}
 	}
+	if base != nil && base.Sequence > last {
+		// A state or clear event came after last was read: the state is as of it, so
+		// that Seq is never older than an event it holds (a hub following from Seq
+		// would send that event again, and a reset would say synced before it).
+		last = base.Sequence
+	}
 	events := make([]Event, 0, 1+min(b.cfg.ReplayLimit, 16))
 	from := uint64(1)
 	if base != nil {
