@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/kioskfeed/kioskfeed/internal/kvx"
 )
 
 // Mirror keeps every value of a KV bucket in memory, decoded, fed by a watcher: records
@@ -143,13 +145,5 @@ func (m *Mirror[T]) Stop() {
 }
 
 // IsKVConflict reports a lost compare-and-set or create: the key existed or changed
-// meanwhile. On replicated buckets a losing Create can come back as a bare API error
-// (10071 wrong last sequence, 10164) that does not match jetstream.ErrKeyExists
-// (NOTES.md), so all three count.
-func IsKVConflict(err error) bool {
-	if errors.Is(err, jetstream.ErrKeyExists) {
-		return true
-	}
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
-}
+// meanwhile (kvx.IsConflict, which says which errors count).
+func IsKVConflict(err error) bool { return kvx.IsConflict(err) }

@@ -17,6 +17,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jws"
 	"github.com/lestrrat-go/jwx/v3/jwt"
 
+	"github.com/kioskfeed/kioskfeed/internal/jsonx"
 	"github.com/kioskfeed/kioskfeed/pairing/dpop"
 )
 
@@ -278,13 +279,13 @@ func (t *TokenIssuer) checkHeader(encHeader string) error {
 		return tokenErr(reasonMalformedToken)
 	}
 	var hdr map[string]json.RawMessage
-	if err := strictObject(raw, &hdr); err != nil {
+	if err := jsonx.StrictObject(raw, &hdr); err != nil {
 		return tokenErr(reasonMalformedToken)
 	}
-	if alg, ok := stringMember(hdr, "alg"); !ok || alg != "ES256" {
+	if alg, ok := jsonx.StringMember(hdr, "alg"); !ok || alg != "ES256" {
 		return tokenErr(reasonTokenAlg)
 	}
-	if typ, ok := stringMember(hdr, "typ"); !ok || typ != accessTokenType {
+	if typ, ok := jsonx.StringMember(hdr, "typ"); !ok || typ != accessTokenType {
 		return tokenErr(reasonTokenWrongTyp)
 	}
 	if _, ok := hdr["crit"]; ok {
@@ -293,7 +294,7 @@ func (t *TokenIssuer) checkHeader(encHeader string) error {
 	if _, ok := hdr["b64"]; ok {
 		return tokenErr(reasonTokenHeader)
 	}
-	kid, ok := stringMember(hdr, "kid")
+	kid, ok := jsonx.StringMember(hdr, "kid")
 	if !ok || kid == "" {
 		return tokenErr(reasonMissingKid)
 	}
@@ -366,30 +367,6 @@ func classifyJWTError(err error) string {
 // key with kid, alg ES256 and use sig.
 func (t *TokenIssuer) JWKS() ([]byte, error) {
 	return append([]byte(nil), t.jwks...), nil
-}
-
-// strictObject decodes a JSON object (and nothing after it) into dst.
-func strictObject(data []byte, dst *map[string]json.RawMessage) error {
-	if err := json.Unmarshal(data, dst); err != nil {
-		return err
-	}
-	if *dst == nil {
-		return errors.New("not an object")
-	}
-	return nil
-}
-
-// stringMember returns m[name] when it is a JSON string.
-func stringMember(m map[string]json.RawMessage, name string) (string, bool) {
-	raw, ok := m[name]
-	if !ok || len(raw) == 0 || raw[0] != '"' {
-		return "", false
-	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		return "", false
-	}
-	return s, true
 }
 
 // randomToken returns n random bytes from the CSPRNG, base64url.

@@ -20,6 +20,8 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jws"
+
+	"github.com/kioskfeed/kioskfeed/internal/jsonx"
 )
 
 // MaxProofBytes caps a DPoP proof; longer input is refused before any
@@ -269,13 +271,13 @@ func proofKey(encHeader string) (*ecdsa.PublicKey, string, error) {
 	// A map keeps member names case-sensitive, as JOSE requires (a struct
 	// would let "ALG" fill Alg).
 	var hdr map[string]json.RawMessage
-	if err := strictObject(raw, &hdr); err != nil {
+	if err := jsonx.StrictObject(raw, &hdr); err != nil {
 		return nil, "", proofErr(reasonMalformedProof)
 	}
-	if typ, ok := stringMember(hdr, "typ"); !ok || typ != dpopType {
+	if typ, ok := jsonx.StringMember(hdr, "typ"); !ok || typ != dpopType {
 		return nil, "", proofErr(reasonWrongTyp)
 	}
-	if alg, ok := stringMember(hdr, "alg"); !ok || alg != "ES256" {
+	if alg, ok := jsonx.StringMember(hdr, "alg"); !ok || alg != "ES256" {
 		return nil, "", proofErr(reasonUnsupportedAlg)
 	}
 	// jku, x5u, x5c and kid are ignored: the key is the jwk. crit and b64
@@ -291,16 +293,16 @@ func proofKey(encHeader string) (*ecdsa.PublicKey, string, error) {
 		return nil, "", proofErr(reasonMissingJWK)
 	}
 	var key map[string]json.RawMessage
-	if err := strictObject(rawJWK, &key); err != nil {
+	if err := jsonx.StrictObject(rawJWK, &key); err != nil {
 		return nil, "", proofErr(reasonMissingJWK)
 	}
 	if _, ok := key["d"]; ok {
 		return nil, "", proofErr(reasonPrivateJWK)
 	}
-	if kty, ok := stringMember(key, "kty"); !ok || kty != "EC" {
+	if kty, ok := jsonx.StringMember(key, "kty"); !ok || kty != "EC" {
 		return nil, "", proofErr(reasonUnsupportedKty)
 	}
-	if crv, ok := stringMember(key, "crv"); !ok || crv != "P-256" {
+	if crv, ok := jsonx.StringMember(key, "crv"); !ok || crv != "P-256" {
 		return nil, "", proofErr(reasonUnsupportedCrv)
 	}
 	x, okX := coordinate(key, "x")
@@ -340,7 +342,7 @@ func Thumbprint(pub *ecdsa.PublicKey) (string, error) {
 // coordinate decodes a P-256 coordinate member: base64url of exactly 32
 // bytes (RFC 7518 §6.2.1.2 forbids shortened coordinates).
 func coordinate(m map[string]json.RawMessage, name string) ([]byte, bool) {
-	s, ok := stringMember(m, name)
+	s, ok := jsonx.StringMember(m, name)
 	if !ok {
 		return nil, false
 	}
@@ -361,7 +363,7 @@ type proofClaims struct {
 // payload. Members of the wrong JSON type are refused rather than ignored.
 func parseProofClaims(payload []byte) (proofClaims, error) {
 	var m map[string]json.RawMessage
-	if err := strictObject(payload, &m); err != nil {
+	if err := jsonx.StrictObject(payload, &m); err != nil {
 		return proofClaims{}, proofErr(reasonMalformedClaims)
 	}
 	var c proofClaims
@@ -399,30 +401,6 @@ func parseProofClaims(payload []byte) (proofClaims, error) {
 		c.iat, c.hasIAT = iat, true
 	}
 	return c, nil
-}
-
-// strictObject decodes a JSON object (and nothing after it) into dst.
-func strictObject(data []byte, dst *map[string]json.RawMessage) error {
-	if err := json.Unmarshal(data, dst); err != nil {
-		return err
-	}
-	if *dst == nil {
-		return errors.New("not an object")
-	}
-	return nil
-}
-
-// stringMember returns m[name] when it is a JSON string.
-func stringMember(m map[string]json.RawMessage, name string) (string, bool) {
-	raw, ok := m[name]
-	if !ok || len(raw) == 0 || raw[0] != '"' {
-		return "", false
-	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		return "", false
-	}
-	return s, true
 }
 
 func printableASCII(s string) bool {

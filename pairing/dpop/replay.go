@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/kioskfeed/kioskfeed/internal/kvx"
 )
 
 // ReplayBucket is the JetStream KV bucket that remembers DPoP proof jtis.
@@ -116,22 +118,11 @@ func (c *KVReplayCache) Remember(ctx context.Context, jti string, until time.Tim
 	switch {
 	case err == nil:
 		return true, nil
-	case kvConflict(err):
+	case kvx.IsConflict(err):
 		return false, nil
 	default:
 		return false, fmt.Errorf("record jti: %w", err)
 	}
-}
-
-// kvConflict reports a Create that found the key already there: the test
-// broker.IsKVConflict makes, repeated so that this package does not depend on
-// broker (and, through it, on the embedded NATS server).
-func kvConflict(err error) bool {
-	if errors.Is(err, jetstream.ErrKeyExists) {
-		return true
-	}
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 // bucketGone reports an error of a write to a bucket whose stream does not exist.

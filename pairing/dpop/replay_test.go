@@ -2,8 +2,6 @@ package dpop
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -149,24 +147,5 @@ func TestReplayCacheRecreatesItsBucket(t *testing.T) {
 	}
 	if again, err := c.Remember(ctx, "after-the-restart-0001", time.Now().Add(time.Minute)); again || err != nil {
 		t.Fatalf("the same jti again = %v, %v; want a replay", again, err)
-	}
-}
-
-// kvConflict repeats broker.IsKVConflict so that dpop need not import broker: the two
-// must agree, or a replay would read as an outage (or the reverse).
-func TestKVConflictMatchesBroker(t *testing.T) {
-	for name, err := range map[string]error{
-		"key exists":              jetstream.ErrKeyExists,
-		"key exists, wrapped":     fmt.Errorf("create: %w", jetstream.ErrKeyExists),
-		"wrong last sequence":     &jetstream.APIError{ErrorCode: jetstream.JSErrCodeStreamWrongLastSequence},
-		"wrong last sequence (0)": &jetstream.APIError{ErrorCode: jetstream.JSErrCodeStreamWrongLastSequenceConstant},
-		"other API error":         &jetstream.APIError{ErrorCode: jetstream.JSErrCodeStreamNotFound},
-		"no stream response":      jetstream.ErrNoStreamResponse,
-		"plain":                   errors.New("nats: timeout"),
-		"nil":                     nil,
-	} {
-		if got, want := kvConflict(err), broker.IsKVConflict(err); got != want {
-			t.Errorf("%s: kvConflict = %v, broker.IsKVConflict = %v", name, got, want)
-		}
 	}
 }
