@@ -170,9 +170,9 @@ type Config struct {
 	// 2^64 addresses would otherwise each have an allowance. 48 to 128. Default 64.
 	IPv6Prefix int `key:"ipv6_prefix" default:"64" usage:"leading bits of an IPv6 client address that per-address limits key on, 48 to 128"`
 
-	// ReplayLimit is the most events replayed to a reconnecting tablet, bounding the
-	// cost of a reconnect storm. 1 to 10000. Default 100.
-	ReplayLimit int `key:"replay_limit" default:"100" usage:"most events replayed to a reconnecting tablet, 1 to 10000"`
+	// ReplayLimit is the most item events of a feed's state, what a reset shows (how far
+	// back a replay goes is CatchupLimit). 1 to 10000. Default 100.
+	ReplayLimit int `key:"replay_limit" default:"100" usage:"most item events in a feed's state (what a reset sends), 1 to 10000"`
 
 	// CatchupLimit is the most events a reconnecting tablet is replayed; one further
 	// behind gets a reset and the feed's state instead, so one catch-up holds at most

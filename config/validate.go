@@ -277,7 +277,6 @@ func (v *validator) externalOnly() {
 	}
 }
 
-// isOrigin reports whether s is a browser origin: scheme://host[:port], nothing more.
 // isHostName reports whether s is a DNS name or an IP address with no scheme, port or
 // path: what allowed_hosts lists.
 func isHostName(s string) bool {
@@ -301,6 +300,7 @@ func isHostName(s string) bool {
 	return true
 }
 
+// isOrigin reports whether s is a browser origin: scheme://host[:port], nothing more.
 func isOrigin(s string) bool {
 	u, err := url.Parse(s)
 	return err == nil &&

@@ -113,7 +113,7 @@ func (a *Authority) handlePairPoll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.PathValue("request_id")
-	if !validRequestID(id) {
+	if !broker.ValidPairRequestID(id) {
 		broker.WriteError(w, broker.Errorf(broker.CodeInvalidRequest, "that is not a pairing request id"))
 		return
 	}

@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/kioskfeed/kioskfeed/broker"
@@ -62,10 +61,6 @@ func decodePairRequest(body []byte) (pairRequest, error) {
 	req.Name, err = broker.CheckName("name", req.Name, maxNameRunes)
 	return req, err
 }
-
-// isControl refuses C0 and C1 controls (U+0085 splits log lines, U+009B starts
-// terminal escapes) in names shown to admins.
-func isControl(r rune) bool { return unicode.IsControl(r) }
 
 // begin opens a device-facing call: a fresh DPoP-Nonce on every answer, the per-address
 // limit, and the JSON body. ok is false when it has answered already.

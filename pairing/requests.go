@@ -140,9 +140,6 @@ func newRequestID() string {
 	return "pr_" + deviceIDEncoding.EncodeToString(b[:])[:20]
 }
 
-// validRequestID reports whether id has the form newRequestID makes.
-func validRequestID(id string) bool { return broker.ValidPairRequestID(id) }
-
 // normalizeCode returns a user code as eight letters of the RFC 8628 alphabet, ignoring
 // case, spaces and hyphens, or "" when it cannot be one.
 func normalizeCode(s string) string {
@@ -224,7 +221,7 @@ func (s *requestStore) byCode(ctx context.Context, code string) (pendingPair, bo
 		return pendingPair{}, false, err
 	}
 	id := string(e.Value())
-	if !validRequestID(id) {
+	if !broker.ValidPairRequestID(id) {
 		return pendingPair{}, false, nil
 	}
 	p, _, found, err := s.get(ctx, id)

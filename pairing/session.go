@@ -16,6 +16,7 @@ import (
 	"path"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -118,7 +119,7 @@ func newAdminPassword() string {
 // checkNewPassword says what is wrong with a password an admin wants to set.
 func checkNewPassword(pw string) error {
 	switch {
-	case !utf8.ValidString(pw) || strings.ContainsFunc(pw, isControl):
+	case !utf8.ValidString(pw) || strings.ContainsFunc(pw, unicode.IsControl):
 		return broker.Errorf(broker.CodeInvalidRequest, `"password" must be printable text`)
 	case utf8.RuneCountInString(pw) < MinPasswordLength:
 		return broker.Errorf(broker.CodeInvalidRequest, fmt.Sprintf(`"password" must be at least %d characters`, MinPasswordLength))

@@ -19,6 +19,6 @@
 // dpop must not know about devices, pairing or the admin side, nor look
 // inside an access token beyond hashing it for ath; it serves no HTTP and
 // writes no HTTP answers (the caller maps [ErrUseNonce] and
-// [ErrInvalidProof] to its own). It imports nothing of kioskfeed's: pairing
-// imports it, never the reverse.
+// [ErrInvalidProof] to its own). Of kioskfeed it imports only the leaf
+// helpers internal/jsonx and internal/kvx: pairing imports it, never the reverse.
 package dpop
