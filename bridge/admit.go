@@ -2,7 +2,6 @@ package bridge
 
 import (
 	"encoding/base64"
-	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -157,15 +156,11 @@ func hasToken(v, token string) bool {
 // for the tablet's reply, on the HTTP handler's own goroutine. It is not counted in
 // br.wg, so a drain never waits for it.
 func (br *Bridge) refuse(conn net.Conn, r closeReason) {
-	br.metrics.closes.WithLabelValues(r.label).Inc()
-	_ = conn.SetDeadline(time.Now().Add(closeGrace))
-	if _, err := conn.Write(closeFrame(r.code, r.reason)); err == nil {
-		if cw, ok := conn.(interface{ CloseWrite() error }); ok {
-			_ = cw.CloseWrite()
-			// Read what the tablet still sends (its close), so the kernel does not
-			// answer it with a reset that could destroy our close frame.
-			_, _ = io.Copy(io.Discard, io.LimitReader(conn, 64<<10))
-		}
+	br.metrics.closes.WithLabelValues(r.label()).Inc()
+	_ = conn.SetWriteDeadline(time.Now().Add(closeGrace))
+	if _, err := conn.Write(closeFrame(r.code, r.reason)); err != nil {
+		_ = conn.Close()
+		return
 	}
-	_ = conn.Close()
+	closeGracefully(conn)
 }

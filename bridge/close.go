@@ -36,7 +36,7 @@ func (s *session) closeLocked(r closeReason, dropQueue bool) {
 	}
 	s.queue = append(s.queue, closeFrame(r.code, r.reason))
 	s.closing = true
-	s.br.metrics.closes.WithLabelValues(r.label).Inc()
+	s.br.metrics.closes.WithLabelValues(r.label()).Inc()
 	if s.timer != nil {
 		s.timer.Stop()
 	}
@@ -69,13 +69,20 @@ func (s *session) hangUp() {
 		_ = s.conn.Close()
 		return
 	}
-	if cw, ok := s.conn.(interface{ CloseWrite() error }); ok {
+	closeGracefully(s.conn)
+}
+
+// closeGracefully sends FIN and discards what the peer still sends (its close reply),
+// for at most closeGrace, before it closes conn: closing with unread input makes the
+// kernel answer with a reset, which can destroy a close frame not yet read.
+func closeGracefully(conn net.Conn) {
+	if cw, ok := conn.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite()
-		_ = s.conn.SetReadDeadline(time.Now().Add(closeGrace))
+		_ = conn.SetReadDeadline(time.Now().Add(closeGrace))
 		// Bounded by closeGrace; the byte cap only stops a fast peer spinning us longer.
-		_, _ = io.Copy(io.Discard, io.LimitReader(s.conn, 64<<20))
+		_, _ = io.Copy(io.Discard, io.LimitReader(conn, 64<<20))
 	}
-	_ = s.conn.Close()
+	_ = conn.Close()
 }
 
 // cleanup runs once, when reading is over (endReading).

@@ -342,7 +342,8 @@ func (h *hub) resetBothLocked(s *session) {
 	s.catchUpLocked(syncedFrame(h.head))
 }
 
-// replayLocked sends the window's events after since (events, at most CatchupLimit).
+// replayLocked sends events, the window's events after the tablet's since (at most
+// CatchupLimit of them), then synced.
 func (h *hub) replayLocked(s *session, events []entry) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

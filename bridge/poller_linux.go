@@ -122,18 +122,25 @@ func (p *poller) rearm(h pollHandle) error {
 func (p *poller) remove(h pollHandle) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if r, ok := p.regs[int32(h.fd)]; ok && r.gen == h.gen {
-		delete(p.regs, int32(h.fd))
+	if p.forgetLocked(h) {
 		_ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, h.fd, nil)
 	}
 }
 
 func (p *poller) forget(h pollHandle) {
 	p.mu.Lock()
+	p.forgetLocked(h)
+	p.mu.Unlock()
+}
+
+// forgetLocked drops h's registration if it is still h's (not a later socket's on the
+// same fd number) and reports whether it was.
+func (p *poller) forgetLocked(h pollHandle) bool {
 	if r, ok := p.regs[int32(h.fd)]; ok && r.gen == h.gen {
 		delete(p.regs, int32(h.fd))
+		return true
 	}
-	p.mu.Unlock()
+	return false
 }
 
 func (p *poller) wait() {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"log/slog"
 	"regexp"
-	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -75,22 +74,11 @@ var aggregatedTypes = map[string]bool{
 	"producer_refused":  true, // a producer key publishing to a feed it may not
 }
 
-// AggregatedAuditTypes lists the audit types that Audit sums up (see Audit), for
-// documentation and tests.
-func AggregatedAuditTypes() []string {
-	out := make([]string, 0, len(aggregatedTypes))
-	for t := range aggregatedTypes {
-		out = append(out, t)
-	}
-	slices.Sort(out)
-	return out
-}
-
 // Audit appends a record without waiting for its acknowledgement: audit writes sit on
 // paths (handshakes, refused pairings) that must not slow down when NATS does. A record
 // that cannot be sent is logged instead.
 //
-// Refusals of the aggregated types (AggregatedAuditTypes) are summed up, so that an
+// Refusals of the aggregated types (aggregatedTypes) are summed up, so that an
 // outsider's flood of bad attempts costs a few records, not one each: the first refusal
 // of a type from an address is written at once (whoever watches the log sees it
 // promptly), the repeats within the next AuditAggregateWindow are only counted, and
