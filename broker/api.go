@@ -16,10 +16,9 @@ import (
 // where it is used, and satisfied by pairing, which owns admin authentication. A
 // refusal is an *Error (401 invalid_token or 403 forbidden).
 type AdminAuthorizer interface {
-	AuthorizeAdmin(r *http.Request) error
-	// AuditSource names, for the audit log, the credential that authorised r (once
-	// AuthorizeAdmin accepted it: see AuditRecord.Actor) and the client address.
-	AuditSource(r *http.Request) (actor, remote string)
+	// AuthorizeAdmin accepts r, naming the credential that authorised it as the audit
+	// log does (AuditRecord.Actor), or refuses it.
+	AuthorizeAdmin(r *http.Request) (actor string, err error)
 }
 
 // API serves the producer endpoints of docs/protocol.md §8 and the producer-key admin calls
@@ -87,8 +86,7 @@ func (a *API) publish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !key.Allows(feed) {
-		_, remote := a.admin.AuditSource(r)
-		a.b.Audit(AuditRecord{Type: "producer_refused", Feed: feed, RemoteAddr: remote, Actor: ProducerKeyActor(key.ID),
+		a.b.Audit(AuditRecord{Type: "producer_refused", Feed: feed, RemoteAddr: a.b.clientAddr.Of(r), Actor: ProducerKeyActor(key.ID),
 			Detail: "publish to a feed the key may not publish to"})
 		a.reject(w, "forbidden", Errorf(CodeForbidden, "this producer key may not publish to that feed"))
 		return
@@ -146,7 +144,8 @@ func (a *API) canRead(r *http.Request, feed string) error {
 		}
 		return Errorf(CodeForbidden, "this producer key may not read that feed")
 	}
-	return a.admin.AuthorizeAdmin(r)
+	_, err := a.admin.AuthorizeAdmin(r)
+	return err
 }
 
 func (a *API) listKeys(w http.ResponseWriter, _ *http.Request) {
@@ -173,8 +172,7 @@ func (a *API) createKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.log.Info("producer key created", slog.String("id", rec.ID), slog.String("name", rec.Name))
-	actor, remote := a.admin.AuditSource(r)
-	a.b.Audit(AuditRecord{Type: "producer_key_created", RemoteAddr: remote, Actor: actor,
+	a.b.Audit(AuditRecord{Type: "producer_key_created", RemoteAddr: a.b.clientAddr.Of(r), Actor: ActorOf(r.Context()),
 		Detail: "key " + rec.ID + " (" + rec.Name + ") for " + strings.Join(rec.Feeds, ",")})
 	WriteJSON(w, http.StatusCreated, struct {
 		ProducerKey
@@ -189,18 +187,18 @@ func (a *API) deleteKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.log.Info("producer key deleted", slog.String("id", id))
-	actor, remote := a.admin.AuditSource(r)
-	a.b.Audit(AuditRecord{Type: "producer_key_deleted", RemoteAddr: remote, Actor: actor, Detail: "key " + id})
+	a.b.Audit(AuditRecord{Type: "producer_key_deleted", RemoteAddr: a.b.clientAddr.Of(r), Actor: ActorOf(r.Context()), Detail: "key " + id})
 	w.WriteHeader(http.StatusNoContent)
 }
 
 func (a *API) adminOnly(h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := a.admin.AuthorizeAdmin(r); err != nil {
+		actor, err := a.admin.AuthorizeAdmin(r)
+		if err != nil {
 			WriteError(w, err)
 			return
 		}
-		h(w, r)
+		h(w, r.WithContext(WithActor(r.Context(), actor)))
 	})
 }
 

@@ -19,15 +19,11 @@ const adminToken = "test-admin-token-0123456789"
 // staticAdmin stands in for pairing's admin auth: one fixed bearer token.
 type staticAdmin struct{}
 
-func (staticAdmin) AuthorizeAdmin(r *http.Request) error {
+func (staticAdmin) AuthorizeAdmin(r *http.Request) (string, error) {
 	if broker.Bearer(r) != adminToken {
-		return &broker.Error{Code: broker.CodeInvalidToken, Message: "admin token required"}
+		return "", &broker.Error{Code: broker.CodeInvalidToken, Message: "admin token required"}
 	}
-	return nil
-}
-
-func (staticAdmin) AuditSource(r *http.Request) (actor, remote string) {
-	return "admin_token:static", r.RemoteAddr
+	return "admin_token:static", nil
 }
 
 type apiServer struct {

@@ -2,9 +2,7 @@ package pairing
 
 import (
 	"context"
-	"crypto/subtle"
 	"net/http"
-	"strings"
 
 	"github.com/kioskfeed/kioskfeed/broker"
 )
@@ -12,35 +10,6 @@ import (
 // The audit log names the credential behind every admin action (AuditRecord.Actor):
 // the admin wrappers (adminOnly, the dashboard's withSession) put it in the request's
 // context, and auditCtx writes it into the record.
-
-// AuditSource is the credential that authorised r, as the audit log names it, and the
-// client address: broker's producer-key calls record them. The actor means something
-// only once AuthorizeAdmin has accepted r.
-func (a *Authority) AuditSource(r *http.Request) (actor, remote string) {
-	return a.adminActor(r), a.addr.Of(r)
-}
-
-// adminActor names the credential of a request AuthorizeAdmin accepted: a request with
-// an Authorization header was let in by its bearer token alone, any other by the
-// dashboard's session.
-func (a *Authority) adminActor(r *http.Request) string {
-	if r.Header.Get("Authorization") == "" {
-		return broker.ActorDashboard
-	}
-	tok := broker.Bearer(r)
-	h := HashToken(tok)
-	for _, want := range a.admin.hashes {
-		if subtle.ConstantTimeCompare(h[:], want[:]) == 1 {
-			return broker.ActorConfigAdmin
-		}
-	}
-	if rest, ok := strings.CutPrefix(tok, adminTokenPrefix); ok {
-		if id, _, ok := strings.Cut(rest, "."); ok && broker.ValidKeyID(id) {
-			return broker.AdminTokenActor(id)
-		}
-	}
-	return ""
-}
 
 // withActor runs h with the actor of r in its context.
 func (a *Authority) withActor(r *http.Request, actor string) *http.Request {

@@ -27,11 +27,12 @@ func (a *Authority) registerAdmin(mux *http.ServeMux) {
 
 func (a *Authority) adminOnly(h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := a.AuthorizeAdmin(r); err != nil {
+		actor, err := a.AuthorizeAdmin(r)
+		if err != nil {
 			broker.WriteError(w, err)
 			return
 		}
-		h(w, a.withActor(r, a.adminActor(r)))
+		h(w, a.withActor(r, actor))
 	})
 }
 

@@ -72,29 +72,32 @@ var errAdminToken = &broker.Error{Code: broker.CodeInvalidToken, Message: "send 
 
 // check reports whether token is an admin token. Hash comparisons keep it
 // constant-time whatever the presented token's length.
-func (a *AdminAuth) check(ctx context.Context, token string) bool {
+func (a *AdminAuth) check(ctx context.Context, token string) (actor string, ok bool) {
 	if token == "" || len(token) > 256 {
-		return false
+		return "", false
 	}
 	h := HashToken(token)
-	ok := 0
+	match := 0
 	for _, want := range a.hashes {
-		ok |= subtle.ConstantTimeCompare(h[:], want[:])
+		match |= subtle.ConstantTimeCompare(h[:], want[:])
 	}
-	if ok == 1 {
-		return true
+	if match == 1 {
+		return broker.ActorConfigAdmin, true
 	}
 	rest, found := strings.CutPrefix(token, adminTokenPrefix)
 	if !found {
-		return false
+		return "", false
 	}
 	id, _, found := strings.Cut(rest, ".")
 	if !found || !broker.ValidKeyID(id) { // no token has it, and NATS would refuse it as a key
-		return false
+		return "", false
 	}
 	rec, found := a.named.Lookup(ctx, id)
 	hexHash := hex.EncodeToString(h[:])
-	return found && subtle.ConstantTimeCompare([]byte(rec.Hash), []byte(hexHash)) == 1
+	if !found || subtle.ConstantTimeCompare([]byte(rec.Hash), []byte(hexHash)) != 1 {
+		return "", false
+	}
+	return broker.AdminTokenActor(id), true
 }
 
 func (a *AdminAuth) create(ctx context.Context, name string, now time.Time) (AdminToken, string, error) {
@@ -134,27 +137,27 @@ func (a *AdminAuth) revoke(ctx context.Context, id string) (bool, error) {
 	return true, nil
 }
 
-// AuthorizeAdmin returns nil when r carries an admin token, or the dashboard's session
+// AuthorizeAdmin accepts r, naming its credential (the actor of the audit log), when it
+// carries an admin token, or the dashboard's session
 // cookie on a same-origin request without an Authorization header. Failed attempts are
 // audited (admin_login_fail) and counted against the address's bearer allowance (its
 // own: bad tokens do not lock the dashboard login); once that is used up every bearer
 // token from the address is answered 429 before it is looked at, so a flood of
 // kfa.<unknown id>.x costs no KV lookup.
-func (a *Authority) AuthorizeAdmin(r *http.Request) error {
+func (a *Authority) AuthorizeAdmin(r *http.Request) (actor string, err error) {
 	if a.sessionGrantsAdmin(r) { // the dashboard's session cookie, same-origin only
-		return nil
+		return broker.ActorDashboard, nil
 	}
 	remote := a.addr.Of(r)
 	if blocked, wait := a.bearerFails.blocked(remote); blocked {
-		return rateLimited(wait)
+		return "", rateLimited(wait)
 	}
-	token := broker.Bearer(r)
-	if a.admin.check(r.Context(), token) {
-		return nil
+	if actor, ok := a.admin.check(r.Context(), broker.Bearer(r)); ok {
+		return actor, nil
 	}
 	a.bearerFails.allow(remote)
 	a.audit("admin_login_fail", "", "", remote, "bad or missing admin bearer token")
-	return errAdminToken
+	return "", errAdminToken
 }
 
 // LoadOrCreateAdminToken returns the hash of the admin token kept in dataDir. On first
