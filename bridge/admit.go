@@ -12,6 +12,7 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/kioskfeed/kioskfeed/broker"
+	"github.com/kioskfeed/kioskfeed/internal/httpx"
 )
 
 // Admission limits of the socket, per client address (IPv6: per Config.IPv6Prefix),
@@ -105,7 +106,7 @@ var upgradedHook atomic.Pointer[func()]
 // invalid_request, or 426 with Sec-WebSocket-Version: 13 for another protocol version
 // (RFC 6455 §4.4). It reads the first value of each header, as the library does.
 func checkUpgrade(w http.ResponseWriter, r *http.Request) error {
-	bad := func(msg string) error { return broker.Errorf(broker.CodeInvalidRequest, msg) }
+	bad := func(msg string) error { return httpx.Errorf(httpx.CodeInvalidRequest, msg) }
 	first := func(name string) string {
 		if v := r.Header[name]; len(v) > 0 {
 			return v[0]
@@ -131,7 +132,7 @@ func checkUpgrade(w http.ResponseWriter, r *http.Request) error {
 		return bad("the upgrade request needs Sec-WebSocket-Version: 13")
 	default:
 		w.Header().Set("Sec-WebSocket-Version", "13")
-		return &broker.Error{Code: broker.CodeInvalidRequest, HTTPStatus: http.StatusUpgradeRequired,
+		return &httpx.Error{Code: httpx.CodeInvalidRequest, HTTPStatus: http.StatusUpgradeRequired,
 			Message: "only WebSocket version 13 is spoken here"}
 	}
 }

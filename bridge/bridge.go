@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kioskfeed/kioskfeed/broker"
+	"github.com/kioskfeed/kioskfeed/internal/httpx"
 )
 
 // FeedSource is what the bridge reads feeds from; *broker.Broker satisfies it.
@@ -179,7 +180,7 @@ type Bridge struct {
 	metrics *metrics
 	origins map[string]bool
 	wsURL   string
-	addr    *broker.ClientAddr
+	addr    *httpx.ClientAddr
 	// admission limits handshakes and failed auths per client address (admit.go).
 	admission *admission
 
@@ -220,7 +221,7 @@ func New(ctx context.Context, cfg Config, b *broker.Broker, src FeedSource, auth
 	}
 	br.admission = newAdmission(cfg)
 	var err error
-	if br.addr, err = broker.NewClientAddr(cfg.TrustedProxies); err != nil {
+	if br.addr, err = httpx.NewClientAddr(cfg.TrustedProxies); err != nil {
 		return nil, err
 	}
 	if br.leases, err = newLeases(ctx, br); err != nil {
@@ -268,22 +269,22 @@ func (br *Bridge) serveWS(w http.ResponseWriter, r *http.Request) {
 	origin := r.Header.Get("Origin")
 	if origin == "" || !br.origins[strings.ToLower(origin)] {
 		br.metrics.handshakes.WithLabelValues("bad_origin").Inc()
-		broker.WriteError(w, broker.Errorf(broker.CodeForbidden, "this origin may not open the feed socket"))
+		httpx.WriteError(w, httpx.Errorf(httpx.CodeForbidden, "this origin may not open the feed socket"))
 		return
 	}
 	if err := checkUpgrade(w, r); err != nil {
 		br.metrics.handshakes.WithLabelValues("bad_upgrade").Inc()
-		broker.WriteError(w, err)
+		httpx.WriteError(w, err)
 		return
 	}
 	if br.isDraining() {
-		broker.WriteError(w, &broker.Error{Code: broker.CodeUnavailable, Message: "this server is restarting; reconnect shortly", RetryAfter: 1})
+		httpx.WriteError(w, &httpx.Error{Code: httpx.CodeUnavailable, Message: "this server is restarting; reconnect shortly", RetryAfter: 1})
 		return
 	}
 	remote := br.addr.Of(r)
 	if err := br.admit(remote); err != nil {
 		br.metrics.handshakes.WithLabelValues("rate_limited").Inc()
-		broker.WriteError(w, err)
+		httpx.WriteError(w, err)
 		return
 	}
 	conn, rw, _, err := upgrader.Upgrade(r, w)

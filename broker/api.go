@@ -1,20 +1,18 @@
 package broker
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
-	"mime"
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/kioskfeed/kioskfeed/internal/httpx"
 )
 
 // AdminAuthorizer decides whether a request carries admin rights. It is declared here,
 // where it is used, and satisfied by pairing, which owns admin authentication. A
-// refusal is an *Error (401 invalid_token or 403 forbidden).
+// refusal is an *httpx.Error (401 invalid_token or 403 forbidden).
 type AdminAuthorizer interface {
 	// AuthorizeAdmin accepts r, naming the credential that authorised it as the audit
 	// log does (AuditRecord.Actor), or refuses it.
@@ -43,7 +41,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.Handle("DELETE /api/admin/producer-keys/{id}", a.adminOnly(a.deleteKey))
 }
 
-var errNoKey = &Error{Code: CodeInvalidToken, Message: "send a producer key: Authorization: Bearer <key>"}
+var errNoKey = &httpx.Error{Code: httpx.CodeInvalidToken, Message: "send a producer key: Authorization: Bearer <key>"}
 
 // Bad producer keys are limited per client address (IPv6: per Config.IPv6Prefix), on
 // their own, apart from the admin and device limits: producerFailBurst at once, then one
@@ -62,7 +60,7 @@ func (a *API) producer(r *http.Request) (ProducerKey, error) {
 	if blocked, wait := a.b.producerFails.Blocked(remote); blocked {
 		return ProducerKey{}, RateLimited(wait)
 	}
-	key, ok := a.b.AuthenticateProducer(r.Context(), Bearer(r))
+	key, ok := a.b.AuthenticateProducer(r.Context(), httpx.Bearer(r))
 	if !ok {
 		a.b.producerFails.Allow(remote)
 		return ProducerKey{}, errNoKey
@@ -82,16 +80,16 @@ func (a *API) publish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !ValidFeedID(feed) {
-		a.reject(w, "invalid_feed", Errorf(CodeInvalidRequest, "feed id must match ^[a-z0-9][a-z0-9-]{0,62}$"))
+		a.reject(w, "invalid_feed", httpx.Errorf(httpx.CodeInvalidRequest, "feed id must match ^[a-z0-9][a-z0-9-]{0,62}$"))
 		return
 	}
 	if !key.Allows(feed) {
 		a.b.Audit(AuditRecord{Type: "producer_refused", Feed: feed, RemoteAddr: a.b.clientAddr.Of(r), Actor: ProducerKeyActor(key.ID),
 			Detail: "publish to a feed the key may not publish to"})
-		a.reject(w, "forbidden", Errorf(CodeForbidden, "this producer key may not publish to that feed"))
+		a.reject(w, "forbidden", httpx.Errorf(httpx.CodeForbidden, "this producer key may not publish to that feed"))
 		return
 	}
-	body, err := ReadJSONBody(w, r, int64(a.b.cfg.MaxEventBytes)+16<<10)
+	body, err := httpx.ReadJSONBody(w, r, int64(a.b.cfg.MaxEventBytes)+16<<10)
 	if err != nil {
 		a.reject(w, "invalid_body", err)
 		return
@@ -99,8 +97,8 @@ func (a *API) publish(w http.ResponseWriter, r *http.Request) {
 	in, err := DecodeEventInput(body, a.b.cfg.MaxEventBytes)
 	if err != nil {
 		reason := "invalid_event"
-		var e *Error
-		if errors.As(err, &e) && e.Code == CodeTooLarge {
+		var e *httpx.Error
+		if errors.As(err, &e) && e.Code == httpx.CodeTooLarge {
 			reason = "too_large"
 		}
 		a.reject(w, reason, err)
@@ -111,30 +109,30 @@ func (a *API) publish(w http.ResponseWriter, r *http.Request) {
 		a.reject(w, "unavailable", err)
 		return
 	}
-	WriteJSON(w, http.StatusAccepted, res)
+	httpx.WriteJSON(w, http.StatusAccepted, res)
 }
 
 func (a *API) state(w http.ResponseWriter, r *http.Request) {
 	feed := r.PathValue("feed")
 	if err := a.canRead(r, feed); err != nil {
-		WriteError(w, err)
+		httpx.WriteError(w, err)
 		return
 	}
 	if !ValidFeedID(feed) {
-		WriteError(w, Errorf(CodeInvalidRequest, "feed id must match ^[a-z0-9][a-z0-9-]{0,62}$"))
+		httpx.WriteError(w, httpx.Errorf(httpx.CodeInvalidRequest, "feed id must match ^[a-z0-9][a-z0-9-]{0,62}$"))
 		return
 	}
 	st, err := a.b.State(r.Context(), feed)
 	if err != nil {
-		WriteError(w, err)
+		httpx.WriteError(w, err)
 		return
 	}
-	WriteJSON(w, http.StatusOK, st)
+	httpx.WriteJSON(w, http.StatusOK, st)
 }
 
 // canRead lets a producer key read the feeds it may publish to, and an admin any feed.
 func (a *API) canRead(r *http.Request, feed string) error {
-	if strings.HasPrefix(Bearer(r), producerKeyPrefix) {
+	if strings.HasPrefix(httpx.Bearer(r), producerKeyPrefix) {
 		key, err := a.producer(r)
 		if err != nil {
 			return err
@@ -142,39 +140,39 @@ func (a *API) canRead(r *http.Request, feed string) error {
 		if key.Allows(feed) {
 			return nil
 		}
-		return Errorf(CodeForbidden, "this producer key may not read that feed")
+		return httpx.Errorf(httpx.CodeForbidden, "this producer key may not read that feed")
 	}
 	_, err := a.admin.AuthorizeAdmin(r)
 	return err
 }
 
 func (a *API) listKeys(w http.ResponseWriter, _ *http.Request) {
-	WriteJSON(w, http.StatusOK, a.b.ProducerKeys())
+	httpx.WriteJSON(w, http.StatusOK, a.b.ProducerKeys())
 }
 
 func (a *API) createKey(w http.ResponseWriter, r *http.Request) {
-	body, err := ReadJSONBody(w, r, 16<<10)
+	body, err := httpx.ReadJSONBody(w, r, 16<<10)
 	if err != nil {
-		WriteError(w, err)
+		httpx.WriteError(w, err)
 		return
 	}
 	var req struct {
 		Name  string   `json:"name"`
 		Feeds []string `json:"feeds"`
 	}
-	if err := StrictJSON(body, &req); err != nil {
-		WriteError(w, err)
+	if err := httpx.StrictJSON(body, &req); err != nil {
+		httpx.WriteError(w, err)
 		return
 	}
 	rec, key, err := a.b.CreateProducerKey(r.Context(), req.Name, req.Feeds)
 	if err != nil {
-		WriteError(w, err)
+		httpx.WriteError(w, err)
 		return
 	}
 	a.log.Info("producer key created", slog.String("id", rec.ID), slog.String("name", rec.Name))
 	a.b.Audit(AuditRecord{Type: "producer_key_created", RemoteAddr: a.b.clientAddr.Of(r), Actor: ActorOf(r.Context()),
 		Detail: "key " + rec.ID + " (" + rec.Name + ") for " + strings.Join(rec.Feeds, ",")})
-	WriteJSON(w, http.StatusCreated, struct {
+	httpx.WriteJSON(w, http.StatusCreated, struct {
 		ProducerKey
 		Key string `json:"key"`
 	}{rec, key})
@@ -183,7 +181,7 @@ func (a *API) createKey(w http.ResponseWriter, r *http.Request) {
 func (a *API) deleteKey(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if err := a.b.DeleteProducerKey(r.Context(), id); err != nil {
-		WriteError(w, err)
+		httpx.WriteError(w, err)
 		return
 	}
 	a.log.Info("producer key deleted", slog.String("id", id))
@@ -195,7 +193,7 @@ func (a *API) adminOnly(h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		actor, err := a.admin.AuthorizeAdmin(r)
 		if err != nil {
-			WriteError(w, err)
+			httpx.WriteError(w, err)
 			return
 		}
 		h(w, r.WithContext(WithActor(r.Context(), actor)))
@@ -207,51 +205,5 @@ func (a *API) reject(w http.ResponseWriter, reason string, err error) {
 	if reason == "unauthorized" {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="kioskfeed"`)
 	}
-	WriteError(w, err)
-}
-
-// Bearer is the credential of an Authorization: Bearer header, "" when there is none.
-func Bearer(r *http.Request) string {
-	h := r.Header.Get("Authorization")
-	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
-		return strings.TrimSpace(h[7:])
-	}
-	return ""
-}
-
-// ReadJSONBody checks that the request is application/json and reads its body, at most
-// limit bytes: past that it stops reading and answers too_large.
-func ReadJSONBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil || mt != "application/json" {
-		return nil, Errorf(CodeUnsupportedMedia, "send Content-Type: application/json")
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return nil, Errorf(CodeTooLarge, "the request body is too large")
-		}
-		return nil, Errorf(CodeInvalidRequest, "the request body could not be read")
-	}
-	return body, nil
-}
-
-// StrictJSON decodes one JSON object into v, refusing unknown fields with a clear message.
-func StrictJSON(body []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return Errorf(CodeInvalidRequest, "body is not valid: "+jsonProblem(err))
-	}
-	return onlyWhitespaceLeft(dec)
-}
-
-// onlyWhitespaceLeft refuses anything after the one JSON value. (dec.More is false on a
-// stray '}' or ']', so it cannot tell.)
-func onlyWhitespaceLeft(dec *json.Decoder) error {
-	if _, err := dec.Token(); err != io.EOF {
-		return Errorf(CodeInvalidRequest, "body holds more than one JSON value")
-	}
-	return nil
+	httpx.WriteError(w, err)
 }

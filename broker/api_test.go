@@ -12,6 +12,7 @@ import (
 
 	"github.com/kioskfeed/kioskfeed/broker"
 	"github.com/kioskfeed/kioskfeed/broker/brokertest"
+	"github.com/kioskfeed/kioskfeed/internal/httpx"
 )
 
 const adminToken = "test-admin-token-0123456789"
@@ -20,8 +21,8 @@ const adminToken = "test-admin-token-0123456789"
 type staticAdmin struct{}
 
 func (staticAdmin) AuthorizeAdmin(r *http.Request) (string, error) {
-	if broker.Bearer(r) != adminToken {
-		return "", &broker.Error{Code: broker.CodeInvalidToken, Message: "admin token required"}
+	if httpx.Bearer(r) != adminToken {
+		return "", &httpx.Error{Code: httpx.CodeInvalidToken, Message: "admin token required"}
 	}
 	return "admin_token:static", nil
 }

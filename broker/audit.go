@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/kioskfeed/kioskfeed/internal/httpx"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -114,7 +115,7 @@ func (b *Broker) writeAudit(rec AuditRecord) {
 // AuditList returns up to limit records, newest first, of one type when typ is not empty.
 func (b *Broker) AuditList(ctx context.Context, typ string, limit int) ([]AuditRecord, error) {
 	if typ != "" && !auditTypeRe.MatchString(typ) {
-		return nil, Errorf(CodeInvalidRequest, "unknown audit type")
+		return nil, httpx.Errorf(httpx.CodeInvalidRequest, "unknown audit type")
 	}
 	filter := auditSubjectPrefix + ">"
 	if typ != "" {

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kioskfeed/kioskfeed/internal/httpx"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -166,7 +167,7 @@ type Broker struct {
 	agg     *auditAggregator // nil when AuditAggregateWindow is negative
 
 	// clientAddr and producerFails limit bad producer keys per client address (api.go).
-	clientAddr    *ClientAddr
+	clientAddr    *httpx.ClientAddr
 	producerFails *Limiter
 
 	srv      *server.Server // nil when external
@@ -190,7 +191,7 @@ func New(ctx context.Context, cfg Config) (*Broker, error) {
 	cfg.setDefaults()
 	b := &Broker{cfg: cfg, log: cfg.Logger, metrics: newMetrics(cfg.Registerer)}
 	var err error
-	if b.clientAddr, err = NewClientAddr(cfg.TrustedProxies); err != nil {
+	if b.clientAddr, err = httpx.NewClientAddr(cfg.TrustedProxies); err != nil {
 		return nil, err
 	}
 	b.producerFails = NewLimiter(LimiterConfig{Every: producerFailEvery, Burst: producerFailBurst, IPv6Prefix: cfg.IPv6Prefix, Now: cfg.Now})

@@ -2,8 +2,8 @@
 // embedded nats-server with JetStream, or an external cluster), the streams and KV
 // buckets every other part stores its state in, the event model, publishing with
 // de-duplication, reading a feed's history and current state, producer keys and the
-// producer HTTP API, the audit writer, and the JSON error format all HTTP endpoints
-// share.
+// producer HTTP API, the audit writer, and the shared rate limiter. The JSON error
+// format and the other HTTP plumbing are internal/httpx's.
 //
 // It must not know about WebSockets or access tokens: the bridge and pairing packages
 // build on it, never the other way round.

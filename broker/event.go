@@ -5,12 +5,13 @@ import (
 	"crypto/rand"
 	"encoding/base32"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kioskfeed/kioskfeed/internal/httpx"
 )
 
 // Event kinds of docs/protocol.md §8. A feed's state is its newest state or clear event
@@ -73,22 +74,22 @@ type storedBody struct {
 var emptyObject = json.RawMessage(`{}`)
 
 // DecodeEventInput parses and checks a producer's event body. maxDataBytes bounds the
-// encoded size of data. Every failure is an *Error a client can act on.
+// encoded size of data. Every failure is an *httpx.Error a client can act on.
 func DecodeEventInput(body []byte, maxDataBytes int) (EventInput, error) {
 	var in EventInput
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&in); err != nil {
-		return EventInput{}, Errorf(CodeInvalidRequest, "body is not a valid event: "+jsonProblem(err))
+		return EventInput{}, httpx.Errorf(httpx.CodeInvalidRequest, "body is not a valid event: "+httpx.JSONProblem(err))
 	}
-	if err := onlyWhitespaceLeft(dec); err != nil {
+	if err := httpx.OnlyWhitespaceLeft(dec); err != nil {
 		return EventInput{}, err
 	}
 	if in.ID != "" && !ValidEventID(in.ID) {
-		return EventInput{}, Errorf(CodeInvalidRequest, `"id" must match ^[A-Za-z0-9._:-]{1,128}$`)
+		return EventInput{}, httpx.Errorf(httpx.CodeInvalidRequest, `"id" must match ^[A-Za-z0-9._:-]{1,128}$`)
 	}
 	if !ValidKind(in.Kind) {
-		return EventInput{}, Errorf(CodeInvalidRequest, `"kind" must be "state", "item" or "clear"`)
+		return EventInput{}, httpx.Errorf(httpx.CodeInvalidRequest, `"kind" must be "state", "item" or "clear"`)
 	}
 	data, err := checkData(in.Data, in.Kind, maxDataBytes)
 	if err != nil {
@@ -106,53 +107,19 @@ func checkData(data json.RawMessage, kind string, maxDataBytes int) (json.RawMes
 		if kind == KindClear {
 			return emptyObject, nil
 		}
-		return nil, Errorf(CodeInvalidRequest, `"data" is required and must be a JSON object`)
+		return nil, httpx.Errorf(httpx.CodeInvalidRequest, `"data" is required and must be a JSON object`)
 	}
 	if data[0] != '{' {
-		return nil, Errorf(CodeInvalidRequest, `"data" must be a JSON object`)
+		return nil, httpx.Errorf(httpx.CodeInvalidRequest, `"data" must be a JSON object`)
 	}
 	if len(data) > maxDataBytes {
-		return nil, Errorf(CodeTooLarge, fmt.Sprintf(`"data" is %d bytes; at most %d are allowed`, len(data), maxDataBytes))
+		return nil, httpx.Errorf(httpx.CodeTooLarge, fmt.Sprintf(`"data" is %d bytes; at most %d are allowed`, len(data), maxDataBytes))
 	}
 	var buf bytes.Buffer
 	if err := json.Compact(&buf, data); err != nil {
-		return nil, Errorf(CodeInvalidRequest, `"data" is not valid JSON`)
+		return nil, httpx.Errorf(httpx.CodeInvalidRequest, `"data" is not valid JSON`)
 	}
 	return buf.Bytes(), nil
-}
-
-// jsonProblem turns a decoder error into words without Go type names.
-func jsonProblem(err error) string {
-	var syn *json.SyntaxError
-	var typ *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &syn):
-		return "malformed JSON at byte " + strconv.FormatInt(syn.Offset, 10)
-	case errors.As(err, &typ):
-		if typ.Field != "" {
-			return fmt.Sprintf("%q has the wrong type (want %s)", typ.Field, jsonTypeName(typ.Type.Kind().String()))
-		}
-		return "want a JSON object"
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return "unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field ")
-	case err.Error() == "EOF":
-		return "empty body"
-	default:
-		return "malformed JSON"
-	}
-}
-
-func jsonTypeName(k string) string {
-	switch k {
-	case "string":
-		return "a string"
-	case "slice":
-		return "an array"
-	case "map", "struct":
-		return "an object"
-	default:
-		return k
-	}
 }
 
 // encodeStored is the body published to the stream. It is written by hand because

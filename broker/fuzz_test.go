@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/kioskfeed/kioskfeed/broker"
+	"github.com/kioskfeed/kioskfeed/internal/httpx"
 )
 
 // FuzzDecodeEventInput feeds arbitrary producer bodies to the decoder: it must never
@@ -23,8 +24,8 @@ func FuzzDecodeEventInput(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		in, err := broker.DecodeEventInput(body, 1024)
 		if err != nil {
-			var e *broker.Error
-			if !errors.As(err, &e) || broker.Status(e.Code) >= 500 {
+			var e *httpx.Error
+			if !errors.As(err, &e) || httpx.Status(e.Code) >= 500 {
 				t.Fatalf("refusal %v is not a client error", err)
 			}
 			return

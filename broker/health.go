@@ -3,6 +3,8 @@ package broker
 import (
 	"log/slog"
 	"net/http"
+
+	"github.com/kioskfeed/kioskfeed/internal/httpx"
 )
 
 // RegisterHealth adds GET /healthz (the process answers) and GET /readyz (NATS and
@@ -10,14 +12,14 @@ import (
 // tablets to an instance that could not serve them).
 func (b *Broker) RegisterHealth(mux *http.ServeMux) {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if err := b.Ready(r.Context()); err != nil {
 			b.log.Debug("not ready", slog.String("reason", err.Error()))
-			WriteError(w, &Error{Code: CodeUnavailable, Message: "NATS or JetStream is not reachable", RetryAfter: 2})
+			httpx.WriteError(w, &httpx.Error{Code: httpx.CodeUnavailable, Message: "NATS or JetStream is not reachable", RetryAfter: 2})
 			return
 		}
-		WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+		httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 }

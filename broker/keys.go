@@ -11,6 +11,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/kioskfeed/kioskfeed/internal/httpx"
 )
 
 // A producer key reads kfp.<id>.<secret>: the id finds the record without a scan, and only
@@ -49,14 +51,14 @@ func (b *Broker) CreateProducerKey(ctx context.Context, name string, feeds []str
 		return ProducerKey{}, "", err
 	}
 	if name == "" {
-		return ProducerKey{}, "", Errorf(CodeInvalidRequest, `"name" is required, at most 100 characters`)
+		return ProducerKey{}, "", httpx.Errorf(httpx.CodeInvalidRequest, `"name" is required, at most 100 characters`)
 	}
 	if len(feeds) == 0 || len(feeds) > 100 {
-		return ProducerKey{}, "", Errorf(CodeInvalidRequest, `"feeds" must list 1 to 100 feed ids or globs such as "floor-*"`)
+		return ProducerKey{}, "", httpx.Errorf(httpx.CodeInvalidRequest, `"feeds" must list 1 to 100 feed ids or globs such as "floor-*"`)
 	}
 	for _, f := range feeds {
 		if !feedPatternRe.MatchString(f) {
-			return ProducerKey{}, "", Errorf(CodeInvalidRequest, `each of "feeds" must be a feed id, or a glob with * such as "floor-*"`)
+			return ProducerKey{}, "", httpx.Errorf(httpx.CodeInvalidRequest, `each of "feeds" must be a feed id, or a glob with * such as "floor-*"`)
 		}
 	}
 	var idb [8]byte
@@ -80,12 +82,12 @@ func (b *Broker) CreateProducerKey(ctx context.Context, name string, feeds []str
 // on the others.
 func (b *Broker) DeleteProducerKey(ctx context.Context, id string) error {
 	if !ValidKeyID(id) { // before it reaches NATS as a key
-		return Errorf(CodeNotFound, "no producer key with that id")
+		return httpx.Errorf(httpx.CodeNotFound, "no producer key with that id")
 	}
 	ctx, cancel := b.opCtx(ctx)
 	defer cancel()
 	if _, ok := b.keys.Lookup(ctx, id); !ok {
-		return Errorf(CodeNotFound, "no producer key with that id")
+		return httpx.Errorf(httpx.CodeNotFound, "no producer key with that id")
 	}
 	if err := b.keys.KV().Delete(ctx, id); err != nil {
 		return b.unavailable("delete producer key", err)

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/kioskfeed/kioskfeed/internal/httpx"
 )
 
 // Names that strangers choose (a tablet's suggested name) or that are shown next to
@@ -40,17 +42,17 @@ func RefusedRune(r rune) bool { return refusedClass(r) != "" }
 func CheckName(field, s string, maxRunes int) (string, error) {
 	s = strings.TrimSpace(s)
 	if utf8.RuneCountInString(s) > maxRunes {
-		return s, Errorf(CodeInvalidRequest, fmt.Sprintf("%q must be at most %d characters", field, maxRunes))
+		return s, httpx.Errorf(httpx.CodeInvalidRequest, fmt.Sprintf("%q must be at most %d characters", field, maxRunes))
 	}
 	for i, r := range s {
 		if r == utf8.RuneError {
 			if _, size := utf8.DecodeRuneInString(s[i:]); size <= 1 {
-				return s, Errorf(CodeInvalidRequest, fmt.Sprintf("%q is not valid UTF-8", field))
+				return s, httpx.Errorf(httpx.CodeInvalidRequest, fmt.Sprintf("%q is not valid UTF-8", field))
 			}
 			continue // a real U+FFFD is allowed
 		}
 		if class := refusedClass(r); class != "" {
-			return s, Errorf(CodeInvalidRequest, fmt.Sprintf("%q may not contain %U: it is %s", field, r, class))
+			return s, httpx.Errorf(httpx.CodeInvalidRequest, fmt.Sprintf("%q may not contain %U: it is %s", field, r, class))
 		}
 	}
 	return s, nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 
+	"github.com/kioskfeed/kioskfeed/internal/httpx"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -49,15 +50,15 @@ func (b *Broker) Publish(ctx context.Context, feed string, in EventInput) (Publi
 // as the HTTP API does.
 func EventMessage(feed string, in EventInput, maxDataBytes int) (*nats.Msg, string, error) {
 	if !ValidFeedID(feed) {
-		return nil, "", Errorf(CodeInvalidRequest, "feed id must match ^[a-z0-9][a-z0-9-]{0,62}$")
+		return nil, "", httpx.Errorf(httpx.CodeInvalidRequest, "feed id must match ^[a-z0-9][a-z0-9-]{0,62}$")
 	}
 	if !ValidKind(in.Kind) {
-		return nil, "", Errorf(CodeInvalidRequest, `"kind" must be "state", "item" or "clear"`)
+		return nil, "", httpx.Errorf(httpx.CodeInvalidRequest, `"kind" must be "state", "item" or "clear"`)
 	}
 	if in.ID == "" {
 		in.ID = NewEventID()
 	} else if !ValidEventID(in.ID) {
-		return nil, "", Errorf(CodeInvalidRequest, `"id" must match ^[A-Za-z0-9._:-]{1,128}$`)
+		return nil, "", httpx.Errorf(httpx.CodeInvalidRequest, `"id" must match ^[A-Za-z0-9._:-]{1,128}$`)
 	}
 	data, err := checkData(in.Data, in.Kind, maxDataBytes)
 	if err != nil {

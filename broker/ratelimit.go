@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/kioskfeed/kioskfeed/internal/httpx"
 )
 
 // Defaults of LimiterConfig.
@@ -255,9 +257,9 @@ func (s *limiterShard) pushHead(i int32) {
 
 // RateLimited is the 429 answer of a refusal by a Limiter: rate_limited with a
 // Retry-After of the wait in whole seconds, at least 1.
-func RateLimited(wait time.Duration) *Error {
+func RateLimited(wait time.Duration) *httpx.Error {
 	secs := RetryAfterSeconds(wait)
-	return &Error{Code: CodeRateLimited, Message: "too many attempts from this address; retry after " + strconv.Itoa(secs) + "s", RetryAfter: secs}
+	return &httpx.Error{Code: httpx.CodeRateLimited, Message: "too many attempts from this address; retry after " + strconv.Itoa(secs) + "s", RetryAfter: secs}
 }
 
 // RetryAfterSeconds is a wait as a Retry-After value: whole seconds, rounded up, at

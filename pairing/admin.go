@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kioskfeed/kioskfeed/broker"
+	"github.com/kioskfeed/kioskfeed/internal/httpx"
 )
 
 func (a *Authority) registerAdmin(mux *http.ServeMux) {
@@ -29,7 +30,7 @@ func (a *Authority) adminOnly(h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		actor, err := a.AuthorizeAdmin(r)
 		if err != nil {
-			broker.WriteError(w, err)
+			httpx.WriteError(w, err)
 			return
 		}
 		h(w, a.withActor(r, actor))
@@ -41,20 +42,20 @@ func readOptionalJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	if r.ContentLength == 0 && r.Header.Get("Content-Type") == "" {
 		return nil
 	}
-	body, err := broker.ReadJSONBody(w, r, 4<<10)
+	body, err := httpx.ReadJSONBody(w, r, 4<<10)
 	if err != nil {
 		return err
 	}
 	if len(strings.TrimSpace(string(body))) == 0 {
 		return nil
 	}
-	return broker.StrictJSON(body, v)
+	return httpx.StrictJSON(body, v)
 }
 
 func (a *Authority) handleIssuePIN(w http.ResponseWriter, r *http.Request) {
 	feed := r.PathValue("feed")
 	if !broker.ValidFeedID(feed) {
-		broker.WriteError(w, broker.Errorf(broker.CodeInvalidRequest, "feed id must match ^[a-z0-9][a-z0-9-]{0,62}$"))
+		httpx.WriteError(w, httpx.Errorf(httpx.CodeInvalidRequest, "feed id must match ^[a-z0-9][a-z0-9-]{0,62}$"))
 		return
 	}
 	var req struct {
@@ -62,21 +63,21 @@ func (a *Authority) handleIssuePIN(w http.ResponseWriter, r *http.Request) {
 		Replace bool   `json:"replace"`
 	}
 	if err := readOptionalJSON(w, r, &req); err != nil {
-		broker.WriteError(w, err)
+		httpx.WriteError(w, err)
 		return
 	}
 	ttl := DefaultPINTTL
 	if req.TTL != "" {
 		d, err := time.ParseDuration(req.TTL)
 		if err != nil || d < time.Second || d > MaxPINTTL {
-			broker.WriteError(w, broker.Errorf(broker.CodeInvalidRequest, `"ttl" must be a duration from 1s to 1h, such as "5m"`))
+			httpx.WriteError(w, httpx.Errorf(httpx.CodeInvalidRequest, `"ttl" must be a duration from 1s to 1h, such as "5m"`))
 			return
 		}
 		ttl = d
 	}
 	pin, err := a.pins.issue(r.Context(), feed, ttl, req.Replace)
 	if err != nil {
-		broker.WriteError(w, a.unavailable("issue pin", err))
+		httpx.WriteError(w, a.unavailable("issue pin", err))
 		return
 	}
 	detail := "expires " + pin.ExpiresAt.Format(time.RFC3339)
@@ -84,7 +85,7 @@ func (a *Authority) handleIssuePIN(w http.ResponseWriter, r *http.Request) {
 		detail += ", replaces the feed's devices"
 	}
 	a.auditCtx(r.Context(), "pin_issued", feed, "", a.addr.Of(r), detail)
-	broker.WriteJSON(w, http.StatusCreated, pin)
+	httpx.WriteJSON(w, http.StatusCreated, pin)
 }
 
 // DeviceView is a device as the admin API lists it (docs/protocol.md §6).
@@ -121,26 +122,26 @@ func (a *Authority) DeviceViews(feed string) []DeviceView {
 func (a *Authority) handleDevices(w http.ResponseWriter, r *http.Request) {
 	feed := r.URL.Query().Get("feed")
 	if feed != "" && !broker.ValidFeedID(feed) {
-		broker.WriteError(w, broker.Errorf(broker.CodeInvalidRequest, "feed id must match ^[a-z0-9][a-z0-9-]{0,62}$"))
+		httpx.WriteError(w, httpx.Errorf(httpx.CodeInvalidRequest, "feed id must match ^[a-z0-9][a-z0-9-]{0,62}$"))
 		return
 	}
-	broker.WriteJSON(w, http.StatusOK, a.DeviceViews(feed))
+	httpx.WriteJSON(w, http.StatusOK, a.DeviceViews(feed))
 }
 
 func (a *Authority) handleRevoke(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if !validDeviceID(id) {
-		broker.WriteError(w, broker.Errorf(broker.CodeNotFound, "no device with that id"))
+		httpx.WriteError(w, httpx.Errorf(httpx.CodeNotFound, "no device with that id"))
 		return
 	}
 	d, _ := a.devices.Device(id)
 	ok, err := a.devices.revoke(r.Context(), id)
 	if err != nil {
-		broker.WriteError(w, a.unavailable("revoke device", err))
+		httpx.WriteError(w, a.unavailable("revoke device", err))
 		return
 	}
 	if !ok {
-		broker.WriteError(w, broker.Errorf(broker.CodeNotFound, "no device with that id"))
+		httpx.WriteError(w, httpx.Errorf(httpx.CodeNotFound, "no device with that id"))
 		return
 	}
 	remote := a.addr.Of(r)
@@ -154,17 +155,17 @@ func (a *Authority) handleAudit(w http.ResponseWriter, r *http.Request) {
 	if s := r.URL.Query().Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > 1000 {
-			broker.WriteError(w, broker.Errorf(broker.CodeInvalidRequest, `"limit" must be a number from 1 to 1000`))
+			httpx.WriteError(w, httpx.Errorf(httpx.CodeInvalidRequest, `"limit" must be a number from 1 to 1000`))
 			return
 		}
 		limit = n
 	}
 	recs, err := a.b.AuditList(r.Context(), r.URL.Query().Get("type"), limit)
 	if err != nil {
-		broker.WriteError(w, err)
+		httpx.WriteError(w, err)
 		return
 	}
-	broker.WriteJSON(w, http.StatusOK, recs)
+	httpx.WriteJSON(w, http.StatusOK, recs)
 }
 
 func (a *Authority) handleCreateAdminToken(w http.ResponseWriter, r *http.Request) {
@@ -172,26 +173,26 @@ func (a *Authority) handleCreateAdminToken(w http.ResponseWriter, r *http.Reques
 		Name string `json:"name"`
 	}
 	if err := readOptionalJSON(w, r, &req); err != nil {
-		broker.WriteError(w, err)
+		httpx.WriteError(w, err)
 		return
 	}
 	name, err := broker.CheckName("name", req.Name, 100)
 	if err != nil {
-		broker.WriteError(w, err)
+		httpx.WriteError(w, err)
 		return
 	}
 	req.Name = name
 	if req.Name == "" {
-		broker.WriteError(w, broker.Errorf(broker.CodeInvalidRequest, `"name" is required (who or what uses the token), at most 100 characters`))
+		httpx.WriteError(w, httpx.Errorf(httpx.CodeInvalidRequest, `"name" is required (who or what uses the token), at most 100 characters`))
 		return
 	}
 	rec, token, err := a.admin.create(r.Context(), req.Name, a.cfg.Now())
 	if err != nil {
-		broker.WriteError(w, a.unavailable("create admin token", err))
+		httpx.WriteError(w, a.unavailable("create admin token", err))
 		return
 	}
 	a.auditCtx(r.Context(), "admin_token_created", "", "", a.addr.Of(r), "token "+rec.ID+" ("+rec.Name+")")
-	broker.WriteJSON(w, http.StatusCreated, struct {
+	httpx.WriteJSON(w, http.StatusCreated, struct {
 		AdminToken
 		Token string `json:"token"`
 	}{rec, token})
@@ -200,22 +201,22 @@ func (a *Authority) handleCreateAdminToken(w http.ResponseWriter, r *http.Reques
 func (a *Authority) handleListAdminTokens(w http.ResponseWriter, _ *http.Request) {
 	toks := a.admin.list()
 	slices.SortFunc(toks, func(x, y AdminToken) int { return x.Created.Compare(y.Created) })
-	broker.WriteJSON(w, http.StatusOK, toks)
+	httpx.WriteJSON(w, http.StatusOK, toks)
 }
 
 func (a *Authority) handleRevokeAdminToken(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if !broker.ValidKeyID(id) { // before it reaches NATS as a key
-		broker.WriteError(w, broker.Errorf(broker.CodeNotFound, "no admin token with that id"))
+		httpx.WriteError(w, httpx.Errorf(httpx.CodeNotFound, "no admin token with that id"))
 		return
 	}
 	ok, err := a.admin.revoke(r.Context(), id)
 	if err != nil {
-		broker.WriteError(w, a.unavailable("revoke admin token", err))
+		httpx.WriteError(w, a.unavailable("revoke admin token", err))
 		return
 	}
 	if !ok {
-		broker.WriteError(w, broker.Errorf(broker.CodeNotFound, "no admin token with that id"))
+		httpx.WriteError(w, httpx.Errorf(httpx.CodeNotFound, "no admin token with that id"))
 		return
 	}
 	a.auditCtx(r.Context(), "admin_token_revoked", "", "", a.addr.Of(r), "token "+id)

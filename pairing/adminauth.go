@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kioskfeed/kioskfeed/broker"
+	"github.com/kioskfeed/kioskfeed/internal/httpx"
 )
 
 // AdminTokenHashFile is where the generated admin token's SHA-256 is kept in the data
@@ -68,7 +69,7 @@ func (a *AdminAuth) stop() { a.named.Stop() }
 // HashToken is the form in which an admin token is kept and compared.
 func HashToken(token string) [32]byte { return sha256.Sum256([]byte(token)) }
 
-var errAdminToken = &broker.Error{Code: broker.CodeInvalidToken, Message: "send an admin token: Authorization: Bearer <token>"}
+var errAdminToken = &httpx.Error{Code: httpx.CodeInvalidToken, Message: "send an admin token: Authorization: Bearer <token>"}
 
 // check reports whether token is an admin token. Hash comparisons keep it
 // constant-time whatever the presented token's length.
@@ -152,7 +153,7 @@ func (a *Authority) AuthorizeAdmin(r *http.Request) (actor string, err error) {
 	if blocked, wait := a.bearerFails.blocked(remote); blocked {
 		return "", rateLimited(wait)
 	}
-	if actor, ok := a.admin.check(r.Context(), broker.Bearer(r)); ok {
+	if actor, ok := a.admin.check(r.Context(), httpx.Bearer(r)); ok {
 		return actor, nil
 	}
 	a.bearerFails.allow(remote)

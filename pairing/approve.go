@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kioskfeed/kioskfeed/broker"
+	"github.com/kioskfeed/kioskfeed/internal/httpx"
 )
 
 // Codes looked up by administrators (the API, the dashboard and the CLI alike) that
@@ -68,7 +69,7 @@ type approval struct {
 func (ap *approval) check() error {
 	ap.Feed = strings.TrimSpace(ap.Feed)
 	if !broker.ValidFeedID(ap.Feed) {
-		return broker.Errorf(broker.CodeInvalidRequest, `"feed" must be a feed id such as "lobby": lower-case letters, digits and hyphens`)
+		return httpx.Errorf(httpx.CodeInvalidRequest, `"feed" must be a feed id such as "lobby": lower-case letters, digits and hyphens`)
 	}
 	var err error
 	ap.Name, err = broker.CheckName("name", ap.Name, maxNameRunes)
@@ -196,10 +197,10 @@ func (a *Authority) denyRequest(ctx context.Context, code, remote, via string) e
 func (a *Authority) handleListPairRequests(w http.ResponseWriter, r *http.Request) {
 	views, err := a.OpenPairRequests(r.Context())
 	if err != nil {
-		broker.WriteError(w, err)
+		httpx.WriteError(w, err)
 		return
 	}
-	broker.WriteJSON(w, http.StatusOK, views)
+	httpx.WriteJSON(w, http.StatusOK, views)
 }
 
 func (a *Authority) handleApprovePairRequest(w http.ResponseWriter, r *http.Request) {
@@ -209,25 +210,25 @@ func (a *Authority) handleApprovePairRequest(w http.ResponseWriter, r *http.Requ
 		Replace bool   `json:"replace"`
 	}
 	if err := readOptionalJSON(w, r, &req); err != nil {
-		broker.WriteError(w, err)
+		httpx.WriteError(w, err)
 		return
 	}
 	ap := approval{Feed: req.Feed, Name: req.Name, Replace: req.Replace}
 	if err := ap.check(); err != nil {
-		broker.WriteError(w, err)
+		httpx.WriteError(w, err)
 		return
 	}
 	d, err := a.approveRequest(r.Context(), r.PathValue("user_code"), ap, a.addr.Of(r), "the admin API")
 	if err != nil {
-		broker.WriteError(w, err)
+		httpx.WriteError(w, err)
 		return
 	}
-	broker.WriteJSON(w, http.StatusOK, map[string]string{"device_id": d.ID, "feed": d.Feed})
+	httpx.WriteJSON(w, http.StatusOK, map[string]string{"device_id": d.ID, "feed": d.Feed})
 }
 
 func (a *Authority) handleDenyPairRequest(w http.ResponseWriter, r *http.Request) {
 	if err := a.denyRequest(r.Context(), r.PathValue("user_code"), a.addr.Of(r), "the admin API"); err != nil {
-		broker.WriteError(w, err)
+		httpx.WriteError(w, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kioskfeed/kioskfeed/broker"
+	"github.com/kioskfeed/kioskfeed/internal/httpx"
 	"github.com/kioskfeed/kioskfeed/pairing/dpop"
 )
 
@@ -105,7 +106,7 @@ type Authority struct {
 	requests *requestStore
 	admin    *AdminAuth
 	adminKV  jetstream.KeyValue // the dashboard's password and sessions
-	addr     *broker.ClientAddr
+	addr     *httpx.ClientAddr
 
 	presence atomic.Pointer[func(string) (bool, time.Time)]
 
@@ -157,7 +158,7 @@ func New(ctx context.Context, cfg Config, b *broker.Broker) (*Authority, error) 
 	a := &Authority{cfg: cfg, b: b, log: cfg.Logger}
 	a.presence.Store(&cfg.Presence)
 	var err error
-	if a.addr, err = broker.NewClientAddr(cfg.TrustedProxies); err != nil {
+	if a.addr, err = httpx.NewClientAddr(cfg.TrustedProxies); err != nil {
 		return nil, err
 	}
 	if a.tokens, err = NewTokenIssuer(TokenConfig{Keys: cfg.SigningKeys, Issuer: cfg.PublicURL, TTL: cfg.TokenTTL, Now: cfg.Now}); err != nil {

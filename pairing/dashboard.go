@@ -25,6 +25,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/kioskfeed/kioskfeed/broker"
+	"github.com/kioskfeed/kioskfeed/internal/httpx"
 )
 
 // webFS holds the dashboard's templates and its two static files.
@@ -255,7 +256,7 @@ func (d *dashboard) errorPage(w http.ResponseWriter, status int, title, message 
 // fail answers err: a domain error with its status and message, NATS trouble with 503,
 // anything else (logged by whoever made it) with a bare 500.
 func (d *dashboard) fail(w http.ResponseWriter, err error) {
-	var e *broker.Error
+	var e *httpx.Error
 	if !errors.As(err, &e) {
 		d.errorPage(w, http.StatusInternalServerError, "Internal error", "Something went wrong on the server. Try again; if it persists, the server log says more.")
 		return
@@ -263,9 +264,9 @@ func (d *dashboard) fail(w http.ResponseWriter, err error) {
 	if e.RetryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(e.RetryAfter))
 	}
-	status := broker.Status(e.Code)
+	status := httpx.Status(e.Code)
 	title := http.StatusText(status)
-	if e.Code == broker.CodeUnavailable {
+	if e.Code == httpx.CodeUnavailable {
 		title = "Temporarily unavailable"
 	}
 	d.errorPage(w, status, title, e.Message)
@@ -316,9 +317,9 @@ func parseForm(w http.ResponseWriter, r *http.Request) error {
 	if err := r.ParseForm(); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return broker.Errorf(broker.CodeTooLarge, "The form is too large.")
+			return httpx.Errorf(httpx.CodeTooLarge, "The form is too large.")
 		}
-		return broker.Errorf(broker.CodeInvalidRequest, "The form could not be read.")
+		return httpx.Errorf(httpx.CodeInvalidRequest, "The form could not be read.")
 	}
 	return nil
 }
@@ -466,14 +467,14 @@ func (d *dashboard) logout(w http.ResponseWriter, r *http.Request) {
 func (d *dashboard) live(w http.ResponseWriter, r *http.Request) {
 	_, ok, err := d.currentSession(r)
 	if err != nil {
-		broker.WriteError(w, err)
+		httpx.WriteError(w, err)
 		return
 	}
 	if !ok {
-		broker.WriteError(w, broker.Errorf(broker.CodeInvalidToken, "log in to the dashboard first"))
+		httpx.WriteError(w, httpx.Errorf(httpx.CodeInvalidToken, "log in to the dashboard first"))
 		return
 	}
-	broker.WriteJSON(w, http.StatusOK, map[string]int{"online": d.a.cfg.OnlineCount()})
+	httpx.WriteJSON(w, http.StatusOK, map[string]int{"online": d.a.cfg.OnlineCount()})
 }
 
 // ---- devices and PINs ----
@@ -626,8 +627,8 @@ func (d *dashboard) createProducer(w http.ResponseWriter, r *http.Request, s ses
 	}
 	rec, key, err := a.b.CreateProducerKey(r.Context(), form.Name, feeds)
 	v := d.base(s, "Producer keys", "producers")
-	var e *broker.Error
-	if errors.As(err, &e) && e.Code == broker.CodeInvalidRequest {
+	var e *httpx.Error
+	if errors.As(err, &e) && e.Code == httpx.CodeInvalidRequest {
 		v.Error = e.Message
 		d.renderProducers(w, http.StatusBadRequest, v, nil, form)
 		return
@@ -722,12 +723,12 @@ func (d *dashboard) sendEvent(w http.ResponseWriter, r *http.Request, s session)
 	v := d.base(s, "Test events", "events")
 	res, err := a.b.Publish(r.Context(), form.Feed, broker.EventInput{ID: form.ID, Kind: form.Kind, Data: json.RawMessage(form.Data)})
 	if err != nil {
-		var e *broker.Error
+		var e *httpx.Error
 		if !errors.As(err, &e) {
 			a.log.Warn("test event", slog.String("feed", form.Feed), slog.String("error", err.Error()))
 			e = broker.ErrUnavailable
 		}
-		d.renderEvents(w, broker.Status(e.Code), v, eventsBody{Form: form, Failed: e.Message})
+		d.renderEvents(w, httpx.Status(e.Code), v, eventsBody{Form: form, Failed: e.Message})
 		return
 	}
 	remote := a.addr.Of(r)

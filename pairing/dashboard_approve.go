@@ -6,7 +6,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/kioskfeed/kioskfeed/broker"
+	"github.com/kioskfeed/kioskfeed/internal/httpx"
 )
 
 // The dashboard's side of the reverse flow: /admin/approve?code=… is what a tablet's QR
@@ -64,7 +64,7 @@ func (d *dashboard) decide(w http.ResponseWriter, r *http.Request, s session) {
 			}
 			v := d.base(s, "Approve a tablet", "devices")
 			v.Error = "The approval was not valid."
-			if be := (*broker.Error)(nil); errors.As(err, &be) {
+			if be := (*httpx.Error)(nil); errors.As(err, &be) {
 				v.Error = be.Message
 			}
 			view := a.viewOf(p)

@@ -10,20 +10,21 @@ import (
 	"time"
 
 	"github.com/kioskfeed/kioskfeed/broker"
+	"github.com/kioskfeed/kioskfeed/internal/httpx"
 )
 
 // The errors a poll answers while it has no token to give (RFC 8628 §3.5). They are not
 // in broker's table of codes: they exist only here, with the statuses §3b gives them.
 var (
-	errAuthorizationPending = &broker.Error{Code: "authorization_pending", HTTPStatus: http.StatusBadRequest,
+	errAuthorizationPending = &httpx.Error{Code: "authorization_pending", HTTPStatus: http.StatusBadRequest,
 		Message: "no administrator has approved this request yet: poll again after the interval"}
-	errSlowDown = &broker.Error{Code: "slow_down", HTTPStatus: http.StatusBadRequest,
+	errSlowDown = &httpx.Error{Code: "slow_down", HTTPStatus: http.StatusBadRequest,
 		Message: "polled faster than the interval: add 5 seconds to the interval from now on"}
-	errExpiredToken = &broker.Error{Code: "expired_token", HTTPStatus: http.StatusBadRequest,
+	errExpiredToken = &httpx.Error{Code: "expired_token", HTTPStatus: http.StatusBadRequest,
 		Message: "this pairing request has expired or is over: ask for a new one"}
-	errAccessDenied = &broker.Error{Code: "access_denied", HTTPStatus: http.StatusForbidden,
+	errAccessDenied = &httpx.Error{Code: "access_denied", HTTPStatus: http.StatusForbidden,
 		Message: "an administrator denied this pairing request"}
-	errOtherKey = &broker.Error{Code: broker.CodeInvalidDPoPProof, HTTPStatus: http.StatusUnauthorized,
+	errOtherKey = &httpx.Error{Code: httpx.CodeInvalidDPoPProof, HTTPStatus: http.StatusUnauthorized,
 		Message: "the DPoP proof was refused: it is not signed by the key that made this request"}
 )
 
@@ -53,7 +54,7 @@ func decodeRequestName(body []byte) (string, error) {
 	var req struct {
 		Name string `json:"name"`
 	}
-	if err := broker.StrictJSON(body, &req); err != nil {
+	if err := httpx.StrictJSON(body, &req); err != nil {
 		return "", err
 	}
 	return broker.CheckName("name", req.Name, maxNameRunes)
@@ -76,29 +77,29 @@ func (a *Authority) handlePairRequest(w http.ResponseWriter, r *http.Request) {
 	}
 	name, err := decodeRequestName(body)
 	if err != nil {
-		broker.WriteError(w, err)
+		httpx.WriteError(w, err)
 		return
 	}
 	jkt, err := a.checkProof(r, "/api/pair/requests")
 	if err != nil {
-		broker.WriteError(w, err)
+		httpx.WriteError(w, err)
 		return
 	}
 	p, err := a.requests.create(r.Context(), jkt, name, remote, r.UserAgent())
 	var full errSlotsFull
 	if errors.As(err, &full) {
 		secs := max(int(math.Ceil(full.wait.Seconds())), 1)
-		broker.WriteError(w, &broker.Error{Code: broker.CodeRateLimited, RetryAfter: secs,
+		httpx.WriteError(w, &httpx.Error{Code: httpx.CodeRateLimited, RetryAfter: secs,
 			Message: "too many open pairing requests from this address; retry after " + strconv.Itoa(secs) + "s"})
 		return
 	}
 	if err != nil {
-		broker.WriteError(w, a.unavailable("create pair request", err))
+		httpx.WriteError(w, a.unavailable("create pair request", err))
 		return
 	}
 	a.audit("pair_request", "", "", remote, "a tablet asks to be paired (key "+shortKey(jkt)+"), open until "+p.ExpiresAt.Format(time.RFC3339))
 	a.log.Info("pair request opened", slog.String("key", shortKey(jkt)), slog.String("remote_addr", remote))
-	broker.WriteJSON(w, http.StatusCreated, PairRequestResponse{
+	httpx.WriteJSON(w, http.StatusCreated, PairRequestResponse{
 		RequestID: p.ID, UserCode: FormatPIN(p.Code),
 		VerificationURI: a.verificationURI(), VerificationURIComplete: a.verificationURIComplete(p.Code),
 		ExpiresIn: int(PairRequestTTL / time.Second), Interval: p.Interval,
@@ -114,12 +115,12 @@ func (a *Authority) handlePairPoll(w http.ResponseWriter, r *http.Request) {
 	}
 	id := r.PathValue("request_id")
 	if !broker.ValidPairRequestID(id) {
-		broker.WriteError(w, broker.Errorf(broker.CodeInvalidRequest, "that is not a pairing request id"))
+		httpx.WriteError(w, httpx.Errorf(httpx.CodeInvalidRequest, "that is not a pairing request id"))
 		return
 	}
 	jkt, err := a.checkProof(r, "/api/pair/requests/"+id+"/poll")
 	if err != nil {
-		broker.WriteError(w, err)
+		httpx.WriteError(w, err)
 		return
 	}
 	ctx := r.Context()
@@ -159,48 +160,48 @@ func (a *Authority) handlePairPoll(w http.ResponseWriter, r *http.Request) {
 	})
 	switch {
 	case err != nil:
-		broker.WriteError(w, a.unavailable("poll pair request", err))
+		httpx.WriteError(w, a.unavailable("poll pair request", err))
 		return
 	case !found:
-		broker.WriteError(w, errExpiredToken)
+		httpx.WriteError(w, errExpiredToken)
 		return
 	case verdict == errOtherKey:
 		a.audit("pair_fail", "", "", remote, "a pairing request was polled with another key")
-		broker.WriteError(w, verdict)
+		httpx.WriteError(w, verdict)
 		return
 	case verdict == errExpiredToken && p.Status == statusExpired:
 		_ = a.requests.releaseSlot(ctx, p.RemoteAddr, p.ID)
-		broker.WriteError(w, verdict)
+		httpx.WriteError(w, verdict)
 		return
 	case verdict != nil:
-		broker.WriteError(w, verdict)
+		httpx.WriteError(w, verdict)
 		return
 	}
 	// Approved: the device is registered with this key; give it its first token.
 	d, ok, err := a.devices.current(ctx, p.DeviceID)
 	if err != nil {
-		broker.WriteError(w, a.unavailable("get device", err))
+		httpx.WriteError(w, a.unavailable("get device", err))
 		return
 	}
 	if !ok || d.JKT != jkt {
 		revoked, err := deviceRevoked(ctx, a.devices.m.KV(), p.DeviceID)
 		if err != nil {
-			broker.WriteError(w, a.unavailable("get device history", err))
+			httpx.WriteError(w, a.unavailable("get device history", err))
 			return
 		}
 		if !revoked && a.cfg.Now().Sub(p.DecidedAt) < approveSettle {
-			broker.WriteError(w, errAuthorizationPending) // the approval is still registering it
+			httpx.WriteError(w, errAuthorizationPending) // the approval is still registering it
 			return
 		}
-		broker.WriteError(w, errExpiredToken) // revoked since, or never registered
+		httpx.WriteError(w, errExpiredToken) // revoked since, or never registered
 		return
 	}
 	resp, err := a.issue(d)
 	if err != nil {
-		broker.WriteError(w, err)
+		httpx.WriteError(w, err)
 		return
 	}
-	broker.WriteJSON(w, http.StatusOK, resp)
+	httpx.WriteJSON(w, http.StatusOK, resp)
 }
 
 // beginPoll opens a poll: a fresh DPoP-Nonce, the per-address limit, and a body that
@@ -209,12 +210,12 @@ func (a *Authority) beginPoll(w http.ResponseWriter, r *http.Request) (remote st
 	a.setNonce(w)
 	remote = a.addr.Of(r)
 	if allowed, wait := a.pollLimit.allow(remote); !allowed {
-		broker.WriteError(w, rateLimited(wait))
+		httpx.WriteError(w, rateLimited(wait))
 		return remote, false
 	}
 	var empty struct{}
 	if err := readOptionalJSON(w, r, &empty); err != nil {
-		broker.WriteError(w, err)
+		httpx.WriteError(w, err)
 		return remote, false
 	}
 	return remote, true

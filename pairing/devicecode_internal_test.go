@@ -9,9 +9,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/kioskfeed/kioskfeed/internal/httpx"
 	"rsc.io/qr"
-
-	"github.com/kioskfeed/kioskfeed/broker"
 )
 
 // TestQRSVGEncodesTheURL reads the modules back out of the SVG and compares them with
@@ -71,9 +70,9 @@ func FuzzDecodeRequestName(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		name, err := decodeRequestName(body)
 		if err != nil {
-			var e *broker.Error
-			if !errors.As(err, &e) || broker.Status(e.Code) != 400 || e.Message == "" {
-				t.Fatalf("refusal %v (%T): want a 400 *broker.Error with a message", err, err)
+			var e *httpx.Error
+			if !errors.As(err, &e) || httpx.Status(e.Code) != 400 || e.Message == "" {
+				t.Fatalf("refusal %v (%T): want a 400 *httpx.Error with a message", err, err)
 			}
 			return
 		}

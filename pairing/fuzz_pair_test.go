@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/kioskfeed/kioskfeed/broker"
+	"github.com/kioskfeed/kioskfeed/internal/httpx"
 )
 
 // FuzzDecodePairRequest: whatever body reaches /api/pair, decodePairRequest either
@@ -44,13 +45,13 @@ func FuzzDecodePairRequest(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		req, err := decodePairRequest(body)
 		if err != nil {
-			var e *broker.Error
+			var e *httpx.Error
 			if !errors.As(err, &e) {
-				t.Fatalf("refusal %v (%T) is not a *broker.Error", err, err)
+				t.Fatalf("refusal %v (%T) is not a *httpx.Error", err, err)
 			}
 			status := e.HTTPStatus
 			if status == 0 {
-				status = broker.Status(e.Code)
+				status = httpx.Status(e.Code)
 			}
 			if status < 400 || status > 499 || e.Message == "" {
 				t.Fatalf("refusal %q: status %d, want a 4xx with a message", e.Code, status)

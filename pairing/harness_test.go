@@ -16,6 +16,7 @@ import (
 
 	"github.com/kioskfeed/kioskfeed/broker"
 	"github.com/kioskfeed/kioskfeed/broker/brokertest"
+	"github.com/kioskfeed/kioskfeed/internal/httpx"
 	"github.com/kioskfeed/kioskfeed/pairing"
 	"github.com/kioskfeed/kioskfeed/pairing/pairingtest"
 )
@@ -77,7 +78,7 @@ func startService(t *testing.T, b *broker.Broker, keys []*ecdsa.PrivateKey, mod 
 	broker.NewAPI(b, a).Register(mux)
 	a.Register(mux)
 	a.RegisterDashboard(mux)
-	srv.Config.Handler = broker.JSONErrors(mux)
+	srv.Config.Handler = httpx.JSONErrors(mux)
 	srv.Start()
 	t.Cleanup(srv.Close)
 	return s

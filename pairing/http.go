@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/kioskfeed/kioskfeed/broker"
+	"github.com/kioskfeed/kioskfeed/internal/httpx"
 	"github.com/kioskfeed/kioskfeed/pairing/dpop"
 )
 
@@ -47,15 +48,15 @@ const maxNameRunes = 64
 // decodePairRequest parses and checks /api/pair's body.
 func decodePairRequest(body []byte) (pairRequest, error) {
 	var req pairRequest
-	if err := broker.StrictJSON(body, &req); err != nil {
+	if err := httpx.StrictJSON(body, &req); err != nil {
 		return req, err
 	}
 	req.Name = strings.TrimSpace(req.Name)
 	switch {
 	case !broker.ValidFeedID(req.Feed):
-		return req, broker.Errorf(broker.CodeInvalidRequest, `"feed" must be a feed id such as "lobby"`)
+		return req, httpx.Errorf(httpx.CodeInvalidRequest, `"feed" must be a feed id such as "lobby"`)
 	case req.PIN == "" || len(req.PIN) > 32:
-		return req, broker.Errorf(broker.CodeInvalidRequest, `"pin" is required: the PIN the administrator gave, such as "WDJB-MJHT"`)
+		return req, httpx.Errorf(httpx.CodeInvalidRequest, `"pin" is required: the PIN the administrator gave, such as "WDJB-MJHT"`)
 	}
 	var err error
 	req.Name, err = broker.CheckName("name", req.Name, maxNameRunes)
@@ -68,12 +69,12 @@ func (a *Authority) begin(w http.ResponseWriter, r *http.Request, lim *limiter) 
 	a.setNonce(w)
 	remote = a.addr.Of(r)
 	if allowed, wait := lim.allow(remote); !allowed {
-		broker.WriteError(w, rateLimited(wait))
+		httpx.WriteError(w, rateLimited(wait))
 		return remote, nil, false
 	}
-	body, err := broker.ReadJSONBody(w, r, 4<<10)
+	body, err := httpx.ReadJSONBody(w, r, 4<<10)
 	if err != nil {
-		broker.WriteError(w, err)
+		httpx.WriteError(w, err)
 		return remote, nil, false
 	}
 	return remote, body, true
@@ -86,12 +87,12 @@ func (a *Authority) handlePair(w http.ResponseWriter, r *http.Request) {
 	}
 	req, err := decodePairRequest(body)
 	if err != nil {
-		broker.WriteError(w, err)
+		httpx.WriteError(w, err)
 		return
 	}
 	jkt, err := a.checkProof(r, "/api/pair")
 	if err != nil {
-		broker.WriteError(w, err)
+		httpx.WriteError(w, err)
 		return
 	}
 	ctx := r.Context()
@@ -99,10 +100,10 @@ func (a *Authority) handlePair(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		if errors.Is(err, errInvalidPIN) {
 			a.audit("pair_fail", req.Feed, "", remote, "wrong, expired or used PIN")
-			broker.WriteError(w, err)
+			httpx.WriteError(w, err)
 			return
 		}
-		broker.WriteError(w, a.unavailable("redeem pin", err))
+		httpx.WriteError(w, a.unavailable("redeem pin", err))
 		return
 	}
 	if rec.Replace {
@@ -113,17 +114,17 @@ func (a *Authority) handlePair(w http.ResponseWriter, r *http.Request) {
 		UserAgent: broker.CleanText(r.UserAgent(), maxUserAgentBytes), RemoteAddr: remote,
 	}
 	if err := a.devices.add(ctx, d); err != nil {
-		broker.WriteError(w, a.unavailable("add device", err))
+		httpx.WriteError(w, a.unavailable("add device", err))
 		return
 	}
 	resp, err := a.issue(d)
 	if err != nil {
-		broker.WriteError(w, err)
+		httpx.WriteError(w, err)
 		return
 	}
 	a.audit("pair_ok", d.Feed, d.ID, remote, "paired with a PIN")
 	a.log.Info("device paired", slog.String("device_id", d.ID), slog.String("feed", d.Feed), slog.String("remote_addr", remote))
-	broker.WriteJSON(w, http.StatusCreated, resp)
+	httpx.WriteJSON(w, http.StatusCreated, resp)
 }
 
 func (a *Authority) handleToken(w http.ResponseWriter, r *http.Request) {
@@ -134,66 +135,66 @@ func (a *Authority) handleToken(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		DeviceID string `json:"device_id"`
 	}
-	if err := broker.StrictJSON(body, &req); err != nil {
-		broker.WriteError(w, err)
+	if err := httpx.StrictJSON(body, &req); err != nil {
+		httpx.WriteError(w, err)
 		return
 	}
 	if req.DeviceID == "" || len(req.DeviceID) > 64 {
-		broker.WriteError(w, broker.Errorf(broker.CodeInvalidRequest, `"device_id" is required`))
+		httpx.WriteError(w, httpx.Errorf(httpx.CodeInvalidRequest, `"device_id" is required`))
 		return
 	}
 	// An address whose refusals are used up is refused before the proof is checked:
 	// trying device ids or keys costs it no verification and no lookup.
 	if blocked, wait := a.tokenFails.blocked(remote); blocked {
-		broker.WriteError(w, rateLimited(wait))
+		httpx.WriteError(w, rateLimited(wait))
 		return
 	}
 	jkt, err := a.checkProof(r, "/api/token")
 	if err != nil {
-		if e := (*broker.Error)(nil); errors.As(err, &e) && e.Code != broker.CodeUseDPoPNonce {
+		if e := (*httpx.Error)(nil); errors.As(err, &e) && e.Code != httpx.CodeUseDPoPNonce {
 			a.tokenFails.allow(remote) // a bad proof; asking for a nonce is the normal first step
 		}
-		broker.WriteError(w, err)
+		httpx.WriteError(w, err)
 		return
 	}
-	refused := &broker.Error{Code: broker.CodeInvalidToken, Message: "this device is not paired (or was revoked): pair it again"}
+	refused := &httpx.Error{Code: httpx.CodeInvalidToken, Message: "this device is not paired (or was revoked): pair it again"}
 	if !broker.ValidDeviceID(req.DeviceID) { // no device has it, and NATS would refuse it as a key
 		a.tokenFails.allow(remote)
 		a.audit("token_refused", "", "", remote, "malformed device id")
-		broker.WriteError(w, refused)
+		httpx.WriteError(w, refused)
 		return
 	}
 	// From the bucket, not the mirror: a revocation made elsewhere a moment ago counts.
 	d, ok, err := a.devices.current(r.Context(), req.DeviceID)
 	if err != nil {
-		broker.WriteError(w, a.unavailable("get device", err))
+		httpx.WriteError(w, a.unavailable("get device", err))
 		return
 	}
 	if !ok {
 		a.tokenFails.allow(remote)
 		a.audit("token_refused", "", req.DeviceID, remote, "unknown or revoked device")
-		broker.WriteError(w, refused)
+		httpx.WriteError(w, refused)
 		return
 	}
 	if d.JKT != jkt {
 		a.tokenFails.allow(remote)
 		a.audit("token_refused", d.Feed, d.ID, remote, "proof key is not the device's key")
-		broker.WriteError(w, refused)
+		httpx.WriteError(w, refused)
 		return
 	}
 	resp, err := a.issue(d)
 	if err != nil {
-		broker.WriteError(w, err)
+		httpx.WriteError(w, err)
 		return
 	}
-	broker.WriteJSON(w, http.StatusOK, resp)
+	httpx.WriteJSON(w, http.StatusOK, resp)
 }
 
 func (a *Authority) handleJWKS(w http.ResponseWriter, _ *http.Request) {
 	set, err := a.tokens.JWKS()
 	if err != nil {
 		a.log.Error("jwks", slog.String("error", err.Error()))
-		broker.WriteError(w, err)
+		httpx.WriteError(w, err)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -206,16 +207,16 @@ func (a *Authority) handleJWKS(w http.ResponseWriter, _ *http.Request) {
 func (a *Authority) checkProof(r *http.Request, path string) (string, error) {
 	proofs := r.Header.Values("DPoP")
 	if len(proofs) != 1 {
-		return "", &broker.Error{Code: broker.CodeInvalidDPoPProof, Message: "send exactly one DPoP proof header", HTTPStatus: http.StatusBadRequest}
+		return "", &httpx.Error{Code: httpx.CodeInvalidDPoPProof, Message: "send exactly one DPoP proof header", HTTPStatus: http.StatusBadRequest}
 	}
 	jkt, err := a.verifier.Verify(r.Context(), proofs[0], dpop.ProofWant{Method: http.MethodPost, URL: a.cfg.PublicURL + path, NonceValid: a.nonces.Valid})
 	switch {
 	case err == nil:
 		return jkt, nil
 	case errors.Is(err, dpop.ErrUseNonce):
-		return "", &broker.Error{Code: broker.CodeUseDPoPNonce, Message: "retry with the nonce in the DPoP-Nonce header"}
+		return "", &httpx.Error{Code: httpx.CodeUseDPoPNonce, Message: "retry with the nonce in the DPoP-Nonce header"}
 	case errors.Is(err, dpop.ErrInvalidProof):
-		return "", &broker.Error{Code: broker.CodeInvalidDPoPProof, Message: "the DPoP proof was refused: " + reasonOf(err), HTTPStatus: http.StatusBadRequest}
+		return "", &httpx.Error{Code: httpx.CodeInvalidDPoPProof, Message: "the DPoP proof was refused: " + reasonOf(err), HTTPStatus: http.StatusBadRequest}
 	default:
 		return "", a.unavailable("dpop replay cache", err)
 	}
@@ -250,7 +251,7 @@ func (a *Authority) revokeFeed(ctx context.Context, feed, remote string) {
 
 func rateLimited(wait time.Duration) error {
 	secs := int(math.Ceil(wait.Seconds()))
-	return &broker.Error{Code: broker.CodeRateLimited, Message: "too many attempts from this address; retry after " + strconv.Itoa(secs) + "s", RetryAfter: max(secs, 1)}
+	return &httpx.Error{Code: httpx.CodeRateLimited, Message: "too many attempts from this address; retry after " + strconv.Itoa(secs) + "s", RetryAfter: max(secs, 1)}
 }
 
 func truncate(s string, n int) string {

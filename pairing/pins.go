@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kioskfeed/kioskfeed/broker"
+	"github.com/kioskfeed/kioskfeed/internal/httpx"
 )
 
 // BucketPINs holds open pairing PINs (pin.<feed>.<hmac>, expiring by per-key TTL) and the
@@ -56,7 +57,7 @@ const (
 )
 
 // errInvalidPIN is the one answer for a wrong, expired, used or other-feed PIN.
-var errInvalidPIN = &broker.Error{Code: broker.CodeInvalidPIN, Message: "that PIN is not valid for this feed: ask an administrator for a new one"}
+var errInvalidPIN = &httpx.Error{Code: httpx.CodeInvalidPIN, Message: "that PIN is not valid for this feed: ask an administrator for a new one"}
 
 // PIN is an issued PIN as the admin sees it.
 type PIN struct {

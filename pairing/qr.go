@@ -7,9 +7,8 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/kioskfeed/kioskfeed/internal/httpx"
 	"rsc.io/qr"
-
-	"github.com/kioskfeed/kioskfeed/broker"
 )
 
 // qrQuietZone is the blank border a QR code needs around it (ISO/IEC 18004: 4 modules).
@@ -27,13 +26,13 @@ const qrModulePixels = 8
 func (a *Authority) handlePairQR(w http.ResponseWriter, r *http.Request) {
 	code := normalizeCode(r.URL.Query().Get("code"))
 	if code == "" {
-		broker.WriteError(w, broker.Errorf(broker.CodeInvalidRequest, `"code" must be a pairing code such as WDJB-MJHT`))
+		httpx.WriteError(w, httpx.Errorf(httpx.CodeInvalidRequest, `"code" must be a pairing code such as WDJB-MJHT`))
 		return
 	}
 	svg, err := qrSVG(a.verificationURIComplete(code))
 	if err != nil {
 		a.log.Error("qr code", slog.String("error", err.Error()))
-		broker.WriteError(w, err)
+		httpx.WriteError(w, err)
 		return
 	}
 	h := w.Header()

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kioskfeed/kioskfeed/broker"
+	"github.com/kioskfeed/kioskfeed/internal/httpx"
 )
 
 // BucketPairRequests holds the open and recently decided pair requests of the reverse
@@ -85,7 +86,7 @@ func (p *pendingPair) open(now time.Time) bool {
 
 // errNoSuchRequest is the one answer, on the admin side, for a code that names no open
 // request: never was, mistyped, expired, approved or denied already.
-var errNoSuchRequest = &broker.Error{Code: broker.CodeNotFound, Message: "no open pairing request has that code: it may be mistyped, expired, or approved or denied already"}
+var errNoSuchRequest = &httpx.Error{Code: httpx.CodeNotFound, Message: "no open pairing request has that code: it may be mistyped, expired, or approved or denied already"}
 
 // errSlotsFull is a refusal for too many open requests from one address.
 type errSlotsFull struct{ wait time.Duration }

@@ -23,6 +23,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/kioskfeed/kioskfeed/broker"
+	"github.com/kioskfeed/kioskfeed/internal/httpx"
 )
 
 // BucketAdmin holds the dashboard's password (key "password", a bcrypt hash) and its
@@ -120,11 +121,11 @@ func newAdminPassword() string {
 func checkNewPassword(pw string) error {
 	switch {
 	case !utf8.ValidString(pw) || strings.ContainsFunc(pw, unicode.IsControl):
-		return broker.Errorf(broker.CodeInvalidRequest, `"password" must be printable text`)
+		return httpx.Errorf(httpx.CodeInvalidRequest, `"password" must be printable text`)
 	case utf8.RuneCountInString(pw) < MinPasswordLength:
-		return broker.Errorf(broker.CodeInvalidRequest, fmt.Sprintf(`"password" must be at least %d characters`, MinPasswordLength))
+		return httpx.Errorf(httpx.CodeInvalidRequest, fmt.Sprintf(`"password" must be at least %d characters`, MinPasswordLength))
 	case len(pw) > maxPasswordBytes:
-		return broker.Errorf(broker.CodeInvalidRequest, fmt.Sprintf(`"password" must be at most %d bytes (bcrypt reads no more)`, maxPasswordBytes))
+		return httpx.Errorf(httpx.CodeInvalidRequest, fmt.Sprintf(`"password" must be at most %d bytes (bcrypt reads no more)`, maxPasswordBytes))
 	}
 	return nil
 }
@@ -132,38 +133,38 @@ func checkNewPassword(pw string) error {
 // handleSetPassword is POST /api/admin/password {"password"}: it sets the dashboard
 // password (for `kioskfeed admin passwd`) and signs every dashboard session out.
 func (a *Authority) handleSetPassword(w http.ResponseWriter, r *http.Request) {
-	body, err := broker.ReadJSONBody(w, r, 4<<10)
+	body, err := httpx.ReadJSONBody(w, r, 4<<10)
 	if err != nil {
-		broker.WriteError(w, err)
+		httpx.WriteError(w, err)
 		return
 	}
 	var req struct {
 		Password string `json:"password"`
 	}
-	if err := broker.StrictJSON(body, &req); err != nil {
-		broker.WriteError(w, err)
+	if err := httpx.StrictJSON(body, &req); err != nil {
+		httpx.WriteError(w, err)
 		return
 	}
 	if err := checkNewPassword(req.Password); err != nil {
-		broker.WriteError(w, err)
+		httpx.WriteError(w, err)
 		return
 	}
 	hash, err := bcrypt.GenerateFromPassword([]byte(req.Password), passwordCost)
 	if err != nil {
 		a.log.Error("hash admin password", slog.String("error", err.Error()))
-		broker.WriteError(w, err)
+		httpx.WriteError(w, err)
 		return
 	}
 	ctx := r.Context()
 	kv := a.adminKV
 	if _, err := kv.Put(ctx, passwordKey, hash); err != nil {
-		broker.WriteError(w, a.unavailable("store admin password", err))
+		httpx.WriteError(w, a.unavailable("store admin password", err))
 		return
 	}
 	// Whoever knew the old password is signed out with it.
 	n, err := endAllSessions(ctx, kv)
 	if err != nil {
-		broker.WriteError(w, a.unavailable("end sessions", err))
+		httpx.WriteError(w, a.unavailable("end sessions", err))
 		return
 	}
 	remote := a.addr.Of(r)

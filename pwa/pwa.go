@@ -20,7 +20,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/kioskfeed/kioskfeed/broker"
+	"github.com/kioskfeed/kioskfeed/internal/httpx"
 )
 
 //go:embed static
@@ -201,7 +201,7 @@ func (a *App) handleAsset(w http.ResponseWriter, r *http.Request) {
 		// An old page asking for an asset of another build lands here too: answering it
 		// with today's bytes under an immutable URL would pin the wrong file for a year.
 		setSecurityHeaders(w.Header())
-		broker.WriteError(w, broker.Errorf(broker.CodeNotFound, "no such asset"))
+		httpx.WriteError(w, httpx.Errorf(httpx.CodeNotFound, "no such asset"))
 		return
 	}
 	a.write(w, r, f, cacheImmutable)

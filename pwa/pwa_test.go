@@ -33,6 +33,7 @@ import (
 	"github.com/kioskfeed/kioskfeed/bridge"
 	"github.com/kioskfeed/kioskfeed/broker"
 	"github.com/kioskfeed/kioskfeed/broker/brokertest"
+	"github.com/kioskfeed/kioskfeed/internal/httpx"
 	"github.com/kioskfeed/kioskfeed/pairing"
 	"github.com/kioskfeed/kioskfeed/pwa"
 )
@@ -788,7 +789,7 @@ func startAppStack(t *testing.T, pairNow func() time.Time) *appStack {
 	auth.Register(mux)
 	br.Register(mux)
 	app.Register(mux)
-	srv := &http.Server{Handler: broker.JSONErrors(mux), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: httpx.JSONErrors(mux), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -7,8 +7,8 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/kioskfeed/kioskfeed/broker"
 	"github.com/kioskfeed/kioskfeed/config"
+	"github.com/kioskfeed/kioskfeed/internal/httpx"
 )
 
 // hstsValue is sent when the public URL is https: a year, without includeSubDomains,
@@ -50,7 +50,7 @@ func frontDoor(cfg config.Config, next http.Handler) http.Handler {
 			h.Set("Strict-Transport-Security", hstsValue)
 		}
 		if !hostExempt[r.URL.Path] && !hostAllowed(allowed, r.Host) {
-			broker.WriteError(w, broker.Errorf(broker.CodeMisdirected, "unknown host: this server answers for its public_url's host (see allowed_hosts)"))
+			httpx.WriteError(w, httpx.Errorf(httpx.CodeMisdirected, "unknown host: this server answers for its public_url's host (see allowed_hosts)"))
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -11,10 +11,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kioskfeed/kioskfeed/internal/httpx"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-
-	"github.com/kioskfeed/kioskfeed/broker"
 )
 
 // metricsHandler serves the registry's series. With a token (metrics_token) it
@@ -31,7 +30,7 @@ func metricsHandler(reg *prometheus.Registry, token string) http.Handler {
 		sum := sha256.Sum256([]byte(got))
 		if !ok || subtle.ConstantTimeCompare(sum[:], want[:]) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="metrics"`)
-			broker.WriteError(w, broker.Errorf(broker.CodeInvalidToken, "GET /metrics needs Authorization: Bearer <metrics_token>"))
+			httpx.WriteError(w, httpx.Errorf(httpx.CodeInvalidToken, "GET /metrics needs Authorization: Bearer <metrics_token>"))
 			return
 		}
 		h.ServeHTTP(w, r)
@@ -49,7 +48,7 @@ func serveMetrics(addr string, h http.Handler, log *slog.Logger) (stop func(), b
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", h)
 	srv := &http.Server{
-		Handler:           nosniff(broker.JSONErrors(mux)),
+		Handler:           nosniff(httpx.JSONErrors(mux)),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		MaxHeaderBytes:    16 << 10,

@@ -21,6 +21,7 @@ import (
 	"github.com/kioskfeed/kioskfeed/bridge"
 	"github.com/kioskfeed/kioskfeed/broker"
 	"github.com/kioskfeed/kioskfeed/config"
+	"github.com/kioskfeed/kioskfeed/internal/httpx"
 	"github.com/kioskfeed/kioskfeed/pairing"
 	"github.com/kioskfeed/kioskfeed/pwa"
 )
@@ -149,7 +150,7 @@ func serve(ctx context.Context, args []string, lookupEnv func(string) (string, b
 	}
 
 	srv := &http.Server{
-		Handler:           frontDoor(cfg, broker.JSONErrors(broker.InstrumentHTTP(reg, mux))),
+		Handler:           frontDoor(cfg, httpx.JSONErrors(httpx.InstrumentHTTP(reg, mux))),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		IdleTimeout:       120 * time.Second,

@@ -1,10 +1,10 @@
-package broker_test
+package httpx_test
 
 import (
 	"net/http/httptest"
 	"testing"
 
-	"github.com/kioskfeed/kioskfeed/broker"
+	"github.com/kioskfeed/kioskfeed/internal/httpx"
 )
 
 func TestClientAddr(t *testing.T) {
@@ -47,9 +47,9 @@ func TestClientAddr(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := broker.NewClientAddr(tt.trusted)
+			c, err := httpx.NewClientAddr(tt.trusted)
 			if err != nil {
-				t.Fatalf("broker.NewClientAddr(%q): %v", tt.trusted, err)
+				t.Fatalf("httpx.NewClientAddr(%q): %v", tt.trusted, err)
 			}
 			r := httptest.NewRequest("POST", "/api/pair", nil)
 			r.RemoteAddr = tt.remote
@@ -65,8 +65,8 @@ func TestClientAddr(t *testing.T) {
 
 func TestClientAddrConfig(t *testing.T) {
 	for _, bad := range []string{"proxy.example", "10.0.0.0/33", "10.0.0.1/", "", "2001:db8::/129"} {
-		if _, err := broker.NewClientAddr([]string{bad}); err == nil {
-			t.Errorf("broker.NewClientAddr(%q): got no error, want one", bad)
+		if _, err := httpx.NewClientAddr([]string{bad}); err == nil {
+			t.Errorf("httpx.NewClientAddr(%q): got no error, want one", bad)
 		}
 	}
 }
