@@ -1,6 +1,3 @@
-// Package brokertest starts real brokers and NATS servers for tests: an embedded
-// nats-server with JetStream whose file store lives in the test's temp dir. Nothing is
-// mocked; every test that uses it talks to a real server.
 package brokertest
 
 import (

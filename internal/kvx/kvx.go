@@ -1,6 +1,3 @@
-// Package kvx says what a JetStream KV error means, for every package that writes to
-// a bucket (broker, and pairing/dpop, which must not depend on broker and through it
-// on the embedded NATS server). It holds no state and talks to no server.
 package kvx
 
 import (
