@@ -9,6 +9,7 @@ import (
 	"strconv"
 
 	"github.com/gobwas/ws"
+	"github.com/kioskfeed/kioskfeed/broker"
 )
 
 // closeReason is one reason to close a socket, as centrifuge's Disconnect is.
@@ -18,7 +19,7 @@ type closeReason struct {
 	reason string
 	// audit is the audit type recorded with this close ("" for none). The record is
 	// written where the close is decided, with its own detail, not by closeWith.
-	audit string
+	audit broker.AuditType
 }
 
 // The server's close reasons. Two texts for one code are two entries: each text is on
@@ -33,13 +34,13 @@ var (
 	reasonUnexpectedAuth = closeReason{CloseMalformed, "unexpected auth", ""}
 
 	// Authentication and re-authentication (session.go, bridge.go, admit.go).
-	reasonBadCredential    = closeReason{CloseUnauthorized, "token or proof invalid", "auth_fail"}
+	reasonBadCredential    = closeReason{CloseUnauthorized, "token or proof invalid", broker.AuditAuthFail}
 	reasonTokenExpired     = closeReason{CloseUnauthorized, "token expired", ""}
-	reasonStaleReauth      = closeReason{CloseUnauthorized, "re-auth needs a new token", "auth_fail"}
-	reasonRevokedOrUnknown = closeReason{CloseRevoked, "device revoked or unknown", "auth_fail"}
+	reasonStaleReauth      = closeReason{CloseUnauthorized, "re-auth needs a new token", broker.AuditAuthFail}
+	reasonRevokedOrUnknown = closeReason{CloseRevoked, "device revoked or unknown", broker.AuditAuthFail}
 	reasonRevoked          = closeReason{CloseRevoked, "device revoked", ""} // the revocation kick of a live socket
 	reasonNoAuthInTime     = closeReason{CloseAuthTimeout, "no auth in time", ""}
-	reasonDuplicate        = closeReason{CloseDuplicate, "device already connected", "duplicate_refused"}
+	reasonDuplicate        = closeReason{CloseDuplicate, "device already connected", broker.AuditDuplicateRefused}
 	reasonTooManyFails     = closeReason{CloseTooMany, "too many failed attempts", ""} // closeVerdict
 	reasonTooManyConns     = closeReason{CloseTooMany, "too many connections", ""}     // MaxConns, before the session starts
 

@@ -424,8 +424,8 @@ func (s *session) probe(timeout time.Duration) bool {
 	}
 }
 
-func (br *Bridge) audit(typ string, s *session, detail string) {
-	br.b.Audit(broker.AuditRecord{Type: typ, DeviceID: s.device, Feed: s.feed, RemoteAddr: s.remote, Detail: detail})
+func (br *Bridge) audit(typ broker.AuditType, s *session, detail string) {
+	br.b.Audit(broker.AuditRecord{Type: string(typ), DeviceID: s.device, Feed: s.feed, RemoteAddr: s.remote, Detail: detail})
 }
 
 // newChallenge is the nonce a proof must sign: 32 random bytes, base64url.

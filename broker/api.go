@@ -84,7 +84,7 @@ func (a *API) publish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !key.Allows(feed) {
-		a.b.Audit(AuditRecord{Type: "producer_refused", Feed: feed, RemoteAddr: a.b.clientAddr.Of(r), Actor: ProducerKeyActor(key.ID),
+		a.b.Audit(AuditRecord{Type: string(AuditProducerRefused), Feed: feed, RemoteAddr: a.b.clientAddr.Of(r), Actor: ProducerKeyActor(key.ID),
 			Detail: "publish to a feed the key may not publish to"})
 		a.reject(w, "forbidden", httpx.Errorf(httpx.CodeForbidden, "this producer key may not publish to that feed"))
 		return
@@ -170,7 +170,7 @@ func (a *API) createKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.log.Info("producer key created", slog.String("id", rec.ID), slog.String("name", rec.Name))
-	a.b.Audit(AuditRecord{Type: "producer_key_created", RemoteAddr: a.b.clientAddr.Of(r), Actor: ActorOf(r.Context()),
+	a.b.Audit(AuditRecord{Type: string(AuditProducerKeyCreated), RemoteAddr: a.b.clientAddr.Of(r), Actor: ActorOf(r.Context()),
 		Detail: "key " + rec.ID + " (" + rec.Name + ") for " + strings.Join(rec.Feeds, ",")})
 	httpx.WriteJSON(w, http.StatusCreated, struct {
 		ProducerKey
@@ -185,7 +185,7 @@ func (a *API) deleteKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.log.Info("producer key deleted", slog.String("id", id))
-	a.b.Audit(AuditRecord{Type: "producer_key_deleted", RemoteAddr: a.b.clientAddr.Of(r), Actor: ActorOf(r.Context()), Detail: "key " + id})
+	a.b.Audit(AuditRecord{Type: string(AuditProducerKeyDeleted), RemoteAddr: a.b.clientAddr.Of(r), Actor: ActorOf(r.Context()), Detail: "key " + id})
 	w.WriteHeader(http.StatusNoContent)
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
-	"regexp"
 	"time"
 
 	"github.com/kioskfeed/kioskfeed/internal/httpx"
@@ -13,8 +12,6 @@ import (
 )
 
 const auditSubjectPrefix = "audit."
-
-var auditTypeRe = regexp.MustCompile(`^[a-z][a-z_]{0,39}$`)
 
 // AuditRecord is one entry of the audit log (docs/protocol.md §6). Detail is a short reason
 // for people; it must never hold a PIN, token, key or proof.
@@ -65,14 +62,14 @@ func ActorOf(ctx context.Context) string {
 // aggregatedTypes are the audit types summed up per client address and window: the
 // refusals an outsider can cause as often as it likes. Successes, admin actions and
 // anything else are never aggregated: each is one record.
-var aggregatedTypes = map[string]bool{
-	"auth_fail":         true, // a WebSocket auth refused
-	"duplicate_refused": true, // a second live connection for one device refused
-	"token_refused":     true, // POST /api/token refused
-	"pair_fail":         true, // a wrong PIN, or a poll with another key
-	"pair_approve_fail": true, // an admin's code that names no open request
-	"admin_login_fail":  true, // a wrong dashboard password or admin bearer token
-	"producer_refused":  true, // a producer key publishing to a feed it may not
+var aggregatedTypes = map[AuditType]bool{
+	AuditAuthFail:         true,
+	AuditDuplicateRefused: true,
+	AuditTokenRefused:     true,
+	AuditPairFail:         true,
+	AuditPairApproveFail:  true,
+	AuditAdminLoginFail:   true,
+	AuditProducerRefused:  true,
 }
 
 // Audit appends a record without waiting for its acknowledgement: audit writes sit on
@@ -89,7 +86,7 @@ var aggregatedTypes = map[string]bool{
 // maxAuditAggregate addresses are followed at once; past that the repeats of any other
 // address are counted per type under no address.
 func (b *Broker) Audit(rec AuditRecord) {
-	if !auditTypeRe.MatchString(rec.Type) {
+	if !ValidAuditType(rec.Type) {
 		b.log.Error("audit record with invalid type dropped", slog.String("type", rec.Type))
 		return
 	}
@@ -97,7 +94,7 @@ func (b *Broker) Audit(rec AuditRecord) {
 		rec.Time = b.Now()
 	}
 	rec.Time = rec.Time.UTC()
-	if b.agg != nil && aggregatedTypes[rec.Type] && b.agg.absorb(rec) {
+	if b.agg != nil && aggregatedTypes[AuditType(rec.Type)] && b.agg.absorb(rec) {
 		return
 	}
 	b.writeAudit(rec)
@@ -114,7 +111,7 @@ func (b *Broker) writeAudit(rec AuditRecord) {
 
 // AuditList returns up to limit records, newest first, of one type when typ is not empty.
 func (b *Broker) AuditList(ctx context.Context, typ string, limit int) ([]AuditRecord, error) {
-	if typ != "" && !auditTypeRe.MatchString(typ) {
+	if typ != "" && !ValidAuditType(typ) {
 		return nil, httpx.Errorf(httpx.CodeInvalidRequest, "unknown audit type")
 	}
 	filter := auditSubjectPrefix + ">"
