@@ -1,0 +1,221 @@
+package client_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/kioskfeed/kioskfeed/bridge"
+	"github.com/kioskfeed/kioskfeed/broker"
+	"github.com/kioskfeed/kioskfeed/pairing"
+)
+
+// The client's tests run against a whole kioskfeed made of its real parts (embedded
+// NATS with JetStream in a temp dir, pairing, the bridge, the producer and admin APIs
+// behind a loopback HTTP server), wired as cmd/kioskfeed/serve.go wires them. The
+// client itself knows none of these packages: only its tests do.
+
+const adminToken = "client-test-admin-token-0123456789"
+
+// serverOpts are the settings tests shorten.
+type serverOpts struct {
+	tokenTTL  time.Duration // default 10m
+	heartbeat time.Duration // default 2s
+	// reauthGrace is how long past its token's expiry a socket that was not
+	// re-authenticated lives; default the bridge's 30 s.
+	reauthGrace time.Duration
+}
+
+type testServer struct {
+	URL  string // the public URL: the listener's own
+	b    *broker.Broker
+	auth *pairing.Authority
+	srv  *httptest.Server
+	opts serverOpts
+
+	mu sync.Mutex
+	br *bridge.Bridge
+	h  atomic.Pointer[http.ServeMux]
+}
+
+// newServer starts a server; stop ends it. It takes no testing.TB so that TestMain can
+// start the one the examples use.
+func newServer(opts serverOpts) (s *testServer, stop func(), err error) {
+	dir, err := os.MkdirTemp("", "client-test-")
+	if err != nil {
+		return nil, nil, err
+	}
+	var cleanups []func()
+	stop = func() {
+		for i := len(cleanups) - 1; i >= 0; i-- {
+			cleanups[i]()
+		}
+		_ = os.RemoveAll(dir)
+	}
+	defer func() {
+		if err != nil {
+			stop()
+		}
+	}()
+	b, err := broker.New(context.Background(), broker.Config{DataDir: dir})
+	if err != nil {
+		return nil, nil, err
+	}
+	cleanups = append(cleanups, func() { _ = b.Close(context.Background()) })
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	s = &testServer{b: b, opts: opts}
+	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.h.Load().ServeHTTP(w, r)
+	}))
+	s.URL = "http://" + s.srv.Listener.Addr().String()
+	s.auth, err = pairing.New(context.Background(), pairing.Config{
+		PublicURL: s.URL, SigningKeys: []*ecdsa.PrivateKey{key},
+		AdminTokenHashes: [][32]byte{pairing.HashToken(adminToken)},
+		TokenTTL:         opts.tokenTTL, PairBurst: 1000, Now: b.Now,
+	}, b)
+	if err != nil {
+		return nil, nil, err
+	}
+	cleanups = append(cleanups, s.auth.Close)
+	if err := s.startBridge(); err != nil {
+		return nil, nil, err
+	}
+	s.srv.Config.ReadHeaderTimeout = 5 * time.Second
+	s.srv.Start()
+	cleanups = append(cleanups, func() {
+		s.stopBridge()
+		s.srv.Close()
+	})
+	return s, stop, nil
+}
+
+// startServer is newServer for one test.
+func startServer(tb testing.TB, opts serverOpts) *testServer {
+	tb.Helper()
+	s, stop, err := newServer(opts)
+	if err != nil {
+		tb.Fatalf("start server: %v", err)
+	}
+	tb.Cleanup(stop)
+	return s
+}
+
+// startBridge makes a bridge and the routes, and serves them from now on.
+func (s *testServer) startBridge() error {
+	hb := s.opts.heartbeat
+	if hb == 0 {
+		hb = 2 * time.Second
+	}
+	br, err := bridge.New(context.Background(), bridge.Config{PublicURL: s.URL, Heartbeat: hb,
+		LeaseTTL: 3 * time.Second, ReauthGrace: s.opts.reauthGrace, Now: s.b.Now}, s.b, s.b, s.auth, s.auth.Devices())
+	if err != nil {
+		return err
+	}
+	s.auth.SetPresence(br.Presence)
+	mux := http.NewServeMux()
+	broker.NewAPI(s.b, s.auth).Register(mux)
+	s.auth.Register(mux)
+	br.Register(mux)
+	s.mu.Lock()
+	s.br = br
+	s.mu.Unlock()
+	s.h.Store(mux)
+	return nil
+}
+
+func (s *testServer) stopBridge() {
+	s.mu.Lock()
+	br := s.br
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = br.Shutdown(ctx)
+}
+
+// restartBridge drains the bridge as a restarting instance does (every socket closed
+// 1012) and serves a new one on the same address, NATS and keys.
+func (s *testServer) restartBridge(tb testing.TB) {
+	tb.Helper()
+	s.stopBridge()
+	if err := s.startBridge(); err != nil {
+		tb.Fatalf("restart bridge: %v", err)
+	}
+}
+
+// admin calls the admin API (docs/protocol.md §6) and decodes the answer into out.
+func (s *testServer) admin(method, path, body string, want int, out any) error {
+	req, err := http.NewRequest(method, s.URL+path, strings.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != want {
+		return fmt.Errorf("%s %s: HTTP %d %s, want %d", method, path, resp.StatusCode, data, want)
+	}
+	if out != nil {
+		return json.Unmarshal(data, out)
+	}
+	return nil
+}
+
+// pin mints a PIN for feed.
+func (s *testServer) pin(feed string) (string, error) {
+	var p struct{ PIN string }
+	err := s.admin("POST", "/api/admin/feeds/"+feed+"/pins", `{"ttl":"5m"}`, http.StatusCreated, &p)
+	return p.PIN, err
+}
+
+func (s *testServer) mustPIN(tb testing.TB, feed string) string {
+	tb.Helper()
+	p, err := s.pin(feed)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return p
+}
+
+// approve approves the pairing code for feed, as an administrator.
+func (s *testServer) approve(code, feed string) error {
+	return s.admin("POST", "/api/admin/pair-requests/"+code+"/approve", `{"feed":"`+feed+`"}`, http.StatusOK, nil)
+}
+
+// revoke deletes a device.
+func (s *testServer) revoke(deviceID string) error {
+	return s.admin("DELETE", "/api/admin/devices/"+deviceID, "", http.StatusNoContent, nil)
+}
+
+// publish stores one event and returns its seq.
+func (s *testServer) publish(feed, kind, data string) (uint64, error) {
+	res, err := s.b.Publish(context.Background(), feed, broker.EventInput{Kind: kind, Data: json.RawMessage(data)})
+	return res.Seq, err
+}
+
+func (s *testServer) mustPublish(tb testing.TB, feed, kind, data string) uint64 {
+	tb.Helper()
+	seq, err := s.publish(feed, kind, data)
+	if err != nil {
+		tb.Fatalf("publish: %v", err)
+	}
+	return seq
+}

@@ -1,0 +1,487 @@
+package client
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+)
+
+// The server messages a Conn yields (docs/protocol.md §5). challenge, welcome and
+// reauth are handled inside the Conn.
+const (
+	TypeEvent     = "event"
+	TypeReset     = "reset"
+	TypeSynced    = "synced"
+	TypeHeartbeat = "heartbeat"
+)
+
+const (
+	defaultHandshakeTimeout = 15 * time.Second
+	defaultWriteTimeout     = 5 * time.Second
+	// defaultMaxFrame bounds one server message: an event's data is at most 64 KiB
+	// (docs/protocol.md §8), so a message near this size is a broken or hostile server.
+	defaultMaxFrame = 1 << 20
+	// closeWriteTimeout bounds the write of our close frame.
+	closeWriteTimeout = time.Second
+	// noStatus is RFC 6455's code for a close frame without one.
+	noStatus = 1005
+)
+
+var (
+	// ErrNoCloseFrame means the connection ended without a close frame: a dead network
+	// or a crashed server. The read error is wrapped too.
+	ErrNoCloseFrame = errors.New("client: connection ended without a close frame")
+	// ErrSilent means the server sent nothing for 2.5 heartbeats (docs/protocol.md §5
+	// step 6): the link is presumed dead, as a Wi-Fi that vanished never says so.
+	ErrSilent = errors.New("client: server silent for 2.5 heartbeats")
+)
+
+// CloseError is the server's close frame. Code is the protocol's verdict
+// (docs/protocol.md §5): 4401 bad token, 4403 revoked (errors.Is ErrRevoked), 1012
+// restarting, 4429 too many, ...
+type CloseError struct {
+	Code   int
+	Reason string
+}
+
+// Error gives the code and reason.
+func (e *CloseError) Error() string {
+	return fmt.Sprintf("client: server closed the socket with %d %q", e.Code, e.Reason)
+}
+
+// Is makes a 4403 close ErrRevoked.
+func (e *CloseError) Is(target error) bool { return target == ErrRevoked && e.Code == 4403 }
+
+// Message is one server message given to the caller: an event (Seq, ID, Kind, Time,
+// Data), a reset (clear what is shown: the feed's state follows), synced (Seq: the
+// catch-up is in, live events follow) or a heartbeat (Time).
+type Message struct {
+	Type string
+	Seq  uint64
+	ID   string
+	Kind string // state, item or clear
+	Time time.Time
+	Data json.RawMessage
+}
+
+// Welcome is the server's welcome (docs/protocol.md §5 step 3).
+type Welcome struct {
+	DeviceID  string
+	Feed      string
+	Heartbeat time.Duration
+	TokenExp  time.Time
+	// Epoch names the event log the seqs come from; send it back with Resume.
+	Epoch string
+}
+
+// Resume is where a socket's catch-up starts: the newest seq shown and the epoch it
+// belongs to (both zero for a first connection, which gets a reset and the state).
+type Resume struct {
+	Since uint64
+	Epoch string
+}
+
+// SocketOptions tune a socket; the zero value is what a display wants.
+type SocketOptions struct {
+	// Origin is sent as the Origin header; default the BaseURL's origin, which the
+	// server allows unless configured otherwise.
+	Origin string
+	// NetDial dials the TCP connection instead of net.Dialer (a load generator binds
+	// source addresses; a test reaches a server whose public URL is elsewhere).
+	NetDial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// HandshakeTimeout bounds the dial, the upgrade, and challenge to welcome; default 15 s.
+	HandshakeTimeout time.Duration
+	// WriteTimeout bounds each frame written; default 5 s.
+	WriteTimeout time.Duration
+	// MaxMessage bounds one server message; default 1 MiB.
+	MaxMessage int64
+}
+
+// Conn is one socket to /ws, authenticated: it answers pings and reauth requests by
+// itself and yields the other messages through Next. It keeps no goroutine and no
+// buffer of its own between messages, so a process can hold many thousands. Next is
+// called by one goroutine; Close may be called from any.
+type Conn struct {
+	dev     *Device
+	ctx     context.Context // the socket's life; a reauth's token refresh uses it
+	stop    func() bool     // undoes the AfterFunc that closes nc when ctx ends
+	nc      net.Conn
+	src     source
+	rd      wsutil.Reader
+	welcome Welcome
+	silence time.Duration // the watchdog: a read deadline of 2.5 heartbeats
+	wtime   time.Duration
+	err     error // sticky: once the stream failed, every Next returns it
+
+	wmu       sync.Mutex // serializes writes: auth answers, pongs, close frames
+	closeSent bool
+}
+
+// Connect opens a socket and authenticates it (docs/protocol.md §5 steps 1–3): it
+// fetches a token first if the device's has less than a minute left, reads the
+// challenge, sends auth with a proof over it and resume, and returns once welcomed. The
+// catch-up (a reset or events, then synced) follows through Next. The socket lives
+// until ctx ends or Close. A refusal of the upgrade is an *APIError; a close before
+// the welcome is a *CloseError.
+func Connect(ctx context.Context, dev *Device, resume Resume, opts SocketOptions) (*Conn, error) {
+	hsTimeout := opts.HandshakeTimeout
+	if hsTimeout <= 0 {
+		hsTimeout = defaultHandshakeTimeout
+	}
+	if err := dev.ensureToken(ctx); err != nil {
+		return nil, fmt.Errorf("client: token for the socket: %w", err)
+	}
+	nc, br, err := dial(ctx, dev, opts, hsTimeout)
+	if err != nil {
+		return nil, err
+	}
+	c := &Conn{dev: dev, ctx: ctx, nc: nc, wtime: opts.WriteTimeout}
+	if c.wtime <= 0 {
+		c.wtime = defaultWriteTimeout
+	}
+	maxMsg := opts.MaxMessage
+	if maxMsg <= 0 {
+		maxMsg = defaultMaxFrame
+	}
+	c.src = source{br: br, nc: nc}
+	c.rd = wsutil.Reader{Source: &c.src, State: ws.StateClientSide, CheckUTF8: true,
+		MaxFrameSize: maxMsg, MaxMessageSize: maxMsg, OnIntermediate: c.control}
+	c.stop = context.AfterFunc(ctx, func() { _ = nc.Close() })
+	if err := c.handshake(resume, time.Now().Add(hsTimeout)); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// dial opens the TCP connection and upgrades it, turning an HTTP refusal into the
+// *APIError its JSON body describes.
+func dial(ctx context.Context, dev *Device, opts SocketOptions, timeout time.Duration) (net.Conn, *bufio.Reader, error) {
+	origin := opts.Origin
+	if origin == "" {
+		origin = originOf(dev.BaseURL)
+	}
+	var refusal *APIError
+	d := ws.Dialer{
+		Timeout: timeout,
+		Header:  ws.HandshakeHeaderString("Origin: " + origin + "\r\nUser-Agent: " + userAgent + "\r\n"),
+		NetDial: opts.NetDial,
+		OnStatusError: func(status int, _ []byte, resp io.Reader) {
+			refusal = upgradeRefusal(status, resp)
+		},
+	}
+	nc, br, _, err := d.Dial(ctx, dev.WSURL())
+	if err != nil {
+		if refusal != nil {
+			return nil, nil, refusal
+		}
+		return nil, nil, fmt.Errorf("client: dial %s: %w", dev.WSURL(), err)
+	}
+	return nc, br, nil
+}
+
+// upgradeRefusal reads the refused upgrade's response (bounded) for its error code and
+// Retry-After.
+func upgradeRefusal(status int, resp io.Reader) *APIError {
+	e := &APIError{Status: status, Message: http.StatusText(status)}
+	r, err := http.ReadResponse(bufio.NewReader(io.LimitReader(resp, 64<<10)), nil)
+	if err != nil {
+		return e
+	}
+	defer r.Body.Close()
+	e.RetryAfter = retryAfter(r.Header.Get("Retry-After"))
+	if r.ContentLength > 0 && r.ContentLength <= 16<<10 {
+		data, _ := io.ReadAll(io.LimitReader(r.Body, r.ContentLength))
+		_ = json.Unmarshal(data, e)
+	}
+	return e
+}
+
+func originOf(baseURL string) string {
+	rest, ok := strings.CutPrefix(baseURL, "https://")
+	scheme := "https://"
+	if !ok {
+		rest, _ = strings.CutPrefix(baseURL, "http://")
+		scheme = "http://"
+	}
+	host, _, _ := strings.Cut(rest, "/")
+	return scheme + host
+}
+
+// wireMsg holds the members of every server message.
+type wireMsg struct {
+	Type       string          `json:"type"`
+	Nonce      string          `json:"nonce"`
+	Seq        uint64          `json:"seq"`
+	ID         string          `json:"id"`
+	Kind       string          `json:"kind"`
+	Time       string          `json:"time"`
+	Data       json.RawMessage `json:"data"`
+	DeviceID   string          `json:"device_id"`
+	Feed       string          `json:"feed"`
+	HeartbeatS int             `json:"heartbeat_s"`
+	TokenExp   string          `json:"token_exp"`
+	Epoch      string          `json:"epoch"`
+}
+
+// authMsg is the client's auth message (docs/protocol.md §5 step 2).
+type authMsg struct {
+	Type  string `json:"type"`
+	Token string `json:"token"`
+	Proof string `json:"proof"`
+	Since uint64 `json:"since"`
+	Epoch string `json:"epoch,omitempty"`
+}
+
+// handshake is challenge → auth → welcome, strictly in that order, by deadline.
+func (c *Conn) handshake(resume Resume, deadline time.Time) error {
+	m, err := c.read(deadline)
+	if err != nil {
+		return err
+	}
+	if m.Type != "challenge" || m.Nonce == "" {
+		return fmt.Errorf("client: the server's first message is %q, not a challenge", m.Type)
+	}
+	if err := c.auth(m.Nonce, resume); err != nil {
+		return err
+	}
+	if m, err = c.read(deadline); err != nil {
+		return err
+	}
+	if m.Type != "welcome" {
+		return fmt.Errorf("client: got %q before the welcome", m.Type)
+	}
+	c.setWelcome(m)
+	return nil
+}
+
+func (c *Conn) setWelcome(m *wireMsg) {
+	c.welcome = Welcome{DeviceID: m.DeviceID, Feed: m.Feed, Epoch: m.Epoch,
+		Heartbeat: time.Duration(m.HeartbeatS) * time.Second}
+	c.welcome.TokenExp, _ = time.Parse(time.RFC3339, m.TokenExp)
+	if c.welcome.Heartbeat <= 0 {
+		c.welcome.Heartbeat = 20 * time.Second // the protocol's default
+	}
+	c.silence = c.welcome.Heartbeat * 5 / 2
+}
+
+// auth sends an auth message over nonce with the device's current token.
+func (c *Conn) auth(nonce string, resume Resume) error {
+	tok, proof, err := c.dev.socketProof(nonce)
+	if err != nil {
+		return err
+	}
+	p, err := json.Marshal(authMsg{Type: "auth", Token: tok, Proof: proof, Since: resume.Since, Epoch: resume.Epoch})
+	if err != nil {
+		return fmt.Errorf("client: encode auth: %w", err)
+	}
+	return c.write(ws.OpText, p)
+}
+
+// Welcome is the server's welcome of this socket.
+func (c *Conn) Welcome() Welcome { return c.welcome }
+
+// NetConn is the TCP connection, for a load generator that simulates a dead link.
+func (c *Conn) NetConn() net.Conn { return c.nc }
+
+// Next returns the next event, reset, synced or heartbeat. It answers a reauth by
+// itself (a fresh token, a proof over the reauth nonce); if no token can be had the
+// server closes the socket 4401 at the old token's expiry, which Next then returns. It
+// fails with ErrSilent when the server says nothing for 2.5 heartbeats, a *CloseError
+// for the server's close frame, ErrNoCloseFrame for a dropped connection.
+func (c *Conn) Next() (Message, error) {
+	for {
+		m, err := c.read(time.Now().Add(c.silence))
+		if err != nil {
+			return Message{}, err
+		}
+		switch m.Type {
+		case TypeEvent, TypeReset, TypeSynced, TypeHeartbeat:
+			out := Message{Type: m.Type, Seq: m.Seq, ID: m.ID, Kind: m.Kind, Data: m.Data}
+			out.Time, _ = time.Parse(time.RFC3339Nano, m.Time)
+			return out, nil
+		case "reauth":
+			if m.Nonce == "" {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(c.ctx, defaultCallTimeout)
+			err := c.dev.Refresh(ctx)
+			cancel()
+			if err != nil {
+				continue // the server closes us 4401 at the old token's expiry
+			}
+			if err := c.auth(m.Nonce, Resume{}); err != nil {
+				return Message{}, c.fail(err)
+			}
+		}
+		// Other types (a second welcome, a newer server's) are not for the caller.
+	}
+}
+
+// read returns the next text message by deadline, answering control frames.
+func (c *Conn) read(deadline time.Time) (*wireMsg, error) {
+	if c.err != nil {
+		return nil, c.err
+	}
+	if err := c.nc.SetReadDeadline(deadline); err != nil {
+		return nil, c.fail(err)
+	}
+	for {
+		hdr, err := c.rd.NextFrame()
+		if err != nil {
+			return nil, c.fail(err)
+		}
+		if hdr.OpCode.IsControl() {
+			err := c.control(hdr, &c.rd)
+			if err == nil {
+				err = c.rd.Discard()
+			}
+			if err != nil {
+				return nil, c.fail(err)
+			}
+			continue
+		}
+		if hdr.OpCode != ws.OpText {
+			return nil, c.fail(errors.New("client: the server sent a binary message"))
+		}
+		payload, err := c.payload(hdr)
+		if err != nil {
+			return nil, c.fail(err)
+		}
+		var m wireMsg
+		if err := json.Unmarshal(payload, &m); err != nil {
+			return nil, c.fail(fmt.Errorf("client: malformed server message: %w", err))
+		}
+		return &m, nil
+	}
+}
+
+// payload reads the message whose first frame is hdr; a final frame's size is known
+// and bounded, so it is read into an exact buffer.
+func (c *Conn) payload(hdr ws.Header) ([]byte, error) {
+	if hdr.Fin {
+		buf := make([]byte, hdr.Length)
+		if _, err := io.ReadFull(&c.rd, buf); err != nil {
+			return nil, err
+		}
+		return buf, c.rd.Discard()
+	}
+	return io.ReadAll(&c.rd)
+}
+
+// control handles a control frame (payload at most 125 bytes); it is also the reader's
+// hook for control frames between the fragments of a message.
+func (c *Conn) control(hdr ws.Header, r io.Reader) error {
+	var buf [ws.MaxControlFramePayloadSize]byte
+	p := buf[:hdr.Length]
+	if _, err := io.ReadFull(r, p); err != nil {
+		return err
+	}
+	switch hdr.OpCode {
+	case ws.OpPing:
+		return c.write(ws.OpPong, p)
+	case ws.OpClose:
+		// Parsed by hand: wsutil refuses 1012 and 1013, which the protocol uses.
+		ce := &CloseError{Code: noStatus}
+		var echo []byte
+		if len(p) >= 2 {
+			code, reason := ws.ParseCloseFrameData(p)
+			ce.Code, ce.Reason = int(code), reason
+			echo = p[:2]
+		}
+		_ = c.write(ws.OpClose, echo) // the close frame is the answer either way
+		return ce
+	}
+	return nil
+}
+
+// fail makes err the socket's sticky error, classified.
+func (c *Conn) fail(err error) error {
+	if c.err != nil {
+		return c.err
+	}
+	var ce *CloseError
+	switch {
+	case errors.As(err, &ce):
+		err = ce
+	case errors.Is(err, os.ErrDeadlineExceeded) && c.silence > 0:
+		err = fmt.Errorf("%w: %w", ErrSilent, err)
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET),
+		errors.Is(err, syscall.EPIPE), errors.Is(err, net.ErrClosed):
+		err = fmt.Errorf("%w: %w", ErrNoCloseFrame, err)
+	}
+	c.err = err
+	return err
+}
+
+// write sends one masked frame in a single write, so the server never waits for a
+// payload after its header.
+func (c *Conn) write(op ws.OpCode, payload []byte) error {
+	h := ws.Header{Fin: true, OpCode: op, Masked: true, Mask: ws.NewMask(), Length: int64(len(payload))}
+	var b bytes.Buffer
+	b.Grow(ws.HeaderSize(h) + len(payload))
+	_ = ws.WriteHeader(&b, h)
+	start := b.Len()
+	b.Write(payload)
+	ws.Cipher(b.Bytes()[start:], h.Mask, 0)
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.closeSent {
+		return nil // RFC 6455 §5.5.1: nothing follows a close frame
+	}
+	c.closeSent = op == ws.OpClose
+	wtime := c.wtime
+	if c.closeSent {
+		wtime = min(wtime, closeWriteTimeout) // a dead link must not hold Close up
+	}
+	_ = c.nc.SetWriteDeadline(time.Now().Add(wtime))
+	if _, err := c.nc.Write(b.Bytes()); err != nil {
+		return fmt.Errorf("client: write: %w", err)
+	}
+	return nil
+}
+
+// Close ends the socket with a 1000 close frame (unless one was sent or the stream
+// failed) and closes the connection, without waiting for the server's answer: a
+// display that goes away has nothing more to read.
+func (c *Conn) Close() error {
+	_ = c.write(ws.OpClose, ws.NewCloseFrameBody(ws.StatusNormalClosure, ""))
+	c.stop()
+	err := c.nc.Close()
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// source reads what the dialer buffered with the handshake before the connection, then
+// gives that buffer back to gobwas' pool, so an idle Conn holds no read buffer.
+type source struct {
+	br *bufio.Reader
+	nc net.Conn
+}
+
+func (s *source) Read(p []byte) (int, error) {
+	if s.br != nil {
+		if b := s.br.Buffered(); b > 0 {
+			return s.br.Read(p[:min(len(p), b)]) // served from the buffer alone
+		}
+		ws.PutReader(s.br)
+		s.br = nil
+	}
+	return s.nc.Read(p)
+}
