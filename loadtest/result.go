@@ -1,0 +1,83 @@
+package loadtest
+
+// This file holds what a run reports: Result, the figures of a whole run that the CLI
+// prints as a table or JSON, and the small sums over the workers' replies behind them
+// (latency percentiles, failure counts).
+
+import (
+	"slices"
+)
+
+// Result is one run's figures. Latencies are publish→delivery over every (tablet,
+// event) pair; memory is the server process's resident set (VmRSS).
+type Result struct {
+	Tablets              int     `json:"tablets"`
+	RSSBytesPerTablet    float64 `json:"rss_bytes_per_tablet"`
+	FanoutP50Ms          float64 `json:"fanout_p50_ms"`
+	FanoutP90Ms          float64 `json:"fanout_p90_ms"`
+	FanoutP99Ms          float64 `json:"fanout_p99_ms"`
+	FanoutMaxMs          float64 `json:"fanout_max_ms"`
+	NATSWSFanoutP50Ms    float64 `json:"nats_ws_fanout_p50_ms"`
+	NATSWSFanoutP90Ms    float64 `json:"nats_ws_fanout_p90_ms"`
+	NATSWSFanoutP99Ms    float64 `json:"nats_ws_fanout_p99_ms"`
+	NATSWSFanoutMaxMs    float64 `json:"nats_ws_fanout_max_ms"`
+	NATSWSRSSBytesPerSub float64 `json:"nats_ws_rss_bytes_per_sub"`
+	ReconnectAllS        float64 `json:"reconnect_all_s"`
+	HandshakesPerS       float64 `json:"handshakes_per_s"`
+	IdleLeaseCPUPct      float64 `json:"idle_lease_cpu_pct"`
+
+	// Details behind the headline figures.
+	Events                     int            `json:"events"`
+	Rate                       float64        `json:"rate_per_s"`
+	PayloadBytes               int            `json:"payload_bytes"`
+	Workers                    int            `json:"workers"`
+	PairS                      float64        `json:"pair_s"`
+	ConnectS                   float64        `json:"connect_s"`
+	ConnectHandshakesPerS      float64        `json:"connect_handshakes_per_s"`
+	ServerRSSEmptyBytes        int64          `json:"server_rss_empty_bytes"`
+	ServerRSSPairedBytes       int64          `json:"server_rss_paired_bytes"`
+	ServerRSSAfterConnectBytes int64          `json:"server_rss_after_connect_bytes"`
+	ServerRSSTabletsBytes      int64          `json:"server_rss_tablets_bytes"`
+	GoroutinesPaired           float64        `json:"goroutines_paired"`
+	GoroutinesTablets          float64        `json:"goroutines_tablets"`
+	HeapInuseTablets           float64        `json:"heap_inuse_tablets_bytes"`
+	Deliveries                 int            `json:"deliveries"`
+	Missing                    int            `json:"missing"`
+	Duplicates                 int            `json:"duplicates"`
+	AfterRestartMissing        int            `json:"after_restart_missing"`
+	NATSDeliveries             int            `json:"nats_ws_deliveries"`
+	NATSMissing                int            `json:"nats_ws_missing"`
+	NATSDuplicates             int            `json:"nats_ws_duplicates"`
+	RestartCloses              map[string]int `json:"restart_closes,omitempty"`
+
+	// The scenario's figures; for them the fields above hold only the run's shape
+	// (tablets, events, rate, payload, workers, pair_s, connect_s).
+	Scenario string        `json:"scenario"`
+	Outage   *OutageResult `json:"outage,omitempty"`
+	Storm    *StormResult  `json:"storm,omitempty"`
+}
+
+// percentiles are p50, p90, p99 and max of latencies in µs, in ms.
+func percentiles(lat []int32) [4]float64 {
+	if len(lat) == 0 {
+		return [4]float64{}
+	}
+	s := slices.Clone(lat)
+	slices.Sort(s)
+	at := func(q float64) float64 {
+		i := int(q*float64(len(s))+0.999999) - 1
+		return float64(s[min(max(i, 0), len(s)-1)]) / 1000
+	}
+	return [4]float64{at(0.50), at(0.90), at(0.99), float64(s[len(s)-1]) / 1000}
+}
+
+func sumFailed(reps []reply) (int, string) {
+	n, first := 0, ""
+	for _, rep := range reps {
+		n += rep.Failed
+		if first == "" {
+			first = rep.FirstErr
+		}
+	}
+	return n, first
+}
