@@ -101,11 +101,15 @@ func runClient(tb testing.TB, c *client.Client) (collector, <-chan error, contex
 	ctx, cancel := context.WithCancel(context.Background())
 	msgs := make(collector, 64)
 	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx, msgs.handle) }()
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		done <- c.Run(ctx, msgs.handle)
+	}()
 	tb.Cleanup(func() {
 		cancel()
 		select {
-		case <-done:
+		case <-finished:
 		case <-time.After(wait):
 			tb.Errorf("Run did not return within %v of its context ending", wait)
 		}
