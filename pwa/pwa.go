@@ -94,7 +94,8 @@ func New(cfg Config) (*App, error) {
 	}
 	a := &App{assets: map[string]file{}}
 
-	// urls maps a source name (app.js, icon-192.png) to its hashed URL.
+	// urls maps a source name (app.css, icon-192.png) to its hashed URL; the modules
+	// (static/*.js) are named by buildModules.
 	urls := map[string]string{}
 	add := func(name string, body []byte) error {
 		ext := path.Ext(name)
@@ -111,14 +112,26 @@ func New(cfg Config) (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pwa: read static files: %w", err)
 	}
+	modules := map[string][]byte{}
 	for _, e := range entries {
 		body, err := staticFS.ReadFile("static/" + e.Name())
 		if err != nil {
 			return nil, fmt.Errorf("pwa: read %s: %w", e.Name(), err)
 		}
+		if path.Ext(e.Name()) == ".js" {
+			modules[e.Name()] = body // named together below, since they import each other
+			continue
+		}
 		if err := add(e.Name(), body); err != nil {
 			return nil, err
 		}
+	}
+	mods, err := buildModules(modules)
+	if err != nil {
+		return nil, err
+	}
+	for name, body := range mods.files {
+		a.assets[name] = newFile(body, contentTypes[".js"])
 	}
 	for _, ic := range icons {
 		if err := add(ic.file, ic.render()); err != nil {
@@ -128,7 +141,8 @@ func New(cfg Config) (*App, error) {
 
 	page := pageData{
 		Name: name, ShortName: shortName(name), ThemeColor: themeColor,
-		JS: urls["app.js"], CSS: urls["app.css"], Icon: urls["icon-192.png"], AppleIcon: urls["apple-touch-icon.png"],
+		JS: mods.entry, Modules: mods.preload,
+		CSS: urls["app.css"], Icon: urls["icon-192.png"], AppleIcon: urls["apple-touch-icon.png"],
 	}
 	tmpl, err := template.ParseFS(templateFS, "templates/*.html")
 	if err != nil {
@@ -173,6 +187,10 @@ func (a *App) Register(mux *http.ServeMux) {
 type pageData struct {
 	Name, ShortName, ThemeColor string
 	JS, CSS, Icon, AppleIcon    string
+	// Modules are the URLs of the modules JS imports, directly or not, which the page
+	// preloads: the browser fetches them at once instead of one import level per
+	// round trip.
+	Modules []string
 }
 
 var contentTypes = map[string]string{
