@@ -1,10 +1,14 @@
 package client_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +19,10 @@ import (
 var shared *testServer
 
 func TestMain(m *testing.M) {
+	if os.Getenv(serveEnv) != "" {
+		serveUntilStdinCloses()
+		return
+	}
 	s, stop, err := newServer(serverOpts{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "start the examples' server:", err)
@@ -115,4 +123,68 @@ func runClient(tb testing.TB, c *client.Client) (collector, <-chan error, contex
 		}
 	})
 	return msgs, done, cancel
+}
+
+// serveEnv makes the test binary a server in a process of its own, for measurements of
+// the client's memory that the server's must not blur.
+const serveEnv = "KIOSKFEED_CLIENT_TEST_SERVE"
+
+func serveUntilStdinCloses() {
+	s, stop, err := newServer(serverOpts{heartbeat: 20 * time.Second})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "start server:", err)
+		os.Exit(1)
+	}
+	fmt.Println("serving", s.URL)
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	stop()
+	os.Exit(0)
+}
+
+// startServerProcess runs a server in a child process until the test ends. Only its
+// HTTP surface is usable (pin, approve, revoke), not publish.
+func startServerProcess(tb testing.TB) *testServer {
+	tb.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), serveEnv+"=1")
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		_ = stdin.Close()
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+	line := make(chan string, 1)
+	go func() {
+		l, _ := bufio.NewReader(stdout).ReadString('\n')
+		line <- l
+		_, _ = io.Copy(io.Discard, stdout)
+	}()
+	select {
+	case l := <-line:
+		url, ok := strings.CutPrefix(strings.TrimSpace(l), "serving ")
+		if !ok {
+			tb.Fatalf("server process said %q", l)
+		}
+		return &testServer{URL: url}
+	case <-time.After(60 * time.Second):
+		tb.Fatal("the server process did not start within 60s")
+	}
+	return nil
 }

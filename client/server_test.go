@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kioskfeed/kioskfeed/admin"
 	"github.com/kioskfeed/kioskfeed/bridge"
 	"github.com/kioskfeed/kioskfeed/broker"
 	"github.com/kioskfeed/kioskfeed/pairing"
@@ -45,9 +46,10 @@ type testServer struct {
 	srv  *httptest.Server
 	opts serverOpts
 
-	mu sync.Mutex
-	br *bridge.Bridge
-	h  atomic.Pointer[http.ServeMux]
+	mu  sync.Mutex
+	br  *bridge.Bridge
+	adm *admin.Admin
+	h   atomic.Pointer[http.ServeMux]
 }
 
 // newServer starts a server; stop ends it. It takes no testing.TB so that TestMain can
@@ -82,8 +84,7 @@ func newServer(opts serverOpts) (s *testServer, stop func(), err error) {
 	s.URL = "http://" + s.srv.Listener.Addr().String()
 	s.auth, err = pairing.New(context.Background(), pairing.Config{
 		PublicURL: s.URL, SigningKeys: []*ecdsa.PrivateKey{key},
-		AdminTokenHashes: [][32]byte{pairing.HashToken(adminToken)},
-		TokenTTL:         opts.tokenTTL, PairBurst: 1000, Now: b.Now,
+		TokenTTL: opts.tokenTTL, PairBurst: 10000, Now: b.Now, // each new key pairs with two calls (nonce)
 	}, b)
 	if err != nil {
 		return nil, nil, err
@@ -119,17 +120,24 @@ func (s *testServer) startBridge() error {
 		hb = 2 * time.Second
 	}
 	br, err := bridge.New(context.Background(), bridge.Config{PublicURL: s.URL, Heartbeat: hb,
-		LeaseTTL: 3 * time.Second, ReauthGrace: s.opts.reauthGrace, Now: s.b.Now}, s.b, s.b, s.auth, s.auth.Devices())
+		LeaseTTL: 3 * time.Second, ReauthGrace: s.opts.reauthGrace, Now: s.b.Now,
+		WSConnectBurst: 1 << 20, // the memory benchmark connects thousands from 127.0.0.1
+	}, s.b, s.b, s.auth, s.auth.Devices())
 	if err != nil {
 		return err
 	}
-	s.auth.SetPresence(br.Presence)
+	adm, err := admin.New(context.Background(), admin.Config{PublicURL: s.URL, CSRFKey: make([]byte, 32),
+		TokenHashes: [][32]byte{admin.HashToken(adminToken)}, Now: s.b.Now}, s.b, s.auth, br)
+	if err != nil {
+		return err
+	}
 	mux := http.NewServeMux()
-	broker.NewAPI(s.b, s.auth).Register(mux)
+	broker.NewAPI(s.b, adm).Register(mux)
 	s.auth.Register(mux)
+	adm.Register(mux)
 	br.Register(mux)
 	s.mu.Lock()
-	s.br = br
+	s.br, s.adm = br, adm
 	s.mu.Unlock()
 	s.h.Store(mux)
 	return nil
@@ -137,11 +145,12 @@ func (s *testServer) startBridge() error {
 
 func (s *testServer) stopBridge() {
 	s.mu.Lock()
-	br := s.br
+	br, adm := s.br, s.adm
 	s.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_ = br.Shutdown(ctx)
+	adm.Close()
 }
 
 // restartBridge drains the bridge as a restarting instance does (every socket closed
