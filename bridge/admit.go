@@ -9,8 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gobwas/ws"
-
 	"github.com/kioskfeed/kioskfeed/broker"
 	"github.com/kioskfeed/kioskfeed/internal/httpx"
 )
@@ -86,15 +84,6 @@ func (br *Bridge) closeVerdict(s *session, r closeReason) closeReason {
 		return reasonTooManyFails
 	}
 	return r
-}
-
-func isAuthFailure(code ws.StatusCode) bool {
-	switch code {
-	case CloseMalformed, CloseUnauthorized, CloseRevoked, CloseAuthTimeout,
-		ws.StatusProtocolError, CloseUnsupported, ws.StatusInvalidFramePayloadData, CloseTooBig:
-		return true
-	}
-	return false
 }
 
 // upgradedHook, when a test sets it (export_test.go), runs after a socket's upgrade and

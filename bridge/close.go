@@ -23,7 +23,7 @@ func (s *session) closeWith(r closeReason) {
 }
 
 func (s *session) closeLocked(r closeReason, dropQueue bool) {
-	if s.closing {
+	if s.state.closing() {
 		return
 	}
 	r = s.br.closeVerdict(s, r) // a failed auth counts (admit.go)
@@ -35,7 +35,7 @@ func (s *session) closeLocked(r closeReason, dropQueue bool) {
 		}
 	}
 	s.queue = append(s.queue, closeFrame(r.code, r.reason))
-	s.closing = true
+	s.endSendingLocked()
 	s.br.metrics.closes.WithLabelValues(r.label()).Inc()
 	if s.timer != nil {
 		s.timer.Stop()
@@ -47,7 +47,7 @@ func (s *session) closeLocked(r closeReason, dropQueue bool) {
 func (s *session) isClosing() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.closing
+	return s.state.closing()
 }
 
 // hangUp ends the TCP connection once everything queued is written. It sends FIN first

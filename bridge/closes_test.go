@@ -1,6 +1,10 @@
 package bridge
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/gobwas/ws"
+)
 
 // TestCloseReasons checks the table of closes.go: each text fits a close frame (RFC
 // 6455 §5.5: 125 bytes, two of them the code), and no two entries are the same close.
@@ -27,5 +31,34 @@ func TestCloseReasons(t *testing.T) {
 			t.Errorf("%s and %s are the same close", name, other)
 		}
 		seen[r] = name
+	}
+}
+
+// TestAuthFailureColumn checks the authFail column: closeReasons holds every reason of
+// the table, the reasons of one code agree, and the codes that count as a failed
+// authentication are those docs/protocol.md §10 names: the client's doing before auth
+// (malformed, unauthorized, revoked, no auth in time, protocol errors), never the
+// server's side (1011, 1012, 1013, 4409, 4429).
+func TestAuthFailureColumn(t *testing.T) {
+	if len(closeReasons) != 21 {
+		t.Errorf("closeReasons has %d reasons, want the table's 21", len(closeReasons))
+	}
+	byCode := map[ws.StatusCode]bool{}
+	for _, r := range closeReasons {
+		if was, ok := byCode[r.code]; ok && was != r.authFail {
+			t.Errorf("code %d: reasons disagree on authFail (%q says %v)", r.code, r.reason, r.authFail)
+		}
+		byCode[r.code] = r.authFail
+	}
+	want := map[ws.StatusCode]bool{
+		CloseMalformed: true, CloseUnauthorized: true, CloseRevoked: true, CloseAuthTimeout: true,
+		ws.StatusProtocolError: true, CloseUnsupported: true, ws.StatusInvalidFramePayloadData: true, CloseTooBig: true,
+	}
+	for _, code := range []ws.StatusCode{closeNormal, 1001, ws.StatusProtocolError, CloseUnsupported,
+		ws.StatusInvalidFramePayloadData, CloseTooBig, CloseBrokerDown, CloseRestarting, CloseTooSlow,
+		CloseMalformed, CloseUnauthorized, CloseRevoked, CloseAuthTimeout, CloseDuplicate, CloseTooMany, 4000} {
+		if got := isAuthFailure(code); got != want[code] {
+			t.Errorf("isAuthFailure(%d) = %v, want %v", code, got, want[code])
+		}
 	}
 }

@@ -17,7 +17,7 @@ func (s *session) start() {
 	s.challenge = newChallenge()
 	s.send(jsonFrame(map[string]string{"type": "challenge", "nonce": s.challenge}))
 	s.mu.Lock()
-	if !s.closing {
+	if !s.state.closing() {
 		s.timer = time.AfterFunc(s.br.cfg.AuthTimeout, s.authTimedOut)
 	}
 	s.mu.Unlock()
@@ -80,7 +80,7 @@ func (s *session) readable() {
 func (s *session) claimReading() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.reading || s.finished {
+	if s.reading || s.state == stateFinished {
 		return false
 	}
 	s.reading = true
@@ -107,12 +107,12 @@ func (s *session) readFrames() {
 func (s *session) doneReading() {
 	s.mu.Lock()
 	s.reading = false
-	if s.aborted {
+	if s.state.aborted() {
 		s.mu.Unlock()
 		go s.endReading()
 		return
 	}
-	// Under s.mu, so that cleanup (which runs after finished is set under s.mu) never
+	// Under s.mu, so that cleanup (which runs once finished is set under s.mu) never
 	// races a rearm of a socket it is about to close.
 	err := s.br.poller.rearm(s.poll)
 	s.mu.Unlock()
@@ -136,8 +136,10 @@ func (s *session) readLoop() {
 func (s *session) endReading() {
 	s.mu.Lock()
 	s.reading = false
-	first := !s.finished
-	s.finished, s.closing = true, true
+	first := s.state != stateFinished
+	if first {
+		s.moveLocked(stateFinished)
+	}
 	s.mu.Unlock()
 	if first {
 		s.cleanup()
@@ -159,7 +161,7 @@ func (s *session) closeTimedOut() { s.stop(false) }
 
 func (s *session) stop(dead bool) {
 	s.mu.Lock()
-	s.aborted = true
+	s.abortReadingLocked()
 	s.dead = s.dead || dead
 	if s.reading {
 		_ = s.conn.SetReadDeadline(time.Unix(1, 0))

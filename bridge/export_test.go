@@ -50,3 +50,7 @@ func SetHooks(tb testing.TB, h Hooks) {
 
 // Beat runs one heartbeat sweep now, as the heartbeat's ticker does.
 func Beat(br *Bridge) { br.beat(time.Now()) }
+
+// StrictStates makes an illegal move of a session's state panic, for the whole test
+// binary (TestMain sets it before any test runs), instead of being refused and logged.
+func StrictStates() { strictStates = true }

@@ -98,7 +98,7 @@ func (s *session) readFrame() (over bool) {
 
 func (s *session) setReadDeadline(t time.Time) {
 	s.mu.Lock()
-	if !s.aborted {
+	if !s.state.aborted() {
 		_ = s.conn.SetReadDeadline(t)
 	}
 	s.mu.Unlock()
@@ -151,8 +151,9 @@ func (s *session) readFailed(err error) {
 		// dead: drop it without ceremony (no FIN-and-drain). A stopped socket (stop)
 		// times out at once, and stays as stop left it.
 		s.mu.Lock()
-		if !s.aborted {
-			s.aborted, s.dead = true, true
+		if !s.state.aborted() {
+			s.abortReadingLocked()
+			s.dead = true
 		}
 		s.mu.Unlock()
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):

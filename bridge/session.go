@@ -26,23 +26,17 @@ import (
 //
 // # State
 //
-// The socket's state is a set of flags under mu (two atomics for the handshake), not
-// one state type: each is written in few places, and most only ever go from false to
-// true. What each means, who sets it, and the allowed transitions:
+// How far the socket is on its way to the end is one value, state (a connState, under
+// mu): state.go draws its moves. Beside it, flags under mu (two atomics for the
+// handshake) that are not steps of that life: each says who owns a side of the socket
+// right now, or how it ends. What each means and who sets it:
 //
 // Reading (conn.go):
 //   - reading: one reader is at work on the socket (a goroutine, or the poller's own
 //     goroutine in readable). Set by claimReading (poller path) or readLoop (a reader
 //     of its own); cleared by doneReading (the socket goes back to the poller) and
-//     endReading. Never set once finished is: claimReading refuses.
-//   - aborted: reading must end. Set by stop (abort; closeTimedOut, closeGrace after our
-//     close frame) and by readFailed when a live tablet's read times out; never
-//     cleared. A reader at work gets a read deadline in the past and fails its next
-//     read; setReadDeadline then leaves that deadline alone; doneReading ends reading
-//     instead of rearming.
-//   - finished: reading is over. Set, with closing, only by endReading, whose first
-//     caller runs cleanup (so cleanup runs once); never cleared. No reader claims the
-//     socket and no probe starts after it; the drain hangs up once the queue is out.
+//     endReading. Never set once finished: claimReading refuses. It comes and goes
+//     many times in any state, so it is ownership, not a step of the life.
 //
 // Writing (write.go, close.go):
 //   - writing: a drain goroutine is running. Set by startDrainLocked; cleared by drain
@@ -50,16 +44,15 @@ import (
 //     (which aborts, or hangs up itself when reading is already finished). cleanup
 //     hangs up only if writing is false, else leaves it to the drain, which hangs up
 //     either way: once the queue is out, or at once (a reset) when a write fails.
+//     Ownership too, as reading is.
 //   - queueBegun: queue[0] is the rest of a frame the socket took part of (putLocked);
 //     a dropped queue keeps it. Cleared whenever drain takes the queue.
-//   - closing: nothing more is sent. Set by closeLocked (a close frame is queued, and
-//     closeGrace starts), by endReading (reading is over), and by drain when a write
-//     fails; never cleared. sendLocked, catchUpLocked, askReauth and a second
-//     closeLocked do nothing once it is set, and no message is acted on.
 //   - dead: the tablet is gone: hangUp resets the socket (no FIN-and-drain, nothing to
 //     protect). Set by abort (the heartbeat's silence sweep, a failed write) and by
-//     readFailed on a live tablet's timeout, always with aborted; never cleared.
-//     closeTimedOut aborts without it, so the close frame still gets FIN and a drain.
+//     readFailed on a live tablet's timeout, always as reading is aborted; never
+//     cleared. closeTimedOut aborts without it, so the close frame still gets FIN and a
+//     drain. It is how the socket is hung up, not a state: a write that fails after
+//     cleanup (finished) still sets it, for the drain's hang-up.
 //
 // Catch-up (write.go, hub.go):
 //   - catchingUp: live events wait in pending while a replay is read. Set by
@@ -78,19 +71,9 @@ import (
 //     handshake); never cleared. Before it a lease probe takes the socket for alive
 //     unless it is closing (localAlive): its reader cannot see a pong yet.
 //
-// Allowed transitions of a socket's life, each one way:
-//
-//	open ── closeLocked ──▶ closing (close frame queued, closeGrace running)
-//	     ── reader ends: EOF, a failed read, the tablet's close, a frame that breaks the
-//	        protocol (closeWith first) ──▶ finished (closing too) ──▶ cleanup
-//	closing ── the tablet's close arrives, or closeGrace ends (closeTimedOut: aborted)
-//	        ──▶ finished ──▶ cleanup
-//	any ── abort (silent or unwritable tablet) ──▶ aborted + dead ──▶ finished ──▶ cleanup
-//	finished ── queue written out (drain), or nothing queued (cleanup) ──▶ hung up:
-//	        FIN and a bounded drain, or a reset if dead
-//
-// authed and joined go false → true once each, in the handshake, before or without
-// any of the above: a socket may close at any step of its handshake.
+// authed and joined go false → true once each, in the handshake, and are read without
+// the lock on hot paths (every read, every poller wake-up): a socket may close at any
+// step of its handshake, so they are not steps of the state either.
 type session struct {
 	br     *Bridge
 	conn   net.Conn
@@ -115,15 +98,13 @@ type session struct {
 
 	mu          sync.Mutex
 	queue       [][]byte
-	queueBegun  bool // queue[0] is the rest of a frame the socket has taken part of
-	writing     bool // a drain goroutine is running
-	closing     bool // a close frame is queued: nothing more is sent
-	reading     bool // a reader goroutine is at work
-	aborted     bool // drop the socket: the reader stops at its next read
-	dead        bool // the tablet is gone: reset the socket, there is nothing to protect
-	finished    bool // reading is over: close the conn once the queue is out
-	catchingUp  bool // live events wait in pending while a replay is read
-	overflowed  bool // pending filled during the catch-up: it ends in a reset
+	queueBegun  bool      // queue[0] is the rest of a frame the socket has taken part of
+	state       connState // how far the socket is on its way to the end (state.go)
+	writing     bool      // a drain goroutine is running
+	reading     bool      // a reader goroutine is at work
+	dead        bool      // the tablet is gone: reset the socket, there is nothing to protect
+	catchingUp  bool      // live events wait in pending while a replay is read
+	overflowed  bool      // pending filled during the catch-up: it ends in a reset
 	pending     []pendingFrame
 	lastSent    uint64 // seq of the newest event sent: never send one twice
 	reauthNonce string
@@ -335,7 +316,7 @@ func (s *session) armLocked() {
 func (s *session) askReauth() {
 	nonce := newChallenge()
 	s.mu.Lock()
-	if s.closing {
+	if s.state.closing() {
 		s.mu.Unlock()
 		return
 	}
@@ -402,7 +383,7 @@ func (s *session) silentSince(t time.Time) bool { return s.heardAt.Load() < t.Un
 // and wrongly take a live holder for dead.
 func (s *session) probe(timeout time.Duration) bool {
 	s.mu.Lock()
-	if s.closing || s.finished {
+	if s.state.closing() { // finished is closing too
 		s.mu.Unlock()
 		return false
 	}

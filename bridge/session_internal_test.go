@@ -56,7 +56,7 @@ func TestDroppedQueueKeepsTheRestOfAHalfSentFrame(t *testing.T) {
 	s.mu.Lock()
 	s.sendLocked(textFrame(big))
 	begun := s.queueBegun
-	for !s.closing { // the queue fills: 1013, queue dropped, all before the writer runs
+	for !s.state.closing() { // the queue fills: 1013, queue dropped, all before the writer runs
 		s.sendLocked(frame)
 		sent++
 	}

@@ -24,7 +24,7 @@ func (s *session) send(frame []byte) bool {
 }
 
 func (s *session) sendLocked(frame []byte) bool {
-	if s.closing {
+	if s.state.closing() {
 		return false
 	}
 	if len(s.queue) >= s.br.cfg.QueueFrames {
@@ -41,7 +41,7 @@ func (s *session) sendLocked(frame []byte) bool {
 // is not too slow, and closing it 1013 would only make it come back for the same
 // catch-up. Live frames after it meet the bound as usual.
 func (s *session) catchUpLocked(frame []byte) bool {
-	if s.closing {
+	if s.state.closing() {
 		return false
 	}
 	return s.putLocked(frame)
@@ -53,7 +53,7 @@ func (s *session) putLocked(frame []byte) bool {
 		// Almost always it takes the whole frame, and a fan-out to thousands of
 		// tablets starts no goroutine and sets no deadline per tablet. What it does not
 		// take goes to the queue and a writer goroutine as before. Safe: s.mu is held,
-		// no writer exists, and the conn is closed only once closing is set.
+		// no writer exists, and the conn is closed only once sending has ended.
 		// On an error other than "full", the writer meets it again on the conn and drops
 		// the tablet.
 		n, _ := writeNow(s.poll.fd, frame)
@@ -134,7 +134,7 @@ func (s *session) drain() {
 		s.queue, s.queueBegun = nil, false
 		if len(batch) == 0 {
 			s.writing = false
-			finished := s.finished
+			finished := s.state == stateFinished
 			s.mu.Unlock()
 			if finished {
 				s.hangUp()
@@ -154,11 +154,11 @@ func (s *session) drain() {
 		}
 		if err != nil {
 			s.mu.Lock()
-			s.closing = true
+			s.endSendingLocked()
 			s.queue, s.queueBegun = nil, false
 			s.writing = false
 			s.dead = true
-			finished := s.finished
+			finished := s.state == stateFinished
 			s.mu.Unlock()
 			if finished {
 				// Cleanup has run and left the hang-up to this drain: do it, or the
