@@ -397,8 +397,7 @@ func startFuzzStack(tb testing.TB) *fuzzStack {
 	}
 	srv := httptest.NewUnstartedServer(nil)
 	public := "http://" + srv.Listener.Addr().String()
-	auth, err := pairing.New(context.Background(), pairing.Config{PublicURL: public, SigningKeys: []*ecdsa.PrivateKey{key},
-		AdminTokenHashes: [][32]byte{pairing.HashToken("fuzz-admin-token-0123456789")}, Now: b.Now}, b)
+	auth, err := pairing.New(context.Background(), pairing.Config{PublicURL: public, SigningKeys: []*ecdsa.PrivateKey{key}, Now: b.Now}, b)
 	if err != nil {
 		tb.Fatal(err)
 	}

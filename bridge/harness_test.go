@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kioskfeed/kioskfeed/admin"
 	"github.com/kioskfeed/kioskfeed/bridge"
 	"github.com/kioskfeed/kioskfeed/bridge/bridgetest"
 	"github.com/kioskfeed/kioskfeed/broker"
@@ -65,7 +66,7 @@ func startStack(t testing.TB, o stackOpts) *stack {
 	if o.public != "" {
 		public = o.public
 	}
-	pcfg := pairing.Config{PublicURL: public, SigningKeys: o.keys, AdminTokenHashes: [][32]byte{pairing.HashToken(adminToken)}, PairBurst: 1000, Now: o.broker.Now}
+	pcfg := pairing.Config{PublicURL: public, SigningKeys: o.keys, PairBurst: 1000, Now: o.broker.Now}
 	if o.pair != nil {
 		o.pair(&pcfg)
 	}
@@ -84,10 +85,16 @@ func startStack(t testing.TB, o stackOpts) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	auth.SetPresence(br.Presence)
+	adm, err := admin.New(bg, admin.Config{PublicURL: public, CSRFKey: make([]byte, 32),
+		TokenHashes: [][32]byte{admin.HashToken(adminToken)}, Now: o.broker.Now}, o.broker, auth, br)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(adm.Close)
 	mux := http.NewServeMux()
-	broker.NewAPI(o.broker, auth).Register(mux)
+	broker.NewAPI(o.broker, adm).Register(mux)
 	auth.Register(mux)
+	adm.Register(mux)
 	br.Register(mux)
 	srv.Config.Handler = mux
 	srv.Config.ReadHeaderTimeout = 2 * time.Second

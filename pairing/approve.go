@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net/http"
 	"strings"
 	"time"
 
@@ -12,6 +11,11 @@ import (
 	"github.com/kioskfeed/kioskfeed/internal/httpx"
 )
 
+// The administrators' side of the reverse flow, as a Go API for the admin package,
+// which answers HTTP: pairing decides (the compare-and-set on the request, the device
+// it registers, the audit record); admin authenticates the administrator and puts
+// their credential in the context (broker.WithActor), which the records name.
+//
 // Codes looked up by administrators (the API, the dashboard and the CLI alike) that
 // name no open request are guesses as far as anyone can tell: each is audited
 // (pair_approve_fail) and takes a token from the address's allowance, so that even a
@@ -58,15 +62,19 @@ func (a *Authority) OpenPairRequests(ctx context.Context) ([]PairRequestView, er
 	return out, nil
 }
 
-// approval is what an administrator decides for a request.
-type approval struct {
+// Approval is what an administrator decides for a request: the feed the tablet joins,
+// its name (empty: the one the tablet suggested), and whether it replaces the feed's
+// devices.
+type Approval struct {
 	Feed    string
 	Name    string
 	Replace bool
 }
 
-// check validates an approval's fields with messages fit for the API and the form.
-func (ap *approval) check() error {
+// Check validates and cleans an approval's fields, with messages fit for the API and
+// the form. ApprovePairRequest checks again; callers check first to answer a bad form
+// without looking the code up.
+func (ap *Approval) Check() error {
 	ap.Feed = strings.TrimSpace(ap.Feed)
 	if !broker.ValidFeedID(ap.Feed) {
 		return httpx.Errorf(httpx.CodeInvalidRequest, `"feed" must be a feed id such as "lobby": lower-case letters, digits and hyphens`)
@@ -76,13 +84,24 @@ func (ap *approval) check() error {
 	return err
 }
 
+// LookupPairRequest is the open request of code, for an administrator at remote about
+// to decide it (the dashboard's approve page). A code that names none is audited and
+// counted like a guess at an approval.
+func (a *Authority) LookupPairRequest(ctx context.Context, code, remote, via string) (PairRequestView, error) {
+	p, err := a.lookupRequest(ctx, code, remote, "look up", via)
+	if err != nil {
+		return PairRequestView{}, err
+	}
+	return a.viewOf(p), nil
+}
+
 // lookupRequest finds the open request of a code for an administrator at remote. A
 // code that names none is audited and counted as a guess (action and via say what was
 // tried, from where); past the allowance every lookup is refused, even of a good code,
 // so that the refusal tells nothing.
 func (a *Authority) lookupRequest(ctx context.Context, code, remote, action, via string) (pendingPair, error) {
 	if blocked, wait := a.guessLimit.blocked(remote); blocked {
-		return pendingPair{}, rateLimited(wait)
+		return pendingPair{}, httpx.RateLimited(wait)
 	}
 	p, found, err := a.requests.byCode(ctx, code)
 	if err != nil {
@@ -97,17 +116,22 @@ func (a *Authority) lookupRequest(ctx context.Context, code, remote, action, via
 // codeMiss audits a code that named no open request and counts it against remote.
 func (a *Authority) codeMiss(ctx context.Context, remote, action, via string) error {
 	a.guessLimit.allow(remote)
-	a.auditCtx(ctx, "pair_approve_fail", "", "", remote, action+" in "+via+": no open pairing request has that code")
+	a.auditCtx(ctx, broker.AuditRecord{Type: string(broker.AuditPairApproveFail), RemoteAddr: remote, Detail: action + " in " + via + ": no open pairing request has that code"})
 	a.log.Info("pair request code not found", slog.String("action", action), slog.String("remote_addr", remote))
-	return errNoSuchRequest
+	return ErrNoSuchRequest
 }
 
-// approveRequest approves the open request of code: the tablet's key becomes a device
+// ApprovePairRequest approves the open request of code: the tablet's key becomes a device
 // of ap.Feed, registered exactly as a PIN pairing registers one (with replace, the
 // feed's earlier devices are revoked and their sockets closed). Of two approvals, or an
 // approval and a denial or expiry, only one wins: the request's record is changed by
-// compare-and-set before anything else happens.
-func (a *Authority) approveRequest(ctx context.Context, code string, ap approval, remote, via string) (Device, error) {
+// compare-and-set before anything else happens. via names where it was decided, for
+// the audit record ("the dashboard", "the admin API"). A code that names no open
+// request is ErrNoSuchRequest.
+func (a *Authority) ApprovePairRequest(ctx context.Context, code string, ap Approval, remote, via string) (Device, error) {
+	if err := ap.Check(); err != nil {
+		return Device{}, err
+	}
 	p, err := a.lookupRequest(ctx, code, remote, "approve", via)
 	if err != nil {
 		return Device{}, err
@@ -121,13 +145,13 @@ func (a *Authority) approveRequest(ctx context.Context, code string, ap approval
 	p, found, err := a.requests.change(ctx, p.ID, func(p *pendingPair) error {
 		now = a.cfg.Now()
 		if !p.open(now) {
-			return errNoSuchRequest
+			return ErrNoSuchRequest
 		}
 		p.Status, p.DeviceID, p.Feed, p.DecidedAt = statusApproved, deviceID, ap.Feed, now.UTC()
 		return nil
 	})
 	switch {
-	case errors.Is(err, errNoSuchRequest) || (err == nil && !found):
+	case errors.Is(err, ErrNoSuchRequest) || (err == nil && !found):
 		return Device{}, a.codeMiss(ctx, remote, "approve", via)
 	case err != nil:
 		return Device{}, a.unavailable("approve pair request", err)
@@ -153,19 +177,19 @@ func (a *Authority) approveRequest(ctx context.Context, code string, ap approval
 	if err := a.requests.settle(ctx, p); err != nil {
 		a.log.Warn("settle pair request", slog.String("error", err.Error()))
 	}
-	detail := "approved in " + via + " for the tablet at " + p.RemoteAddr + " (key " + shortKey(p.JKT) + ")"
+	detail := "approved in " + via + " for the tablet at " + p.RemoteAddr + " (key " + ShortKey(p.JKT) + ")"
 	if ap.Replace {
 		detail += ", replaces the feed's devices"
 	}
-	a.auditCtx(ctx, "pair_approved", d.Feed, d.ID, remote, detail)
+	a.auditCtx(ctx, broker.AuditRecord{Type: string(broker.AuditPairApproved), Feed: d.Feed, DeviceID: d.ID, RemoteAddr: remote, Detail: detail})
 	a.log.Info("device paired by approval", slog.String("device_id", d.ID), slog.String("feed", d.Feed),
 		slog.String("remote_addr", p.RemoteAddr), slog.String("approved_from", remote))
 	return d, nil
 }
 
-// denyRequest denies the open request of code; the tablet's next poll hears
-// access_denied.
-func (a *Authority) denyRequest(ctx context.Context, code, remote, via string) error {
+// DenyPairRequest denies the open request of code; the tablet's next poll hears
+// access_denied. A code that names no open request is ErrNoSuchRequest.
+func (a *Authority) DenyPairRequest(ctx context.Context, code, remote, via string) error {
 	p, err := a.lookupRequest(ctx, code, remote, "deny", via)
 	if err != nil {
 		return err
@@ -173,13 +197,13 @@ func (a *Authority) denyRequest(ctx context.Context, code, remote, via string) e
 	p, found, err := a.requests.change(ctx, p.ID, func(p *pendingPair) error {
 		now := a.cfg.Now()
 		if !p.open(now) {
-			return errNoSuchRequest
+			return ErrNoSuchRequest
 		}
 		p.Status, p.DecidedAt = statusDenied, now.UTC()
 		return nil
 	})
 	switch {
-	case errors.Is(err, errNoSuchRequest) || (err == nil && !found):
+	case errors.Is(err, ErrNoSuchRequest) || (err == nil && !found):
 		return a.codeMiss(ctx, remote, "deny", via)
 	case err != nil:
 		return a.unavailable("deny pair request", err)
@@ -187,49 +211,8 @@ func (a *Authority) denyRequest(ctx context.Context, code, remote, via string) e
 	if err := a.requests.settle(ctx, p); err != nil {
 		a.log.Warn("settle pair request", slog.String("error", err.Error()))
 	}
-	a.auditCtx(ctx, "pair_denied", "", "", remote, "denied in "+via+" for the tablet at "+p.RemoteAddr+" (key "+shortKey(p.JKT)+")")
+	a.auditCtx(ctx, broker.AuditRecord{Type: string(broker.AuditPairDenied), RemoteAddr: remote,
+		Detail: "denied in " + via + " for the tablet at " + p.RemoteAddr + " (key " + ShortKey(p.JKT) + ")"})
 	a.log.Info("pair request denied", slog.String("remote_addr", p.RemoteAddr), slog.String("denied_from", remote))
 	return nil
-}
-
-// ---- admin API ----
-
-func (a *Authority) handleListPairRequests(w http.ResponseWriter, r *http.Request) {
-	views, err := a.OpenPairRequests(r.Context())
-	if err != nil {
-		httpx.WriteError(w, err)
-		return
-	}
-	httpx.WriteJSON(w, http.StatusOK, views)
-}
-
-func (a *Authority) handleApprovePairRequest(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		Feed    string `json:"feed"`
-		Name    string `json:"name"`
-		Replace bool   `json:"replace"`
-	}
-	if err := readOptionalJSON(w, r, &req); err != nil {
-		httpx.WriteError(w, err)
-		return
-	}
-	ap := approval{Feed: req.Feed, Name: req.Name, Replace: req.Replace}
-	if err := ap.check(); err != nil {
-		httpx.WriteError(w, err)
-		return
-	}
-	d, err := a.approveRequest(r.Context(), r.PathValue("user_code"), ap, a.addr.Of(r), "the admin API")
-	if err != nil {
-		httpx.WriteError(w, err)
-		return
-	}
-	httpx.WriteJSON(w, http.StatusOK, map[string]string{"device_id": d.ID, "feed": d.Feed})
-}
-
-func (a *Authority) handleDenyPairRequest(w http.ResponseWriter, r *http.Request) {
-	if err := a.denyRequest(r.Context(), r.PathValue("user_code"), a.addr.Of(r), "the admin API"); err != nil {
-		httpx.WriteError(w, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
 }

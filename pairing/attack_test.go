@@ -458,7 +458,7 @@ func TestTokenEndpointRefusesForgedProofs(t *testing.T) {
 
 		{name: "no nonce", dpop: edited(func(_, c map[string]any) { delete(c, "nonce") }), status: 400, code: "use_dpop_nonce", reason: "nonce"},
 		{name: "nonce of a server with another signing key", dpop: edited(func(_, c map[string]any) { c["nonce"] = other.a.Nonces().Nonce() }), status: 400, code: "use_dpop_nonce", reason: "nonce"},
-		{name: "a WebSocket challenge as nonce", dpop: edited(func(_, c map[string]any) { c["nonce"] = s.a.Nonces().Challenge() }), status: 400, code: "use_dpop_nonce", reason: "nonce"},
+		{name: "a WebSocket challenge as nonce", dpop: edited(func(_, c map[string]any) { c["nonce"] = challenge() }), status: 400, code: "use_dpop_nonce", reason: "nonce"},
 
 		{name: "another key's proof for this device", dpop: one(func(t *testing.T) string {
 			return signProof(t, evil.device, "POST", htu, nonce, "", s.clock.Now(), nil)
@@ -597,7 +597,7 @@ func TestAuthenticateRefusesForgeries(t *testing.T) {
 	type attempt struct{ token, proof, nonce string }
 	// genuine is tab's token with a proof by key over a fresh challenge.
 	proofBy := func(t *testing.T, key *pairingtest.DeviceKey, token string, edit func(h, c map[string]any)) attempt {
-		c := s.a.Nonces().Challenge()
+		c := challenge()
 		return attempt{token, signProof(t, key, "GET", ws, c, token, s.clock.Now(), edit), c}
 	}
 	genuine := func(t *testing.T, token string, edit func(h, c map[string]any)) attempt {
@@ -630,7 +630,7 @@ func TestAuthenticateRefusesForgeries(t *testing.T) {
 	}
 	rawProof := func(header map[string]any, sign func(*testing.T) func([]byte) []byte) func(t *testing.T) attempt {
 		return func(t *testing.T) attempt {
-			c := s.a.Nonces().Challenge()
+			c := challenge()
 			claims := map[string]any{"jti": pairingtest.NewJTI(), "htm": "GET", "htu": ws, "iat": s.clock.Now().Unix(), "nonce": c, "ath": pairingtest.ATH(tab.Token)}
 			return attempt{tab.Token, signRaw(t, header, claims, sign(t)), c}
 		}
@@ -678,7 +678,7 @@ func TestAuthenticateRefusesForgeries(t *testing.T) {
 			return serverSigned(t, s, with(tokenClaims(s, tab), "iss", "http://evil.example"))
 		}), want: broker.ErrCredentialInvalid, reason: "wrong issuer"},
 		{name: "a DPoP proof as the access token", try: withToken(func(t *testing.T) string {
-			return signProof(t, tab.Key, "GET", ws, s.a.Nonces().Challenge(), "", s.clock.Now(), nil)
+			return signProof(t, tab.Key, "GET", ws, challenge(), "", s.clock.Now(), nil)
 		}), want: broker.ErrCredentialInvalid, reason: "wrong typ"},
 		{name: "1 MiB token", try: withToken(func(*testing.T) string { return strings.Repeat("A", 1<<20) }), want: broker.ErrCredentialInvalid, reason: "token too large"},
 		{name: "a token of a million dots", try: withToken(func(*testing.T) string { return strings.Repeat(".", 1_000_000) }), want: broker.ErrCredentialInvalid, reason: "token too large"},
@@ -701,7 +701,7 @@ func TestAuthenticateRefusesForgeries(t *testing.T) {
 			if _, err := s.a.Authenticate(bg, a.token, a.proof, a.nonce, ws); err != nil {
 				t.Fatalf("first use of the proof: %v, want it accepted", err)
 			}
-			a.nonce = s.a.Nonces().Challenge()
+			a.nonce = challenge()
 			return a
 		}, want: broker.ErrCredentialInvalid, reason: "invalid nonce"},
 		{name: "wrong htm", try: withProof(func(_, c map[string]any) { c["htm"] = "POST" }), want: broker.ErrCredentialInvalid, reason: "wrong htm"},
@@ -733,16 +733,16 @@ func TestAuthenticateRefusesForgeries(t *testing.T) {
 				h["jwk"], h["jku"], h["x5u"], h["kid"] = jwkOf(tab.Key), evil.srv.URL, evil.srv.URL, evil.kid
 			})
 		}, want: broker.ErrCredentialInvalid, reason: "bad signature"},
-		{name: "no proof", try: func(*testing.T) attempt { return attempt{tab.Token, "", s.a.Nonces().Challenge()} }, want: broker.ErrCredentialInvalid, reason: "malformed proof"},
+		{name: "no proof", try: func(*testing.T) attempt { return attempt{tab.Token, "", challenge()} }, want: broker.ErrCredentialInvalid, reason: "malformed proof"},
 		{name: "1 MiB proof", try: func(*testing.T) attempt {
-			return attempt{tab.Token, strings.Repeat("A", 1<<20), s.a.Nonces().Challenge()}
+			return attempt{tab.Token, strings.Repeat("A", 1<<20), challenge()}
 		}, want: broker.ErrCredentialInvalid, reason: "proof too large"},
 		{name: "a proof of a million dots", try: func(*testing.T) attempt {
-			return attempt{tab.Token, strings.Repeat(".", 1_000_000), s.a.Nonces().Challenge()}
+			return attempt{tab.Token, strings.Repeat(".", 1_000_000), challenge()}
 		}, want: broker.ErrCredentialInvalid, reason: "proof too large"},
 		{name: "the challenge reused against another challenge", try: func(t *testing.T) attempt {
 			a := genuine(t, tab.Token, nil)
-			a.nonce = s.a.Nonces().Challenge() // the connection's challenge is not the one signed
+			a.nonce = challenge() // the connection's challenge is not the one signed
 			return a
 		}, want: broker.ErrCredentialInvalid, reason: "invalid nonce"},
 		{name: "a DPoP-Nonce of the HTTP endpoints in place of the challenge", try: func(t *testing.T) attempt {

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -28,8 +27,6 @@ type Config struct {
 	// PIN keys are derived from the first, so instances that share the key file share
 	// everything else too. Required.
 	SigningKeys []*ecdsa.PrivateKey
-	// AdminTokenHashes are SHA-256 hashes of the configured or generated admin tokens.
-	AdminTokenHashes [][32]byte
 	// TokenTTL is an access token's lifetime. Default 10m.
 	TokenTTL time.Duration
 	// ProofSkew is how far a DPoP proof's iat may be from our clock. Default 10m.
@@ -48,12 +45,6 @@ type Config struct {
 	// limit keys on (one /64 is one customer network, which a single host can fill
 	// with fresh addresses). 48 to 128. Default 64.
 	IPv6Prefix int
-	// Presence tells whether a device has a live connection and when it was last seen,
-	// for the admin device list. Default: nobody is online (no bridge yet).
-	Presence func(deviceID string) (online bool, lastSeen time.Time)
-	// OnlineCount is how many tablets have a live connection now, for the dashboard's
-	// live count (GET /admin/live). Default: 0 (no bridge yet).
-	OnlineCount func() int
 	// Logger takes the service's logs. Default: discard.
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
@@ -77,12 +68,6 @@ func (c *Config) setDefaults() {
 	if c.TokenFailBurst == 0 {
 		c.TokenFailBurst = tokenFailBurst
 	}
-	if c.Presence == nil {
-		c.Presence = func(string) (bool, time.Time) { return false, time.Time{} }
-	}
-	if c.OnlineCount == nil {
-		c.OnlineCount = func() int { return 0 }
-	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -91,8 +76,10 @@ func (c *Config) setDefaults() {
 	}
 }
 
-// Authority is the pairing service: PINs, the device registry, DPoP-bound access tokens,
-// the device-facing and admin HTTP endpoints, and the authenticator the bridge asks.
+// Authority is the pairing service: PINs, pair requests, the device registry,
+// DPoP-bound access tokens, the device-facing HTTP endpoints, the authenticator the
+// bridge asks, and the small Go API through which the admin package acts on them
+// (IssuePIN, RevokeDevice, ApprovePairRequest, DenyPairRequest, ...).
 type Authority struct {
 	cfg      Config
 	b        *broker.Broker
@@ -104,16 +91,11 @@ type Authority struct {
 	pins     *pinStore
 	// requests are the pair requests of the reverse flow (docs/protocol.md §3b).
 	requests *requestStore
-	admin    *AdminAuth
-	adminKV  jetstream.KeyValue // the dashboard's password and sessions
 	addr     *httpx.ClientAddr
 
-	presence atomic.Pointer[func(string) (bool, time.Time)]
-
-	// Each surface has limits of its own, so that failures on one cannot shut another
-	// (bad bearer tokens must not lock the dashboard login). The device endpoints
-	// count every attempt; the admin surfaces count failures only, and refuse before
-	// they look once an address's failures are used up.
+	// Each surface has limits of its own, so that failures on one cannot shut another.
+	// The device endpoints count every attempt; the administrators' code lookups count
+	// misses only, and refuse before they look once an address's misses are used up.
 	pairLimit  *limiter // POST /api/pair and /api/pair/requests
 	tokenLimit *limiter // POST /api/token: every call, loosely
 	// tokenFails bounds refused token calls (bad proofs, unknown devices) per address,
@@ -121,23 +103,9 @@ type Authority struct {
 	// a long outage is not throttled, a script trying device ids is.
 	tokenFails *limiter
 	pollLimit  *limiter // the pair requests' polls
-	// loginFails bounds wrong dashboard passwords per address.
-	loginFails *limiter
-	// bearerFails bounds bad admin bearer tokens per address.
-	bearerFails *limiter
 	// guessLimit bounds, per address, admin lookups of codes that name no open request.
 	guessLimit *limiter
 }
-
-// Failure allowances of the admin surfaces, per client address (IPv6: per prefix).
-const (
-	// loginFailBurst wrong dashboard passwords at once, then one per loginFailEvery.
-	loginFailBurst = 40
-	loginFailEvery = 3 * time.Second
-	// bearerFailBurst bad admin bearer tokens at once, then one per bearerFailEvery.
-	bearerFailBurst = 20
-	bearerFailEvery = 3 * time.Second
-)
 
 // Allowances of POST /api/token per client address (IPv6: per prefix). Every call
 // counts against tokenBurst (as many as the socket's handshakes: each token is followed
@@ -156,7 +124,6 @@ func New(ctx context.Context, cfg Config, b *broker.Broker) (*Authority, error) 
 		return nil, errors.New("pairing: PublicURL and SigningKeys are required")
 	}
 	a := &Authority{cfg: cfg, b: b, log: cfg.Logger}
-	a.presence.Store(&cfg.Presence)
 	var err error
 	if a.addr, err = httpx.NewClientAddr(cfg.TrustedProxies); err != nil {
 		return nil, err
@@ -195,44 +162,22 @@ func New(ctx context.Context, cfg Config, b *broker.Broker) (*Authority, error) 
 	if a.devices, err = newRegistry(ctx, b, a.log); err != nil {
 		return nil, err
 	}
-	if a.admin, err = newAdminAuth(ctx, b, a.log, cfg.AdminTokenHashes...); err != nil {
-		a.devices.stop()
-		return nil, err
-	}
-	if a.adminKV, err = b.Bucket(ctx, AdminBucketConfig()); err != nil {
-		a.devices.stop()
-		a.admin.stop()
-		return nil, err
-	}
 	bits := cfg.IPv6Prefix
 	a.pairLimit = newPrefixLimiter(cfg.PairEvery, cfg.PairBurst, bits, cfg.Now)
 	a.tokenLimit = newPrefixLimiter(tokenEvery, tokenBurst, bits, cfg.Now)
 	a.tokenFails = newPrefixLimiter(tokenFailEvery, cfg.TokenFailBurst, bits, cfg.Now)
 	// A tablet polls every 5 s (RFC 8628): this bounds only a script.
 	a.pollLimit = newPrefixLimiter(200*time.Millisecond, 120, bits, cfg.Now)
-	a.loginFails = newPrefixLimiter(loginFailEvery, loginFailBurst, bits, cfg.Now)
-	a.bearerFails = newPrefixLimiter(bearerFailEvery, bearerFailBurst, bits, cfg.Now)
 	a.guessLimit = newPrefixLimiter(codeGuessEvery, codeGuessBurst, bits, cfg.Now)
 	return a, nil
 }
 
-// SetPresence installs where the admin device list learns who is online (the bridge's
-// leases), once the bridge exists: it is made after the Authority it authenticates with.
-func (a *Authority) SetPresence(fn func(deviceID string) (online bool, lastSeen time.Time)) {
-	a.presence.Store(&fn)
-}
-
-// Devices is the device registry, for the bridge's revocation watch (OnRevoke).
+// Devices is the device registry, for the bridge's revocation watch (OnRevoke) and the
+// admin device list.
 func (a *Authority) Devices() *Registry { return a.devices }
 
-// Nonces makes the WebSocket challenges and DPoP-Nonce values.
-func (a *Authority) Nonces() *dpop.NonceSource { return a.nonces }
-
-// Close stops the registry's and admin tokens' watchers.
-func (a *Authority) Close() {
-	a.devices.stop()
-	a.admin.stop()
-}
+// Close stops the registry's watcher.
+func (a *Authority) Close() { a.devices.stop() }
 
 // DeriveKey derives an n-byte secret for one purpose from a signing key (HKDF-SHA256
 // over its private scalar), so that every instance sharing the key file shares it.
@@ -244,9 +189,19 @@ func DeriveKey(k *ecdsa.PrivateKey, purpose string, n int) ([]byte, error) {
 	return hkdf.Key(sha256.New, secret, nil, purpose, n)
 }
 
-// audit writes one record with the request's client address.
-func (a *Authority) audit(typ, feed, deviceID, remote, detail string) {
-	a.b.Audit(broker.AuditRecord{Time: a.cfg.Now(), Type: typ, Feed: feed, DeviceID: deviceID, RemoteAddr: remote, Detail: detail})
+// audit writes rec, stamped with the time, for a device-facing call: no actor.
+func (a *Authority) audit(rec broker.AuditRecord) {
+	rec.Time = a.cfg.Now()
+	a.b.Audit(rec)
+}
+
+// auditCtx writes rec, stamped with the time and with the actor ctx carries (an
+// administrator's credential, put there by the admin package: see broker.WithActor),
+// so that the audit log names who approved, denied or issued.
+func (a *Authority) auditCtx(ctx context.Context, rec broker.AuditRecord) {
+	rec.Time = a.cfg.Now()
+	rec.Actor = broker.ActorOf(ctx)
+	a.b.Audit(rec)
 }
 
 // unavailable logs a NATS failure and answers 503: the client did nothing wrong.

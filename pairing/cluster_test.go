@@ -39,7 +39,7 @@ func deviceBody(id string) []byte { return []byte(`{"device_id":"` + id + `"}`) 
 // for the WebSocket URL ws.
 func authenticate(t *testing.T, s *service, key *pairingtest.DeviceKey, token, ws string) (broker.Identity, error) {
 	t.Helper()
-	c := s.a.Nonces().Challenge()
+	c := challenge()
 	return s.a.Authenticate(bg, token, signProof(t, key, "GET", ws, c, token, s.clock.Now(), nil), c, ws)
 }
 
@@ -123,12 +123,12 @@ func TestClusterWebSocketProofRefusedOnAnotherInstance(t *testing.T) {
 		return err == nil && got.DeviceID == id
 	})
 
-	c := a.a.Nonces().Challenge()
+	c := challenge()
 	proof := signProof(t, key, "GET", ws, c, token, a.clock.Now(), nil)
 	if got, err := a.a.Authenticate(bg, token, proof, c, ws); err != nil || got.DeviceID != id {
 		t.Fatalf("A: Authenticate = %+v, %v; want %s", got, err, id)
 	}
-	_, err := b.a.Authenticate(bg, token, proof, b.a.Nonces().Challenge(), ws)
+	_, err := b.a.Authenticate(bg, token, proof, challenge(), ws)
 	if !errors.Is(err, broker.ErrCredentialInvalid) {
 		t.Fatalf("B, the same proof: %v, want ErrCredentialInvalid", err)
 	}
@@ -156,9 +156,7 @@ func TestClusterRefreshElsewhereAndRevocationReachesEveryInstance(t *testing.T) 
 	}
 
 	// Revoke on B: A refuses the device within 2 s.
-	if r := b.admin(t, "DELETE", "/api/admin/devices/"+tab.DeviceID, nil); r.status != http.StatusNoContent {
-		t.Fatalf("revoke on B: %d %s", r.status, r.raw)
-	}
+	b.revoke(t, tab.DeviceID)
 	brokertest.Eventually(t, 2*time.Second, "A's Authenticate to answer ErrDeviceRevoked", func() bool {
 		_, err := authenticate(t, a, tab.Key, tokenA, wsA)
 		switch {
@@ -223,9 +221,7 @@ func TestClusterAuthenticateSeesADevicePairedElsewhere(t *testing.T) {
 		}
 	})
 	t.Cleanup(func() { close(release) }) // before the services close (cleanups run last first)
-	if r := a.admin(t, "DELETE", "/api/admin/devices/"+decoy, nil); r.status != http.StatusNoContent {
-		t.Fatalf("revoke decoy: %d %s", r.status, r.raw)
-	}
+	a.revoke(t, decoy)
 	select {
 	case <-held:
 	case <-time.After(5 * time.Second):

@@ -60,8 +60,9 @@ func decodeRequestName(body []byte) (string, error) {
 	return broker.CheckName("name", req.Name, maxNameRunes)
 }
 
-// shortKey is the part of a key thumbprint people compare: its first 8 characters.
-func shortKey(jkt string) string {
+// ShortKey is the part of a key thumbprint people compare: its first 8 characters (the
+// audit details and the dashboard show it).
+func ShortKey(jkt string) string {
 	if len(jkt) > 8 {
 		return jkt[:8]
 	}
@@ -70,58 +71,54 @@ func shortKey(jkt string) string {
 
 // handlePairRequest is POST /api/pair/requests: a tablet asks to be paired and gets a
 // code to show. The request is bound to the key that signed the proof.
-func (a *Authority) handlePairRequest(w http.ResponseWriter, r *http.Request) {
-	remote, body, ok := a.begin(w, r, a.pairLimit)
-	if !ok {
-		return
+func (a *Authority) handlePairRequest(w http.ResponseWriter, r *http.Request) error {
+	remote, body, err := a.begin(w, r, a.pairLimit)
+	if err != nil {
+		return err
 	}
 	name, err := decodeRequestName(body)
 	if err != nil {
-		httpx.WriteError(w, err)
-		return
+		return err
 	}
 	jkt, err := a.checkProof(r, "/api/pair/requests")
 	if err != nil {
-		httpx.WriteError(w, err)
-		return
+		return err
 	}
 	p, err := a.requests.create(r.Context(), jkt, name, remote, r.UserAgent())
 	var full errSlotsFull
 	if errors.As(err, &full) {
 		secs := max(int(math.Ceil(full.wait.Seconds())), 1)
-		httpx.WriteError(w, &httpx.Error{Code: httpx.CodeRateLimited, RetryAfter: secs,
-			Message: "too many open pairing requests from this address; retry after " + strconv.Itoa(secs) + "s"})
-		return
+		return &httpx.Error{Code: httpx.CodeRateLimited, RetryAfter: secs,
+			Message: "too many open pairing requests from this address; retry after " + strconv.Itoa(secs) + "s"}
 	}
 	if err != nil {
-		httpx.WriteError(w, a.unavailable("create pair request", err))
-		return
+		return a.unavailable("create pair request", err)
 	}
-	a.audit("pair_request", "", "", remote, "a tablet asks to be paired (key "+shortKey(jkt)+"), open until "+p.ExpiresAt.Format(time.RFC3339))
-	a.log.Info("pair request opened", slog.String("key", shortKey(jkt)), slog.String("remote_addr", remote))
+	a.audit(broker.AuditRecord{Type: string(broker.AuditPairRequest), RemoteAddr: remote,
+		Detail: "a tablet asks to be paired (key " + ShortKey(jkt) + "), open until " + p.ExpiresAt.Format(time.RFC3339)})
+	a.log.Info("pair request opened", slog.String("key", ShortKey(jkt)), slog.String("remote_addr", remote))
 	httpx.WriteJSON(w, http.StatusCreated, PairRequestResponse{
 		RequestID: p.ID, UserCode: FormatPIN(p.Code),
 		VerificationURI: a.verificationURI(), VerificationURIComplete: a.verificationURIComplete(p.Code),
 		ExpiresIn: int(PairRequestTTL / time.Second), Interval: p.Interval,
 	})
+	return nil
 }
 
 // handlePairPoll is POST /api/pair/requests/{request_id}/poll: the tablet asks whether
 // its request was decided, with a proof by the key that made it.
-func (a *Authority) handlePairPoll(w http.ResponseWriter, r *http.Request) {
-	remote, ok := a.beginPoll(w, r)
-	if !ok {
-		return
+func (a *Authority) handlePairPoll(w http.ResponseWriter, r *http.Request) error {
+	remote, err := a.beginPoll(w, r)
+	if err != nil {
+		return err
 	}
 	id := r.PathValue("request_id")
 	if !broker.ValidPairRequestID(id) {
-		httpx.WriteError(w, httpx.Errorf(httpx.CodeInvalidRequest, "that is not a pairing request id"))
-		return
+		return httpx.Errorf(httpx.CodeInvalidRequest, "that is not a pairing request id")
 	}
 	jkt, err := a.checkProof(r, "/api/pair/requests/"+id+"/poll")
 	if err != nil {
-		httpx.WriteError(w, err)
-		return
+		return err
 	}
 	ctx := r.Context()
 	var verdict error
@@ -160,63 +157,49 @@ func (a *Authority) handlePairPoll(w http.ResponseWriter, r *http.Request) {
 	})
 	switch {
 	case err != nil:
-		httpx.WriteError(w, a.unavailable("poll pair request", err))
-		return
+		return a.unavailable("poll pair request", err)
 	case !found:
-		httpx.WriteError(w, errExpiredToken)
-		return
+		return errExpiredToken
 	case verdict == errOtherKey:
-		a.audit("pair_fail", "", "", remote, "a pairing request was polled with another key")
-		httpx.WriteError(w, verdict)
-		return
+		a.audit(broker.AuditRecord{Type: string(broker.AuditPairFail), RemoteAddr: remote, Detail: "a pairing request was polled with another key"})
+		return verdict
 	case verdict == errExpiredToken && p.Status == statusExpired:
 		_ = a.requests.releaseSlot(ctx, p.RemoteAddr, p.ID)
-		httpx.WriteError(w, verdict)
-		return
+		return verdict
 	case verdict != nil:
-		httpx.WriteError(w, verdict)
-		return
+		return verdict
 	}
 	// Approved: the device is registered with this key; give it its first token.
 	d, ok, err := a.devices.current(ctx, p.DeviceID)
 	if err != nil {
-		httpx.WriteError(w, a.unavailable("get device", err))
-		return
+		return a.unavailable("get device", err)
 	}
 	if !ok || d.JKT != jkt {
 		revoked, err := deviceRevoked(ctx, a.devices.m.KV(), p.DeviceID)
 		if err != nil {
-			httpx.WriteError(w, a.unavailable("get device history", err))
-			return
+			return a.unavailable("get device history", err)
 		}
 		if !revoked && a.cfg.Now().Sub(p.DecidedAt) < approveSettle {
-			httpx.WriteError(w, errAuthorizationPending) // the approval is still registering it
-			return
+			return errAuthorizationPending // the approval is still registering it
 		}
-		httpx.WriteError(w, errExpiredToken) // revoked since, or never registered
-		return
+		return errExpiredToken // revoked since, or never registered
 	}
 	resp, err := a.issue(d)
 	if err != nil {
-		httpx.WriteError(w, err)
-		return
+		return err
 	}
 	httpx.WriteJSON(w, http.StatusOK, resp)
+	return nil
 }
 
 // beginPoll opens a poll: a fresh DPoP-Nonce, the per-address limit, and a body that
 // may be empty or an empty JSON object.
-func (a *Authority) beginPoll(w http.ResponseWriter, r *http.Request) (remote string, ok bool) {
+func (a *Authority) beginPoll(w http.ResponseWriter, r *http.Request) (remote string, err error) {
 	a.setNonce(w)
 	remote = a.addr.Of(r)
 	if allowed, wait := a.pollLimit.allow(remote); !allowed {
-		httpx.WriteError(w, rateLimited(wait))
-		return remote, false
+		return remote, httpx.RateLimited(wait)
 	}
 	var empty struct{}
-	if err := readOptionalJSON(w, r, &empty); err != nil {
-		httpx.WriteError(w, err)
-		return remote, false
-	}
-	return remote, true
+	return remote, httpx.ReadOptionalJSON(w, r, 4<<10, &empty)
 }

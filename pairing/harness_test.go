@@ -1,11 +1,11 @@
 package pairing_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -20,8 +20,6 @@ import (
 	"github.com/kioskfeed/kioskfeed/pairing"
 	"github.com/kioskfeed/kioskfeed/pairing/pairingtest"
 )
-
-const adminToken = "test-admin-token-0123456789"
 
 var bg = context.Background()
 
@@ -58,10 +56,9 @@ func startService(t *testing.T, b *broker.Broker, keys []*ecdsa.PrivateKey, mod 
 	srv := httptest.NewUnstartedServer(nil)
 	s := &service{Server: srv, b: b, clock: &clock{}, keys: keys}
 	cfg := pairing.Config{
-		PublicURL:        "http://" + srv.Listener.Addr().String(),
-		SigningKeys:      keys,
-		AdminTokenHashes: [][32]byte{pairing.HashToken(adminToken)},
-		Now:              s.clock.Now,
+		PublicURL:   "http://" + srv.Listener.Addr().String(),
+		SigningKeys: keys,
+		Now:         s.clock.Now,
 	}
 	for _, m := range mod {
 		m(&cfg)
@@ -72,12 +69,10 @@ func startService(t *testing.T, b *broker.Broker, keys []*ecdsa.PrivateKey, mod 
 	}
 	t.Cleanup(a.Close)
 	s.a = a
-	// Wired as cmd/kioskfeed wires them: the producer API, the device and admin
-	// endpoints, and the dashboard, on one mux.
+	// The device endpoints, as cmd/kioskfeed mounts them (the admin side is the admin
+	// package's, and tested there).
 	mux := http.NewServeMux()
-	broker.NewAPI(b, a).Register(mux)
 	a.Register(mux)
-	a.RegisterDashboard(mux)
 	srv.Config.Handler = httpx.JSONErrors(mux)
 	srv.Start()
 	t.Cleanup(srv.Close)
@@ -92,32 +87,6 @@ type answer struct {
 	raw    []byte
 }
 
-// admin calls an admin endpoint with the admin token (or auth, when given).
-func (s *service) admin(t *testing.T, method, path string, body any, auth ...string) answer {
-	t.Helper()
-	var r io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		r = bytes.NewReader(b)
-	}
-	req, _ := http.NewRequest(method, s.URL+path, r)
-	tok := adminToken
-	if len(auth) > 0 {
-		tok = auth[0]
-	}
-	if tok != "" {
-		req.Header.Set("Authorization", "Bearer "+tok)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := s.Client().Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
-	}
-	return readAnswer(t, resp)
-}
-
 func readAnswer(t *testing.T, resp *http.Response) answer {
 	t.Helper()
 	defer resp.Body.Close()
@@ -129,14 +98,30 @@ func readAnswer(t *testing.T, resp *http.Response) answer {
 	return a
 }
 
-// pin issues a PIN for feed.
+// pin issues a PIN for feed, as the admin side does.
 func (s *service) pin(t *testing.T, feed string, replace bool) string {
 	t.Helper()
-	a := s.admin(t, "POST", "/api/admin/feeds/"+feed+"/pins", map[string]any{"ttl": "5m", "replace": replace})
-	if a.status != http.StatusCreated {
-		t.Fatalf("issue PIN: %d %s", a.status, a.raw)
+	p, err := s.a.IssuePIN(bg, feed, 5*time.Minute, replace)
+	if err != nil {
+		t.Fatalf("issue PIN: %v", err)
 	}
-	return a.body["pin"].(string)
+	return p.PIN
+}
+
+// revoke revokes a device, as the admin side does.
+func (s *service) revoke(t *testing.T, id string) {
+	t.Helper()
+	if _, ok, err := s.a.RevokeDevice(bg, id); err != nil || !ok {
+		t.Fatalf("revoke %s: existed %v, %v; want it revoked", id, ok, err)
+	}
+}
+
+// challenge is a one-time WebSocket challenge as the bridge makes one: 32 random
+// bytes, base64url.
+func challenge() string {
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
 // tablet makes a Go tablet client for this service.

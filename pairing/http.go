@@ -6,25 +6,22 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
-	"strconv"
 	"strings"
-	"time"
-	"unicode/utf8"
 
 	"github.com/kioskfeed/kioskfeed/broker"
 	"github.com/kioskfeed/kioskfeed/internal/httpx"
 	"github.com/kioskfeed/kioskfeed/pairing/dpop"
 )
 
-// Register adds the device-facing and admin endpoints to mux.
+// Register adds the device-facing endpoints to mux. The administrators' endpoints
+// (/api/admin/*, /admin/*) are the admin package's.
 func (a *Authority) Register(mux *http.ServeMux) {
-	mux.HandleFunc("POST /api/pair", a.handlePair)
-	mux.HandleFunc("POST /api/token", a.handleToken)
-	mux.HandleFunc("POST /api/pair/requests", a.handlePairRequest)
-	mux.HandleFunc("POST /api/pair/requests/{request_id}/poll", a.handlePairPoll)
-	mux.HandleFunc("GET /api/pair/qr.svg", a.handlePairQR)
-	mux.HandleFunc("GET /.well-known/jwks.json", a.handleJWKS)
-	a.registerAdmin(mux)
+	mux.Handle("POST /api/pair", httpx.HandlerFunc(a.handlePair))
+	mux.Handle("POST /api/token", httpx.HandlerFunc(a.handleToken))
+	mux.Handle("POST /api/pair/requests", httpx.HandlerFunc(a.handlePairRequest))
+	mux.Handle("POST /api/pair/requests/{request_id}/poll", httpx.HandlerFunc(a.handlePairPoll))
+	mux.Handle("GET /api/pair/qr.svg", httpx.HandlerFunc(a.handlePairQR))
+	mux.Handle("GET /.well-known/jwks.json", httpx.HandlerFunc(a.handleJWKS))
 }
 
 // TokenResponse is the answer of /api/pair (201) and /api/token (200).
@@ -64,47 +61,38 @@ func decodePairRequest(body []byte) (pairRequest, error) {
 }
 
 // begin opens a device-facing call: a fresh DPoP-Nonce on every answer, the per-address
-// limit, and the JSON body. ok is false when it has answered already.
-func (a *Authority) begin(w http.ResponseWriter, r *http.Request, lim *limiter) (remote string, body []byte, ok bool) {
+// limit, and the JSON body; an error is the call's answer.
+func (a *Authority) begin(w http.ResponseWriter, r *http.Request, lim *limiter) (remote string, body []byte, err error) {
 	a.setNonce(w)
 	remote = a.addr.Of(r)
 	if allowed, wait := lim.allow(remote); !allowed {
-		httpx.WriteError(w, rateLimited(wait))
-		return remote, nil, false
+		return remote, nil, httpx.RateLimited(wait)
 	}
-	body, err := httpx.ReadJSONBody(w, r, 4<<10)
-	if err != nil {
-		httpx.WriteError(w, err)
-		return remote, nil, false
-	}
-	return remote, body, true
+	body, err = httpx.ReadJSONBody(w, r, 4<<10)
+	return remote, body, err
 }
 
-func (a *Authority) handlePair(w http.ResponseWriter, r *http.Request) {
-	remote, body, ok := a.begin(w, r, a.pairLimit)
-	if !ok {
-		return
+func (a *Authority) handlePair(w http.ResponseWriter, r *http.Request) error {
+	remote, body, err := a.begin(w, r, a.pairLimit)
+	if err != nil {
+		return err
 	}
 	req, err := decodePairRequest(body)
 	if err != nil {
-		httpx.WriteError(w, err)
-		return
+		return err
 	}
 	jkt, err := a.checkProof(r, "/api/pair")
 	if err != nil {
-		httpx.WriteError(w, err)
-		return
+		return err
 	}
 	ctx := r.Context()
 	rec, err := a.pins.redeem(ctx, req.Feed, req.PIN)
 	if err != nil {
 		if errors.Is(err, errInvalidPIN) {
-			a.audit("pair_fail", req.Feed, "", remote, "wrong, expired or used PIN")
-			httpx.WriteError(w, err)
-			return
+			a.audit(broker.AuditRecord{Type: string(broker.AuditPairFail), Feed: req.Feed, RemoteAddr: remote, Detail: "wrong, expired or used PIN"})
+			return err
 		}
-		httpx.WriteError(w, a.unavailable("redeem pin", err))
-		return
+		return a.unavailable("redeem pin", err)
 	}
 	if rec.Replace {
 		a.revokeFeed(ctx, req.Feed, remote)
@@ -114,92 +102,83 @@ func (a *Authority) handlePair(w http.ResponseWriter, r *http.Request) {
 		UserAgent: broker.CleanText(r.UserAgent(), maxUserAgentBytes), RemoteAddr: remote,
 	}
 	if err := a.devices.add(ctx, d); err != nil {
-		httpx.WriteError(w, a.unavailable("add device", err))
-		return
+		return a.unavailable("add device", err)
 	}
 	resp, err := a.issue(d)
 	if err != nil {
-		httpx.WriteError(w, err)
-		return
+		return err
 	}
-	a.audit("pair_ok", d.Feed, d.ID, remote, "paired with a PIN")
+	a.audit(broker.AuditRecord{Type: string(broker.AuditPairOK), Feed: d.Feed, DeviceID: d.ID, RemoteAddr: remote, Detail: "paired with a PIN"})
 	a.log.Info("device paired", slog.String("device_id", d.ID), slog.String("feed", d.Feed), slog.String("remote_addr", remote))
 	httpx.WriteJSON(w, http.StatusCreated, resp)
+	return nil
 }
 
-func (a *Authority) handleToken(w http.ResponseWriter, r *http.Request) {
-	remote, body, ok := a.begin(w, r, a.tokenLimit)
-	if !ok {
-		return
+func (a *Authority) handleToken(w http.ResponseWriter, r *http.Request) error {
+	remote, body, err := a.begin(w, r, a.tokenLimit)
+	if err != nil {
+		return err
 	}
 	var req struct {
 		DeviceID string `json:"device_id"`
 	}
 	if err := httpx.StrictJSON(body, &req); err != nil {
-		httpx.WriteError(w, err)
-		return
+		return err
 	}
 	if req.DeviceID == "" || len(req.DeviceID) > 64 {
-		httpx.WriteError(w, httpx.Errorf(httpx.CodeInvalidRequest, `"device_id" is required`))
-		return
+		return httpx.Errorf(httpx.CodeInvalidRequest, `"device_id" is required`)
 	}
 	// An address whose refusals are used up is refused before the proof is checked:
 	// trying device ids or keys costs it no verification and no lookup.
 	if blocked, wait := a.tokenFails.blocked(remote); blocked {
-		httpx.WriteError(w, rateLimited(wait))
-		return
+		return httpx.RateLimited(wait)
 	}
 	jkt, err := a.checkProof(r, "/api/token")
 	if err != nil {
 		if e := (*httpx.Error)(nil); errors.As(err, &e) && e.Code != httpx.CodeUseDPoPNonce {
 			a.tokenFails.allow(remote) // a bad proof; asking for a nonce is the normal first step
 		}
-		httpx.WriteError(w, err)
-		return
+		return err
 	}
 	refused := &httpx.Error{Code: httpx.CodeInvalidToken, Message: "this device is not paired (or was revoked): pair it again"}
 	if !broker.ValidDeviceID(req.DeviceID) { // no device has it, and NATS would refuse it as a key
 		a.tokenFails.allow(remote)
-		a.audit("token_refused", "", "", remote, "malformed device id")
-		httpx.WriteError(w, refused)
-		return
+		a.audit(broker.AuditRecord{Type: string(broker.AuditTokenRefused), RemoteAddr: remote, Detail: "malformed device id"})
+		return refused
 	}
 	// From the bucket, not the mirror: a revocation made elsewhere a moment ago counts.
 	d, ok, err := a.devices.current(r.Context(), req.DeviceID)
 	if err != nil {
-		httpx.WriteError(w, a.unavailable("get device", err))
-		return
+		return a.unavailable("get device", err)
 	}
 	if !ok {
 		a.tokenFails.allow(remote)
-		a.audit("token_refused", "", req.DeviceID, remote, "unknown or revoked device")
-		httpx.WriteError(w, refused)
-		return
+		a.audit(broker.AuditRecord{Type: string(broker.AuditTokenRefused), DeviceID: req.DeviceID, RemoteAddr: remote, Detail: "unknown or revoked device"})
+		return refused
 	}
 	if d.JKT != jkt {
 		a.tokenFails.allow(remote)
-		a.audit("token_refused", d.Feed, d.ID, remote, "proof key is not the device's key")
-		httpx.WriteError(w, refused)
-		return
+		a.audit(broker.AuditRecord{Type: string(broker.AuditTokenRefused), Feed: d.Feed, DeviceID: d.ID, RemoteAddr: remote, Detail: "proof key is not the device's key"})
+		return refused
 	}
 	resp, err := a.issue(d)
 	if err != nil {
-		httpx.WriteError(w, err)
-		return
+		return err
 	}
 	httpx.WriteJSON(w, http.StatusOK, resp)
+	return nil
 }
 
-func (a *Authority) handleJWKS(w http.ResponseWriter, _ *http.Request) {
+func (a *Authority) handleJWKS(w http.ResponseWriter, _ *http.Request) error {
 	set, err := a.tokens.JWKS()
 	if err != nil {
 		a.log.Error("jwks", slog.String("error", err.Error()))
-		httpx.WriteError(w, err)
-		return
+		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "public, max-age=300")
 	_, _ = w.Write(set)
+	return nil
 }
 
 // checkProof verifies the request's DPoP header for POST <public_url><path> with a
@@ -244,23 +223,7 @@ func (a *Authority) revokeFeed(ctx context.Context, feed, remote string) {
 		if ok, err := a.devices.revoke(ctx, d.ID); err != nil {
 			a.log.Warn("revoke on re-pair failed", slog.String("device_id", d.ID), slog.String("error", err.Error()))
 		} else if ok {
-			a.audit("device_revoked", feed, d.ID, remote, "replaced by re-pairing")
+			a.audit(broker.AuditRecord{Type: string(broker.AuditDeviceRevoked), Feed: feed, DeviceID: d.ID, RemoteAddr: remote, Detail: "replaced by re-pairing"})
 		}
 	}
-}
-
-func rateLimited(wait time.Duration) error {
-	secs := int(math.Ceil(wait.Seconds()))
-	return &httpx.Error{Code: httpx.CodeRateLimited, Message: "too many attempts from this address; retry after " + strconv.Itoa(secs) + "s", RetryAfter: max(secs, 1)}
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	s = s[:n]
-	for !utf8.ValidString(s) {
-		s = s[:len(s)-1]
-	}
-	return s
 }

@@ -232,3 +232,14 @@ func (s *pinStore) voidFeed(ctx context.Context, feed string) error {
 	}
 	return nil
 }
+
+// IssuePIN makes a PIN for feed, valid for ttl (from 1 s to MaxPINTTL; the caller
+// checks the bounds and audits the issue under its own actor). With replace, pairing
+// with it revokes the feed's other devices. A store failure is broker.ErrUnavailable.
+func (a *Authority) IssuePIN(ctx context.Context, feed string, ttl time.Duration, replace bool) (PIN, error) {
+	pin, err := a.pins.issue(ctx, feed, ttl, replace)
+	if err != nil {
+		return PIN{}, a.unavailable("issue pin", err)
+	}
+	return pin, nil
+}

@@ -7,8 +7,9 @@ import (
 	"net/http"
 	"strconv"
 
-	"github.com/kioskfeed/kioskfeed/internal/httpx"
 	"rsc.io/qr"
+
+	"github.com/kioskfeed/kioskfeed/internal/httpx"
 )
 
 // qrQuietZone is the blank border a QR code needs around it (ISO/IEC 18004: 4 modules).
@@ -23,17 +24,15 @@ const qrModulePixels = 8
 // origin. It needs nothing but the code, which whoever asks for it already has, and it
 // can only ever encode this server's approval page for a well-formed code, so it looks
 // nothing up and hands out nothing.
-func (a *Authority) handlePairQR(w http.ResponseWriter, r *http.Request) {
-	code := normalizeCode(r.URL.Query().Get("code"))
+func (a *Authority) handlePairQR(w http.ResponseWriter, r *http.Request) error {
+	code := NormalizeCode(r.URL.Query().Get("code"))
 	if code == "" {
-		httpx.WriteError(w, httpx.Errorf(httpx.CodeInvalidRequest, `"code" must be a pairing code such as WDJB-MJHT`))
-		return
+		return httpx.Errorf(httpx.CodeInvalidRequest, `"code" must be a pairing code such as WDJB-MJHT`)
 	}
 	svg, err := qrSVG(a.verificationURIComplete(code))
 	if err != nil {
 		a.log.Error("qr code", slog.String("error", err.Error()))
-		httpx.WriteError(w, err)
-		return
+		return err
 	}
 	h := w.Header()
 	h.Set("Content-Type", "image/svg+xml")
@@ -46,6 +45,7 @@ func (a *Authority) handlePairQR(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Length", strconv.Itoa(len(svg)))
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(svg)
+	return nil
 }
 
 // qrSVG draws text as a QR code (error correction M) in SVG: one path of dark runs on a

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -38,20 +37,6 @@ func newDeviceID() string {
 	var b [13]byte
 	_, _ = rand.Read(b[:])
 	return "dev_" + deviceIDEncoding.EncodeToString(b[:])[:20]
-}
-
-// validDeviceID reports whether id has the form newDeviceID makes; anything else cannot
-// name a device (and would not be a valid KV key).
-func validDeviceID(id string) bool {
-	if len(id) != 24 || id[:4] != "dev_" {
-		return false
-	}
-	for _, c := range id[4:] {
-		if !strings.ContainsRune("0123456789ABCDEFGHJKMNPQRSTVWXYZ", c) {
-			return false
-		}
-	}
-	return true
 }
 
 // Registry is the device registry: the devices bucket, mirrored in memory so that a
@@ -129,3 +114,16 @@ func (r *Registry) OnRevoke(fn func(deviceID, feed string)) {
 }
 
 func (r *Registry) stop() { r.m.Stop() }
+
+// RevokeDevice revokes the device id for an administrator: its tokens stop working at
+// once and every instance closes its connection. It returns the device as it was (from
+// memory: its feed, for the audit record the caller writes) and whether it existed; a
+// store failure is broker.ErrUnavailable.
+func (a *Authority) RevokeDevice(ctx context.Context, id string) (Device, bool, error) {
+	d, _ := a.devices.Device(id)
+	ok, err := a.devices.revoke(ctx, id)
+	if err != nil {
+		return Device{}, false, a.unavailable("revoke device", err)
+	}
+	return d, ok, nil
+}

@@ -84,9 +84,9 @@ func (p *pendingPair) open(now time.Time) bool {
 	return p.Status == statusPending && now.Before(p.ExpiresAt)
 }
 
-// errNoSuchRequest is the one answer, on the admin side, for a code that names no open
+// ErrNoSuchRequest is the one answer, on the admin side, for a code that names no open
 // request: never was, mistyped, expired, approved or denied already.
-var errNoSuchRequest = &httpx.Error{Code: httpx.CodeNotFound, Message: "no open pairing request has that code: it may be mistyped, expired, or approved or denied already"}
+var ErrNoSuchRequest = &httpx.Error{Code: httpx.CodeNotFound, Message: "no open pairing request has that code: it may be mistyped, expired, or approved or denied already"}
 
 // errSlotsFull is a refusal for too many open requests from one address.
 type errSlotsFull struct{ wait time.Duration }
@@ -141,9 +141,9 @@ func newRequestID() string {
 	return "pr_" + deviceIDEncoding.EncodeToString(b[:])[:20]
 }
 
-// normalizeCode returns a user code as eight letters of the RFC 8628 alphabet, ignoring
+// NormalizeCode returns a user code as eight letters of the RFC 8628 alphabet, ignoring
 // case, spaces and hyphens, or "" when it cannot be one.
-func normalizeCode(s string) string {
+func NormalizeCode(s string) string {
 	if len(s) > 32 {
 		return ""
 	}
@@ -211,7 +211,7 @@ func (s *requestStore) get(ctx context.Context, id string) (p pendingPair, rev u
 
 // byCode finds the request a user code names; found is false when none does.
 func (s *requestStore) byCode(ctx context.Context, code string) (pendingPair, bool, error) {
-	if code = normalizeCode(code); code == "" {
+	if code = NormalizeCode(code); code == "" {
 		return pendingPair{}, false, nil
 	}
 	e, err := s.kv.Get(ctx, codeKey(code))

@@ -14,9 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lestrrat-go/jwx/v3/jwk"
+
 	"github.com/kioskfeed/kioskfeed/pairing/dpop"
 	"github.com/kioskfeed/kioskfeed/pairing/pairingtest"
-	"github.com/lestrrat-go/jwx/v3/jwk"
 )
 
 const testIssuer = "https://kiosk.example"

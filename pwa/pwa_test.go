@@ -30,6 +30,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"golang.org/x/net/html"
 
+	"github.com/kioskfeed/kioskfeed/admin"
 	"github.com/kioskfeed/kioskfeed/bridge"
 	"github.com/kioskfeed/kioskfeed/broker"
 	"github.com/kioskfeed/kioskfeed/broker/brokertest"
@@ -770,7 +771,7 @@ func startAppStack(t *testing.T, pairNow func() time.Time) *appStack {
 		pairNow = b.Now
 	}
 	auth, err := pairing.New(context.Background(), pairing.Config{PublicURL: public, SigningKeys: []*ecdsa.PrivateKey{key},
-		AdminTokenHashes: [][32]byte{pairing.HashToken(adminToken)}, PairBurst: 1000, Now: pairNow}, b)
+		PairBurst: 1000, Now: pairNow}, b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -779,14 +780,20 @@ func startAppStack(t *testing.T, pairNow func() time.Time) *appStack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	auth.SetPresence(br.Presence)
+	adm, err := admin.New(context.Background(), admin.Config{PublicURL: public, CSRFKey: make([]byte, 32),
+		TokenHashes: [][32]byte{admin.HashToken(adminToken)}, Now: pairNow}, b, auth, br)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(adm.Close)
 	app, err := pwa.New(pwa.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	broker.NewAPI(b, auth).Register(mux)
+	broker.NewAPI(b, adm).Register(mux)
 	auth.Register(mux)
+	adm.Register(mux)
 	br.Register(mux)
 	app.Register(mux)
 	srv := &http.Server{Handler: httpx.JSONErrors(mux), ReadHeaderTimeout: 5 * time.Second}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"errors"
 	"flag"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/kioskfeed/kioskfeed/admin"
 	"github.com/kioskfeed/kioskfeed/bridge"
 	"github.com/kioskfeed/kioskfeed/broker"
 	"github.com/kioskfeed/kioskfeed/config"
@@ -26,9 +28,11 @@ import (
 	"github.com/kioskfeed/kioskfeed/pwa"
 )
 
-// Where pairing meets the packages that use it, without either importing the other.
+// Where pairing and admin meet the packages that use them, without either importing
+// the other.
 var (
-	_ broker.AdminAuthorizer = (*pairing.Authority)(nil)
+	_ broker.AdminAuthorizer = (*admin.Admin)(nil)
+	_ admin.Presence         = (*bridge.Bridge)(nil)
 	_ bridge.Authenticator   = (*pairing.Authority)(nil)
 	_ bridge.Revocations     = (*pairing.Registry)(nil)
 	_ bridge.FeedSource      = (*broker.Broker)(nil)
@@ -88,26 +92,19 @@ func serve(ctx context.Context, args []string, lookupEnv func(string) (string, b
 		log.Info("NATS connection closed", slog.Duration("took", time.Since(began)))
 	}()
 
-	// The dashboard's live count needs the bridge, which needs the Authority: the
-	// count is looked up through br once it exists.
-	var br *bridge.Bridge
-	onlineCount := func() int {
-		if br == nil {
-			return 0
-		}
-		return br.OnlineCount()
+	// pairing first, then the bridge that asks it, then the admin side, which reads the
+	// bridge's presence and acts through pairing.
+	keys, err := signingKeys(cfg, dataDir)
+	if err != nil {
+		return err
 	}
-	auth, err := newAuthority(ctx, cfg, dataDir, adminHash, b, log, onlineCount)
+	auth, err := newAuthority(ctx, cfg, keys, b, log)
 	if err != nil {
 		return err
 	}
 	defer auth.Close()
-	newPassword, err := auth.EnsureAdminPassword(ctx)
-	if err != nil {
-		return err
-	}
 
-	br, err = bridge.New(ctx, bridge.Config{
+	br, err := bridge.New(ctx, bridge.Config{
 		PublicURL:      cfg.PublicURL,
 		AllowedOrigins: cfg.Origins(),
 		TrustedProxies: cfg.TrustedProxies,
@@ -131,13 +128,21 @@ func serve(ctx context.Context, args []string, lookupEnv func(string) (string, b
 	if err != nil {
 		return err
 	}
-	auth.SetPresence(br.Presence)
+	adm, err := newAdmin(ctx, cfg, keys, adminHash, b, auth, br, log)
+	if err != nil {
+		return err
+	}
+	defer adm.Close()
+	newPassword, err := adm.EnsurePassword(ctx)
+	if err != nil {
+		return err
+	}
 
 	mux := http.NewServeMux()
 	b.RegisterHealth(mux)
-	broker.NewAPI(b, auth).Register(mux)
+	broker.NewAPI(b, adm).Register(mux)
 	auth.Register(mux)
-	auth.RegisterDashboard(mux)
+	adm.Register(mux)
 	br.Register(mux)
 	app, err := pwa.New(pwa.Config{Name: "kioskfeed", Logger: log.With(slog.String("component", "pwa"))})
 	if err != nil {
@@ -237,29 +242,47 @@ func brokerConfig(cfg config.Config, dataDir string, log *slog.Logger, reg prome
 	}
 }
 
-func newAuthority(ctx context.Context, cfg config.Config, dataDir string, adminHash [32]byte, b *broker.Broker, log *slog.Logger, onlineCount func() int) (*pairing.Authority, error) {
+// signingKeys loads (or on first start makes) the token signing keys.
+func signingKeys(cfg config.Config, dataDir string) ([]*ecdsa.PrivateKey, error) {
 	keyFile := cfg.SigningKeyFile
 	if keyFile == "" {
 		keyFile = filepath.Join(dataDir, SigningKeyFile)
 	}
-	keys, err := pairing.LoadOrCreateSigningKeys(keyFile)
+	return pairing.LoadOrCreateSigningKeys(keyFile)
+}
+
+func newAuthority(ctx context.Context, cfg config.Config, keys []*ecdsa.PrivateKey, b *broker.Broker, log *slog.Logger) (*pairing.Authority, error) {
+	return pairing.New(ctx, pairing.Config{
+		PublicURL:      cfg.PublicURL,
+		SigningKeys:    keys,
+		TokenTTL:       cfg.TokenTTL,
+		ProofSkew:      cfg.ProofSkew,
+		TrustedProxies: cfg.TrustedProxies,
+		PairBurst:      cfg.PairBurst,
+		PairEvery:      cfg.PairEvery,
+		IPv6Prefix:     cfg.IPv6Prefix,
+		Now:            b.Now, // the cluster's clock: peers check these times
+		Logger:         log.With(slog.String("component", "pairing")),
+	}, b)
+}
+
+// newAdmin makes the admin side. Its CSRF key is derived from the signing key, so that
+// every instance sharing the key file accepts the others' forms.
+func newAdmin(ctx context.Context, cfg config.Config, keys []*ecdsa.PrivateKey, adminHash [32]byte, b *broker.Broker,
+	auth *pairing.Authority, presence admin.Presence, log *slog.Logger) (*admin.Admin, error) {
+	csrfKey, err := pairing.DeriveKey(keys[0], "kioskfeed csrf", 32)
 	if err != nil {
 		return nil, err
 	}
-	return pairing.New(ctx, pairing.Config{
-		PublicURL:        cfg.PublicURL,
-		SigningKeys:      keys,
-		AdminTokenHashes: [][32]byte{adminHash},
-		TokenTTL:         cfg.TokenTTL,
-		ProofSkew:        cfg.ProofSkew,
-		TrustedProxies:   cfg.TrustedProxies,
-		OnlineCount:      onlineCount,
-		PairBurst:        cfg.PairBurst,
-		PairEvery:        cfg.PairEvery,
-		IPv6Prefix:       cfg.IPv6Prefix,
-		Now:              b.Now, // the cluster's clock: peers check these times
-		Logger:           log.With(slog.String("component", "pairing")),
-	}, b)
+	return admin.New(ctx, admin.Config{
+		PublicURL:      cfg.PublicURL,
+		CSRFKey:        csrfKey,
+		TokenHashes:    [][32]byte{adminHash},
+		TrustedProxies: cfg.TrustedProxies,
+		IPv6Prefix:     cfg.IPv6Prefix,
+		Now:            b.Now,
+		Logger:         log.With(slog.String("component", "admin")),
+	}, b, auth, presence)
 }
 
 // SigningKeyFile is where the token signing keys are made in the data dir when
@@ -270,9 +293,9 @@ const SigningKeyFile = "signing-keys.pem"
 // (made on first start, when newToken is the token to show once).
 func adminTokenHash(cfg config.Config, dataDir string) (hash [32]byte, newToken string, err error) {
 	if cfg.AdminToken != "" {
-		return pairing.HashToken(cfg.AdminToken), "", nil
+		return admin.HashToken(cfg.AdminToken), "", nil
 	}
-	return pairing.LoadOrCreateAdminToken(dataDir)
+	return admin.LoadOrCreateToken(dataDir)
 }
 
 func printBanner(w io.Writer, cfg config.Config, addr, dataDir string, b *broker.Broker, newAdminToken, newPassword string, demo bool) {
@@ -313,11 +336,11 @@ func printBanner(w io.Writer, cfg config.Config, addr, dataDir string, b *broker
 	case newAdminToken != "":
 		fmt.Fprintf(w, "  admin token:    %s\n", newAdminToken)
 		fmt.Fprintf(w, "                  (new: shown this once and stored only as a hash; delete %s to make another)\n",
-			filepath.Join(dataDir, pairing.AdminTokenHashFile))
+			filepath.Join(dataDir, admin.TokenHashFile))
 	case cfg.AdminToken != "":
 		fmt.Fprintf(w, "  admin token:    as configured (admin_token)\n")
 	default:
-		fmt.Fprintf(w, "  admin token:    made at first start (delete %s to make another)\n", filepath.Join(dataDir, pairing.AdminTokenHashFile))
+		fmt.Fprintf(w, "  admin token:    made at first start (delete %s to make another)\n", filepath.Join(dataDir, admin.TokenHashFile))
 	}
 	if demo {
 		fmt.Fprintf(w, "  demo feed:      \"demo\" — see it with: curl -H \"Authorization: Bearer $ADMIN_TOKEN\" %s/api/feeds/demo/state\n", pub)

@@ -4,7 +4,8 @@
 // concern, kept apart so it can be reused, tested and fuzzed alone.
 //
 //   - [NonceSource]: HMAC-derived nonces any instance with the same key can
-//     check without shared state, and random WebSocket challenges.
+//     check without shared state. (The WebSocket's one-time challenges are
+//     the bridge's own random values: they need no key.)
 //   - [Verifier]: checks a proof and returns its key's RFC 7638 thumbprint
 //     ([Thumbprint]); a jti is accepted once cluster-wide through a
 //     [ReplayCache] ([KVReplayCache] on a JetStream KV bucket made with

@@ -2,7 +2,6 @@ package dpop
 
 import (
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
@@ -90,14 +89,6 @@ func (s *NonceSource) Valid(n string) bool {
 	return hmac.Equal(got[nonceStepBytes:], want[nonceStepBytes:])
 }
 
-// Challenge returns 32 random bytes, base64url: the one-time nonce the
-// WebSocket handshake sends and then compares by equality with the proof's
-// nonce claim. It needs no key; it is a method so a consumer can ask for
-// nonces and challenges through one small interface.
-func (s *NonceSource) Challenge() string {
-	return randomToken(32)
-}
-
 func (s *NonceSource) step() uint64 {
 	t := s.now().Unix()
 	step := t / int64(nonceStep/time.Second)
@@ -115,11 +106,4 @@ func (s *NonceSource) encode(dst []byte, step uint64) {
 	mac.Write(dst[:nonceStepBytes])
 	var sum [sha256.Size]byte
 	copy(dst[nonceStepBytes:], mac.Sum(sum[:0])[:nonceMACBytes])
-}
-
-// randomToken returns n random bytes from the CSPRNG, base64url.
-func randomToken(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b) // crypto/rand.Read never fails (it crashes the program instead)
-	return base64.RawURLEncoding.EncodeToString(b)
 }

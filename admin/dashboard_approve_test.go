@@ -1,4 +1,4 @@
-package pairing_test
+package admin_test
 
 import (
 	"net/http"
@@ -190,7 +190,7 @@ func TestDashboardApproveNeedsSessionAndCSRF(t *testing.T) {
 	}
 	// Nothing was approved.
 	wantAPIError(t, tab.Poll(bg, pr.RequestID), http.StatusBadRequest, "authorization_pending")
-	if n := len(s.a.DeviceViews("")); n != 0 {
+	if n := len(s.ad.DeviceViews("")); n != 0 {
 		t.Fatalf("refused forms paired %d devices", n)
 	}
 }

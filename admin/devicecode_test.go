@@ -1,4 +1,4 @@
-package pairing_test
+package admin_test
 
 import (
 	"bytes"
@@ -300,7 +300,7 @@ func TestPairRequestPollAnswers(t *testing.T) {
 		ans := postDPoP(t, s, "/api/pair/requests/"+pr.RequestID+"/poll", nil, []byte(`{}`))
 		wantAnswer(t, ans, http.StatusBadRequest, "invalid_dpop_proof", "exactly one DPoP proof")
 		// A proof for another URL (the request endpoint) is not one for this poll.
-		p := signProof(t, tab.Key, "POST", s.URL+"/api/pair/requests", s.a.Nonces().Nonce(), "", s.clock.Now(), nil)
+		p := signProof(t, tab.Key, "POST", s.URL+"/api/pair/requests", nonceOf(t, s), "", s.clock.Now())
 		ans = postDPoP(t, s, "/api/pair/requests/"+pr.RequestID+"/poll", []string{p}, []byte(`{}`))
 		wantAnswer(t, ans, http.StatusBadRequest, "invalid_dpop_proof", "wrong htu")
 	})
@@ -399,7 +399,7 @@ func TestPairRequestApprovedTwice(t *testing.T) {
 		t.Fatal("no approval won")
 	}
 	// Exactly one device, on the winner's feed, and the tablet collects that one.
-	if devs := s.a.DeviceViews(""); len(devs) != 1 || devs[0].Feed != "feed-"+strconv.Itoa(won) {
+	if devs := s.ad.DeviceViews(""); len(devs) != 1 || devs[0].Feed != "feed-"+strconv.Itoa(won) {
 		t.Fatalf("devices %+v, want one on feed-%d", devs, won)
 	}
 	if err := tab.Poll(bg, pr.RequestID); err != nil || tab.DeviceID != answers[won].body["device_id"] {
@@ -492,7 +492,7 @@ func TestPairRequestApprovalRacesExpiry(t *testing.T) {
 				if pollErr == nil {
 					t.Fatal("expiry won the race, but the racing poll got a token")
 				}
-				if n := len(s.a.DeviceViews("race")); n != outcomes[true] {
+				if n := len(s.ad.DeviceViews("race")); n != outcomes[true] {
 					t.Fatalf("race feed has %d devices after %d winning approvals", n, outcomes[true])
 				}
 			}
@@ -594,7 +594,7 @@ func TestPairRequestReplaceRevokesTheFeedsDevices(t *testing.T) {
 	if err := tab.Poll(bg, pr.RequestID); err != nil {
 		t.Fatalf("poll: %v", err)
 	}
-	if devs := s.a.DeviceViews("lobby"); len(devs) != 1 || devs[0].ID != tab.DeviceID || devs[0].Name != "New lobby" {
+	if devs := s.ad.DeviceViews("lobby"); len(devs) != 1 || devs[0].ID != tab.DeviceID || devs[0].Name != "New lobby" {
 		t.Fatalf("lobby after replace: %+v, want only the approved tablet", devs)
 	}
 	s.auditHas(t, "device_revoked", func(r broker.AuditRecord) bool { return r.DeviceID == old1.DeviceID })

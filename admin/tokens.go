@@ -1,4 +1,4 @@
-package pairing
+package admin
 
 import (
 	"context"
@@ -24,47 +24,46 @@ import (
 	"github.com/kioskfeed/kioskfeed/internal/httpx"
 )
 
-// AdminTokenHashFile is where the generated admin token's SHA-256 is kept in the data
+// TokenHashFile is where the generated admin token's SHA-256 is kept in the data
 // dir. The token itself is printed once and stored nowhere.
-const AdminTokenHashFile = "admin-token.sha256"
+const TokenHashFile = "admin-token.sha256"
 
-// BucketAdminTokens holds named admin tokens made with `kioskfeed admin token create`,
+// BucketTokens holds named admin tokens made with `kioskfeed admin token create`,
 // as SHA-256 hashes, so every instance accepts them.
-const BucketAdminTokens = "kioskfeed_admin_tokens"
+const BucketTokens = "kioskfeed_admin_tokens"
 
 // A named admin token reads kfa.<id>.<secret>; the bootstrap token is kfa_<secret>.
 const adminTokenPrefix = "kfa."
 
-// AdminToken is a named admin token's record, without its secret.
-type AdminToken struct {
+// Token is a named admin token's record, without its secret.
+type Token struct {
 	ID      string    `json:"id"`
 	Name    string    `json:"name"`
 	Created time.Time `json:"created"`
 	Hash    string    `json:"hash,omitempty"`
 }
 
-// AdminAuth checks the admin bearer tokens of docs/protocol.md §6 on /api/admin/*: the
-// configured (or generated) token and the named tokens in KV. It satisfies
-// broker.AdminAuthorizer. AuthorizeAdmin accepts the dashboard's session cookie too.
-type AdminAuth struct {
+// tokenStore checks the admin bearer tokens of docs/protocol.md §6 on /api/admin/*: the
+// configured (or generated) token and the named tokens in KV (mirrored in memory).
+type tokenStore struct {
 	hashes [][32]byte
-	named  *broker.Mirror[AdminToken]
+	named  *broker.Mirror[Token]
 	log    *slog.Logger
 }
 
-func newAdminAuth(ctx context.Context, b *broker.Broker, log *slog.Logger, hashes ...[32]byte) (*AdminAuth, error) {
-	kv, err := b.Bucket(ctx, jetstream.KeyValueConfig{Bucket: BucketAdminTokens, Description: "named admin tokens, hashed", History: 1})
+func newTokenStore(ctx context.Context, b *broker.Broker, log *slog.Logger, hashes ...[32]byte) (*tokenStore, error) {
+	kv, err := b.Bucket(ctx, jetstream.KeyValueConfig{Bucket: BucketTokens, Description: "named admin tokens, hashed", History: 1})
 	if err != nil {
 		return nil, err
 	}
-	named, err := broker.NewMirror[AdminToken](kv, log)
+	named, err := broker.NewMirror[Token](kv, log)
 	if err != nil {
 		return nil, err
 	}
-	return &AdminAuth{hashes: hashes, named: named, log: log}, nil
+	return &tokenStore{hashes: hashes, named: named, log: log}, nil
 }
 
-func (a *AdminAuth) stop() { a.named.Stop() }
+func (a *tokenStore) stop() { a.named.Stop() }
 
 // HashToken is the form in which an admin token is kept and compared.
 func HashToken(token string) [32]byte { return sha256.Sum256([]byte(token)) }
@@ -73,7 +72,7 @@ var errAdminToken = &httpx.Error{Code: httpx.CodeInvalidToken, Message: "send an
 
 // check reports whether token is an admin token. Hash comparisons keep it
 // constant-time whatever the presented token's length.
-func (a *AdminAuth) check(ctx context.Context, token string) (actor string, ok bool) {
+func (a *tokenStore) check(ctx context.Context, token string) (actor string, ok bool) {
 	if token == "" || len(token) > 256 {
 		return "", false
 	}
@@ -101,7 +100,7 @@ func (a *AdminAuth) check(ctx context.Context, token string) (actor string, ok b
 	return broker.AdminTokenActor(id), true
 }
 
-func (a *AdminAuth) create(ctx context.Context, name string, now time.Time) (AdminToken, string, error) {
+func (a *tokenStore) create(ctx context.Context, name string, now time.Time) (Token, string, error) {
 	var idb [8]byte
 	var secret [32]byte
 	_, _ = rand.Read(idb[:])
@@ -109,17 +108,17 @@ func (a *AdminAuth) create(ctx context.Context, name string, now time.Time) (Adm
 	id := strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(idb[:]))
 	token := adminTokenPrefix + id + "." + base64.RawURLEncoding.EncodeToString(secret[:])
 	h := HashToken(token)
-	rec := AdminToken{ID: id, Name: name, Created: now.UTC().Truncate(time.Second), Hash: hex.EncodeToString(h[:])}
+	rec := Token{ID: id, Name: name, Created: now.UTC().Truncate(time.Second), Hash: hex.EncodeToString(h[:])}
 	val, _ := json.Marshal(rec)
 	if _, err := a.named.KV().Create(ctx, id, val); err != nil {
-		return AdminToken{}, "", err
+		return Token{}, "", err
 	}
 	a.named.Put(id, val)
 	rec.Hash = ""
 	return rec, token, nil
 }
 
-func (a *AdminAuth) list() []AdminToken {
+func (a *tokenStore) list() []Token {
 	out := a.named.All(nil)
 	for i := range out {
 		out[i].Hash = ""
@@ -127,7 +126,7 @@ func (a *AdminAuth) list() []AdminToken {
 	return out
 }
 
-func (a *AdminAuth) revoke(ctx context.Context, id string) (bool, error) {
+func (a *tokenStore) revoke(ctx context.Context, id string) (bool, error) {
 	if _, ok := a.named.Lookup(ctx, id); !ok {
 		return false, nil
 	}
@@ -139,33 +138,34 @@ func (a *AdminAuth) revoke(ctx context.Context, id string) (bool, error) {
 }
 
 // AuthorizeAdmin accepts r, naming its credential (the actor of the audit log), when it
-// carries an admin token, or the dashboard's session
-// cookie on a same-origin request without an Authorization header. Failed attempts are
+// carries an admin token, or the dashboard's session cookie on a same-origin request
+// without an Authorization header. It makes *Admin a broker.AdminAuthorizer, for the
+// producer-key API broker serves. Failed attempts are
 // audited (admin_login_fail) and counted against the address's bearer allowance (its
 // own: bad tokens do not lock the dashboard login); once that is used up every bearer
 // token from the address is answered 429 before it is looked at, so a flood of
 // kfa.<unknown id>.x costs no KV lookup.
-func (a *Authority) AuthorizeAdmin(r *http.Request) (actor string, err error) {
+func (a *Admin) AuthorizeAdmin(r *http.Request) (actor string, err error) {
 	if a.sessionGrantsAdmin(r) { // the dashboard's session cookie, same-origin only
 		return broker.ActorDashboard, nil
 	}
 	remote := a.addr.Of(r)
-	if blocked, wait := a.bearerFails.blocked(remote); blocked {
-		return "", rateLimited(wait)
+	if blocked, wait := a.bearerFails.Blocked(remote); blocked {
+		return "", httpx.RateLimited(wait)
 	}
-	if actor, ok := a.admin.check(r.Context(), httpx.Bearer(r)); ok {
+	if actor, ok := a.tokens.check(r.Context(), httpx.Bearer(r)); ok {
 		return actor, nil
 	}
-	a.bearerFails.allow(remote)
-	a.audit("admin_login_fail", "", "", remote, "bad or missing admin bearer token")
+	a.bearerFails.Allow(remote)
+	a.audit(r.Context(), broker.AuditRecord{Type: string(broker.AuditAdminLoginFail), RemoteAddr: remote, Detail: "bad or missing admin bearer token"})
 	return "", errAdminToken
 }
 
-// LoadOrCreateAdminToken returns the hash of the admin token kept in dataDir. On first
+// LoadOrCreateToken returns the hash of the admin token kept in dataDir. On first
 // start it makes a token (256 random bits), keeps only its hash, and returns the token
 // itself so that the caller can show it this once.
-func LoadOrCreateAdminToken(dataDir string) (hash [32]byte, newToken string, err error) {
-	path := filepath.Join(dataDir, AdminTokenHashFile)
+func LoadOrCreateToken(dataDir string) (hash [32]byte, newToken string, err error) {
+	path := filepath.Join(dataDir, TokenHashFile)
 	b, err := os.ReadFile(path)
 	if err == nil {
 		raw, err := hex.DecodeString(strings.TrimSpace(string(b)))

@@ -1,4 +1,4 @@
-package pairing_test
+package admin_test
 
 import (
 	"crypto/ecdsa"
@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/kioskfeed/kioskfeed/admin"
 	"github.com/kioskfeed/kioskfeed/broker"
 	"github.com/kioskfeed/kioskfeed/broker/brokertest"
 	"github.com/kioskfeed/kioskfeed/pairing"
@@ -28,7 +29,7 @@ const (
 )
 
 // startDashboard runs the service (the dashboard included) with dashPassword set.
-func startDashboard(t *testing.T, mod ...func(*pairing.Config)) *service {
+func startDashboard(t *testing.T, mod ...any) *service {
 	t.Helper()
 	s := startService(t, nil, []*ecdsa.PrivateKey{newSigningKey(t)}, mod...)
 	setPassword(t, s.b, dashPassword)
@@ -48,7 +49,7 @@ func newSigningKey(t *testing.T) *ecdsa.PrivateKey {
 // lowest cost so that the many logins of these tests stay fast under -race.
 func setPassword(t *testing.T, b *broker.Broker, pw string) {
 	t.Helper()
-	kv, err := b.Bucket(bg, pairing.AdminBucketConfig())
+	kv, err := b.Bucket(bg, admin.BucketConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,25 +189,25 @@ func TestEnsureAdminPassword(t *testing.T) {
 	b := brokertest.New(t)
 	keys := []*ecdsa.PrivateKey{newSigningKey(t)}
 	s := startService(t, b, keys)
-	pw, err := s.a.EnsureAdminPassword(bg)
+	pw, err := s.ad.EnsurePassword(bg)
 	if err != nil {
 		t.Fatalf("EnsureAdminPassword: %v", err)
 	}
 	if !regexp.MustCompile(`^[a-z2-9]{5}(-[a-z2-9]{5}){3}$`).MatchString(pw) {
 		t.Fatalf("new password = %q, want 4 groups of 5 characters", pw)
 	}
-	again, err := s.a.EnsureAdminPassword(bg)
+	again, err := s.ad.EnsurePassword(bg)
 	if err != nil || again != "" {
 		t.Fatalf("second EnsureAdminPassword = %q, %v; want \"\", nil", again, err)
 	}
 	// Another instance on the same NATS shares the password.
 	other := startService(t, b, keys)
-	if got, err := other.a.EnsureAdminPassword(bg); err != nil || got != "" {
+	if got, err := other.ad.EnsurePassword(bg); err != nil || got != "" {
 		t.Fatalf("EnsureAdminPassword on a second instance = %q, %v; want \"\", nil", got, err)
 	}
 	// What was printed is what logs in.
 	mux := http.NewServeMux()
-	other.a.RegisterDashboard(mux)
+	other.ad.Register(mux)
 	rec := httptest.NewRecorder()
 	r := httptest.NewRequest("POST", "/admin/login", strings.NewReader(url.Values{"password": {pw}}.Encode()))
 	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -247,8 +248,8 @@ func TestDashboardLogin(t *testing.T) {
 	if c.Name != "kf_admin" || !c.HttpOnly || c.SameSite != http.SameSiteStrictMode || c.Path != "/" || c.Secure {
 		t.Fatalf("cookie = %+v, want kf_admin, HttpOnly, SameSite=Strict, Path=/, not Secure over http", c)
 	}
-	if c.MaxAge != int(pairing.SessionTTL/time.Second) {
-		t.Fatalf("cookie Max-Age = %d, want %d", c.MaxAge, int(pairing.SessionTTL/time.Second))
+	if c.MaxAge != int(admin.SessionTTL/time.Second) {
+		t.Fatalf("cookie Max-Age = %d, want %d", c.MaxAge, int(admin.SessionTTL/time.Second))
 	}
 	if raw, err := url.QueryUnescape(c.Value); err != nil || len(raw) != 43 {
 		t.Fatalf("session id %q: want 32 random bytes in base64url", c.Value)
@@ -266,14 +267,15 @@ func TestDashboardLogin(t *testing.T) {
 
 func TestDashboardCookieUnderTLS(t *testing.T) {
 	b := brokertest.New(t)
-	a, err := pairing.New(bg, pairing.Config{PublicURL: "https://admin.example", SigningKeys: []*ecdsa.PrivateKey{newSigningKey(t)}}, b)
+	cfg := pairing.Config{PublicURL: "https://admin.example", SigningKeys: []*ecdsa.PrivateKey{newSigningKey(t)}}
+	a, err := pairing.New(bg, cfg, b)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(a.Close)
 	setPassword(t, b, dashPassword)
 	mux := http.NewServeMux()
-	a.RegisterDashboard(mux)
+	startAdmin(t, b, a, cfg, nil).Register(mux)
 
 	rec := httptest.NewRecorder()
 	r := httptest.NewRequest("POST", "https://admin.example/admin/login", strings.NewReader(url.Values{"password": {dashPassword}}.Encode()))
@@ -412,8 +414,8 @@ func TestDashboardCSRF(t *testing.T) {
 		})
 	}
 	// Nothing was done.
-	if len(s.a.DeviceViews("lobby")) != 1 || len(s.b.ProducerKeys()) != 1 {
-		t.Fatalf("refused forms changed something: devices %d, keys %d; want 1 and 1", len(s.a.DeviceViews("lobby")), len(s.b.ProducerKeys()))
+	if len(s.ad.DeviceViews("lobby")) != 1 || len(s.b.ProducerKeys()) != 1 {
+		t.Fatalf("refused forms changed something: devices %d, keys %d; want 1 and 1", len(s.ad.DeviceViews("lobby")), len(s.b.ProducerKeys()))
 	}
 	if p := s.get(t, "/admin", c); p.status != http.StatusOK {
 		t.Fatalf("the session ended after a refused logout: GET /admin = %d", p.status)
@@ -465,7 +467,7 @@ func TestDashboardPINPairRevoke(t *testing.T) {
 	if err := tab.Pair(bg, "lobby", pin, "Lobby left"); err != nil {
 		t.Fatalf("pair with the dashboard's PIN: %v", err)
 	}
-	s.a.SetPresence(func(id string) (bool, time.Time) { return id == tab.DeviceID, s.clock.Now() })
+	s.presence.set(func(id string) (bool, time.Time) { return id == tab.DeviceID, s.clock.Now() })
 	home := s.get(t, "/admin", c)
 	row := regexp.MustCompile(`(?s)<tr data-device-id="` + tab.DeviceID + `">.*?</tr>`).FindString(home.body)
 	if row == "" {
@@ -484,7 +486,7 @@ func TestDashboardPINPairRevoke(t *testing.T) {
 	if rv.status != http.StatusSeeOther || rv.location() != "/admin?notice=revoked" {
 		t.Fatalf("revoke: %d to %q, want 303 to /admin?notice=revoked", rv.status, rv.location())
 	}
-	if got := s.a.DeviceViews("lobby"); len(got) != 0 {
+	if got := s.ad.DeviceViews("lobby"); len(got) != 0 {
 		t.Fatalf("after revoke the lobby has %d devices, want 0", len(got))
 	}
 	wantAPIError(t, tab.Refresh(bg), http.StatusUnauthorized, "invalid_token")
@@ -510,7 +512,7 @@ func TestDashboardPINPairRevoke(t *testing.T) {
 		t.Fatalf("pair with the re-pair PIN: %v", err)
 	}
 	wantAPIError(t, old.Refresh(bg), http.StatusUnauthorized, "invalid_token")
-	if got := s.a.DeviceViews("lobby"); len(got) != 1 || got[0].ID != newTab.DeviceID {
+	if got := s.ad.DeviceViews("lobby"); len(got) != 1 || got[0].ID != newTab.DeviceID {
 		t.Fatalf("after re-pairing the lobby has %v, want only %s", got, newTab.DeviceID)
 	}
 }
@@ -640,7 +642,7 @@ func TestDashboardSessionOnAdminAPI(t *testing.T) {
 	}
 	// The answer is the admin API's.
 	p := s.do(t, req{method: "GET", path: "/api/admin/devices", cookie: c, headers: map[string]string{"Sec-Fetch-Site": "same-origin"}})
-	var devs []pairing.DeviceView
+	var devs []admin.DeviceView
 	if err := json.Unmarshal([]byte(p.body), &devs); err != nil || len(devs) != 1 {
 		t.Fatalf("devices via the session = %s, want one device", p.body)
 	}
@@ -741,7 +743,7 @@ func TestDashboardPasswordAPI(t *testing.T) {
 }
 
 func TestDashboardLiveCount(t *testing.T) {
-	s := startDashboard(t, func(c *pairing.Config) { c.OnlineCount = func() int { return 7 } })
+	s := startDashboard(t, onlineCount(7))
 	c, _ := s.login(t)
 	p := s.do(t, req{method: "GET", path: "/admin/live", cookie: c, headers: map[string]string{"Sec-Fetch-Site": "same-origin"}})
 	if p.status != http.StatusOK || strings.TrimSpace(p.body) != `{"online":7}` {

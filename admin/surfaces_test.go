@@ -1,4 +1,4 @@
-package pairing_test
+package admin_test
 
 import (
 	"io"

@@ -1,4 +1,4 @@
-package pairing
+package admin
 
 import (
 	"context"
@@ -9,28 +9,24 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"path"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/kioskfeed/kioskfeed/broker"
-	"github.com/kioskfeed/kioskfeed/internal/httpx"
 )
 
-// BucketAdmin holds the dashboard's password (key "password", a bcrypt hash) and its
+// Bucket holds the dashboard's password (key "password", a bcrypt hash) and its
 // login sessions (session.<sha256 hex of the session id>, expiring by per-key TTL), so
 // that every instance accepts the same password and the same sessions, and a logout on
 // one instance counts on all of them at once.
-const BucketAdmin = "kioskfeed_admin"
+const Bucket = "kioskfeed_admin"
 
 const (
 	passwordKey   = "password"
@@ -48,152 +44,29 @@ const (
 	// loginSlots bounds how many bcrypt comparisons run at once, so that a flood of
 	// logins from many addresses cannot take every core.
 	loginSlots = 2
+	// maxUserAgentBytes bounds the User-Agent kept with a session: it is shown to
+	// tell logins apart, not kept as evidence.
+	maxUserAgentBytes = 256
 	// sessionIDLen is the length of a session id as sent in the cookie: 32 random
 	// bytes in unpadded base64url.
 	sessionIDLen = 43
 )
 
-// passwordAlphabet has no vowels that make words nor look-alikes (0/o, 1/l/i).
-const passwordAlphabet = "bcdfghjkmnpqrstvwxz23456789"
-
-// AdminBucketConfig is the admin bucket's configuration; every opener uses this one, so
+// BucketConfig is the admin bucket's configuration; every opener uses this one, so
 // that no instance changes what another set up. Per-key TTLs need LimitMarkerTTL.
-func AdminBucketConfig() jetstream.KeyValueConfig {
+func BucketConfig() jetstream.KeyValueConfig {
 	return jetstream.KeyValueConfig{
-		Bucket:         BucketAdmin,
+		Bucket:         Bucket,
 		Description:    "dashboard password (bcrypt) and login sessions (hashed ids)",
 		History:        1,
 		LimitMarkerTTL: time.Second,
 	}
 }
 
-// EnsureAdminPassword makes sure the dashboard has a password. When none is set yet it
-// makes one (20 characters from a 27-letter alphabet, about 95 bits, in groups of five),
-// stores only its bcrypt hash, and returns it for the caller to show this once; when one
-// is set (by this or another instance, or by `kioskfeed admin passwd`) it returns "".
-func (a *Authority) EnsureAdminPassword(ctx context.Context) (newPassword string, err error) {
-	kv := a.adminKV
-	if _, err := kv.Get(ctx, passwordKey); err == nil {
-		return "", nil
-	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
-		return "", fmt.Errorf("read dashboard password: %w", err)
-	}
-	pw := newAdminPassword()
-	hash, err := bcrypt.GenerateFromPassword([]byte(pw), passwordCost)
-	if err != nil {
-		return "", fmt.Errorf("hash admin password: %w", err)
-	}
-	if _, err := kv.Create(ctx, passwordKey, hash); err != nil {
-		if broker.IsKVConflict(err) {
-			return "", nil // another instance made one a moment ago and shows it
-		}
-		return "", fmt.Errorf("store dashboard password: %w", err)
-	}
-	a.log.Info("dashboard password created")
-	return pw, nil
-}
-
-// newAdminPassword returns xxxxx-xxxxx-xxxxx-xxxxx from passwordAlphabet, without
-// modulo bias.
-func newAdminPassword() string {
-	const n = len(passwordAlphabet)
-	limit := byte(256 - 256%n)
-	var out strings.Builder
-	var buf [64]byte
-	count := 0
-	for count < 20 {
-		_, _ = rand.Read(buf[:])
-		for _, c := range buf {
-			if c >= limit || count == 20 {
-				continue
-			}
-			if count > 0 && count%5 == 0 {
-				out.WriteByte('-')
-			}
-			out.WriteByte(passwordAlphabet[int(c)%n])
-			count++
-		}
-	}
-	return out.String()
-}
-
-// checkNewPassword says what is wrong with a password an admin wants to set.
-func checkNewPassword(pw string) error {
-	switch {
-	case !utf8.ValidString(pw) || strings.ContainsFunc(pw, unicode.IsControl):
-		return httpx.Errorf(httpx.CodeInvalidRequest, `"password" must be printable text`)
-	case utf8.RuneCountInString(pw) < MinPasswordLength:
-		return httpx.Errorf(httpx.CodeInvalidRequest, fmt.Sprintf(`"password" must be at least %d characters`, MinPasswordLength))
-	case len(pw) > maxPasswordBytes:
-		return httpx.Errorf(httpx.CodeInvalidRequest, fmt.Sprintf(`"password" must be at most %d bytes (bcrypt reads no more)`, maxPasswordBytes))
-	}
-	return nil
-}
-
-// handleSetPassword is POST /api/admin/password {"password"}: it sets the dashboard
-// password (for `kioskfeed admin passwd`) and signs every dashboard session out.
-func (a *Authority) handleSetPassword(w http.ResponseWriter, r *http.Request) {
-	body, err := httpx.ReadJSONBody(w, r, 4<<10)
-	if err != nil {
-		httpx.WriteError(w, err)
-		return
-	}
-	var req struct {
-		Password string `json:"password"`
-	}
-	if err := httpx.StrictJSON(body, &req); err != nil {
-		httpx.WriteError(w, err)
-		return
-	}
-	if err := checkNewPassword(req.Password); err != nil {
-		httpx.WriteError(w, err)
-		return
-	}
-	hash, err := bcrypt.GenerateFromPassword([]byte(req.Password), passwordCost)
-	if err != nil {
-		a.log.Error("hash admin password", slog.String("error", err.Error()))
-		httpx.WriteError(w, err)
-		return
-	}
-	ctx := r.Context()
-	kv := a.adminKV
-	if _, err := kv.Put(ctx, passwordKey, hash); err != nil {
-		httpx.WriteError(w, a.unavailable("store admin password", err))
-		return
-	}
-	// Whoever knew the old password is signed out with it.
-	n, err := endAllSessions(ctx, kv)
-	if err != nil {
-		httpx.WriteError(w, a.unavailable("end sessions", err))
-		return
-	}
-	remote := a.addr.Of(r)
-	a.auditCtx(r.Context(), "admin_password_set", "", "", remote, fmt.Sprintf("dashboard password changed; %d sessions signed out", n))
-	a.log.Info("dashboard password changed", slog.String("remote_addr", remote), slog.Int("sessions_ended", n))
-	w.WriteHeader(http.StatusNoContent)
-}
-
-// endAllSessions deletes every dashboard session and says how many there were.
-func endAllSessions(ctx context.Context, kv jetstream.KeyValue) (int, error) {
-	lister, err := kv.ListKeysFiltered(ctx, sessionPrefix+"*")
-	if err != nil {
-		return 0, err
-	}
-	var keys []string
-	for k := range lister.Keys() {
-		keys = append(keys, k)
-	}
-	for _, k := range keys {
-		if err := kv.Delete(ctx, k); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-			return 0, err
-		}
-	}
-	return len(keys), nil
-}
-
-// session is a dashboard login as kept in the admin bucket. The id itself is only in
-// the admin's cookie; the bucket knows its SHA-256.
-type session struct {
+// adminSession is a dashboard login as kept in the admin bucket (not a tablet's socket,
+// which the bridge calls a session). The id itself is only in the admin's cookie; the
+// bucket knows its SHA-256.
+type adminSession struct {
 	id         string
 	Created    time.Time `json:"created"`
 	Expires    time.Time `json:"expires"`
@@ -216,13 +89,13 @@ func validSessionID(id string) bool {
 }
 
 // sessionStore keeps dashboard sessions and reads the password hash, in the admin
-// bucket the Authority opened at start, like every other bucket.
+// bucket New opened at start, like every other bucket.
 type sessionStore struct {
-	a *Authority
+	a *Admin
 }
 
 func (s *sessionStore) bucket(context.Context) (jetstream.KeyValue, error) {
-	return s.a.adminKV, nil
+	return s.a.kv, nil
 }
 
 // passwordHash returns the stored bcrypt hash, or nil when no password is set.
@@ -242,49 +115,49 @@ func (s *sessionStore) passwordHash(ctx context.Context) ([]byte, error) {
 }
 
 // create starts a session for a logged-in admin.
-func (s *sessionStore) create(ctx context.Context, now time.Time, remote, userAgent string) (session, error) {
+func (s *sessionStore) create(ctx context.Context, now time.Time, remote, userAgent string) (adminSession, error) {
 	kv, err := s.bucket(ctx)
 	if err != nil {
-		return session{}, err
+		return adminSession{}, err
 	}
 	var raw [32]byte
 	_, _ = rand.Read(raw[:])
-	sess := session{
+	sess := adminSession{
 		id:      base64.RawURLEncoding.EncodeToString(raw[:]),
 		Created: now.UTC().Truncate(time.Second), Expires: now.Add(SessionTTL).UTC().Truncate(time.Second),
 		RemoteAddr: remote, UserAgent: broker.CleanText(userAgent, maxUserAgentBytes),
 	}
 	val, _ := json.Marshal(sess)
 	if _, err := kv.Create(ctx, sessionKey(sess.id), val, jetstream.KeyTTL(SessionTTL)); err != nil {
-		return session{}, err
+		return adminSession{}, err
 	}
 	return sess, nil
 }
 
 // get returns the live session with this id; false when there is none (never was,
 // logged out, expired).
-func (s *sessionStore) get(ctx context.Context, id string, now time.Time) (session, bool, error) {
+func (s *sessionStore) get(ctx context.Context, id string, now time.Time) (adminSession, bool, error) {
 	if !validSessionID(id) {
-		return session{}, false, nil
+		return adminSession{}, false, nil
 	}
 	kv, err := s.bucket(ctx)
 	if err != nil {
-		return session{}, false, err
+		return adminSession{}, false, err
 	}
 	return lookupSession(ctx, kv, id, now)
 }
 
-func lookupSession(ctx context.Context, kv jetstream.KeyValue, id string, now time.Time) (session, bool, error) {
+func lookupSession(ctx context.Context, kv jetstream.KeyValue, id string, now time.Time) (adminSession, bool, error) {
 	e, err := kv.Get(ctx, sessionKey(id))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return session{}, false, nil
+		return adminSession{}, false, nil
 	}
 	if err != nil {
-		return session{}, false, err
+		return adminSession{}, false, err
 	}
-	var sess session
+	var sess adminSession
 	if err := json.Unmarshal(e.Value(), &sess); err != nil || !now.Before(sess.Expires) {
-		return session{}, false, nil
+		return adminSession{}, false, nil
 	}
 	sess.id = id
 	return sess, true, nil
@@ -307,20 +180,20 @@ func (s *sessionStore) end(ctx context.Context, id string) error {
 
 // secureCookies reports whether the dashboard is reached over TLS, from the configured
 // public URL (never from request headers a proxy may or may not set).
-func (a *Authority) secureCookies() bool {
+func (a *Admin) secureCookies() bool {
 	return strings.HasPrefix(strings.ToLower(a.cfg.PublicURL), "https://")
 }
 
 // sessionCookieName is __Host-kf_admin under TLS (the prefix makes browsers insist on
 // Secure, Path=/ and no Domain, so a sibling subdomain cannot plant one), else kf_admin.
-func (a *Authority) sessionCookieName() string {
+func (a *Admin) sessionCookieName() string {
 	if a.secureCookies() {
 		return "__Host-kf_admin"
 	}
 	return "kf_admin"
 }
 
-func (a *Authority) sessionCookie(value string, maxAge int) *http.Cookie {
+func (a *Admin) sessionCookie(value string, maxAge int) *http.Cookie {
 	return &http.Cookie{
 		Name: a.sessionCookieName(), Value: value, Path: "/", MaxAge: maxAge,
 		HttpOnly: true, Secure: a.secureCookies(), SameSite: http.SameSiteStrictMode,
@@ -363,7 +236,7 @@ func sameOriginRequest(r *http.Request) bool {
 // Authorization header that carries a live session cookie and comes from our own
 // pages has admin rights. A request with a bearer token is left to the token check
 // alone. The session is read from the bucket, so a logout anywhere counts at once.
-func (a *Authority) sessionGrantsAdmin(r *http.Request) bool {
+func (a *Admin) sessionGrantsAdmin(r *http.Request) bool {
 	if r.Header.Get("Authorization") != "" {
 		return false
 	}
@@ -373,7 +246,7 @@ func (a *Authority) sessionGrantsAdmin(r *http.Request) bool {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
-	_, ok, err := lookupSession(ctx, a.adminKV, c.Value, a.cfg.Now())
+	_, ok, err := lookupSession(ctx, a.kv, c.Value, a.cfg.Now())
 	if err != nil {
 		a.log.Warn("admin session lookup", slog.String("error", err.Error()))
 		return false

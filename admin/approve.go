@@ -1,12 +1,12 @@
-package pairing
+package admin
 
 import (
 	"errors"
 	"net/http"
-	"slices"
 	"strings"
 
 	"github.com/kioskfeed/kioskfeed/internal/httpx"
+	"github.com/kioskfeed/kioskfeed/pairing"
 )
 
 // The dashboard's side of the reverse flow: /admin/approve?code=… is what a tablet's QR
@@ -17,47 +17,46 @@ import (
 // or (Request nil) the form to type a code into.
 type approveBody struct {
 	Code    string // the normalised code, when it is well-formed
-	Request *PairRequestView
-	Form    approval
+	Request *pairing.PairRequestView
+	Form    pairing.Approval
 	Feeds   []string
 }
 
 const viaDashboard = "the dashboard"
 
-func (d *dashboard) approvePage(w http.ResponseWriter, r *http.Request, s session) {
+func (d *dashboard) approvePage(w http.ResponseWriter, r *http.Request, s adminSession) {
 	raw := r.URL.Query().Get("code")
 	if strings.TrimSpace(raw) == "" {
 		d.renderApprove(w, http.StatusOK, d.base(s, "Approve a tablet", "devices"), approveBody{})
 		return
 	}
-	p, err := d.a.lookupRequest(r.Context(), raw, d.a.addr.Of(r), "look up", viaDashboard)
+	view, err := d.a.p.LookupPairRequest(r.Context(), raw, d.a.addr.Of(r), viaDashboard)
 	if err != nil {
 		d.approveFailed(w, s, raw, err)
 		return
 	}
-	view := d.a.viewOf(p)
 	d.renderApprove(w, http.StatusOK, d.base(s, "Approve a tablet", "devices"),
-		approveBody{Code: p.Code, Request: &view, Form: approval{Name: p.Name}})
+		approveBody{Code: pairing.NormalizeCode(raw), Request: &view, Form: pairing.Approval{Name: view.Name}})
 }
 
 // decide is POST /admin/approve: the approve page's form, with action approve or deny.
-func (d *dashboard) decide(w http.ResponseWriter, r *http.Request, s session) {
+func (d *dashboard) decide(w http.ResponseWriter, r *http.Request, s adminSession) {
 	a := d.a
 	remote := a.addr.Of(r)
 	raw := r.PostForm.Get("code")
 	switch r.PostForm.Get("action") {
 	case "deny":
-		if err := a.denyRequest(r.Context(), raw, remote, viaDashboard); err != nil {
+		if err := a.p.DenyPairRequest(r.Context(), raw, remote, viaDashboard); err != nil {
 			d.approveFailed(w, s, raw, err)
 			return
 		}
 		http.Redirect(w, r, "/admin?notice=denied", http.StatusSeeOther)
 	case "approve":
-		ap := approval{Feed: r.PostForm.Get("feed"), Name: r.PostForm.Get("name"), Replace: r.PostForm.Get("replace") != ""}
-		if err := ap.check(); err != nil {
+		ap := pairing.Approval{Feed: r.PostForm.Get("feed"), Name: r.PostForm.Get("name"), Replace: r.PostForm.Get("replace") != ""}
+		if err := ap.Check(); err != nil {
 			// Show the request again with the problem; the lookup is not a guess when the
 			// code is still open.
-			p, lerr := a.lookupRequest(r.Context(), raw, remote, "look up", viaDashboard)
+			view, lerr := a.p.LookupPairRequest(r.Context(), raw, remote, viaDashboard)
 			if lerr != nil {
 				d.approveFailed(w, s, raw, lerr)
 				return
@@ -67,11 +66,10 @@ func (d *dashboard) decide(w http.ResponseWriter, r *http.Request, s session) {
 			if be := (*httpx.Error)(nil); errors.As(err, &be) {
 				v.Error = be.Message
 			}
-			view := a.viewOf(p)
-			d.renderApprove(w, http.StatusBadRequest, v, approveBody{Code: p.Code, Request: &view, Form: ap})
+			d.renderApprove(w, http.StatusBadRequest, v, approveBody{Code: pairing.NormalizeCode(raw), Request: &view, Form: ap})
 			return
 		}
-		if _, err := a.approveRequest(r.Context(), raw, ap, remote, viaDashboard); err != nil {
+		if _, err := a.p.ApprovePairRequest(r.Context(), raw, ap, remote, viaDashboard); err != nil {
 			d.approveFailed(w, s, raw, err)
 			return
 		}
@@ -83,22 +81,18 @@ func (d *dashboard) decide(w http.ResponseWriter, r *http.Request, s session) {
 
 // approveFailed answers a lookup, approval or denial that found no open request with
 // the code form and the reason; anything else (rate limit, NATS) with the error page.
-func (d *dashboard) approveFailed(w http.ResponseWriter, s session, raw string, err error) {
-	if !errors.Is(err, errNoSuchRequest) {
+func (d *dashboard) approveFailed(w http.ResponseWriter, s adminSession, raw string, err error) {
+	if !errors.Is(err, pairing.ErrNoSuchRequest) {
 		d.fail(w, err)
 		return
 	}
 	v := d.base(s, "Approve a tablet", "devices")
 	v.Error = "No tablet is waiting with that code. Check it against the tablet's screen: it may be mistyped, expired, or approved or denied already."
-	d.renderApprove(w, http.StatusNotFound, v, approveBody{Code: normalizeCode(raw)})
+	d.renderApprove(w, http.StatusNotFound, v, approveBody{Code: pairing.NormalizeCode(raw)})
 }
 
 func (d *dashboard) renderApprove(w http.ResponseWriter, status int, v view, body approveBody) {
-	for _, dv := range d.a.DeviceViews("") {
-		if !slices.Contains(body.Feeds, dv.Feed) {
-			body.Feeds = append(body.Feeds, dv.Feed)
-		}
-	}
+	body.Feeds = d.feeds()
 	v.Body = body
 	d.render(w, status, "approve", v)
 }
