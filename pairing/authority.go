@@ -138,13 +138,13 @@ func New(ctx context.Context, cfg Config, b *broker.Broker) (*Authority, error) 
 	if a.nonces, err = dpop.NewNonceSource(dpop.NonceConfig{Key: nonceKey, Now: cfg.Now}); err != nil {
 		return nil, err
 	}
-	replayKV, err := b.SoftBucket(ctx, dpop.ReplayBucketConfig(1))
+	replayKV, err := b.SoftBucket(ctx, dpop.ReplayBucketConfig())
 	if err != nil {
 		return nil, err
 	}
 	replay := dpop.NewKVReplayCache(replayKV, cfg.Now)
 	replay.SetRecreate(func(ctx context.Context) (jetstream.KeyValue, error) {
-		return b.SoftBucket(ctx, dpop.ReplayBucketConfig(1))
+		return b.SoftBucket(ctx, dpop.ReplayBucketConfig())
 	})
 	if a.verifier, err = dpop.NewVerifier(dpop.Config{Replay: replay, Skew: cfg.ProofSkew, Now: cfg.Now}); err != nil {
 		return nil, err

@@ -36,7 +36,7 @@ func TestProofAcceptedByServerVerifier(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	kv, err := js.CreateOrUpdateKeyValue(ctx, dpop.ReplayBucketConfig(1))
+	kv, err := js.CreateOrUpdateKeyValue(ctx, dpop.ReplayBucketConfig())
 	if err != nil {
 		t.Fatal(err)
 	}

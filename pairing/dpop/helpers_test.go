@@ -60,7 +60,7 @@ func mustReplayKV(tb testing.TB, s *server.Server) jetstream.KeyValue {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	kv, err := js.CreateOrUpdateKeyValue(ctx, ReplayBucketConfig(1))
+	kv, err := js.CreateOrUpdateKeyValue(ctx, ReplayBucketConfig())
 	if err != nil {
 		tb.Fatalf("create replay bucket: %v", err)
 	}

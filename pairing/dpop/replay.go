@@ -50,16 +50,15 @@ type ReplayCache interface {
 // every node forgets the jtis of the last few minutes, and a proof replayed
 // then still needs a valid nonce, and gets a pairing (whose PIN is used) or a
 // token bound to a key the attacker does not have.
-func ReplayBucketConfig(replicas int) jetstream.KeyValueConfig {
-	if replicas < 1 {
-		replicas = 1
-	}
+//
+// Replicas is left to the caller, who knows the deployment: Broker.SoftBucket sets
+// the broker's (3 in a cluster), and zero is one replica.
+func ReplayBucketConfig() jetstream.KeyValueConfig {
 	return jetstream.KeyValueConfig{
 		Bucket:      ReplayBucket,
 		Description: "DPoP proof jtis seen, each kept until its proof could no longer be accepted",
 		History:     1,
 		Storage:     jetstream.MemoryStorage,
-		Replicas:    replicas,
 		MaxBytes:    ReplayMaxBytes,
 		// Markers are only for watchers, and nobody watches this bucket:
 		// keep them as briefly as the server allows.

@@ -126,12 +126,12 @@ func TestReplayCacheRecreatesItsBucket(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = b.Close(ctx) })
-	kv, err := b.SoftBucket(ctx, ReplayBucketConfig(1))
+	kv, err := b.SoftBucket(ctx, ReplayBucketConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := NewKVReplayCache(kv, nil)
-	c.SetRecreate(func(ctx context.Context) (jetstream.KeyValue, error) { return b.SoftBucket(ctx, ReplayBucketConfig(1)) })
+	c.SetRecreate(func(ctx context.Context) (jetstream.KeyValue, error) { return b.SoftBucket(ctx, ReplayBucketConfig()) })
 	if fresh, err := c.Remember(ctx, "before-the-restart-0001", time.Now().Add(time.Minute)); !fresh || err != nil {
 		t.Fatalf("Remember = %v, %v; want fresh", fresh, err)
 	}
