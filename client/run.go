@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// The reconnect policy's defaults: docs/protocol.md §5 and pwa/static/app.js.
+// The reconnect policy's defaults: docs/protocol.md §5 and pwa/static/reconnect.js.
 const (
 	DefaultBackoffBase   = time.Second
 	DefaultBackoffCap    = 30 * time.Second
@@ -132,7 +132,7 @@ func (c *Client) policy() *policy {
 }
 
 // next is the wait after a socket that ended with err, welcomed at welcomed (zero if
-// never), as pwa/static/app.js's onClose decides it.
+// never), as pwa/static/reconnect.js's onClose decides it.
 func (p *policy) next(err error, welcomed time.Time) time.Duration {
 	now := time.Now()
 	if !welcomed.IsZero() {

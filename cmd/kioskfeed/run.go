@@ -18,6 +18,9 @@ Usage:
   kioskfeed admin <command>                 pair devices, revoke, audit, tokens, producer keys
                                             ("kioskfeed admin" lists the commands)
   kioskfeed config check [config flags]     print the effective config and check it
+  kioskfeed display --server URL [--state-dir DIR] [--name NAME] [--pin FEED:PIN]
+                                            a terminal display: pair (shows a code for an
+                                            admin to approve) and print the feed live
   kioskfeed loadtest [--tablets N] [--json]  measure a local server with N tablets, side by
                                             side with nats-server's WebSocket listener
   kioskfeed version                         print the version
@@ -62,6 +65,8 @@ func dispatch(ctx context.Context, args []string, lookupEnv func(string) (string
 		return publishCmd(ctx, rest, lookupEnv, stdout, stderr)
 	case "admin":
 		return adminCmd(ctx, rest, lookupEnv, stdout, stderr)
+	case "display":
+		return displayCmd(ctx, rest, stdout, stderr)
 	case "loadtest":
 		return loadtestCmd(ctx, rest, stdout, stderr)
 	case "config":
