@@ -14,6 +14,7 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
+	"go.uber.org/goleak"
 
 	"github.com/kioskfeed/kioskfeed/bridge"
 	"github.com/kioskfeed/kioskfeed/bridge/bridgetest"
@@ -246,7 +247,9 @@ func TestUpgradeErrorsAreJSON(t *testing.T) {
 // TestSocketUpgradedAsTheDrainBeginsGets1012: a socket upgraded just as Shutdown
 // begins is refused as draining, 1012 (reconnect elsewhere soon), and not left for
 // Shutdown to wait on. On the old code it was counted in the bridge's WaitGroup and
-// closed 4429 "too many connections".
+// closed 4429 "too many connections". Nothing it started is left once the drain is
+// over: the goroutines then are those there were before the dial (the broker's and the
+// HTTP server's), none of the socket's or the bridge's.
 func TestSocketUpgradedAsTheDrainBeginsGets1012(t *testing.T) {
 	s := startStack(t, stackOpts{})
 	var once sync.Once
@@ -259,6 +262,7 @@ func TestSocketUpgradedAsTheDrainBeginsGets1012(t *testing.T) {
 			}
 		})
 	})
+	before := goleak.IgnoreCurrent()
 	c := s.dial(t)
 	if code, err := c.ExpectClose(wait); err != nil || code != 1012 {
 		t.Fatalf("socket upgraded as the drain began: %d, %v; want 1012", code, err)
@@ -270,5 +274,9 @@ func TestSocketUpgradedAsTheDrainBeginsGets1012(t *testing.T) {
 		}
 	case <-time.After(wait):
 		t.Fatal("shutdown did not end")
+	}
+	_ = c.Close()
+	if err := goleak.Find(before); err != nil {
+		t.Fatalf("goroutines left after the drain: %v", err)
 	}
 }

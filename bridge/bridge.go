@@ -190,8 +190,13 @@ type Bridge struct {
 	hubs     map[string]*hub
 	draining bool
 
-	wg       sync.WaitGroup // every goroutine the bridge starts
+	wg       sync.WaitGroup // a slot per open session, from add to its cleanup
+	routines sync.WaitGroup // the goroutines goSafe started (owner.go)
 	stop     chan struct{}
+	// ctx is what every wait on the broker or the authenticator derives from (owner.go):
+	// Shutdown cancels it once every socket has its close frame.
+	ctx      context.Context
+	cancel   context.CancelFunc
 	catchUps chan struct{} // a slot per JetStream catch-up read at once (CatchupReads)
 }
 
@@ -212,6 +217,8 @@ func New(ctx context.Context, cfg Config, b *broker.Broker, src FeedSource, auth
 		stop:     make(chan struct{}),
 		catchUps: make(chan struct{}, cfg.CatchupReads),
 	}
+	// Not ctx: that one bounds the setup below, and the bridge outlives it.
+	br.ctx, br.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	origins := cfg.AllowedOrigins
 	if len(origins) == 0 {
 		origins = []string{originOf(cfg.PublicURL)}
@@ -225,6 +232,7 @@ func New(ctx context.Context, cfg Config, b *broker.Broker, src FeedSource, auth
 		return nil, err
 	}
 	if br.leases, err = newLeases(ctx, br); err != nil {
+		br.cancel()
 		return nil, err
 	}
 	if pollingDisabled {
@@ -233,8 +241,7 @@ func New(ctx context.Context, cfg Config, b *broker.Broker, src FeedSource, auth
 		br.log.Info("no socket poller here: one reader goroutine per tablet", slog.String("reason", err.Error()))
 	}
 	rev.OnRevoke(br.revoked)
-	br.wg.Add(1)
-	go br.heartbeat()
+	br.goSafe("heartbeat", br.heartbeat) // Shutdown cannot have begun: br is not returned yet
 	return br, nil
 }
 
@@ -385,7 +392,6 @@ func (br *Bridge) revoked(deviceID, _ string) {
 // heartbeat sends every live tablet the same pre-encoded heartbeat and ping, once per
 // interval, from one goroutine: no timer per connection.
 func (br *Bridge) heartbeat() {
-	defer br.wg.Done()
 	t := time.NewTicker(br.cfg.Heartbeat)
 	defer t.Stop()
 	for {
@@ -441,9 +447,10 @@ func (br *Bridge) closeAll(r closeReason) {
 	}
 }
 
-// Shutdown drains the bridge: it refuses new sockets, closes every socket with 1012 so
-// tablets reconnect (to another instance) soon, releases every lease, and waits for
-// its goroutines or ctx. It is idempotent.
+// Shutdown drains the bridge: it refuses new sockets and goroutines, closes every socket
+// with 1012 so tablets reconnect (to another instance) soon, cancels what still waits on
+// the broker or the authenticator (a handshake, a re-auth, a hub's start), releases
+// every lease, and waits for its sessions and goroutines or ctx. It is idempotent.
 func (br *Bridge) Shutdown(ctx context.Context) error {
 	br.mu.Lock()
 	if br.draining {
@@ -454,6 +461,7 @@ func (br *Bridge) Shutdown(ctx context.Context) error {
 	br.mu.Unlock()
 	br.closeAll(reasonRestarting)
 	close(br.stop)
+	br.cancel() // after closeAll: a handshake cut short finds its socket closing 1012
 	done := make(chan struct{})
 	go func() {
 		br.wg.Wait()
@@ -476,6 +484,9 @@ func (br *Bridge) Shutdown(ctx context.Context) error {
 		h.shutdown()
 	}
 	br.leases.shutdown(ctx)
+	if werr := br.waitRoutines(ctx); err == nil {
+		err = werr
+	}
 	return err
 }
 

@@ -54,3 +54,7 @@ func Beat(br *Bridge) { br.beat(time.Now()) }
 // StrictStates makes an illegal move of a session's state panic, for the whole test
 // binary (TestMain sets it before any test runs), instead of being refused and logged.
 func StrictStates() { strictStates = true }
+
+// GoSafe starts f as one of the bridge's own goroutines (owner.go), unless Shutdown has
+// begun.
+func (br *Bridge) GoSafe(name string, f func()) bool { return br.goSafe(name, f) }

@@ -74,7 +74,7 @@ func (br *Bridge) hub(feed string) (*hub, error) {
 }
 
 func (h *hub) start() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := h.br.opContext(hubStartTimeout)
 	defer cancel()
 	h.perKind, h.maxAge = h.br.src.Retention()
 	epoch, err := h.br.src.CheckEpoch(ctx)

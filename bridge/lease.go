@@ -99,7 +99,9 @@ func newLeases(ctx context.Context, br *Bridge) (*leases, error) {
 		}
 		l.subs = append(l.subs, sub)
 	}
-	go l.upkeep()
+	if !br.goSafe("lease upkeep", l.upkeep) {
+		close(l.done) // never started: shutdown has nothing to wait for
+	}
 	return l, nil
 }
 
@@ -308,13 +310,18 @@ func (l *leases) onProbe(m *nats.Msg) {
 	if json.Unmarshal(m.Data, &req) != nil {
 		return
 	}
-	go func() { // a probe waits up to ProbeTimeout: never on the subscription's goroutine
+	answer := func() { // a probe waits up to ProbeTimeout: never on the subscription's goroutine
 		answer := "dead"
 		if l.localAlive(req.Conn) {
 			answer = "alive"
 		}
 		_ = m.Respond([]byte(answer))
-	}()
+	}
+	if !l.br.goSafe("lease probe answer", answer) {
+		// Shutting down: every socket here is closing (1012), and a closing socket is
+		// what localAlive answers dead for. Say so at once.
+		_ = m.Respond([]byte("dead"))
+	}
 }
 
 // localAlive reports whether this instance's socket conn (holding device's lease) is

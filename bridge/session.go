@@ -181,7 +181,7 @@ func (s *session) message(payload []byte) {
 
 func (s *session) handshake(m clientMsg) {
 	br := s.br
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := br.opContext(handshakeTimeout)
 	defer cancel()
 	id, err := br.auth.Authenticate(ctx, m.Token, m.Proof, s.challenge, br.wsURL)
 	if err != nil {
@@ -329,7 +329,7 @@ func (s *session) askReauth() {
 }
 
 func (s *session) reauth(m clientMsg, nonce string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := s.br.opContext(reauthTimeout)
 	defer cancel()
 	id, err := s.br.auth.Authenticate(ctx, m.Token, m.Proof, nonce, s.br.wsURL)
 	if err == nil && (id.DeviceID != s.device || id.Feed != s.feed) {
