@@ -98,6 +98,3 @@ func (b *Broker) Now() time.Time {
 	}
 	return b.clock.now()
 }
-
-// ClockOffset is the last measured offset of the NATS server's clock to this machine's.
-func (b *Broker) ClockOffset() time.Duration { return time.Duration(b.clock.offset.Load()) }
