@@ -10,6 +10,15 @@
 // read. Elsewhere, and for conns the poller cannot watch, each socket has a reader
 // goroutine of its own (the same code, session.readLoop).
 //
+// A socket is split by concern: conn.go (who reads it, with the poller), read.go
+// (frames and control frames), write.go (the queue and its drain), close.go (closing
+// and hanging up), session.go (the protocol). How far a socket is on its way to the end
+// is one state type whose moves state.go draws, and why the server closes one is one
+// table (closes.go). The bridge's own goroutines go through one owner (goSafe,
+// owner.go) that refuses once Shutdown began, and every wait on the broker or the
+// authenticator derives from a context that Shutdown cancels.
+//
 // It must not parse JWTs itself: it asks an Authenticator interface, declared here and
-// satisfied by pairing. It reads feeds through the broker package.
+// satisfied by pairing. It reads feeds through the broker package. It must not import
+// pairing or admin: cmd/kioskfeed wires them together.
 package bridge
