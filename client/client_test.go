@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -143,6 +144,9 @@ func TestRunResumesFromStateFileAfterRestart(t *testing.T) {
 	msgs2.expect(t, missed, client.TypeSynced) // a catch-up, not a reset
 	if got := d2.Credentials().DeviceID; got != d.Credentials().DeviceID {
 		t.Fatalf("restarted client is device %q, want %q", got, d.Credentials().DeviceID)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("state file: %v, mode %v, want 0600", err, fi.Mode().Perm())
 	}
 	st, err := client.FileState{Path: path}.Load()
 	if err != nil || st.DeviceID != d.Credentials().DeviceID || st.Feed != "state-feed" || st.Epoch == "" {

@@ -37,6 +37,7 @@ type serverOpts struct {
 	// reauthGrace is how long past its token's expiry a socket that was not
 	// re-authenticated lives; default the bridge's 30 s.
 	reauthGrace time.Duration
+	maxConns    int // sockets past it are closed 4429; default none
 }
 
 type testServer struct {
@@ -122,6 +123,7 @@ func (s *testServer) startBridge() error {
 	br, err := bridge.New(context.Background(), bridge.Config{PublicURL: s.URL, Heartbeat: hb,
 		LeaseTTL: 3 * time.Second, ReauthGrace: s.opts.reauthGrace, Now: s.b.Now,
 		WSConnectBurst: 1 << 20, // the memory benchmark connects thousands from 127.0.0.1
+		MaxConns:       s.opts.maxConns,
 	}, s.b, s.b, s.auth, s.auth.Devices())
 	if err != nil {
 		return err

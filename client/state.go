@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 )
@@ -26,6 +27,9 @@ type StateStore interface {
 	Save(State) error
 }
 
+// maxStateFile bounds what Load reads: a state is a few hundred bytes.
+const maxStateFile = 64 << 10
+
 // FileState is a StateStore in one JSON file, written with mode 0600 by an atomic
 // rename, so a crash leaves the old state or the new one, never half of either.
 type FileState struct {
@@ -35,12 +39,20 @@ type FileState struct {
 // Load reads the file; a missing file is the zero State.
 func (f FileState) Load() (State, error) {
 	var st State
-	data, err := os.ReadFile(f.Path)
+	file, err := os.Open(f.Path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return st, nil
 	}
 	if err != nil {
 		return st, fmt.Errorf("client: read state: %w", err)
+	}
+	defer file.Close()
+	data, err := io.ReadAll(io.LimitReader(file, maxStateFile+1))
+	if err != nil {
+		return st, fmt.Errorf("client: read state: %w", err)
+	}
+	if len(data) > maxStateFile {
+		return st, fmt.Errorf("client: state file %s is over %d bytes: not a state", f.Path, maxStateFile)
 	}
 	if err := json.Unmarshal(data, &st); err != nil {
 		return State{}, fmt.Errorf("client: state file %s is not a state: %w", f.Path, err)
