@@ -63,7 +63,7 @@ func newTokenStore(ctx context.Context, b *broker.Broker, log *slog.Logger, hash
 	return &tokenStore{hashes: hashes, named: named, log: log}, nil
 }
 
-func (a *tokenStore) stop() { a.named.Stop() }
+func (s *tokenStore) stop() { s.named.Stop() }
 
 // HashToken is the form in which an admin token is kept and compared.
 func HashToken(token string) [32]byte { return sha256.Sum256([]byte(token)) }
@@ -72,13 +72,13 @@ var errAdminToken = &httpx.Error{Code: httpx.CodeInvalidToken, Message: "send an
 
 // check reports whether token is an admin token. Hash comparisons keep it
 // constant-time whatever the presented token's length.
-func (a *tokenStore) check(ctx context.Context, token string) (actor string, ok bool) {
+func (s *tokenStore) check(ctx context.Context, token string) (actor string, ok bool) {
 	if token == "" || len(token) > 256 {
 		return "", false
 	}
 	h := HashToken(token)
 	match := 0
-	for _, want := range a.hashes {
+	for _, want := range s.hashes {
 		match |= subtle.ConstantTimeCompare(h[:], want[:])
 	}
 	if match == 1 {
@@ -92,7 +92,7 @@ func (a *tokenStore) check(ctx context.Context, token string) (actor string, ok 
 	if !found || !broker.ValidKeyID(id) { // no token has it, and NATS would refuse it as a key
 		return "", false
 	}
-	rec, found := a.named.Lookup(ctx, id)
+	rec, found := s.named.Lookup(ctx, id)
 	hexHash := hex.EncodeToString(h[:])
 	if !found || subtle.ConstantTimeCompare([]byte(rec.Hash), []byte(hexHash)) != 1 {
 		return "", false
@@ -100,7 +100,7 @@ func (a *tokenStore) check(ctx context.Context, token string) (actor string, ok 
 	return broker.AdminTokenActor(id), true
 }
 
-func (a *tokenStore) create(ctx context.Context, name string, now time.Time) (Token, string, error) {
+func (s *tokenStore) create(ctx context.Context, name string, now time.Time) (Token, string, error) {
 	var idb [8]byte
 	var secret [32]byte
 	_, _ = rand.Read(idb[:])
@@ -110,30 +110,30 @@ func (a *tokenStore) create(ctx context.Context, name string, now time.Time) (To
 	h := HashToken(token)
 	rec := Token{ID: id, Name: name, Created: now.UTC().Truncate(time.Second), Hash: hex.EncodeToString(h[:])}
 	val, _ := json.Marshal(rec)
-	if _, err := a.named.KV().Create(ctx, id, val); err != nil {
+	if _, err := s.named.KV().Create(ctx, id, val); err != nil {
 		return Token{}, "", err
 	}
-	a.named.Put(id, val)
+	s.named.Put(id, val)
 	rec.Hash = ""
 	return rec, token, nil
 }
 
-func (a *tokenStore) list() []Token {
-	out := a.named.All(nil)
+func (s *tokenStore) list() []Token {
+	out := s.named.All(nil)
 	for i := range out {
 		out[i].Hash = ""
 	}
 	return out
 }
 
-func (a *tokenStore) revoke(ctx context.Context, id string) (bool, error) {
-	if _, ok := a.named.Lookup(ctx, id); !ok {
+func (s *tokenStore) revoke(ctx context.Context, id string) (bool, error) {
+	if _, ok := s.named.Lookup(ctx, id); !ok {
 		return false, nil
 	}
-	if err := a.named.KV().Delete(ctx, id); err != nil {
+	if err := s.named.KV().Delete(ctx, id); err != nil {
 		return false, err
 	}
-	a.named.Remove(id)
+	s.named.Remove(id)
 	return true, nil
 }
 
