@@ -149,6 +149,17 @@ func Connect(ctx context.Context, dev *Device, resume Resume, opts SocketOptions
 	if err != nil {
 		return nil, err
 	}
+	c := newConn(ctx, dev, nc, br, opts)
+	if err := c.handshake(resume, time.Now().Add(hsTimeout)); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// newConn wraps an upgraded connection; br holds what the dialer read past the
+// handshake, if anything.
+func newConn(ctx context.Context, dev *Device, nc net.Conn, br *bufio.Reader, opts SocketOptions) *Conn {
 	c := &Conn{dev: dev, ctx: ctx, nc: nc, wtime: opts.WriteTimeout}
 	if c.wtime <= 0 {
 		c.wtime = defaultWriteTimeout
@@ -161,11 +172,7 @@ func Connect(ctx context.Context, dev *Device, resume Resume, opts SocketOptions
 	c.rd = wsutil.Reader{Source: &c.src, State: ws.StateClientSide, CheckUTF8: true,
 		MaxFrameSize: maxMsg, MaxMessageSize: maxMsg, OnIntermediate: c.control}
 	c.stop = context.AfterFunc(ctx, func() { _ = nc.Close() })
-	if err := c.handshake(resume, time.Now().Add(hsTimeout)); err != nil {
-		c.Close()
-		return nil, err
-	}
-	return c, nil
+	return c
 }
 
 // dial opens the TCP connection and upgrades it, turning an HTTP refusal into the
