@@ -12,6 +12,7 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kioskfeed/kioskfeed/bridge"
 	"github.com/kioskfeed/kioskfeed/broker"
@@ -62,13 +63,15 @@ func (noRevocations) OnRevoke(func(deviceID, feed string)) {}
 
 // A handshake waiting on a slow step (here the authenticator) is cancelled by
 // Shutdown, not left to run out its own timeout: its context ends canceled, not past
-// its deadline, and the socket is closed 1012 as every other.
+// its deadline, the socket is closed 1012 as every other, and the handshake counts as
+// draining, not as a broker error.
 func TestShutdownCancelsASlowHandshake(t *testing.T) {
 	b := brokertest.New(t)
 	srv := httptest.NewUnstartedServer(nil)
 	public := "http://" + srv.Listener.Addr().String()
 	auth := &blockingAuth{entered: make(chan struct{}), ended: make(chan error, 1)}
-	br, err := bridge.New(bg, bridge.Config{PublicURL: public, Heartbeat: 2 * time.Second, LeaseTTL: 3 * time.Second, Now: b.Now},
+	reg := prometheus.NewRegistry()
+	br, err := bridge.New(bg, bridge.Config{PublicURL: public, Heartbeat: 2 * time.Second, LeaseTTL: 3 * time.Second, Now: b.Now, Registerer: reg},
 		b, b, auth, noRevocations{})
 	if err != nil {
 		t.Fatal(err)
@@ -141,5 +144,9 @@ func TestShutdownCancelsASlowHandshake(t *testing.T) {
 	}
 	if err := <-shut; err != nil {
 		t.Fatalf("shutdown: %v", err)
+	}
+	const handshakes = "kioskfeed_ws_handshakes_total"
+	if d, e := counter(t, reg, handshakes, "outcome", "draining"), counter(t, reg, handshakes, "outcome", "error"); d != 1 || e != 0 {
+		t.Fatalf("handshakes draining %v, error %v; want 1 and 0", d, e)
 	}
 }

@@ -200,6 +200,9 @@ func (s *session) handshake(m clientMsg) {
 			s.closeWith(reasonDuplicate)
 			return
 		}
+		if s.cutByShutdown() {
+			return
+		}
 		br.log.Warn("lease unavailable", slog.String("device_id", s.device), slog.String("error", err.Error()))
 		br.metrics.handshakes.WithLabelValues("error").Inc()
 		s.closeWith(reasonBrokerDown)
@@ -215,6 +218,9 @@ func (s *session) handshake(m clientMsg) {
 	// hub follows, which is the log whose seqs the tablet is about to get.
 	h, err := br.hub(s.feed)
 	if err != nil {
+		if s.cutByShutdown() {
+			return
+		}
 		br.log.Warn("feed unavailable", slog.String("device_id", s.device), slog.String("error", err.Error()))
 		br.metrics.handshakes.WithLabelValues("error").Inc()
 		s.closeWith(reasonBrokerDown)
@@ -235,6 +241,9 @@ func (s *session) handshake(m clientMsg) {
 	if err := s.join(ctx, h, m.Since, m.Epoch); err != nil {
 		if errors.Is(err, errEpochChanged) {
 			s.closeWith(reasonLogRenewed)
+			return
+		}
+		if s.cutByShutdown() {
 			return
 		}
 		br.log.Warn("catch-up failed", slog.String("device_id", s.device), slog.String("error", err.Error()))
@@ -277,6 +286,18 @@ func (s *session) join(ctx context.Context, h *hub, since uint64, epoch string) 
 	}
 }
 
+// cutByShutdown reports whether a step of the handshake or re-auth that failed was cut
+// short by Shutdown (br.ctx cancelled): the socket has its 1012 already, so the failure
+// is counted as draining, and not logged as the broker's or the authenticator's.
+func (s *session) cutByShutdown() bool {
+	if s.br.ctx.Err() == nil {
+		return false
+	}
+	s.br.metrics.handshakes.WithLabelValues("draining").Inc()
+	s.closeWith(reasonRestarting)
+	return true
+}
+
 // refuseAuth closes a socket whose auth failed, audited with the caller's address.
 func (s *session) refuseAuth(err error) {
 	br := s.br
@@ -289,6 +310,7 @@ func (s *session) refuseAuth(err error) {
 		br.metrics.handshakes.WithLabelValues("unauthorized").Inc()
 		br.audit(reasonBadCredential.audit, s, err.Error())
 		s.closeWith(reasonBadCredential)
+	case s.cutByShutdown():
 	default:
 		br.log.Warn("authentication unavailable", slog.String("error", err.Error()))
 		br.metrics.handshakes.WithLabelValues("error").Inc()
