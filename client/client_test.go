@@ -131,7 +131,7 @@ func TestRunResumesFromStateFileAfterRestart(t *testing.T) {
 	second := s.mustPublish(t, "state-feed", "item", `{"v":2}`)
 	msgs.expect(t, second)
 	stop()
-	brokerEventually(t, func() bool {
+	eventually(t, wait, func() bool {
 		st, err := client.FileState{Path: path}.Load()
 		return err == nil && st.Since == second
 	}, "the state file to hold the last seq shown")
@@ -154,13 +154,13 @@ func TestRunResumesFromStateFileAfterRestart(t *testing.T) {
 	}
 }
 
-// brokerEventually polls cond until it holds, within wait.
-func brokerEventually(tb testing.TB, cond func() bool, what string) {
+// eventually polls cond until it holds, within d.
+func eventually(tb testing.TB, d time.Duration, cond func() bool, what string) {
 	tb.Helper()
-	deadline := time.Now().Add(wait)
+	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
-			tb.Fatalf("not within %v: %s", wait, what)
+			tb.Fatalf("not within %v: %s", d, what)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

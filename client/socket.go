@@ -2,7 +2,6 @@ package client
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,10 +9,8 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -339,129 +336,6 @@ func (c *Conn) Next() (Message, error) {
 	}
 }
 
-// read returns the next text message by deadline, answering control frames.
-func (c *Conn) read(deadline time.Time) (*wireMsg, error) {
-	if c.err != nil {
-		return nil, c.err
-	}
-	if err := c.nc.SetReadDeadline(deadline); err != nil {
-		return nil, c.fail(err)
-	}
-	for {
-		hdr, err := c.rd.NextFrame()
-		if err != nil {
-			return nil, c.fail(err)
-		}
-		if hdr.OpCode.IsControl() {
-			err := c.control(hdr, &c.rd)
-			if err == nil {
-				err = c.rd.Discard()
-			}
-			if err != nil {
-				return nil, c.fail(err)
-			}
-			continue
-		}
-		if hdr.OpCode != ws.OpText {
-			return nil, c.fail(errors.New("client: the server sent a binary message"))
-		}
-		payload, err := c.payload(hdr)
-		if err != nil {
-			return nil, c.fail(err)
-		}
-		var m wireMsg
-		if err := json.Unmarshal(payload, &m); err != nil {
-			return nil, c.fail(fmt.Errorf("client: malformed server message: %w", err))
-		}
-		return &m, nil
-	}
-}
-
-// payload reads the message whose first frame is hdr; a final frame's size is known
-// and bounded, so it is read into an exact buffer.
-func (c *Conn) payload(hdr ws.Header) ([]byte, error) {
-	if hdr.Fin {
-		buf := make([]byte, hdr.Length)
-		if _, err := io.ReadFull(&c.rd, buf); err != nil {
-			return nil, err
-		}
-		return buf, c.rd.Discard()
-	}
-	return io.ReadAll(&c.rd)
-}
-
-// control handles a control frame (payload at most 125 bytes); it is also the reader's
-// hook for control frames between the fragments of a message.
-func (c *Conn) control(hdr ws.Header, r io.Reader) error {
-	var buf [ws.MaxControlFramePayloadSize]byte
-	p := buf[:hdr.Length]
-	if _, err := io.ReadFull(r, p); err != nil {
-		return err
-	}
-	switch hdr.OpCode {
-	case ws.OpPing:
-		return c.write(ws.OpPong, p)
-	case ws.OpClose:
-		// Parsed by hand: wsutil refuses 1012 and 1013, which the protocol uses.
-		ce := &CloseError{Code: noStatus}
-		var echo []byte
-		if len(p) >= 2 {
-			code, reason := ws.ParseCloseFrameData(p)
-			ce.Code, ce.Reason = int(code), reason
-			echo = p[:2]
-		}
-		_ = c.write(ws.OpClose, echo) // the close frame is the answer either way
-		return ce
-	}
-	return nil
-}
-
-// fail makes err the socket's sticky error, classified.
-func (c *Conn) fail(err error) error {
-	if c.err != nil {
-		return c.err
-	}
-	var ce *CloseError
-	switch {
-	case errors.As(err, &ce):
-		err = ce
-	case errors.Is(err, os.ErrDeadlineExceeded) && c.silence > 0:
-		err = fmt.Errorf("%w: %w", ErrSilent, err)
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET),
-		errors.Is(err, syscall.EPIPE), errors.Is(err, net.ErrClosed):
-		err = fmt.Errorf("%w: %w", ErrNoCloseFrame, err)
-	}
-	c.err = err
-	return err
-}
-
-// write sends one masked frame in a single write, so the server never waits for a
-// payload after its header.
-func (c *Conn) write(op ws.OpCode, payload []byte) error {
-	h := ws.Header{Fin: true, OpCode: op, Masked: true, Mask: ws.NewMask(), Length: int64(len(payload))}
-	var b bytes.Buffer
-	b.Grow(ws.HeaderSize(h) + len(payload))
-	_ = ws.WriteHeader(&b, h)
-	start := b.Len()
-	b.Write(payload)
-	ws.Cipher(b.Bytes()[start:], h.Mask, 0)
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if c.closeSent {
-		return nil // RFC 6455 §5.5.1: nothing follows a close frame
-	}
-	c.closeSent = op == ws.OpClose
-	wtime := c.wtime
-	if c.closeSent {
-		wtime = min(wtime, closeWriteTimeout) // a dead link must not hold Close up
-	}
-	_ = c.nc.SetWriteDeadline(time.Now().Add(wtime))
-	if _, err := c.nc.Write(b.Bytes()); err != nil {
-		return fmt.Errorf("client: write: %w", err)
-	}
-	return nil
-}
-
 // Close ends the socket with a 1000 close frame (unless one was sent or the stream
 // failed) and closes the connection, without waiting for the server's answer: a
 // display that goes away has nothing more to read.
@@ -473,22 +347,4 @@ func (c *Conn) Close() error {
 		return nil
 	}
 	return err
-}
-
-// source reads what the dialer buffered with the handshake before the connection, then
-// gives that buffer back to gobwas' pool, so an idle Conn holds no read buffer.
-type source struct {
-	br *bufio.Reader
-	nc net.Conn
-}
-
-func (s *source) Read(p []byte) (int, error) {
-	if s.br != nil {
-		if b := s.br.Buffered(); b > 0 {
-			return s.br.Read(p[:min(len(p), b)]) // served from the buffer alone
-		}
-		ws.PutReader(s.br)
-		s.br = nil
-	}
-	return s.nc.Read(p)
 }
