@@ -305,12 +305,24 @@ func retryAfter(v string) time.Duration {
 	return time.Duration(n) * time.Second
 }
 
-// socketProof signs the proof of a socket auth message: htm GET, htu the public ws URL,
-// the challenge or reauth nonce, and the ath of the current token, which it returns.
-func (d *Device) socketProof(nonce string) (token, proof string, err error) {
+// AuthMessage is the socket's auth message (docs/protocol.md §5 step 2) answering
+// nonce (a challenge or a reauth): the device's current token, a proof over nonce with
+// htm GET and htu wsURL ("" for WSURL), and resume. Conn sends it itself; it is
+// exported for tests that write it on a raw socket.
+func (d *Device) AuthMessage(wsURL, nonce string, resume Resume) ([]byte, error) {
+	if wsURL == "" {
+		wsURL = d.WSURL()
+	}
 	tok := d.Credentials().Token
-	proof, err = d.Key.Proof(http.MethodGet, d.WSURL(), nonce, tok, d.now())
-	return tok, proof, err
+	proof, err := d.Key.Proof(http.MethodGet, wsURL, nonce, tok, d.now())
+	if err != nil {
+		return nil, err
+	}
+	msg, err := json.Marshal(authMsg{Type: "auth", Token: tok, Proof: proof, Since: resume.Since, Epoch: resume.Epoch})
+	if err != nil {
+		return nil, fmt.Errorf("client: encode auth: %w", err)
+	}
+	return msg, nil
 }
 
 // WSURL is the socket's public URL: BaseURL with a ws or wss scheme, and /ws. It is

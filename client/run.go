@@ -37,15 +37,9 @@ type Client struct {
 	// Socket tunes each socket.
 	Socket SocketOptions
 
-	// BackoffBase, doubling per failed attempt up to BackoffCap, is the ceiling of the
-	// full-jitter wait (default 1 s and 30 s); a socket that lived BackoffReset
-	// (default 60 s) starts the doubling over.
-	BackoffBase, BackoffCap, BackoffReset time.Duration
-	// RestartJitter bounds the wait after a 1012 (default 2 s), and of every failed
-	// attempt for RestartWindow after it (default 30 s): the server is coming back.
-	RestartJitter, RestartWindow time.Duration
-	// TooManyFloor is added to the backoff after a 4429 (default 10 s).
-	TooManyFloor time.Duration
+	// Policy is the reconnect policy; its zero value is the protocol's. Its fields are
+	// promoted (c.RestartJitter), so tests shrink them in place.
+	Policy
 	// SaveEvery spaces state writes during a burst of events (default 500 ms); the
 	// state is also saved at each synced and when a socket ends.
 	SaveEvery time.Duration
@@ -83,7 +77,7 @@ func (c *Client) Run(ctx context.Context, h Handler) error {
 			return err
 		}
 	}
-	p := c.policy()
+	p := c.Policy // a copy: Run's attempts are its own
 	for {
 		s := &runSession{c: c, store: store, st: &st, h: h}
 		err := s.run(ctx)
@@ -96,7 +90,7 @@ func (c *Client) Run(ctx context.Context, h Handler) error {
 		if errors.Is(err, ErrRevoked) {
 			return fmt.Errorf("client: %w (%w)", ErrRevoked, err)
 		}
-		wait := p.next(err, s.welcomed)
+		wait := p.Next(err, s.welcomed)
 		var ce *CloseError
 		if errors.As(err, &ce) && ce.Code == 4401 {
 			c.Device.forgetToken() // the next socket fetches a new one
@@ -110,34 +104,41 @@ func (c *Client) Run(ctx context.Context, h Handler) error {
 	}
 }
 
-// policy is the reconnect policy's state between attempts.
-type policy struct {
-	base, cap, reset, jitter, window, floor time.Duration
-	attempt                                 int
-	restartUntil                            time.Time
+// Policy is the reconnect policy of docs/protocol.md §5, exactly as the PWA has it
+// (pwa/static/reconnect.js): the wait before the next socket, decided from how the last
+// one ended. It is exported for callers that run their own socket loop on Conn (a load
+// generator); Client.Run uses it itself. Its zero value is the protocol's defaults; it
+// keeps state between attempts, so one Policy serves one display, from one goroutine.
+type Policy struct {
+	// BackoffBase, doubling per failed attempt up to BackoffCap, is the ceiling of the
+	// full-jitter wait (default 1 s and 30 s); a socket that lived BackoffReset
+	// (default 60 s) starts the doubling over.
+	BackoffBase, BackoffCap, BackoffReset time.Duration
+	// RestartJitter bounds the wait after a 1012 (default 2 s), and of every failed
+	// attempt for RestartWindow after it (default 30 s): the server is coming back.
+	RestartJitter, RestartWindow time.Duration
+	// TooManyFloor is added to the backoff after a 4429 (default 10 s).
+	TooManyFloor time.Duration
+
+	attempt      int       // the backoff's exponent
+	restartUntil time.Time // after a 1012: failed attempts retry within the jitter until then
 }
 
-func (c *Client) policy() *policy {
-	or := func(d, def time.Duration) time.Duration {
-		if d > 0 {
-			return d
-		}
-		return def
+func orDefault(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
 	}
-	return &policy{
-		base: or(c.BackoffBase, DefaultBackoffBase), cap: or(c.BackoffCap, DefaultBackoffCap),
-		reset: or(c.BackoffReset, DefaultBackoffReset), jitter: or(c.RestartJitter, DefaultRestartJitter),
-		window: or(c.RestartWindow, DefaultRestartWindow), floor: or(c.TooManyFloor, DefaultTooManyFloor),
-	}
+	return def
 }
 
-// next is the wait after a socket that ended with err, welcomed at welcomed (zero if
-// never), as pwa/static/reconnect.js's onClose decides it.
-func (p *policy) next(err error, welcomed time.Time) time.Duration {
+// Next is the wait after a socket that ended with err (a *CloseError for the server's
+// close frame; anything else is a failed attempt or a lost link), welcomed at welcomed
+// (zero if it never was). 4403 is not its business: the caller stops.
+func (p *Policy) Next(err error, welcomed time.Time) time.Duration {
 	now := time.Now()
 	if !welcomed.IsZero() {
 		p.restartUntil = time.Time{} // back: later failures are failures again
-		if now.Sub(welcomed) >= p.reset {
+		if now.Sub(welcomed) >= orDefault(p.BackoffReset, DefaultBackoffReset) {
 			p.attempt = 0
 		}
 	}
@@ -146,24 +147,25 @@ func (p *policy) next(err error, welcomed time.Time) time.Duration {
 	if errors.As(err, &ce) {
 		code = ce.Code
 	}
+	restartJitter := orDefault(p.RestartJitter, DefaultRestartJitter)
 	switch code {
 	case 4401:
 		return p.backoff()
 	case 4429:
-		return p.floor + p.backoff()
+		return orDefault(p.TooManyFloor, DefaultTooManyFloor) + p.backoff()
 	case 1012:
-		p.restartUntil = now.Add(p.window)
-		return jitter(p.jitter)
+		p.restartUntil = now.Add(orDefault(p.RestartWindow, DefaultRestartWindow))
+		return jitter(restartJitter)
 	}
 	if now.Before(p.restartUntil) {
-		return jitter(p.jitter)
+		return jitter(restartJitter)
 	}
 	return p.backoff()
 }
 
 // backoff is full jitter: random in [0, min(cap, base·2^attempt)).
-func (p *policy) backoff() time.Duration {
-	ceiling := min(p.cap, p.base<<p.attempt)
+func (p *Policy) backoff() time.Duration {
+	ceiling := min(orDefault(p.BackoffCap, DefaultBackoffCap), orDefault(p.BackoffBase, DefaultBackoffBase)<<p.attempt)
 	p.attempt = min(p.attempt+1, 10)
 	return jitter(ceiling)
 }

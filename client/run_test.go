@@ -113,7 +113,7 @@ func TestRunReconnectsAfterRestartAndStopsWhenRevoked(t *testing.T) {
 	d := pairedDevice(t, s, "restart-feed")
 	first := s.mustPublish(t, "restart-feed", "state", `{"v":1}`)
 	var gone retries
-	c := &client.Client{Device: d, OnDisconnect: gone.add, RestartJitter: 100 * time.Millisecond}
+	c := &client.Client{Device: d, OnDisconnect: gone.add, Policy: client.Policy{RestartJitter: 100 * time.Millisecond}}
 	msgs, done, _ := runClient(t, c)
 	msgs.expect(t, client.TypeReset, first, client.TypeSynced)
 

@@ -285,13 +285,9 @@ func (c *Conn) setWelcome(m *wireMsg) {
 
 // auth sends an auth message over nonce with the device's current token.
 func (c *Conn) auth(nonce string, resume Resume) error {
-	tok, proof, err := c.dev.socketProof(nonce)
+	p, err := c.dev.AuthMessage("", nonce, resume)
 	if err != nil {
 		return err
-	}
-	p, err := json.Marshal(authMsg{Type: "auth", Token: tok, Proof: proof, Since: resume.Since, Epoch: resume.Epoch})
-	if err != nil {
-		return fmt.Errorf("client: encode auth: %w", err)
 	}
 	return c.write(ws.OpText, p)
 }
