@@ -179,10 +179,14 @@ func dial(ctx context.Context, dev *Device, opts SocketOptions, timeout time.Dur
 	if origin == "" {
 		origin = originOf(dev.BaseURL)
 	}
+	ua := dev.UserAgent
+	if ua == "" {
+		ua = userAgent
+	}
 	var refusal *APIError
 	d := ws.Dialer{
 		Timeout: timeout,
-		Header:  ws.HandshakeHeaderString("Origin: " + origin + "\r\nUser-Agent: " + userAgent + "\r\n"),
+		Header:  ws.HandshakeHeaderString("Origin: " + oneLine(origin) + "\r\nUser-Agent: " + oneLine(ua) + "\r\n"),
 		NetDial: opts.NetDial,
 		OnStatusError: func(status int, _ []byte, resp io.Reader) {
 			refusal = upgradeRefusal(status, resp)
@@ -214,6 +218,9 @@ func upgradeRefusal(status int, resp io.Reader) *APIError {
 	}
 	return e
 }
+
+// oneLine keeps a header value on its line, whatever the caller configured.
+func oneLine(v string) string { return strings.NewReplacer("\r", "", "\n", "").Replace(v) }
 
 func originOf(baseURL string) string {
 	rest, ok := strings.CutPrefix(baseURL, "https://")
