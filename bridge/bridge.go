@@ -193,8 +193,9 @@ type Bridge struct {
 	wg       sync.WaitGroup // a slot per open session, from add to its cleanup
 	routines sync.WaitGroup // the goroutines goSafe started (owner.go)
 	stop     chan struct{}
-	// ctx is what every wait on the broker or the authenticator derives from (owner.go):
-	// Shutdown cancels it once every socket has its close frame.
+	// ctx is what a tablet's waits on the broker or the authenticator (handshake,
+	// re-auth, a hub's start) derive from (owner.go): Shutdown cancels it once every
+	// socket has its close frame.
 	ctx      context.Context
 	cancel   context.CancelFunc
 	catchUps chan struct{} // a slot per JetStream catch-up read at once (CatchupReads)

@@ -15,8 +15,9 @@
 // and hanging up), session.go (the protocol). How far a socket is on its way to the end
 // is one state type whose moves state.go draws, and why the server closes one is one
 // table (closes.go). The bridge's own goroutines go through one owner (goSafe,
-// owner.go) that refuses once Shutdown began, and every wait on the broker or the
-// authenticator derives from a context that Shutdown cancels.
+// owner.go) that refuses once Shutdown began, and a tablet's waits on the broker or the
+// authenticator (handshake, re-auth, a hub's start) derive from a context that
+// Shutdown cancels.
 //
 // It must not parse JWTs itself: it asks an Authenticator interface, declared here and
 // satisfied by pairing. It reads feeds through the broker package. It must not import

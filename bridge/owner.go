@@ -1,8 +1,11 @@
 package bridge
 
 // This file owns the bridge's goroutines and its context: what the bridge starts for
-// itself goes through goSafe, which refuses once Shutdown has begun, and every wait on
-// the broker or the authenticator derives from br.ctx, which Shutdown cancels.
+// itself goes through goSafe, which refuses once Shutdown has begun, and a tablet's
+// waits on the broker or the authenticator (handshake, re-auth, a hub's start) derive
+// from br.ctx, which Shutdown cancels. The lease's own calls (lease.go: renewal,
+// release, probes) keep bounds of their own on purpose: a lease released as its socket
+// ends during the drain must not be cut short by the cancel.
 
 import (
 	"context"
