@@ -45,7 +45,7 @@ const (
 	// is held elsewhere). Summed.
 	AuditDuplicateRefused AuditType = "duplicate_refused"
 
-	// Administration (pairing/ admin API and dashboard, broker's producer-key API).
+	// Administration (admin/: the admin API and dashboard, broker's producer-key API).
 
 	// AuditAdminLogin: a dashboard login.
 	AuditAdminLogin AuditType = "admin_login"
