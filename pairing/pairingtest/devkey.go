@@ -1,22 +1,29 @@
-// Package pairingtest is a tablet's key, for tests: it makes a P-256 key and
-// signs DPoP proofs exactly as the PWA does with WebCrypto (ES256 with the
-// raw r‖s signature, header typ/alg/jwk with only kty, crv, x and y), so
-// server tests exercise the same bytes a browser sends.
+// Package pairingtest is a tablet for tests: a device key and a Tablet that pairs and
+// refreshes as the PWA does. Both are thin wrappers of the public client (client.Key,
+// client.Device), so server tests send the very bytes a Go display sends, which are
+// the bytes the PWA sends with WebCrypto (ES256 with the raw r‖s signature, header
+// typ/alg/jwk with only kty, crv, x and y).
 //
-// It depends on nothing of ours, so any package's tests (pairing's own
-// included) can use it.
+// What it adds is for tests only: constructors that take a testing.TB (MustDeviceKey,
+// MustProof), proofs with a chosen jti or date (ProofParams), signing any header and
+// claims for malformed proofs (Sign), and exported fields (Tablet.DeviceID, Token...)
+// that a test may read or overwrite to play a thief or a stranger.
+//
+// It imports only client of ours (which imports nothing of ours), so any package's
+// tests can use it, pairing's own included. Being a test helper, it must never be linked
+// into the binary (cmd/kioskfeed/deps_test.go checks that).
 package pairingtest
 
 import (
 	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/kioskfeed/kioskfeed/client"
 )
 
 // JWK is a public P-256 key as the PWA sends it in a proof's jwk header:
@@ -46,21 +53,20 @@ type Claims struct {
 	ATH   string `json:"ath,omitempty"`
 }
 
-// DeviceKey is one tablet's key pair.
+// DeviceKey is one tablet's key pair: a client.Key, with the test-only ways to sign.
 type DeviceKey struct {
-	priv *ecdsa.PrivateKey
-	jwk  JWK
-	jkt  string
+	key *client.Key
+	jwk JWK
 }
 
 // NewDeviceKey makes a fresh P-256 key, as generateKey({name:"ECDSA",
 // namedCurve:"P-256"}) does.
 func NewDeviceKey() (*DeviceKey, error) {
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	k, err := client.NewKey()
 	if err != nil {
 		return nil, err
 	}
-	return FromPrivateKey(priv)
+	return wrapKey(k)
 }
 
 // MustDeviceKey is NewDeviceKey for tests.
@@ -75,30 +81,34 @@ func MustDeviceKey(tb testing.TB) *DeviceKey {
 
 // FromPrivateKey wraps an existing P-256 key.
 func FromPrivateKey(priv *ecdsa.PrivateKey) (*DeviceKey, error) {
-	if priv.Curve != elliptic.P256() {
-		return nil, fmt.Errorf("pairingtest: key is not P-256")
-	}
-	raw, err := priv.PublicKey.Bytes() // 0x04 || x || y, each 32 bytes
+	k, err := client.KeyFromECDSA(priv)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("pairingtest: %w", err)
 	}
-	enc := base64.RawURLEncoding
-	jwk := JWK{Kty: "EC", Crv: "P-256", X: enc.EncodeToString(raw[1:33]), Y: enc.EncodeToString(raw[33:65])}
-	// RFC 7638: the required members, lexicographic order, no whitespace.
-	canon := `{"crv":"P-256","kty":"EC","x":"` + jwk.X + `","y":"` + jwk.Y + `"}`
-	sum := sha256.Sum256([]byte(canon))
-	return &DeviceKey{priv: priv, jwk: jwk, jkt: enc.EncodeToString(sum[:])}, nil
+	return wrapKey(k)
 }
+
+func wrapKey(k *client.Key) (*DeviceKey, error) {
+	dk := &DeviceKey{key: k}
+	if err := json.Unmarshal([]byte(k.JWK()), &dk.jwk); err != nil {
+		return nil, fmt.Errorf("pairingtest: the client's jwk: %w", err)
+	}
+	return dk, nil
+}
+
+// Client is the key as the public client holds it, for a test that drives a
+// client.Device or client.Connect with the same identity.
+func (k *DeviceKey) Client() *client.Key { return k.key }
 
 // JWK returns the public key as the proof header carries it.
 func (k *DeviceKey) JWK() JWK { return k.jwk }
 
-// JKT returns the key's RFC 7638 SHA-256 thumbprint, base64url, computed
-// here independently of any JOSE library.
-func (k *DeviceKey) JKT() string { return k.jkt }
+// JKT returns the key's RFC 7638 SHA-256 thumbprint, base64url, computed by the client
+// independently of any JOSE library.
+func (k *DeviceKey) JKT() string { return k.key.Thumbprint() }
 
 // PrivateKey returns the private key, for tests that need to sign oddities.
-func (k *DeviceKey) PrivateKey() *ecdsa.PrivateKey { return k.priv }
+func (k *DeviceKey) PrivateKey() *ecdsa.PrivateKey { return k.key.ECDSA() }
 
 // ProofParams says what a proof is for.
 type ProofParams struct {
@@ -113,17 +123,17 @@ type ProofParams struct {
 	JTI string
 }
 
-// Proof signs a DPoP proof the way the PWA does.
+// Proof signs a DPoP proof the way the PWA does: the client's own proof, unless the
+// test chose the jti, in which case the same header and claims are signed with it.
 func (k *DeviceKey) Proof(p ProofParams) (string, error) {
+	if p.JTI == "" {
+		return k.key.Proof(p.Method, p.URL, p.Nonce, p.AccessToken, p.IssuedAt)
+	}
 	iat := p.IssuedAt
 	if iat.IsZero() {
 		iat = time.Now()
 	}
-	jti := p.JTI
-	if jti == "" {
-		jti = NewJTI()
-	}
-	c := Claims{JTI: jti, HTM: p.Method, HTU: p.URL, IAT: iat.Unix(), Nonce: p.Nonce}
+	c := Claims{JTI: p.JTI, HTM: p.Method, HTU: p.URL, IAT: iat.Unix(), Nonce: p.Nonce}
 	if p.AccessToken != "" {
 		c.ATH = ATH(p.AccessToken)
 	}
@@ -154,31 +164,18 @@ func (k *DeviceKey) Sign(header, claims any) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return SignES256(k.priv, h, c)
+	return client.SignES256(k.key.ECDSA(), h, c)
 }
 
-// SignES256 signs header and claims JSON bytes as a compact JWS with priv,
-// raw r‖s signature, whatever the header says.
+// SignES256 signs header and claims JSON bytes as a compact JWS with priv, raw r‖s
+// signature, whatever the header says: client.SignES256, named here for the tests that
+// sign with a key of their own.
 func SignES256(priv *ecdsa.PrivateKey, header, claims []byte) (string, error) {
-	enc := base64.RawURLEncoding
-	input := enc.EncodeToString(header) + "." + enc.EncodeToString(claims)
-	digest := sha256.Sum256([]byte(input))
-	r, s, err := ecdsa.Sign(rand.Reader, priv, digest[:])
-	if err != nil {
-		return "", err
-	}
-	size := (priv.Curve.Params().BitSize + 7) / 8
-	sig := make([]byte, 2*size)
-	r.FillBytes(sig[:size])
-	s.FillBytes(sig[size:])
-	return input + "." + enc.EncodeToString(sig), nil
+	return client.SignES256(priv, header, claims)
 }
 
-// ATH is the ath claim for an access token: base64url SHA-256.
-func ATH(accessToken string) string {
-	sum := sha256.Sum256([]byte(accessToken))
-	return base64.RawURLEncoding.EncodeToString(sum[:])
-}
+// ATH is the ath claim for an access token: base64url SHA-256 (client.ATH).
+func ATH(accessToken string) string { return client.ATH(accessToken) }
 
 // NewJTI returns 16 random bytes, base64url, as the PWA's proof ids.
 func NewJTI() string {
