@@ -1,6 +1,10 @@
-// Package bridgetest is a Go client for the tablets' WebSocket (docs/protocol.md §5): what
-// the bridge's tests and the fault tests use to play one tablet each. (The load tool has
-// a leaner client of its own, loadtest/tablet.go, that also records latencies.)
+// Package bridgetest is the raw side of the tablets' WebSocket (docs/protocol.md §5), for
+// the bridge's tests and the fault tests: a socket a test reads message by message and
+// writes frame by frame, malformed ones included (SendFrame, RawUpgrade,
+// WriteFrameHeader, NetConn), with the protocol steps on top (Handshake, Reauth,
+// Collect). A well-behaved display is the public client (package client): the device
+// key, its proofs, pairing and tokens come from there through pairingtest.Tablet, the
+// close frame is a client.CloseError, and the auth message has the client's shape.
 //
 // It is written from the protocol text, not from the bridge's code, so a test that passes
 // with it shows the bridge follows the contract. It is deliberately small: no goroutine
@@ -9,6 +13,9 @@
 // instead of hanging it. A Conn is read (Next and everything built on it, and Close) by
 // one goroutine at a time; writes are serialized with the pongs and close answers Next
 // makes, so another goroutine may Send, SendFrame or Abort while one reads.
+//
+// It imports client and pairingtest of ours, never bridge: a test helper, it must not
+// be linked into the binary (cmd/kioskfeed/deps_test.go checks that).
 package bridgetest
 
 import (
@@ -30,6 +37,7 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 
+	"github.com/kioskfeed/kioskfeed/client"
 	"github.com/kioskfeed/kioskfeed/pairing/pairingtest"
 )
 
@@ -47,11 +55,12 @@ const (
 	noStatus = 1005
 )
 
-// ErrNoCloseFrame means the server ended the TCP connection without a close frame. The
-// protocol has a close code for every way the server ends a socket, so this is what a
-// crashed instance or a bridge bug looks like; tests tell it apart from a *CloseError
-// with errors.Is. The underlying read error (io.EOF, ECONNRESET) is wrapped as well.
-var ErrNoCloseFrame = errors.New("bridgetest: connection ended without a close frame")
+// ErrNoCloseFrame means the server ended the TCP connection without a close frame: the
+// client's client.ErrNoCloseFrame. The protocol has a close code for every way the
+// server ends a socket, so this is what a crashed instance or a bridge bug looks like;
+// tests tell it apart from a *CloseError with errors.Is. The underlying read error
+// (io.EOF, ECONNRESET) is wrapped as well.
+var ErrNoCloseFrame = client.ErrNoCloseFrame
 
 // errCloseSent refuses a write after the close frame went out.
 var errCloseSent = errors.New("bridgetest: write after a close frame")
@@ -67,17 +76,10 @@ func (e *UpgradeError) Error() string {
 	return "bridgetest: upgrade refused with HTTP " + strconv.Itoa(e.Status)
 }
 
-// CloseError is the server's close frame: the code is the protocol's verdict (4409
-// duplicate, 4401 bad credentials, 1012 draining, ...) that tests assert on.
-type CloseError struct {
-	Code   int
-	Reason string
-}
-
-// Error gives the code and reason, for failure messages.
-func (e *CloseError) Error() string {
-	return fmt.Sprintf("bridgetest: server closed with %d %q", e.Code, e.Reason)
-}
+// CloseError is the server's close frame, as the client reports it: the code is the
+// protocol's verdict (4409 duplicate, 4401 bad credentials, 1012 draining, ...) that
+// tests assert on.
+type CloseError = client.CloseError
 
 // Conn is one tablet's WebSocket to /ws, as seen from the tablet.
 type Conn struct {
@@ -491,7 +493,9 @@ func (c *Conn) Abort() error {
 // lengths, half frames, slow writes). Reading from it bypasses Next's framing.
 func (c *Conn) NetConn() net.Conn { return c.nc }
 
-// auth is the client's auth message of docs/protocol.md §5 step 2.
+// auth is the client's auth message of docs/protocol.md §5 step 2, in the shape
+// client/socket.go writes it (client does not export it yet:
+// /work/notes/client-needs.md); the token and the proof are the client's.
 type auth struct {
 	Type  string `json:"type"`
 	Token string `json:"token"`
