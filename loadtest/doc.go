@@ -7,11 +7,14 @@
 //   - the server: "kioskfeed serve" on a fresh data directory, read from outside through
 //     /proc/<pid> (memory, CPU) and /metrics (goroutines);
 //   - workers ("kioskfeed loadtest worker"), each holding a share of the tablets, driven
-//     by JSON lines on stdin and stdout (worker.go). A tablet (tablet.go) pairs through
-//     the PIN + DPoP flow (internal/devkey: the binary must not link package testing,
-//     so not pairing/pairingtest), keeps one socket, reconnects with the PWA's own
-//     backoff, and records each event's publish→delivery latency from the send time the
-//     event carries;
+//     by JSON lines on stdin and stdout (worker.go, workertablets.go). A tablet
+//     (tablet.go) is the public client's display: its key, PIN + DPoP pairing, token
+//     refresh and proofs are package client's, and it reconnects with the client's
+//     (the PWA's) policy and close-code reactions (reconnect.go). Its socket is a lean
+//     frame loop of its own, not client.Conn, which costs more memory and CPU per tablet
+//     than 10,000 of them on the server's cores can spare. It keeps one socket and
+//     records each event's publish→delivery latency from the send time the event
+//     carries;
 //   - for the comparison, a plain nats-server with its WebSocket listener
 //     ("kioskfeed loadtest nats-server"), and raw NATS-over-WebSocket subscribers
 //     (natsclient.go) in the same workers.
@@ -22,8 +25,13 @@
 // through nats-server. Every loop is bounded in count and time, and the run fails when
 // a tablet missed or repeated an event. BENCHMARKS.md has the figures.
 //
-// Options.Scenario runs one of issue 12's scenarios instead (scenario.go): a Wi-Fi
-// outage (a share of the tablets go dead at once, sockets open) or a far-behind
-// reconnect storm (a share leave, fall hundreds of events behind, and come back at
-// once), each measured on the healthy tablets and the server's memory.
+// Options.Scenario runs one of issue 12's scenarios instead (scenario.go, outage.go,
+// storm.go): a Wi-Fi outage (a share of the tablets go dead at once, sockets open) or a
+// far-behind reconnect storm (a share leave, fall hundreds of events behind, and come
+// back at once), each measured on the healthy tablets and the server's memory.
+//
+// It is linked into the production binary, so it must not import package testing nor
+// any test helper (pairing/pairingtest, bridge/bridgetest, broker/brokertest:
+// cmd/kioskfeed/deps_test.go checks it), and of ours it imports only client: it
+// measures the server from outside, through the wire, as a display would.
 package loadtest

@@ -18,7 +18,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/kioskfeed/kioskfeed/internal/devkey"
+	"github.com/kioskfeed/kioskfeed/client"
 )
 
 // TestMain removes the kioskfeed binary once the tests are done (kioskfeedBinary builds
@@ -450,11 +450,12 @@ func TestWorkerConnectDialsFromSources(t *testing.T) {
 	w := &worker{ctx: ctx}
 	const n = 8
 	for range n {
-		dev, err := devkey.NewTablet("http://" + l.Addr().String())
+		key, err := client.NewKey()
 		if err != nil {
 			t.Fatal(err)
 		}
-		dev.Expires = time.Now().Add(time.Hour) // no refresh before the dial
+		dev := client.NewDevice("http://"+l.Addr().String(), key)
+		dev.SetCredentials(client.Credentials{DeviceID: "dev_loadtest", Token: "tok", Expires: time.Now().Add(time.Hour)}) // no refresh before the dial
 		w.tablets = append(w.tablets, &tablet{dev: dev, src: net.IPv4(127, 0, 0, 1), firstSynced: make(chan struct{})})
 	}
 	srcs := sources(2, 4)

@@ -7,8 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,29 +17,32 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 
-	"github.com/kioskfeed/kioskfeed/internal/devkey"
+	"github.com/kioskfeed/kioskfeed/client"
 )
 
-// The tablet's reconnect policy, as the PWA has it (pwa/static/app.js): full jitter from
-// 1 s doubling to 30 s, reset after 60 s connected; 1012 comes back within 2 s, and for
-// 30 s after it failed attempts retry within 2 s too; 4429 waits 10 s more.
+// The load tablet is client's display with its own socket loop: the device key, the
+// pairing and token calls and the proofs are the client's (client.Key, client.Device),
+// and so are the reconnect policy and its close-code reactions (reconnect.go, with the
+// client's defaults). The socket is a lean frame loop of its own rather than
+// client.Conn, which costs each tablet more than the load tool can spend at 10,000 of
+// them (measured: about 300 B more heap per tablet, and each event decoded twice,
+// ~3.5 µs more per delivery, on the cores the server under test shares); the loop also
+// stops reading at once when a scenario kills the tablet's Wi-Fi.
+
 const (
-	backoffBase    = time.Second
-	backoffCap     = 30 * time.Second
-	backoffReset   = 60 * time.Second
-	restartJitter  = 2 * time.Second
-	restartWindow  = 30 * time.Second
-	tooManyFloor   = 10 * time.Second
 	maxServerFrame = 1 << 20
 	// codeNoClose is what a tablet records when the connection ended without a close
 	// frame (RFC 6455's 1006).
 	codeNoClose = 1006
+	// userAgent is what the load tablets send, so the server's device list tells them
+	// apart.
+	userAgent = "kioskfeed-loadtest/1"
 )
 
-// tablet is one simulated wall tablet: a paired device key, one socket at a time, and
-// what it received. Its goroutine (loop) is the only writer of the connection.
+// tablet is one simulated wall tablet: a paired client.Device, one socket at a time,
+// and what it received. Its goroutine (loop) is the only writer of the connection.
 type tablet struct {
-	dev   *devkey.Tablet
+	dev   *client.Device
 	src   net.IP
 	cfg   *connectConfig
 	since uint64 // newest seq received, for the next catch-up (loop goroutine only)
@@ -74,8 +77,9 @@ type tablet struct {
 	firstOnce   sync.Once
 }
 
+// connectConfig is how a worker's tablets reach the server. The socket's public URL
+// (the htu of its proofs) is the device's, client.Device.WSURL.
 type connectConfig struct {
-	wsURL  string // the public ws URL (htu of the proofs)
 	addr   string // the TCP address to dial
 	origin string
 	gate   chan struct{} // bounds the first connects in flight
@@ -102,9 +106,8 @@ func (t *tablet) countClose(code int) {
 
 // loop keeps the tablet connected until ctx ends, reconnecting as the PWA does.
 func (t *tablet) loop(ctx context.Context) {
-	attempt := 0
+	var policy reconnect
 	first := true
-	var restartUntil time.Time // after a 1012, failed attempts retry within the jitter
 	for ctx.Err() == nil {
 		if t.isDead() {
 			<-ctx.Done()
@@ -135,38 +138,20 @@ func (t *tablet) loop(ctx context.Context) {
 		if err != nil {
 			t.lastErr.Store(err.Error())
 		}
-		if !welcomed.IsZero() && time.Since(welcomed) >= backoffReset {
-			attempt = 0
-		}
-		backoff := func() time.Duration {
-			ceiling := min(backoffCap, backoffBase<<attempt)
-			attempt = min(attempt+1, 10)
-			return rand.N(ceiling)
-		}
-		if !welcomed.IsZero() {
-			restartUntil = time.Time{}
-		}
-		var wait time.Duration
-		switch code {
-		case 4403:
+		if code == 4403 {
 			t.forgotten.Store(true)
 			return
-		case 1012:
-			restartUntil = time.Now().Add(restartWindow)
-			wait = rand.N(restartJitter)
-		case 4429:
-			wait = tooManyFloor + backoff()
-		default:
-			if time.Now().Before(restartUntil) {
-				wait = rand.N(restartJitter)
-			} else {
-				wait = backoff()
-			}
+		}
+		// What the policy reacts to: the close code (an HTTP status of a refused upgrade
+		// is none of the codes it knows, so it backs off as for any failure).
+		var end error
+		if code != codeNoClose {
+			end = &client.CloseError{Code: code}
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(wait):
+		case <-time.After(policy.next(end, welcomed)):
 		}
 	}
 }
@@ -175,7 +160,7 @@ func (t *tablet) loop(ctx context.Context) {
 // synced is called once the catch-up is in. It returns when the tablet was welcomed
 // (zero if never) and the close code (1006 without a close frame).
 func (t *tablet) session(ctx context.Context, synced func()) (welcomed time.Time, code int, err error) {
-	if _, exp := t.dev.CurrentToken(); time.Until(exp) < time.Minute {
+	if c := t.dev.Credentials(); c.Token == "" || time.Until(c.Expires) < time.Minute {
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		err := t.dev.Refresh(rctx)
 		cancel()
@@ -191,7 +176,8 @@ func (t *tablet) session(ctx context.Context, synced func()) (welcomed time.Time
 			return nd.DialContext(ctx, network, t.cfg.addr)
 		},
 	}
-	nc, br, _, err := d.Dial(ctx, t.cfg.wsURL)
+	wsURL := t.dev.WSURL()
+	nc, br, _, err := d.Dial(ctx, wsURL)
 	if err != nil {
 		var se ws.StatusError
 		if errors.As(err, &se) {
@@ -255,12 +241,10 @@ func (t *tablet) session(ctx context.Context, synced func()) (welcomed time.Time
 					return welcomed, codeNoClose, fmt.Errorf("refresh token: %w", err)
 				}
 			}
-			proof, err := t.dev.WSProof(t.cfg.wsURL, m.Nonce)
+			msg, err := t.authMessage(wsURL, m.Nonce)
 			if err != nil {
 				return welcomed, codeNoClose, err
 			}
-			tok, _ := t.dev.CurrentToken()
-			msg, _ := json.Marshal(map[string]any{"type": "auth", "token": tok, "proof": proof, "since": t.since, "epoch": t.epoch})
 			if m.Type == "challenge" {
 				sentSince = t.since
 			}
@@ -299,6 +283,28 @@ func (t *tablet) session(ctx context.Context, synced func()) (welcomed time.Time
 			t.beat(now)
 		}
 	}
+}
+
+// authMsg is the client's auth message (docs/protocol.md §5 step 2), as client/socket.go
+// writes it; client does not export it (/work/notes/client-needs.md).
+type authMsg struct {
+	Type  string `json:"type"`
+	Token string `json:"token"`
+	Proof string `json:"proof"`
+	Since uint64 `json:"since"`
+	Epoch string `json:"epoch,omitempty"`
+}
+
+// authMessage is the auth message over nonce (a challenge or a reauth's): the current
+// token, and the client's proof over nonce for the socket's URL with that token's ath.
+// The since and epoch are the tablet's; the server reads them at the handshake only.
+func (t *tablet) authMessage(wsURL, nonce string) ([]byte, error) {
+	tok := t.dev.Credentials().Token
+	proof, err := t.dev.Key.Proof(http.MethodGet, wsURL, nonce, tok, time.Time{})
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(authMsg{Type: "auth", Token: tok, Proof: proof, Since: t.since, Epoch: t.epoch})
 }
 
 func (t *tablet) isDead() bool {
@@ -342,7 +348,7 @@ func (t *tablet) describe() string {
 		return true
 	})
 	err, _ := t.lastErr.Load().(string)
-	return fmt.Sprintf("device %s from %s: last message %q %s ago, %d welcomes, closes %v, last error %q", t.dev.DeviceID, t.src, last, ago, t.welcomes.Load(), closes, err)
+	return fmt.Sprintf("device %s from %s: last message %q %s ago, %d welcomes, closes %v, last error %q", t.dev.Credentials().DeviceID, t.src, last, ago, t.welcomes.Load(), closes, err)
 }
 
 // closeError is the server's close frame.

@@ -213,7 +213,7 @@ func (w *worker) do(cmd command) reply {
 			rep.Resets += resets
 			rep.Violations += bad
 			if first != "" && rep.FirstErr == "" {
-				rep.FirstErr = fmt.Sprintf("device %s: %s", t.dev.DeviceID, first)
+				rep.FirstErr = fmt.Sprintf("device %s: %s", t.dev.Credentials().DeviceID, first)
 			}
 		}
 		return rep

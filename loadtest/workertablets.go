@@ -17,14 +17,14 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/kioskfeed/kioskfeed/internal/devkey"
+	"github.com/kioskfeed/kioskfeed/client"
 	"golang.org/x/sync/errgroup"
 )
 
 // DPoP proof (POST /api/pair).
 func (w *worker) pair(ctx context.Context, cmd command) reply {
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-	defer client.CloseIdleConnections()
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	defer hc.CloseIdleConnections()
 	tablets := make([]*tablet, cmd.N)
 	var failed atomic.Int64
 	var firstErr atomic.Value
@@ -32,7 +32,7 @@ func (w *worker) pair(ctx context.Context, cmd command) reply {
 	g.SetLimit(32)
 	for i := range cmd.N {
 		g.Go(func() error {
-			t, err := pairOne(ctx, client, cmd, i)
+			t, err := pairOne(ctx, hc, cmd, i)
 			if err != nil {
 				failed.Add(1)
 				firstErr.CompareAndSwap(nil, err.Error())
@@ -55,12 +55,12 @@ func (w *worker) pair(ctx context.Context, cmd command) reply {
 	return rep
 }
 
-func pairOne(ctx context.Context, client *http.Client, cmd command, i int) (*tablet, error) {
+func pairOne(ctx context.Context, hc *http.Client, cmd command, i int) (*tablet, error) {
 	body, _ := json.Marshal(map[string]string{"ttl": "10m"})
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, cmd.BaseURL+"/api/admin/feeds/"+cmd.Feed+"/pins", bytes.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+cmd.AdminToken)
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := client.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, err
 	}
@@ -75,12 +75,13 @@ func pairOne(ctx context.Context, client *http.Client, cmd command, i int) (*tab
 	if err := json.Unmarshal(raw, &pin); err != nil {
 		return nil, fmt.Errorf("issue PIN: %w", err)
 	}
-	dev, err := devkey.NewTablet(cmd.BaseURL)
+	key, err := client.NewKey()
 	if err != nil {
 		return nil, err
 	}
-	dev.HTTP = client
-	if err := dev.Pair(ctx, cmd.Feed, pin.PIN, cmd.NamePrefix+strconv.Itoa(i)); err != nil {
+	dev := client.NewDevice(cmd.BaseURL, key)
+	dev.HTTP, dev.UserAgent = hc, userAgent
+	if err := dev.PairWithPIN(ctx, cmd.Feed, pin.PIN, cmd.NamePrefix+strconv.Itoa(i)); err != nil {
 		return nil, fmt.Errorf("pair: %w", err)
 	}
 	return &tablet{
@@ -161,7 +162,7 @@ func (w *worker) gaps(cmd command) reply {
 
 // connect starts every tablet's connection loop and waits until each has synced once.
 func (w *worker) connect(ctx context.Context, cmd command) reply {
-	cfg := &connectConfig{wsURL: cmd.WSURL, addr: cmd.Addr, origin: cmd.Origin, gate: make(chan struct{}, max(cmd.Ramp, 1))}
+	cfg := &connectConfig{addr: cmd.Addr, origin: cmd.Origin, gate: make(chan struct{}, max(cmd.Ramp, 1))}
 	tctx, cancel := context.WithCancel(w.ctx)
 	w.tctx, w.cancelT, w.cfg = tctx, cancel, cfg
 	for i, t := range w.tablets {
