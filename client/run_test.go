@@ -3,8 +3,10 @@ package client_test
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -156,4 +158,31 @@ func TestRunReconnectsAfterRestartAndStopsWhenRevoked(t *testing.T) {
 	if err := d.Refresh(ctx); !errors.Is(err, client.ErrRevoked) {
 		t.Fatalf("refresh of a revoked device: %v, want ErrRevoked", err)
 	}
+}
+
+// A reauth the client cannot answer (no token to be had just then) ends in 4401 once
+// the token expires; Run then gets a new token and reconnects.
+func TestRunRecoversFrom4401(t *testing.T) {
+	s := startServer(t, serverOpts{tokenTTL: 10 * time.Second, heartbeat: time.Second, reauthGrace: time.Second})
+	d := pairedDevice(t, s, "expiry-feed")
+	var offline atomic.Bool // the HTTP side of the network is down while set
+	d.HTTP = &http.Client{Transport: &http.Transport{DisableKeepAlives: true, DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if offline.Load() {
+			return nil, errors.New("network down")
+		}
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}}}
+	first := s.mustPublish(t, "expiry-feed", "state", `{}`)
+	var gone retries
+	c := &client.Client{Device: d, OnDisconnect: gone.add, Policy: client.Policy{BackoffBase: 100 * time.Millisecond}}
+	msgs, _, _ := runClient(t, c)
+	msgs.expect(t, client.TypeReset, first, client.TypeSynced)
+	offline.Store(true) // before the reauth, 5 s before the token's expiry
+	eventually(t, 20*time.Second, func() bool { return len(gone.get()) >= 1 }, "the socket to be closed at its token's expiry")
+	if err := gone.get()[0].err; closeCode(err) != 4401 {
+		t.Fatalf("disconnect %v, want 4401", err)
+	}
+	missed := s.mustPublish(t, "expiry-feed", "item", `{"while":"expired"}`)
+	offline.Store(false)
+	msgs.expect(t, missed, client.TypeSynced)
 }
