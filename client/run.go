@@ -37,8 +37,8 @@ type Client struct {
 	// Socket tunes each socket.
 	Socket SocketOptions
 
-	// Policy is the reconnect policy; its zero value is the protocol's. Its fields are
-	// promoted (c.RestartJitter), so tests shrink them in place.
+	// Policy is the reconnect policy; its zero value is the protocol's. Run keeps its
+	// own copy's state, so one Client value may Run again after it returned.
 	Policy
 	// SaveEvery spaces state writes during a burst of events (default 500 ms); the
 	// state is also saved at each synced and when a socket ends.

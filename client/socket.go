@@ -325,7 +325,9 @@ func (c *Conn) Next() (Message, error) {
 			if m.Nonce == "" {
 				continue
 			}
-			ctx, cancel := context.WithTimeout(c.ctx, defaultCallTimeout)
+			// Nothing is read meanwhile, so the refresh may take a heartbeat at most:
+			// the server drops a tablet silent for two (docs/protocol.md §5 step 6).
+			ctx, cancel := context.WithTimeout(c.ctx, min(defaultCallTimeout, c.welcome.Heartbeat))
 			err := c.dev.Refresh(ctx)
 			cancel()
 			if err != nil {
@@ -339,9 +341,9 @@ func (c *Conn) Next() (Message, error) {
 	}
 }
 
-// Close ends the socket with a 1000 close frame (unless one was sent or the stream
-// failed) and closes the connection, without waiting for the server's answer: a
-// display that goes away has nothing more to read.
+// Close ends the socket with a 1000 close frame (unless one was sent; its write waits
+// a second at most) and closes the connection, without waiting for the server's
+// answer: a display that goes away has nothing more to read.
 func (c *Conn) Close() error {
 	_ = c.write(ws.OpClose, ws.NewCloseFrameBody(ws.StatusNormalClosure, ""))
 	c.stop()
