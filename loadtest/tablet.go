@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,9 +20,9 @@ import (
 )
 
 // The load tablet is client's display with its own socket loop: the device key, the
-// pairing and token calls and the proofs are the client's (client.Key, client.Device),
-// and so are the reconnect policy and its close-code reactions (reconnect.go, with the
-// client's defaults). The socket is a lean frame loop of its own rather than
+// pairing and token calls, the auth message and its proof are the client's
+// (client.Key, client.Device), and so are the reconnect policy and its close-code
+// reactions (client.Policy). The socket is a lean frame loop of its own rather than
 // client.Conn, which costs each tablet more than the load tool can spend at 10,000 of
 // them (measured: about 300 B more heap per tablet, and each event decoded twice,
 // ~3.5 µs more per delivery, on the cores the server under test shares); the loop also
@@ -106,7 +105,7 @@ func (t *tablet) countClose(code int) {
 
 // loop keeps the tablet connected until ctx ends, reconnecting as the PWA does.
 func (t *tablet) loop(ctx context.Context) {
-	var policy reconnect
+	var policy client.Policy // the protocol's defaults
 	first := true
 	for ctx.Err() == nil {
 		if t.isDead() {
@@ -142,16 +141,16 @@ func (t *tablet) loop(ctx context.Context) {
 			t.forgotten.Store(true)
 			return
 		}
-		// What the policy reacts to: the close code (an HTTP status of a refused upgrade
-		// is none of the codes it knows, so it backs off as for any failure).
+		// What the policy reacts to: the server's close frame, if there was one (a
+		// refused upgrade's HTTP status, below 1000, is a failed attempt).
 		var end error
-		if code != codeNoClose {
+		if code >= 1000 && code != codeNoClose {
 			end = &client.CloseError{Code: code}
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(policy.next(end, welcomed)):
+		case <-time.After(policy.Next(end, welcomed)):
 		}
 	}
 }
@@ -241,7 +240,7 @@ func (t *tablet) session(ctx context.Context, synced func()) (welcomed time.Time
 					return welcomed, codeNoClose, fmt.Errorf("refresh token: %w", err)
 				}
 			}
-			msg, err := t.authMessage(wsURL, m.Nonce)
+			msg, err := t.dev.AuthMessage(wsURL, m.Nonce, client.Resume{Since: t.since, Epoch: t.epoch})
 			if err != nil {
 				return welcomed, codeNoClose, err
 			}
@@ -283,28 +282,6 @@ func (t *tablet) session(ctx context.Context, synced func()) (welcomed time.Time
 			t.beat(now)
 		}
 	}
-}
-
-// authMsg is the client's auth message (docs/protocol.md §5 step 2), as client/socket.go
-// writes it; client does not export it (/work/notes/client-needs.md).
-type authMsg struct {
-	Type  string `json:"type"`
-	Token string `json:"token"`
-	Proof string `json:"proof"`
-	Since uint64 `json:"since"`
-	Epoch string `json:"epoch,omitempty"`
-}
-
-// authMessage is the auth message over nonce (a challenge or a reauth's): the current
-// token, and the client's proof over nonce for the socket's URL with that token's ath.
-// The since and epoch are the tablet's; the server reads them at the handshake only.
-func (t *tablet) authMessage(wsURL, nonce string) ([]byte, error) {
-	tok := t.dev.Credentials().Token
-	proof, err := t.dev.Key.Proof(http.MethodGet, wsURL, nonce, tok, time.Time{})
-	if err != nil {
-		return nil, err
-	}
-	return json.Marshal(authMsg{Type: "auth", Token: tok, Proof: proof, Since: t.since, Epoch: t.epoch})
 }
 
 func (t *tablet) isDead() bool {

@@ -4,7 +4,8 @@
 // WriteFrameHeader, NetConn), with the protocol steps on top (Handshake, Reauth,
 // Collect). A well-behaved display is the public client (package client): the device
 // key, its proofs, pairing and tokens come from there through pairingtest.Tablet, the
-// close frame is a client.CloseError, and the auth message has the client's shape.
+// auth message is the client's (client.Device.AuthMessage), and the close frame is a
+// client.CloseError.
 //
 // It is written from the protocol text, not from the bridge's code, so a test that passes
 // with it shows the bridge follows the contract. It is deliberately small: no goroutine
@@ -493,23 +494,15 @@ func (c *Conn) Abort() error {
 // lengths, half frames, slow writes). Reading from it bypasses Next's framing.
 func (c *Conn) NetConn() net.Conn { return c.nc }
 
-// auth is the client's auth message of docs/protocol.md §5 step 2, in the shape
-// client/socket.go writes it (client does not export it yet:
-// /work/notes/client-needs.md); the token and the proof are the client's.
-type auth struct {
-	Type  string `json:"type"`
-	Token string `json:"token"`
-	Proof string `json:"proof"`
-	Since uint64 `json:"since"`
-	Epoch string `json:"epoch,omitempty"`
-}
-
+// sendAuth writes the client's auth message (docs/protocol.md §5 step 2) as t: its
+// token, and a proof over nonce for wsURL (the public ws URL the server expects as
+// htu) with the token's ath; since, and epoch (omitted when "").
 func (c *Conn) sendAuth(t *pairingtest.Tablet, wsURL, nonce string, since uint64, epoch string) error {
-	proof, err := t.WSProof(wsURL, nonce)
+	msg, err := t.Device().AuthMessage(wsURL, nonce, client.Resume{Since: since, Epoch: epoch})
 	if err != nil {
-		return fmt.Errorf("bridgetest: sign proof: %w", err)
+		return fmt.Errorf("bridgetest: auth message: %w", err)
 	}
-	return c.Send(auth{Type: "auth", Token: t.Token, Proof: proof, Since: since, Epoch: epoch})
+	return c.write(ws.Header{Fin: true, OpCode: ws.OpText}, msg)
 }
 
 // Handshake plays steps 1–3 of docs/protocol.md §5 as the tablet t: it reads the challenge,

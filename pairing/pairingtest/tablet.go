@@ -154,6 +154,10 @@ func (t *Tablet) WaitApproved(ctx context.Context, req *PairRequest) error {
 	return t.done(d, d.WaitApproved(ctx, req))
 }
 
+// Device is the tablet's client.Device, with the tablet's fields handed to it: for
+// what the client does and the tablet does not wrap (the socket's auth message).
+func (t *Tablet) Device() *client.Device { return t.device() }
+
 // Post sends body to path with a fresh DPoP proof (htm POST) and the last nonce the
 // server gave, and keeps the nonce of the answer. Tests use it for the raw answer.
 func (t *Tablet) Post(ctx context.Context, path string, body []byte) (*http.Response, error) {
