@@ -157,25 +157,34 @@ func (a *API) createKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req struct {
-		Name  string   `json:"name"`
-		Feeds []string `json:"feeds"`
+		Name   string   `json:"name"`
+		Feeds  []string `json:"feeds"`
+		Scopes []string `json:"scopes"`
 	}
 	if err := httpx.StrictJSON(body, &req); err != nil {
 		httpx.WriteError(w, err)
 		return
 	}
-	rec, key, err := a.b.CreateProducerKey(r.Context(), req.Name, req.Feeds)
+	rec, key, err := a.b.CreateProducerKey(r.Context(), req.Name, req.Feeds, req.Scopes...)
 	if err != nil {
 		httpx.WriteError(w, err)
 		return
 	}
 	a.log.Info("producer key created", slog.String("id", rec.ID), slog.String("name", rec.Name))
 	a.b.Audit(AuditRecord{Type: string(AuditProducerKeyCreated), RemoteAddr: a.b.clientAddr.Of(r), Actor: ActorOf(r.Context()),
-		Detail: "key " + rec.ID + " (" + rec.Name + ") for " + strings.Join(rec.Feeds, ",")})
+		Detail: "key " + rec.ID + " (" + rec.Name + ") for " + strings.Join(rec.Feeds, ",") + scopesDetail(rec.Scopes)})
 	httpx.WriteJSON(w, http.StatusCreated, struct {
 		ProducerKey
 		Key string `json:"key"`
 	}{rec, key})
+}
+
+// scopesDetail names a key's scopes in its audit record ("" for none).
+func scopesDetail(scopes []string) string {
+	if len(scopes) == 0 {
+		return ""
+	}
+	return ", scopes " + strings.Join(scopes, ",")
 }
 
 func (a *API) deleteKey(w http.ResponseWriter, r *http.Request) {

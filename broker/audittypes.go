@@ -68,6 +68,14 @@ const (
 	AuditProducerKeyDeleted AuditType = "producer_key_deleted"
 	// AuditTestEventSent: an administrator published a test event from the dashboard.
 	AuditTestEventSent AuditType = "test_event_sent"
+	// AuditOverrideRaised: an emergency override was raised (API, CLI or dashboard).
+	AuditOverrideRaised AuditType = "override_raised"
+	// AuditOverrideCleared: an emergency override was cleared before it expired.
+	AuditOverrideCleared AuditType = "override_cleared"
+	// AuditWebhookCreated: an alert webhook was made (API or dashboard).
+	AuditWebhookCreated AuditType = "webhook_created"
+	// AuditWebhookDeleted: an alert webhook was deleted (API or dashboard).
+	AuditWebhookDeleted AuditType = "webhook_deleted"
 
 	// Producers (broker/api.go).
 
@@ -82,6 +90,7 @@ var auditTypes = [...]AuditType{
 	AuditAdminPasswordSet, AuditAdminTokenCreated, AuditAdminTokenRevoked, AuditPinIssued,
 	AuditProducerKeyCreated, AuditProducerKeyDeleted, AuditProducerRefused, AuditTestEventSent,
 	AuditPairRequest, AuditPairApproved, AuditPairDenied, AuditPairApproveFail,
+	AuditOverrideRaised, AuditOverrideCleared, AuditWebhookCreated, AuditWebhookDeleted,
 }
 
 // AuditTypes is every type the system writes, for the admin audit filter's choices. The

@@ -2,7 +2,8 @@
 // embedded nats-server with JetStream, or an external cluster), the streams and KV
 // buckets every other part stores its state in, the event model, publishing with
 // de-duplication, reading a feed's history and current state, producer keys and the
-// producer HTTP API, the audit writer, and the shared rate limiter. The JSON error
+// producer HTTP API, the audit writer, the shared rate limiter, and the emergency
+// overrides' store (overrides.go: raised, cleared, expired, acknowledged). The JSON error
 // format and the other HTTP plumbing are internal/httpx's.
 //
 // It must not know about WebSockets or access tokens: the bridge and pairing packages

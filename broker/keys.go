@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"path"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -22,14 +23,22 @@ const producerKeyPrefix = "kfp."
 
 var feedPatternRe = regexp.MustCompile(`^[a-z0-9*][a-z0-9*-]{0,62}$`)
 
+// ScopeAlert is the one scope a producer key may have beyond publishing: it may also
+// raise and clear emergency overrides for its feeds (overrides.go).
+const ScopeAlert = "alert"
+
 // ProducerKey is a producer key's record, without its secret.
 type ProducerKey struct {
 	ID      string    `json:"id"`
 	Name    string    `json:"name"`
 	Feeds   []string  `json:"feeds"`
+	Scopes  []string  `json:"scopes,omitempty"`
 	Created time.Time `json:"created"`
 	Hash    string    `json:"hash,omitempty"`
 }
+
+// HasScope reports whether the key has scope s (ScopeAlert) besides publishing.
+func (k *ProducerKey) HasScope(s string) bool { return slices.Contains(k.Scopes, s) }
 
 // Allows reports whether the key's feed globs cover feed.
 func (k *ProducerKey) Allows(feed string) bool {
@@ -43,9 +52,10 @@ func (k *ProducerKey) Allows(feed string) bool {
 
 func (k ProducerKey) public() ProducerKey { k.Hash = ""; return k }
 
-// CreateProducerKey makes a key for feeds (feed ids or globs such as "floor-*") and
-// returns its record and the key itself, which exists nowhere else afterwards.
-func (b *Broker) CreateProducerKey(ctx context.Context, name string, feeds []string) (ProducerKey, string, error) {
+// CreateProducerKey makes a key for feeds (feed ids or globs such as "floor-*"), with
+// scopes beyond publishing (none, or ScopeAlert), and returns its record and the key
+// itself, which exists nowhere else afterwards.
+func (b *Broker) CreateProducerKey(ctx context.Context, name string, feeds []string, scopes ...string) (ProducerKey, string, error) {
 	name, err := CheckName("name", name, 100)
 	if err != nil {
 		return ProducerKey{}, "", err
@@ -61,13 +71,22 @@ func (b *Broker) CreateProducerKey(ctx context.Context, name string, feeds []str
 			return ProducerKey{}, "", httpx.Errorf(httpx.CodeInvalidRequest, `each of "feeds" must be a feed id, or a glob with * such as "floor-*"`)
 		}
 	}
+	var sc []string
+	for _, s := range scopes {
+		if s != ScopeAlert {
+			return ProducerKey{}, "", httpx.Errorf(httpx.CodeInvalidRequest, `"scopes" may only hold "alert" (raise and clear emergency overrides)`)
+		}
+		if !slices.Contains(sc, s) {
+			sc = append(sc, s)
+		}
+	}
 	var idb [8]byte
 	var secret [32]byte
 	_, _ = rand.Read(idb[:])
 	_, _ = rand.Read(secret[:])
 	id := idEncoding.EncodeToString(idb[:])
 	key := producerKeyPrefix + id + "." + idEncoding.EncodeToString(secret[:])
-	rec := ProducerKey{ID: id, Name: name, Feeds: feeds, Created: b.cfg.Now().UTC().Truncate(time.Second), Hash: hashKey(key)}
+	rec := ProducerKey{ID: id, Name: name, Feeds: feeds, Scopes: sc, Created: b.cfg.Now().UTC().Truncate(time.Second), Hash: hashKey(key)}
 	val, _ := json.Marshal(rec)
 	ctx, cancel := b.opCtx(ctx)
 	defer cancel()
