@@ -109,6 +109,8 @@ type Config struct {
 	// IPv6Prefix is how many leading bits of an IPv6 client address the limits above
 	// key on (one /64 is one customer network). 48 to 128. Default 64.
 	IPv6Prefix int
+	// Shown configures proof of display (shown.go).
+	Shown ShownConfig
 	// Logger takes the bridge's logs. Default: discard.
 	Logger *slog.Logger
 	// Registerer takes the bridge's metrics. Default: none.
@@ -156,6 +158,7 @@ func (c *Config) setDefaults() {
 	if c.WindowSize == 0 {
 		c.WindowSize = max(512, c.CatchupLimit)
 	}
+	c.Shown.setDefaults()
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -183,6 +186,13 @@ type Bridge struct {
 	addr    *httpx.ClientAddr
 	// admission limits handshakes and failed auths per client address (admit.go).
 	admission *admission
+	// shown keeps what tablets have shown, snaps the feeds' recent seqs for lag, and
+	// overrideShown takes their overrides' acknowledgements (shown.go).
+	shown         *shownStore
+	snaps         feedSnaps
+	overrideShown func(deviceID, overrideID string)
+	// overrides delivers the emergency overrides (override.go).
+	overrides *overrides
 
 	mu       sync.Mutex
 	sessions map[string]*session // every open socket, by connection id
@@ -218,6 +228,7 @@ func New(ctx context.Context, cfg Config, b *broker.Broker, src FeedSource, auth
 		stop:     make(chan struct{}),
 		catchUps: make(chan struct{}, cfg.CatchupReads),
 	}
+	br.overrideShown = cfg.Shown.OnOverride
 	// Not ctx: that one bounds the setup below, and the bridge outlives it.
 	br.ctx, br.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	origins := cfg.AllowedOrigins
@@ -232,7 +243,17 @@ func New(ctx context.Context, cfg Config, b *broker.Broker, src FeedSource, auth
 	if br.addr, err = httpx.NewClientAddr(cfg.TrustedProxies); err != nil {
 		return nil, err
 	}
+	if br.overrides, err = newOverrides(ctx, br); err != nil {
+		br.cancel()
+		return nil, err
+	}
 	if br.leases, err = newLeases(ctx, br); err != nil {
+		br.overrides.stop()
+		br.cancel()
+		return nil, err
+	}
+	if br.shown, err = newShownStore(ctx, br); err != nil {
+		br.overrides.stop()
 		br.cancel()
 		return nil, err
 	}
@@ -243,6 +264,7 @@ func New(ctx context.Context, cfg Config, b *broker.Broker, src FeedSource, auth
 	}
 	rev.OnRevoke(br.revoked)
 	br.goSafe("heartbeat", br.heartbeat) // Shutdown cannot have begun: br is not returned yet
+	br.goSafe("shown flush", br.shown.flushLoop)
 	return br, nil
 }
 
@@ -385,6 +407,7 @@ func (br *Bridge) conn(id string) *session {
 
 // revoked closes a revoked device's socket on this instance (4403).
 func (br *Bridge) revoked(deviceID, _ string) {
+	br.shown.forget(deviceID)
 	if s := br.session(deviceID); s != nil {
 		s.closeWith(reasonRevoked)
 	}
@@ -485,9 +508,11 @@ func (br *Bridge) Shutdown(ctx context.Context) error {
 		h.shutdown()
 	}
 	br.leases.shutdown(ctx)
+	br.overrides.stop()
 	if werr := br.waitRoutines(ctx); err == nil {
 		err = werr
 	}
+	br.shown.mirror.Stop() // after the flush loop's last flush
 	return err
 }
 

@@ -12,7 +12,9 @@
 //
 // A socket is split by concern: conn.go (who reads it, with the poller), read.go
 // (frames and control frames), write.go (the queue and its drain), close.go (closing
-// and hanging up), session.go (the protocol). How far a socket is on its way to the end
+// and hanging up), session.go (the protocol), shown.go and shownview.go (proof of
+// display: the tablets' shown messages, their records and the devices' states),
+// override.go (the emergency overrides: live, after synced, and their acks). How far a socket is on its way to the end
 // is one state type whose moves state.go draws, and why the server closes one is one
 // table (closes.go). The bridge's own goroutines go through one owner (goSafe,
 // owner.go) that refuses once Shutdown began, and a tablet's waits on the broker or the

@@ -116,6 +116,7 @@ type session struct {
 	probeWait   chan struct{}
 	leaseRev    uint64 // 0 once the lease is no longer ours
 	hub         *hub
+	shown       shownState // proof of display (shown.go)
 
 	authed atomic.Bool // the handshake's auth and lease succeeded
 	joined atomic.Bool // the catch-up is sent: the reader is back reading frames
@@ -153,6 +154,10 @@ func (s *session) message(payload []byte) {
 	var m clientMsg
 	if err := json.Unmarshal(payload, &m); err != nil {
 		s.closeWith(reasonMalformed)
+		return
+	}
+	if m.Type == "shown" && s.authed.Load() {
+		s.onShown(m) // before the welcome, ignored as any message but auth
 		return
 	}
 	if m.Type != "auth" {
@@ -226,10 +231,12 @@ func (s *session) handshake(m clientMsg) {
 		s.closeWith(reasonBrokerDown)
 		return
 	}
+	inForce := br.overrides.idsFor(s.feed) // the overrides in force (override.go)
 	s.send(jsonFrame(map[string]any{
 		"type": "welcome", "device_id": s.device, "feed": s.feed,
 		"heartbeat_s": int(br.cfg.Heartbeat / time.Second),
 		"token_exp":   id.Expires.UTC().Format(time.RFC3339), "epoch": h.epoch,
+		"overrides": inForce,
 	}))
 	s.heardAt.Store(time.Now().UnixNano()) // the silence sweep counts from the welcome
 	// Registered (for heartbeats and revocation kicks) only once the welcome is queued:
@@ -256,6 +263,7 @@ func (s *session) handshake(m clientMsg) {
 	s.mu.Lock()
 	s.armLocked()
 	s.mu.Unlock()
+	br.overrides.sendActive(s, inForce) // after synced: the overrides in force
 	s.joined.Store(true)
 	br.metrics.handshakes.WithLabelValues("ok").Inc()
 	br.log.Debug("tablet connected", slog.String("device_id", s.device), slog.String("feed", s.feed), slog.String("remote_addr", s.remote))

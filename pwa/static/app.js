@@ -20,6 +20,7 @@
 //   view.js       the view and its saving          feed     {view, saveTimer, synced}
 //   render.js     drawing the screen               screen   {hasShown, renderQueued, freshSeq}
 //   kiosk.js      wake lock, guards, worker        wake     {lock, pending}
+//   override.js   emergency overrides (§5)         overrides {active, timer, inForce}
 // Modules import each other by relative URL ('./socket.js'); the server rewrites those
 // to the hashed URLs it serves (pwa/doc.go). The imports form cycles, which is safe
 // because no module uses an import while it is being evaluated, only when called.
@@ -32,6 +33,7 @@ import { connect } from './socket.js';
 import { feed, validView } from './view.js';
 import { $, screen, setStatus, showView, text } from './render.js';
 import { installKioskGuards, keepAwake, registerServiceWorker } from './kiosk.js';
+import { restoreOverrides } from './override.js';
 
 async function start() {
   installKioskGuards();
@@ -58,6 +60,7 @@ async function start() {
     }
   }
   const [rec, saved] = loaded || [];
+  restoreOverrides(); // an override in force shows even while offline
   if (validDevice(rec)) {
     auth.device = rec;
     if (validView(saved)) feed.view = { events: saved.events, lastSeq: saved.lastSeq, epoch: text(saved.epoch) };

@@ -7,6 +7,8 @@ import { auth, freshToken } from './device.js';
 import { retry, schedule, retryDelay, forgiveIfLived, reactToClose } from './reconnect.js';
 import { feed, applyEvent, saveSoon } from './view.js';
 import { screen, setStatus, showNotLive, scheduleRender } from './render.js';
+import { keepOverrides, onOverride, onOverrideClear } from './override.js';
+import { ackSocket, ackReceived, ackRendered } from './ack.js';
 
 const DEFAULT_HEARTBEAT_S = 20;
 
@@ -84,9 +86,11 @@ function onMessage(sock, raw) {
       break;
     case 'welcome':
       conn.welcomedAt = Date.now();
+      ackSocket(sock);
       retry.restartUntil = 0; // back: later failures are failures again
       conn.sessionEpoch = typeof m.epoch === 'string' ? m.epoch : '';
       if (Number(m.heartbeat_s) > 0) conn.heartbeatS = Number(m.heartbeat_s);
+      keepOverrides(m.overrides);
       armWatchdog();
       break;
     case 'reset':
@@ -96,14 +100,23 @@ function onMessage(sock, raw) {
       saveSoon();
       break;
     case 'event':
+      ackReceived(sock, m.seq);
       applyEvent(m);
       break;
     case 'synced':
+      ackReceived(sock, m.seq);
+      if (!screen.renderQueued) ackRendered(); // else the render acknowledges it
       feed.synced = true;
       screen.hasShown = true;
       feed.view.epoch = conn.sessionEpoch;
       setStatus('live');
       saveSoon();
+      break;
+    case 'override':
+      onOverride(sock, m);
+      break;
+    case 'override_clear':
+      onOverrideClear(m);
       break;
     // 'heartbeat' only proves the line is alive, which armWatchdog noted.
   }
