@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/kioskfeed/kioskfeed/alerts"
 	"github.com/kioskfeed/kioskfeed/broker"
 	"github.com/kioskfeed/kioskfeed/internal/httpx"
 	"github.com/kioskfeed/kioskfeed/pairing"
@@ -54,6 +55,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Webhooks keeps the alert webhooks the API and dashboard manage (webhooks.go).
+	// Default nil: no webhook endpoints or page.
+	Webhooks *alerts.Service
 }
 
 // Failure allowances of the admin surfaces, per client address (IPv6: per prefix).
@@ -82,6 +86,8 @@ type Admin struct {
 	kv       jetstream.KeyValue // the dashboard's password and sessions
 	addr     *httpx.ClientAddr
 	dash     *dashboard
+	// overrides are the emergency overrides (overrides.go).
+	overrides *broker.Overrides
 
 	// loginFails bounds wrong dashboard passwords per address.
 	loginFails *broker.Limiter
@@ -120,6 +126,14 @@ func New(ctx context.Context, cfg Config, b *broker.Broker, p *pairing.Authority
 		a.tokens.stop()
 		return nil, err
 	}
+	if err = a.dash.parseOverridesPage(); err != nil {
+		a.tokens.stop()
+		return nil, err
+	}
+	if a.overrides, err = broker.NewOverrides(ctx, b); err != nil {
+		a.tokens.stop()
+		return nil, err
+	}
 	limiter := func(every time.Duration, burst int) *broker.Limiter {
 		return broker.NewLimiter(broker.LimiterConfig{Every: every, Burst: burst, IPv6Prefix: cfg.IPv6Prefix, Now: cfg.Now})
 	}
@@ -128,15 +142,21 @@ func New(ctx context.Context, cfg Config, b *broker.Broker, p *pairing.Authority
 	return a, nil
 }
 
-// Close stops the named admin tokens' watcher.
-func (a *Admin) Close() { a.tokens.stop() }
+// Close stops the named admin tokens' and the overrides' watchers.
+func (a *Admin) Close() {
+	a.tokens.stop()
+	a.overrides.Stop()
+}
 
 // Register adds the admin API (/api/admin/*, docs/protocol.md §6, but for the producer
 // keys, which broker serves) and the dashboard (/admin, /admin/...) to mux. Call
 // EnsurePassword at start-up as well, so that there is a password to log in with.
 func (a *Admin) Register(mux *http.ServeMux) {
 	a.registerAPI(mux)
+	a.registerDelivery(mux)
 	a.dash.register(mux)
+	a.registerOverrides(mux)
+	a.registerWebhooks(mux)
 }
 
 // audit writes rec, stamped with the time and the actor ctx carries (see

@@ -8,7 +8,7 @@
 //     everywhere). [Admin.AuthorizeAdmin] is the one check, and makes *Admin the
 //     broker.AdminAuthorizer of the producer-key API broker serves.
 //   - The admin API under /api/admin/* (PINs, devices, pair requests, audit, admin
-//     tokens, the dashboard password) and the dashboard under /admin: server-rendered
+//     tokens, the dashboard password, emergency overrides: overrides.go) and the dashboard under /admin: server-rendered
 //     pages from web/ (embedded, hashed asset URLs, a strict CSP), CSRF tokens and Go's
 //     CrossOriginProtection on every form, per-address failure allowances for bad
 //     passwords and bad tokens. Every action is audited with the credential behind it
@@ -18,7 +18,8 @@
 // Go API (IssuePIN, RevokeDevice, LookupPairRequest, ApprovePairRequest,
 // DenyPairRequest, OpenPairRequests, Devices): admin holds no device secret, no PIN
 // key and no signing key, and never issues or checks a tablet's token itself. It
-// learns who is online through [Presence], an interface it declares and the bridge
-// satisfies; it must not import bridge. It imports pairing and broker; pairing never
+// learns who is online through [Presence], and what each tablet has shown through
+// [Delivery] (also GET /api/feeds/{feed}/delivery, delivery.go), interfaces it declares
+// and the bridge satisfies; it must not import bridge. It imports pairing and broker; pairing never
 // imports it.
 package admin
