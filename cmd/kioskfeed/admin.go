@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -73,16 +72,7 @@ func adminCmd(ctx context.Context, args []string, lookupEnv func(string) (string
 	}
 	fs := flag.NewFlagSet("kioskfeed admin "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	envOr := func(k, def string) string {
-		if v, ok := lookupEnv(k); ok && v != "" {
-			return v
-		}
-		return def
-	}
-	c := &adminClient{stdout: stdout}
-	fs.StringVar(&c.base, "url", envOr("KIOSKFEED_PUBLIC_URL", "http://localhost:8080"), "kioskfeed's URL")
-	fs.StringVar(&c.token, "token", envOr("KIOSKFEED_ADMIN_TOKEN", ""), "admin token")
-	fs.BoolVar(&c.json, "json", false, "print the raw JSON answer")
+	c := newAdminClient(fs, lookupEnv, stdout)
 	feed := fs.String("feed", "", "feed id")
 	replace := fs.Bool("replace", false, "pin, approve: pairing revokes the feed's earlier devices")
 	ttl := fs.Duration("ttl", 5*time.Minute, "pin: how long the PIN is valid (at most 1h)")
@@ -92,19 +82,9 @@ func adminCmd(ctx context.Context, args []string, lookupEnv func(string) (string
 	password := fs.String("password", "", "passwd: the new password (default: a random one)")
 	limit := fs.Int("limit", 50, "audit: how many records")
 	// Flags may come after the arguments too (approve CODE --feed lobby).
-	var positional []string
-	for rest := args; ; {
-		if err := fs.Parse(rest); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return err
-			}
-			return usageError{err.Error()}
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		positional = append(positional, fs.Arg(0))
-		rest = fs.Args()[1:]
+	positional, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
 	}
 	if c.token == "" {
 		return usageError{"an admin token is needed: --token or KIOSKFEED_ADMIN_TOKEN (printed at the server's first start)"}

@@ -17,6 +17,9 @@ Usage:
                                             KIOSKFEED_PRODUCER_KEY or --key), or --nats
   kioskfeed admin <command>                 pair devices, revoke, audit, tokens, producer keys
                                             ("kioskfeed admin" lists the commands)
+  kioskfeed alert --all|--feed F "MESSAGE" [--level L] [--expires 30m]
+                                            an emergency override on every tablet of the
+                                            feeds; --list, --clear ID ("alert --help")
   kioskfeed config check [config flags]     print the effective config and check it
   kioskfeed display --server URL [--state-dir DIR] [--name NAME] [--pin FEED:PIN]
                                             a terminal display: pair (shows a code for an
@@ -65,6 +68,8 @@ func dispatch(ctx context.Context, args []string, lookupEnv func(string) (string
 		return publishCmd(ctx, rest, lookupEnv, stdout, stderr)
 	case "admin":
 		return adminCmd(ctx, rest, lookupEnv, stdout, stderr)
+	case "alert":
+		return alertCmd(ctx, rest, lookupEnv, stdout, stderr)
 	case "display":
 		return displayCmd(ctx, rest, stdout, stderr)
 	case "loadtest":
