@@ -28,6 +28,11 @@ type DeviceView struct {
 	LastSeen   *time.Time `json:"last_seen"`
 	RemoteAddr string     `json:"remote_addr"`
 	UserAgent  string     `json:"user_agent"`
+	// Proof of display (delivery.go).
+	ShownSeq uint64     `json:"shown_seq"`
+	ShownAt  *time.Time `json:"shown_at"`
+	Lag      int        `json:"lag"`
+	State    string     `json:"state"`
 }
 
 // DeviceViews lists the devices of feed (all when empty), oldest pairing first, with
@@ -44,6 +49,7 @@ func (a *Admin) DeviceViews(feed string) []DeviceView {
 		if !seen.IsZero() {
 			v.LastSeen = &seen
 		}
+		a.shownOf(&v)
 		out[i] = v
 	}
 	return out

@@ -298,7 +298,8 @@ func (h *hub) endCatchUp(s *session, events []broker.Event, err error) error {
 		}
 	}
 	s.flushPendingLocked(pending)
-	s.catchUpLocked(syncedFrame(max(s.lastSent, h.head)))
+	s.shown.synced = max(s.lastSent, h.head) // a shown may name it (shown.go)
+	s.catchUpLocked(syncedFrame(s.shown.synced))
 	return nil
 }
 

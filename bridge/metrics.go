@@ -10,6 +10,8 @@ type metrics struct {
 	queueDrops     prometheus.Counter
 	replays        *prometheus.CounterVec
 	fanout         prometheus.Histogram
+	shownLatency   prometheus.Histogram
+	devicesBehind  prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -37,9 +39,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help:    "From an event's storage in JetStream to its frame being queued for every tablet of its feed on this instance.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
 		}),
+		shownLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "kioskfeed_shown_latency_seconds",
+			Help:    "From an event's storage in JetStream to a tablet's first shown of it, on the instance that holds the tablet's socket.",
+			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}),
+		devicesBehind: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "kioskfeed_devices_behind", Help: "Devices with a socket on this instance whose state is behind or stale.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.conns, m.handshakes, m.closes, m.leaseConflicts, m.queueDrops, m.replays, m.fanout)
+		reg.MustRegister(m.conns, m.handshakes, m.closes, m.leaseConflicts, m.queueDrops, m.replays, m.fanout, m.shownLatency, m.devicesBehind)
 	}
 	return m
 }

@@ -27,14 +27,16 @@ const (
 	maxClientFrameBytes               = 16 << 10
 )
 
-// clientMsg is what a tablet may send. Only auth means anything; other types are
-// ignored (docs/protocol.md §5).
+// clientMsg is what a tablet may send: auth and shown (shown.go); other types are
+// ignored (docs/protocol.md §5). A shown's fields are raw, for parseShown.
 type clientMsg struct {
-	Type  string `json:"type"`
-	Token string `json:"token"`
-	Proof string `json:"proof"`
-	Since uint64 `json:"since"`
-	Epoch string `json:"epoch"`
+	Type     string          `json:"type"`
+	Token    string          `json:"token"`
+	Proof    string          `json:"proof"`
+	Since    uint64          `json:"since"`
+	Epoch    string          `json:"epoch"`
+	Seq      json.RawMessage `json:"seq"`
+	Override json.RawMessage `json:"override"`
 }
 
 // textFrame compiles one server text frame: its bytes are written as they are, to one

@@ -136,6 +136,17 @@ type Config struct {
 	// notice a dead connection. 1s to 5m. Default 20s.
 	Heartbeat time.Duration `key:"heartbeat" default:"20s" usage:"WebSocket heartbeat interval, 1s to 5m"`
 
+	// ShownFlushEvery is how often, at most, an instance persists the shown records of
+	// its tablets that changed (proof of display): one write per changed chunk, never one
+	// per ack. 100ms to 1m. Default 2s.
+	ShownFlushEvery time.Duration `key:"shown_flush_every" default:"2s" usage:"how often shown records that changed are persisted, 100ms to 1m"`
+	// BehindEvents and BehindAfter decide a device's state: behind when more than
+	// BehindEvents events of its feed came after its newest shown, or when the oldest it
+	// has not shown is older than BehindAfter; stale when connected longer than
+	// BehindAfter with no shown. 1 to 100000, and 1s to 24h. Defaults 5 and 2m.
+	BehindEvents int           `key:"behind_events" default:"5" usage:"events not shown past which a device is behind, 1 to 100000"`
+	BehindAfter  time.Duration `key:"behind_after" default:"2m" usage:"age of the oldest event not shown past which a device is behind, 1s to 24h"`
+
 	// ProofSkew is how far a DPoP proof's iat may be from the server's clock, because
 	// tablet clocks drift. 1s to 1h. Default 10m.
 	ProofSkew time.Duration `key:"proof_skew" default:"10m" usage:"allowed DPoP proof iat clock skew, 1s to 1h"`

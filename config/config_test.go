@@ -149,6 +149,9 @@ func TestDefault(t *testing.T) {
 		LogLevel:         "info",
 
 		AuditAggregateWindow: time.Minute,
+		ShownFlushEvery:      2 * time.Second,
+		BehindEvents:         5,
+		BehindAfter:          2 * time.Minute,
 	}
 	if got := config.Default(); !sameSettings(got, want) {
 		t.Errorf("Default() =\n%+v\nwant\n%+v", got, want)

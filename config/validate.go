@@ -87,6 +87,11 @@ func (c Config) Validate() error {
 	}
 	v.between("token_ttl", c.TokenTTL, time.Minute, 24*time.Hour)
 	v.between("heartbeat", c.Heartbeat, time.Second, 5*time.Minute)
+	v.between("shown_flush_every", c.ShownFlushEvery, 100*time.Millisecond, time.Minute)
+	if c.BehindEvents < 1 || c.BehindEvents > 100000 {
+		v.bad("behind_events", "", "want between 1 and 100000")
+	}
+	v.between("behind_after", c.BehindAfter, time.Second, 24*time.Hour)
 	v.between("proof_skew", c.ProofSkew, time.Second, time.Hour)
 	if c.PairBurst < 1 || c.PairBurst > 1000000 {
 		v.bad("pair_burst", "", "want between 1 and 1000000")

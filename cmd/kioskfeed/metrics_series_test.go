@@ -234,7 +234,8 @@ func TestMetricsSeriesOnARealServer(t *testing.T) {
 		"kioskfeed_ws_queue_drops_total": "counter", "kioskfeed_replays_total": "counter",
 		"kioskfeed_fanout_seconds": "histogram", "kioskfeed_events_published_total": "counter",
 		"kioskfeed_events_duplicate_total": "counter", "kioskfeed_events_rejected_total": "counter",
-		"kioskfeed_http_request_duration_seconds": "histogram",
+		"kioskfeed_http_request_duration_seconds": "histogram", "kioskfeed_devices_behind": "gauge",
+		"kioskfeed_shown_latency_seconds": "histogram",
 	} {
 		if help[name] == "" || typ[name] != kind {
 			t.Errorf("%s: HELP %q, TYPE %q; want a help text and type %s", name, help[name], typ[name], kind)

@@ -33,6 +33,7 @@ import (
 var (
 	_ broker.AdminAuthorizer = (*admin.Admin)(nil)
 	_ admin.Presence         = (*bridge.Bridge)(nil)
+	_ admin.Delivery         = (*bridge.Bridge)(nil)
 	_ bridge.Authenticator   = (*pairing.Authority)(nil)
 	_ bridge.Revocations     = (*pairing.Registry)(nil)
 	_ bridge.FeedSource      = (*broker.Broker)(nil)
@@ -119,6 +120,7 @@ func serve(ctx context.Context, args []string, lookupEnv func(string) (string, b
 		WSFailBurst:    cfg.WSFailBurst,
 		WSFailEvery:    cfg.WSFailEvery,
 		IPv6Prefix:     cfg.IPv6Prefix,
+		Shown:          bridge.ShownConfig{FlushEvery: cfg.ShownFlushEvery, BehindEvents: cfg.BehindEvents, BehindAfter: cfg.BehindAfter},
 		// The embedded server's memory-stored leases end with this process.
 		LeasesEndWithProcess: cfg.Embedded(),
 		Now:                  b.Now,
