@@ -40,7 +40,9 @@ Commands (each talks to a running kioskfeed over its HTTP API):
                                             created working: revoke those on their own
   passwd [--password P]                     set the dashboard password (default: a new random one,
                                             printed once); every dashboard session ends
-  producer-key create --name N --feeds a,b-* | list | delete ID
+  producer-key create --name N --feeds a,b-* [--scopes alert] | list | delete ID
+                                            (--scopes alert: the key may also raise and
+                                            clear emergency overrides for its feeds)
 
 Flags of every command:
   --url URL      kioskfeed's URL (env KIOSKFEED_PUBLIC_URL, default http://localhost:8080)
@@ -78,6 +80,7 @@ func adminCmd(ctx context.Context, args []string, lookupEnv func(string) (string
 	ttl := fs.Duration("ttl", 5*time.Minute, "pin: how long the PIN is valid (at most 1h)")
 	name := fs.String("name", "", "token, producer-key, approve: a name for it")
 	feeds := fs.String("feeds", "", "producer-key: comma-separated feed ids or globs")
+	scopes := fs.String("scopes", "", "producer-key create: more than publishing (alert: raise and clear overrides)")
 	typ := fs.String("type", "", "audit: only records of this type")
 	password := fs.String("password", "", "passwd: the new password (default: a random one)")
 	limit := fs.Int("limit", 50, "audit: how many records")
@@ -233,6 +236,9 @@ func adminCmd(ctx context.Context, args []string, lookupEnv func(string) (string
 	case "producer-key create":
 		var key map[string]any
 		body := map[string]any{"name": *name, "feeds": splitList(*feeds)}
+		if *scopes != "" {
+			body["scopes"] = splitList(*scopes)
+		}
 		if err := c.call(ctx, "POST", "/api/admin/producer-keys", body, http.StatusCreated, &key); err != nil || c.json {
 			return err
 		}

@@ -73,6 +73,25 @@ func TestAlertCLI(t *testing.T) {
 			t.Errorf("alert %q: %v (exit %d); want a usage error", args, err, exitCode(err))
 		}
 	}
+	// A producer key with the alert scope (made with the admin CLI) raises one for its
+	// feeds, and not for others.
+	var made syncBuffer
+	if err := run(context.Background(), []string{"admin", "producer-key", "create", "--name", "fire panel", "--feeds", "floor-*", "--scopes", "alert"},
+		env(map[string]string{"KIOSKFEED_PUBLIC_URL": s.base, "KIOSKFEED_ADMIN_TOKEN": s.token}), &made, io.Discard); err != nil {
+		t.Fatalf("admin producer-key create --scopes alert: %v", err)
+	}
+	key := regexp.MustCompile(`kfp\.\S+`).FindString(made.String())
+	panel := func(args ...string) (string, error) {
+		var out syncBuffer
+		err := run(context.Background(), append([]string{"alert", "--url", s.base, "--token", key}, args...), env(nil), &out, io.Discard)
+		return out.String(), err
+	}
+	if out, err := panel("--feed", "floor-2", "Smoke on floor 2"); err != nil || !strings.Contains(out, "raised on feeds floor-2") {
+		t.Fatalf("alert with the panel's key: %v, printed %q", err, out)
+	}
+	if _, err := panel("--all", "Everywhere"); err == nil || !strings.Contains(err.Error(), "403 forbidden") {
+		t.Fatalf("alert --all with a floor-* key: %v; want 403", err)
+	}
 	var noToken syncBuffer
 	if err := run(context.Background(), []string{"alert", "--url", s.base, "--all", "x"}, env(nil), &noToken, io.Discard); exitCode(err) != 2 {
 		t.Fatalf("alert without a token: %v; want a usage error", err)
