@@ -43,6 +43,10 @@ type Client struct {
 	// SaveEvery spaces state writes during a burst of events (default 500 ms); the
 	// state is also saved at each synced and when a socket ends.
 	SaveEvery time.Duration
+	// ShownEvery spaces the socket's shown acknowledgements (default 1 s): after the
+	// handler returns for an event or synced, its seq is acknowledged, coalesced to the
+	// newest (docs/protocol.md §5 step 8).
+	ShownEvery time.Duration
 
 	// OnWelcome, if set, hears each socket's welcome.
 	OnWelcome func(Welcome)
@@ -201,6 +205,8 @@ func (s *runSession) run(ctx context.Context) error {
 		s.c.OnWelcome(w)
 	}
 	defer s.save()
+	acks := newShownAcks(conn, s.c.ShownEvery)
+	defer acks.stop()
 	for {
 		m, err := conn.Next()
 		if err != nil {
@@ -218,9 +224,11 @@ func (s *runSession) run(ctx context.Context) error {
 			s.st.Since, s.st.Epoch, s.dirty = 0, w.Epoch, true
 		case TypeEvent:
 			s.st.Since, s.dirty = m.Seq, true
+			acks.rendered(m.Seq)
 		case TypeSynced:
 			s.st.Epoch, s.dirty = w.Epoch, true
 			s.savedAt = time.Time{} // now
+			acks.rendered(m.Seq)
 		}
 		every := s.c.SaveEvery
 		if every <= 0 {

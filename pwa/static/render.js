@@ -2,6 +2,7 @@
 // shows. Feed content only ever reaches the page as textContent.
 
 import { feed, MAX_ITEMS } from './view.js';
+import { ackRendered } from './ack.js';
 
 const MAX_FIT_LEVEL = 8; // app.css has a --scale for data-fit 0..8
 const STATUS_TEXT = { live: 'Live', stale: 'Not live', connecting: 'Connecting' };
@@ -81,6 +82,7 @@ function render() {
   screen.freshSeq = Math.max(screen.freshSeq, newest);
 
   fit();
+  ackRendered(); // what the socket sent so far is on screen
 }
 
 function li(content) {
