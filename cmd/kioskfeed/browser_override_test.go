@@ -68,7 +68,9 @@ func TestBrowserOverride(t *testing.T) {
 		t.Fatalf("reload while the server is down: %v", err)
 	}
 	waitJS(t, tablet, shown+` && document.querySelector('#status').dataset.state !== 'live'`, 15*time.Second)
+	token := sys.token // printed at the first start only; kept (as a hash) in dir
 	sys = startSystem(t, dir, addr)
+	sys.token = token
 	waitJS(t, tablet, shown+` && document.querySelector('#status').dataset.state === 'live'`, 60*time.Second)
 
 	// The dashboard lists it with its screen; its clear button ends it on the tablet.
@@ -84,6 +86,17 @@ func TestBrowserOverride(t *testing.T) {
 	if v := cspViolations(t, tablet); len(v) > 0 {
 		t.Fatalf("tablet CSP violations: %v", v)
 	}
+
+	// A revoked tablet goes back to pairing without the override it was showing: it is
+	// no longer told when that ends.
+	next := adminAPI(t, sys, "POST", "/api/admin/overrides", `{"feeds":["lobby"],"title":"Lockdown","level":"warning"}`)["id"].(string)
+	waitJS(t, tablet, overrideShown+`(`+jsString(next)+`) && document.getElementById('override').dataset.level === 'warning'`, 10*time.Second)
+	devs := adminAPIList(t, sys, "/api/admin/devices")
+	if len(devs) != 1 {
+		t.Fatalf("devices: %v", devs)
+	}
+	adminAPI(t, sys, "DELETE", "/api/admin/devices/"+devs[0]["device_id"].(string), "")
+	waitJS(t, tablet, `document.body.dataset.view === 'pair' && !document.getElementById('override')`, 15*time.Second)
 }
 
 // jsString quotes s as a JavaScript string literal (ids are [a-z0-9_]: no escapes).

@@ -8,6 +8,7 @@ import { conn, connect } from './socket.js';
 import { feed, emptyView } from './view.js';
 import { $, isObject, screen, scheduleRender, showView } from './render.js';
 import { showPairing, stopCodeFlow } from './code.js';
+import { dropOverrides } from './override.js';
 
 const TOKEN_MARGIN_MS = 60_000; // refresh a token that expires sooner than this
 const REVOKED_TEXT = 'This screen was unpaired. An administrator can pair it again with the code below.';
@@ -84,6 +85,7 @@ export async function forgetDevice() {
   feed.view = emptyView();
   screen.hasShown = false;
   scheduleRender();
+  dropOverrides(); // a revoked tablet is no longer told when they end
   $('pair-note').textContent = REVOKED_TEXT;
   showPairing();
   try {

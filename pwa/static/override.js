@@ -97,6 +97,14 @@ export function onOverrideClear(m) {
   }
 }
 
+// dropOverrides forgets every override (the device was forgotten: revoked).
+export function dropOverrides() {
+  overrides.active.clear();
+  overrides.inForce = null;
+  save();
+  draw();
+}
+
 function save() {
   kvPut('overrides', [...overrides.active.values()]).catch(() => {});
 }
