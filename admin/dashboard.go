@@ -52,6 +52,8 @@ var notices = map[string]string{
 	"logged_out":  "You are logged out.",
 	"approved":    "The tablet is paired. It shows its feed within seconds.",
 	"denied":      "The request was denied. The tablet says so and shows a new code.",
+
+	"webhook_deleted": "The webhook was deleted. Deliveries queued for it are dropped.",
 }
 
 // dashboard is the browser admin UI under /admin: server-rendered pages, a session
@@ -143,7 +145,7 @@ func newDashboard(a *Admin) (*dashboard, error) {
 		"short":   pairing.ShortKey,
 		"code":    pairing.NormalizePIN,
 	}
-	for _, name := range []string{"login", "devices", "pin", "approve", "producers", "audit", "events", "error"} {
+	for _, name := range []string{"login", "devices", "pin", "approve", "producers", "audit", "events", "webhooks", "error"} {
 		t, err := template.New(name).Funcs(funcs).ParseFS(webFS, "web/templates/layout.html", "web/templates/"+name+".html")
 		if err != nil {
 			return nil, err

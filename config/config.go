@@ -228,6 +228,24 @@ type Config struct {
 	// counted into one record after the first is written at once. 1s to 1h. Default 1m.
 	AuditAggregateWindow time.Duration `key:"audit_aggregate_window" default:"1m" usage:"repeated refusals of one type from one address are summed up into one audit record per window, 1s to 1h"`
 
+	// AlertOfflineAfter is how long a paired device that was seen online may have no
+	// live connection before a device_offline alert is raised (docs/protocol.md §12);
+	// device_online follows when it is back. 1s to 24h. Default 2m.
+	AlertOfflineAfter time.Duration `key:"alert_offline_after" default:"2m" usage:"how long a device may be offline before device_offline is raised, 1s to 24h"`
+	// AlertAuthFailBurst refused socket auths for one device or from one address within
+	// AlertBurstWindow raise auth_fail_burst. 1 to 1000000. Default 10.
+	AlertAuthFailBurst int `key:"alert_auth_fail_burst" default:"10" usage:"refused socket auths for one device or address within alert_burst_window that raise auth_fail_burst, 1 to 1000000"`
+	// AlertPairApproveFailBurst approve or deny attempts naming no open pairing request
+	// from one address within AlertBurstWindow raise pair_approve_fail_burst. 1 to
+	// 1000000. Default 5.
+	AlertPairApproveFailBurst int `key:"alert_pair_approve_fail_burst" default:"5" usage:"unknown codes approved or denied from one address within alert_burst_window that raise pair_approve_fail_burst, 1 to 1000000"`
+	// AlertBurstWindow is the sliding window of the burst alerts. 1s to 24h. Default 5m.
+	AlertBurstWindow time.Duration `key:"alert_burst_window" default:"5m" usage:"window of the auth_fail and pair_approve_fail burst alerts, 1s to 24h"`
+	// WebhookAllowPrivate lets webhooks target private, loopback and shared (CGNAT)
+	// addresses, for receivers on premises and tests. Link-local, cloud metadata,
+	// unspecified, multicast and reserved addresses stay refused. Default false.
+	WebhookAllowPrivate bool `key:"webhook_allow_private" default:"false" usage:"allow webhooks to private and loopback addresses (on-premises receivers)"`
+
 	// LogFormat picks log lines for people ("text", the default) or for a log pipeline
 	// ("json").
 	LogFormat string `key:"log_format" default:"text" usage:"log format: text or json"`

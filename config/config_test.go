@@ -152,6 +152,12 @@ func TestDefault(t *testing.T) {
 		ShownFlushEvery:      2 * time.Second,
 		BehindEvents:         5,
 		BehindAfter:          2 * time.Minute,
+
+		AlertOfflineAfter:         2 * time.Minute,
+		AlertAuthFailBurst:        10,
+		AlertPairApproveFailBurst: 5,
+		AlertBurstWindow:          5 * time.Minute,
+		WebhookAllowPrivate:       false,
 	}
 	if got := config.Default(); !sameSettings(got, want) {
 		t.Errorf("Default() =\n%+v\nwant\n%+v", got, want)

@@ -137,6 +137,14 @@ func (c Config) Validate() error {
 		v.bad("audit_max_bytes", "", "want at least 1048576 (1 MiB)")
 	}
 	v.between("audit_aggregate_window", c.AuditAggregateWindow, time.Second, time.Hour)
+	v.between("alert_offline_after", c.AlertOfflineAfter, time.Second, 24*time.Hour)
+	if c.AlertAuthFailBurst < 1 || c.AlertAuthFailBurst > 1000000 {
+		v.bad("alert_auth_fail_burst", "", "want between 1 and 1000000")
+	}
+	if c.AlertPairApproveFailBurst < 1 || c.AlertPairApproveFailBurst > 1000000 {
+		v.bad("alert_pair_approve_fail_burst", "", "want between 1 and 1000000")
+	}
+	v.between("alert_burst_window", c.AlertBurstWindow, time.Second, 24*time.Hour)
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		v.bad("log_format", "", "want text or json")
 	}

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/kioskfeed/kioskfeed/admin"
+	"github.com/kioskfeed/kioskfeed/alerts"
 	"github.com/kioskfeed/kioskfeed/bridge"
 	"github.com/kioskfeed/kioskfeed/broker"
 	"github.com/kioskfeed/kioskfeed/config"
@@ -130,7 +131,12 @@ func serve(ctx context.Context, args []string, lookupEnv func(string) (string, b
 	if err != nil {
 		return err
 	}
-	adm, err := newAdmin(ctx, cfg, keys, adminHash, b, auth, br, log)
+	al, err := startAlerts(ctx, cfg, b, auth, br, log)
+	if err != nil {
+		return err
+	}
+	defer stopAlerts(al)
+	adm, err := newAdmin(ctx, cfg, keys, adminHash, b, auth, br, al, log)
 	if err != nil {
 		return err
 	}
@@ -200,8 +206,10 @@ func serve(ctx context.Context, args []string, lookupEnv func(string) (string, b
 		began := time.Now()
 		shutCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 		defer cancel()
-		// Tablets first (1012, leases released), so they reconnect elsewhere at once;
-		// then the HTTP requests in flight.
+		// The alert rules first, so the drain is not taken for tablets going offline;
+		// then the tablets (1012, leases released), so they reconnect elsewhere at
+		// once; then the HTTP requests in flight.
+		stopAlerts(al)
 		if err := br.Shutdown(shutCtx); err != nil {
 			log.Warn("bridge drain", slog.String("error", err.Error()))
 		}
@@ -271,7 +279,7 @@ func newAuthority(ctx context.Context, cfg config.Config, keys []*ecdsa.PrivateK
 // newAdmin makes the admin side. Its CSRF key is derived from the signing key, so that
 // every instance sharing the key file accepts the others' forms.
 func newAdmin(ctx context.Context, cfg config.Config, keys []*ecdsa.PrivateKey, adminHash [32]byte, b *broker.Broker,
-	auth *pairing.Authority, presence admin.Presence, log *slog.Logger) (*admin.Admin, error) {
+	auth *pairing.Authority, presence admin.Presence, webhooks *alerts.Service, log *slog.Logger) (*admin.Admin, error) {
 	csrfKey, err := pairing.DeriveKey(keys[0], "kioskfeed csrf", 32)
 	if err != nil {
 		return nil, err
@@ -284,6 +292,7 @@ func newAdmin(ctx context.Context, cfg config.Config, keys []*ecdsa.PrivateKey, 
 		IPv6Prefix:     cfg.IPv6Prefix,
 		Now:            b.Now,
 		Logger:         log.With(slog.String("component", "admin")),
+		Webhooks:       webhooks,
 	}, b, auth, presence)
 }
 
