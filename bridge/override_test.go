@@ -253,3 +253,36 @@ func TestOverrideSurvivesServerRestart(t *testing.T) {
 		t.Fatalf("override after the restart = %s", m.Raw)
 	}
 }
+
+// TestOverrideAcrossInstances: raised and cleared through one instance, an override
+// reaches a tablet on another at once, and the first counts the tablet's ack.
+func TestOverrideAcrossInstances(t *testing.T) {
+	b := brokertest.New(t)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	const public = "http://kioskfeed.test"
+	s1 := startStack(t, stackOpts{broker: b, public: public, keys: []*ecdsa.PrivateKey{key}})
+	s2 := startStack(t, stackOpts{broker: b, public: public, keys: []*ecdsa.PrivateKey{key}})
+	tab := s1.pair(t, "lobby")
+	s2.route(tab)
+	c, _ := s2.connect(t, tab, 0, "")
+	p := startPump(c)
+	p.expect(t, "synced")
+
+	id := s1.raise(t, `{"feeds":["lobby"],"title":"Gas leak","body":"Leave the building"}`)
+	if m := p.expect(t, "override"); m.Str("id") != id {
+		t.Fatalf("override on the other instance = %s; want %s", m.Raw, id)
+	}
+	if err := c.Send(map[string]string{"type": "shown", "override": id}); err != nil {
+		t.Fatal(err)
+	}
+	brokertest.Eventually(t, 10*time.Second, "the raising instance counts the ack made on the other", func() bool {
+		l := s1.listed(t)
+		return len(l) == 1 && l[0]["shown"] == float64(1)
+	})
+	if status, raw := s1.call(t, "DELETE", "/api/admin/overrides/"+id, ""); status != http.StatusNoContent {
+		t.Fatalf("clear: %d %s", status, raw)
+	}
+	if m := p.expect(t, "override_clear"); m.Str("id") != id {
+		t.Fatalf("override_clear on the other instance = %s", m.Raw)
+	}
+}
