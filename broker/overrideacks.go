@@ -73,26 +73,62 @@ func (o *Overrides) flushAcks(stop context.Context) {
 	}
 }
 
+// ackWindow is how many acknowledgement writes are in flight at once. Written one by
+// one, each waited for, 10,000 took about 1.4 s on this 2-core machine (some 7,000 a
+// second, BenchmarkOverrideAcks); published asynchronously 512 at a time, about 0.5 s
+// (16,000 to 21,000 a second).
+const ackWindow = 512
+
+type ackWrite struct {
+	id, dev string
+	f       jetstream.PubAckFuture
+}
+
+// writeAcks writes the queued acknowledgements as puts to the acks bucket's subjects,
+// ackWindow at a time. One that fails is forgotten by acked, so the device's next
+// acknowledgement (after a reconnect) writes it again.
 func (o *Overrides) writeAcks(ctx context.Context) {
 	o.ackMu.Lock()
 	batch := o.pending
 	o.pending = map[string]map[string]time.Time{}
 	o.ackMu.Unlock()
+	window := make([]ackWrite, 0, ackWindow)
 	for id, devs := range batch {
 		for dev, at := range devs {
-			wctx, cancel := o.b.opCtx(ctx)
-			_, err := o.acks.Put(wctx, id+"."+dev, []byte(at.Format(time.RFC3339Nano)))
-			cancel()
+			f, err := o.b.js.PublishAsync("$KV."+BucketOverrideAcks+"."+id+"."+dev, []byte(at.Format(time.RFC3339Nano)))
 			if err != nil {
-				// Written again by the next acknowledgement of the device on an
-				// instance that has not seen it (a reconnect elsewhere).
-				o.ackMu.Lock()
-				delete(o.acked[id], dev)
-				o.ackMu.Unlock()
-				o.log.Debug("override ack not written", slog.String("override", id), slog.String("error", err.Error()))
+				o.ackFailed(id, dev, err)
+				continue
+			}
+			if window = append(window, ackWrite{id, dev, f}); len(window) == ackWindow {
+				o.awaitAcks(ctx, window)
+				window = window[:0]
 			}
 		}
 	}
+	o.awaitAcks(ctx, window)
+}
+
+// awaitAcks waits for the writes of window, each within OpTimeout (or ctx).
+func (o *Overrides) awaitAcks(ctx context.Context, window []ackWrite) {
+	ctx, cancel := o.b.opCtx(ctx)
+	defer cancel()
+	for _, w := range window {
+		select {
+		case <-w.f.Ok():
+		case err := <-w.f.Err():
+			o.ackFailed(w.id, w.dev, err)
+		case <-ctx.Done():
+			o.ackFailed(w.id, w.dev, ctx.Err())
+		}
+	}
+}
+
+func (o *Overrides) ackFailed(id, dev string, err error) {
+	o.ackMu.Lock()
+	delete(o.acked[id], dev)
+	o.ackMu.Unlock()
+	o.log.Debug("override ack not written", slog.String("override", id), slog.String("error", err.Error()))
 }
 
 // Shown returns which devices acknowledged override id, and when, as every instance
