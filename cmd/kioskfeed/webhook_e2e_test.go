@@ -6,16 +6,19 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/kioskfeed/kioskfeed/bridge/bridgetest"
+	"github.com/kioskfeed/kioskfeed/client"
 	"github.com/kioskfeed/kioskfeed/pairing/pairingtest"
 )
 
@@ -261,5 +264,73 @@ func TestWebhookAPIRefusesOwnNetwork(t *testing.T) {
 	}
 	if code, _ := s.call(t, "POST", "/api/admin/webhooks", "", `{"url":"https://93.184.215.14/"}`); code != 401 {
 		t.Errorf("create without a token = %d, want 401", code)
+	}
+}
+
+// TestWebhookTamperAlertsFromARealSocket: a second live connection for a device (its
+// credentials in two places) is refused 4409 and reaches the webhook as a signed
+// duplicate_refused; revoking the device reaches it as device_revoked.
+func TestWebhookTamperAlertsFromARealSocket(t *testing.T) {
+	const public = "http://kioskfeed.test"
+	const wsURL = "ws://kioskfeed.test/ws"
+	s := startServe(t, t.TempDir(), "--public-url", public, "--webhook-allow-private=true")
+	recv := startHookReceiver(t)
+	code, hook := s.call(t, "POST", "/api/admin/webhooks", s.token, `{"url":"`+recv.srv.URL+`","types":["duplicate_refused","device_revoked"]}`)
+	if code != 201 {
+		t.Fatalf("create webhook = %d %v", code, hook)
+	}
+	_, pin := s.call(t, "POST", "/api/admin/feeds/lobby/pins", s.token, `{}`)
+	tab, err := pairingtest.NewTablet(public)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := strings.TrimPrefix(s.base, "http://")
+	tab.HTTP = &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}}}
+	if err := tab.Pair(context.Background(), "lobby", pin["pin"].(string), ""); err != nil {
+		t.Fatalf("pair: %v", err)
+	}
+	dial := func() *bridgetest.Conn {
+		ws, err := bridgetest.Dial(context.Background(), wsURL, public, addr)
+		if err != nil {
+			t.Fatalf("dial /ws: %v", err)
+		}
+		t.Cleanup(func() { _ = ws.Abort() })
+		return ws
+	}
+	first := dial()
+	if _, err := first.Handshake(tab, wsURL, 0, "", 5*time.Second); err != nil {
+		t.Fatalf("handshake: %v", err)
+	}
+	// The first tablet keeps reading, so it answers the server's ping: it is alive.
+	reading := make(chan struct{})
+	go func() {
+		defer close(reading)
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
+			if _, err := first.Next(100 * time.Millisecond); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+				return
+			}
+		}
+	}()
+	defer func() { _ = first.Abort(); <-reading }()
+	second := dial()
+	_, err = second.Handshake(tab, wsURL, 0, "", 5*time.Second)
+	var ce *client.CloseError
+	if !errors.As(err, &ce) || ce.Code != 4409 {
+		t.Fatalf("second connection: %v, want a 4409 close", err)
+	}
+	dup := recv.waitType(t, "duplicate_refused", 15*time.Second)
+	verifySignature(t, dup, hook["secret"].(string))
+	if dup.alert["device_id"] != tab.DeviceID || dup.alert["feed"] != "lobby" || dup.alert["remote_addr"] == "" {
+		t.Errorf("duplicate_refused body %s", dup.body)
+	}
+	if code, _ := s.call(t, "DELETE", "/api/admin/devices/"+tab.DeviceID, s.token, ""); code != 204 {
+		t.Fatalf("revoke = %d", code)
+	}
+	rev := recv.waitType(t, "device_revoked", 15*time.Second)
+	verifySignature(t, rev, hook["secret"].(string))
+	if rev.alert["device_id"] != tab.DeviceID {
+		t.Errorf("device_revoked body %s", rev.body)
 	}
 }
