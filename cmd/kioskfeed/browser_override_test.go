@@ -91,12 +91,26 @@ func TestBrowserOverride(t *testing.T) {
 	// no longer told when that ends.
 	next := adminAPI(t, sys, "POST", "/api/admin/overrides", `{"feeds":["lobby"],"title":"Lockdown","level":"warning"}`)["id"].(string)
 	waitJS(t, tablet, overrideShown+`(`+jsString(next)+`) && document.getElementById('override').dataset.level === 'warning'`, 10*time.Second)
+	// The dashboard's page follows its screens live: 1 of 1 once acknowledged, 0 of 0
+	// once the tablet is revoked, without a reload.
+	if err := chromedp.Do(admin, chromedp.Navigate(sys.base+"/admin/overrides"), chromedp.WaitVisible(chromedp.CSS(`article[data-override-id="`+next+`"]`))); err != nil {
+		t.Fatalf("overrides page: %v", err)
+	}
+	count := `document.querySelector('article[data-override-id="` + next + `"] .override-shown').textContent`
+	waitJS(t, admin, count+` === '1 of 1'`, 15*time.Second)
+	if err := chromedp.Do(admin, injectOnEveryDocument(`window.__loaded = true;`)); err != nil {
+		t.Fatal(err)
+	}
 	devs := adminAPIList(t, sys, "/api/admin/devices")
 	if len(devs) != 1 {
 		t.Fatalf("devices: %v", devs)
 	}
 	adminAPI(t, sys, "DELETE", "/api/admin/devices/"+devs[0]["device_id"].(string), "")
 	waitJS(t, tablet, `document.body.dataset.view === 'pair' && !document.getElementById('override')`, 15*time.Second)
+	waitJS(t, admin, count+` === '0 of 0' && window.__loaded === undefined`, 15*time.Second)
+	if v := cspViolations(t, admin); len(v) > 0 {
+		t.Fatalf("dashboard CSP violations: %v", v)
+	}
 }
 
 // jsString quotes s as a JavaScript string literal (ids are [a-z0-9_]: no escapes).

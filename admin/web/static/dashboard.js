@@ -67,5 +67,50 @@ function startCountdown() {
   timer = setInterval(tick, 1000);
 }
 
+// The overrides page: each override's count and its screens' rows, every 3 s, from the
+// admin API (which takes the dashboard's session). One that ended meanwhile says so.
+function startOverrideRefresh() {
+  if (!document.querySelector('article[data-override-id]')) return;
+  const when = (iso) => {
+    const d = new Date(iso);
+    return Number.isNaN(d.getTime()) ? '' : d.toLocaleString();
+  };
+  const refresh = async () => {
+    let list;
+    try {
+      const resp = await fetch('/api/admin/overrides', { credentials: 'same-origin', cache: 'no-store', headers: { Accept: 'application/json' } });
+      if (!resp.ok) return;
+      list = await resp.json();
+    } catch (e) {
+      return;
+    }
+    if (!Array.isArray(list)) return;
+    const byId = new Map(list.map((o) => [o.id, o]));
+    for (const art of document.querySelectorAll('article[data-override-id]')) {
+      const o = byId.get(art.dataset.overrideId);
+      const count = art.querySelector('.override-shown');
+      if (!o) {
+        art.classList.add('ended');
+        if (count) count.textContent = 'ended';
+        continue;
+      }
+      if (count) {
+        count.textContent = o.shown + ' of ' + o.devices;
+        count.dataset.shown = String(o.shown);
+        count.dataset.devices = String(o.devices);
+      }
+      for (const sc of o.screens || []) {
+        const row = art.querySelector('tr[data-device-id="' + CSS.escape(String(sc.device_id)) + '"]');
+        if (!row) continue;
+        row.querySelector('.shown-cell').textContent = sc.shown_at ? 'since ' + when(sc.shown_at) : 'not yet';
+        row.querySelector('.online-cell').textContent = sc.online ? 'online' : 'offline';
+        row.querySelector('.seen-cell').textContent = sc.last_seen ? when(sc.last_seen) : 'never';
+      }
+    }
+  };
+  setInterval(refresh, 3000);
+}
+
 startLiveCount();
 startCountdown();
+startOverrideRefresh();
