@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/kioskfeed/kioskfeed/broker"
 	"github.com/kioskfeed/kioskfeed/broker/brokertest"
@@ -242,4 +243,48 @@ func TestOverrideSurvivesRestart(t *testing.T) {
 	if shown, err := o2.Shown(ctx, ov.ID); err != nil || shown[testDevice].IsZero() {
 		t.Fatalf("acks after a restart: %v, %v; want the device's", shown, err)
 	}
+}
+
+// FuzzOverrideInput: whatever an administrator (or a producer key with the alert scope)
+// sends, the check either refuses it as invalid_request or accepts an override inside
+// every bound of docs/protocol.md §6 and §10; it never panics.
+func FuzzOverrideInput(f *testing.F) {
+	b := brokertest.New(f)
+	o, err := broker.NewOverrides(ctx, b)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(o.Stop)
+	f.Add("lobby", "Fire", "Evacuate\nnow", "danger", "30m")
+	f.Add("*", "", "x", "", "")
+	f.Add("Lobby!", "\x1b[2J", "\u202e", "red", "-1h")
+	f.Add("a,b,a", strings.Repeat("é", 121), strings.Repeat("x", 2001), "info", "24h0m1s")
+	f.Fuzz(func(t *testing.T, feeds, title, body, level, expires string) {
+		in := broker.OverrideInput{Feeds: strings.Split(feeds, ","), Title: title, Body: body, Level: level, ExpiresIn: expires}
+		ov, err := o.CheckOverride(in)
+		if err != nil {
+			var e *httpx.Error
+			if !errors.As(err, &e) || e.Code != httpx.CodeInvalidRequest || e.Message == "" {
+				t.Fatalf("refusal %v; want invalid_request with a message", err)
+			}
+			return
+		}
+		ttl := ov.ExpiresAt.Sub(ov.CreatedAt)
+		if len(ov.Feeds) == 0 || len(ov.Feeds) > broker.MaxOverrideFeeds || (ov.Title == "" && ov.Body == "") ||
+			utf8.RuneCountInString(ov.Title) > broker.MaxOverrideTitle || utf8.RuneCountInString(ov.Body) > broker.MaxOverrideBody ||
+			!utf8.ValidString(ov.Title+ov.Body) || ttl < broker.MinOverrideExpiry || ttl > broker.MaxOverrideExpiry ||
+			(ov.Level != "info" && ov.Level != "warning" && ov.Level != "danger") {
+			t.Fatalf("accepted %+v outside the bounds", ov)
+		}
+		for _, f := range ov.Feeds {
+			if f != broker.AllFeeds && !broker.ValidFeedID(f) {
+				t.Fatalf("accepted feed %q", f)
+			}
+		}
+		for _, r := range ov.Title + ov.Body {
+			if r != '\n' && broker.RefusedRune(r) {
+				t.Fatalf("accepted %U in the text", r)
+			}
+		}
+	})
 }
