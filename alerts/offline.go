@@ -26,6 +26,11 @@ type deviceState struct {
 	Seen    time.Time      `json:"seen"`
 	Offline *offlineRecord `json:"offline,omitempty"`
 	Behind  *offlineRecord `json:"behind,omitempty"`
+	// OfflineCleared and BehindCleared are when the last episode of each was resolved:
+	// an instance that missed the device's return (its tick was late) must not open a
+	// new episode from a time before it.
+	OfflineCleared time.Time `json:"offline_cleared,omitzero"`
+	BehindCleared  time.Time `json:"behind_cleared,omitzero"`
 }
 
 // offlineRecord is an open device_offline alert. Since is the same for every instance:
@@ -130,6 +135,10 @@ func (o *offlineRule) tick(ctx context.Context, stop <-chan struct{}) {
 			}
 			o.offFrom[d.ID] = from
 		}
+		if from.Before(st.OfflineCleared) { // it was back meanwhile, and this instance missed it
+			from = st.OfflineCleared
+			o.offFrom[d.ID] = from
+		}
 		if now.Sub(from) >= o.s.cfg.OfflineAfter {
 			o.raise(ctx, d, offlineEpisode, from, false)
 		}
@@ -193,18 +202,21 @@ func (o *offlineRule) update(ctx context.Context, st deviceState, rev uint64) (u
 type episode struct {
 	open, clear string
 	field       func(*deviceState) **offlineRecord
+	cleared     func(*deviceState) *time.Time
 	detail      func(since time.Time) string
 }
 
 var (
 	offlineEpisode = episode{
 		open: TypeDeviceOffline, clear: TypeDeviceOnline,
-		field:  func(st *deviceState) **offlineRecord { return &st.Offline },
-		detail: func(since time.Time) string { return "no live connection since " + since.Format(time.RFC3339) },
+		field:   func(st *deviceState) **offlineRecord { return &st.Offline },
+		cleared: func(st *deviceState) *time.Time { return &st.OfflineCleared },
+		detail:  func(since time.Time) string { return "no live connection since " + since.Format(time.RFC3339) },
 	}
 	behindEpisode = episode{
 		open: TypeDeviceBehind, clear: TypeDeviceCaughtUp,
-		field: func(st *deviceState) **offlineRecord { return &st.Behind },
+		field:   func(st *deviceState) **offlineRecord { return &st.Behind },
+		cleared: func(st *deviceState) *time.Time { return &st.BehindCleared },
 		detail: func(since time.Time) string {
 			return "connected but behind (events not shown, or nothing confirmed) since " + since.Format(time.RFC3339)
 		},
@@ -231,8 +243,8 @@ func (o *offlineRule) raise(ctx context.Context, d Device, ep episode, from time
 		return
 	}
 	rec := ep.field(&st)
-	if *rec == nil && retry {
-		return
+	if *rec == nil && (retry || from.Before(*ep.cleared(&st))) {
+		return // the next tick starts from the resolution this mirror had not seen
 	}
 	if *rec == nil {
 		since := from.UTC().Truncate(time.Second)
@@ -278,6 +290,7 @@ func (o *offlineRule) resolve(ctx context.Context, d Device, ep episode) {
 		}
 	}
 	*rec = nil
+	*ep.cleared(&st) = o.s.cfg.Now().UTC()
 	o.update(ctx, st, rev)
 }
 
@@ -304,7 +317,7 @@ func (o *offlineRule) checkBehind(ctx context.Context, d Device, have bool, now 
 			return
 		}
 		from, ok := o.behindFrom[d.ID]
-		if !ok {
+		if !ok || from.Before(st.BehindCleared) {
 			o.behindFrom[d.ID] = now
 		} else if now.Sub(from) >= o.s.cfg.BehindFor {
 			o.raise(ctx, d, behindEpisode, from, false)
