@@ -41,6 +41,12 @@ type offlineRecord struct {
 	Published bool      `json:"published"`
 }
 
+// maxSeenPerTick bounds the first-seen records one tick writes: after a thousand
+// tablets are paired at once their records are spread over a few ticks instead of
+// holding one tick (and the store's fsyncs) for all of them. A device not yet recorded
+// that goes offline is still recorded then, from the bridge's last-seen time.
+const maxSeenPerTick = 256
+
 // forgetAfter is how long a state record of a device the registry does not list is
 // kept: a device paired a moment ago on another instance may not have reached this
 // one's registry yet.
@@ -93,6 +99,7 @@ func (o *offlineRule) tick(ctx context.Context, stop <-chan struct{}) {
 	now := o.s.cfg.Now()
 	devs := o.s.fleet.Devices()
 	paired := make(map[string]bool, len(devs))
+	seenWrites := 0
 	for _, d := range devs {
 		select {
 		case <-stop:
@@ -105,7 +112,8 @@ func (o *offlineRule) tick(ctx context.Context, stop <-chan struct{}) {
 		if online {
 			delete(o.offFrom, d.ID)
 			switch {
-			case !have:
+			case !have && seenWrites < maxSeenPerTick:
+				seenWrites++
 				o.markSeen(ctx, d, now)
 			case st.Offline != nil:
 				o.resolve(ctx, d, offlineEpisode)
