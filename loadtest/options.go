@@ -22,6 +22,7 @@ type Options struct {
 	Settle    time.Duration // pause before a memory reading; default 5s
 	NoRestart bool          // skip the restart (reconnect storm) phase
 	NoNATS    bool          // skip the nats-server WebSocket comparison
+	Ack       bool          // tablets acknowledge events with shown, at most once a second each, as the PWA does (docs/protocol.md §5 step 8)
 	Timeout   time.Duration // bound on the whole run; default 20m
 	Exe       string        // the kioskfeed binary; default this process's
 	Dir       string        // scratch directory (server data, logs); default a new temp dir, removed after a clean run

@@ -39,7 +39,7 @@ func (r *run) pair(ctx context.Context) error {
 func (r *run) connect(ctx context.Context) error {
 	start := time.Now()
 	reps, err := r.callAll(func(i int) command {
-		return command{Op: "connect", WSURL: "ws://127.0.0.1:" + strconv.Itoa(r.port) + "/ws", Addr: "127.0.0.1:" + strconv.Itoa(r.port), Origin: r.base, Sources: sources(i, 4), Ramp: 256, Timeout: timeoutMS(5 * time.Minute)}
+		return command{Op: "connect", WSURL: "ws://127.0.0.1:" + strconv.Itoa(r.port) + "/ws", Addr: "127.0.0.1:" + strconv.Itoa(r.port), Origin: r.base, Sources: sources(i, 4), Ramp: 256, Ack: r.opts.Ack, Timeout: timeoutMS(5 * time.Minute)}
 	})
 	if err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -82,6 +83,7 @@ type tablet struct {
 type connectConfig struct {
 	addr   string // the TCP address to dial
 	origin string
+	ack    bool          // acknowledge events with shown, at most once a second (the newest then)
 	gate   chan struct{} // bounds the first connects in flight
 }
 
@@ -194,6 +196,7 @@ func (t *tablet) session(ctx context.Context, synced func()) (welcomed time.Time
 	heartbeat := 20 * time.Second
 	authTimeout := 15 * time.Second
 	var sentSince uint64
+	var lastAck time.Time
 	for {
 		wait := authTimeout
 		if !welcomed.IsZero() {
@@ -278,6 +281,13 @@ func (t *tablet) session(ctx context.Context, synced func()) (welcomed time.Time
 			}
 			if m.Data.N > 0 {
 				t.record(m.Data.P, m.Data.N, m.Data.T, now)
+			}
+			if t.cfg.ack && m.Seq > 0 && now.Sub(lastAck) >= time.Second { // as the PWA: at most once a second
+				lastAck = now
+				ack := strconv.AppendUint([]byte(`{"type":"shown","seq":`), m.Seq, 10)
+				if err := c.write(ws.OpText, append(ack, '}')); err != nil {
+					return welcomed, codeNoClose, err
+				}
 			}
 		case "heartbeat":
 			t.beat(now)

@@ -33,6 +33,7 @@ type command struct {
 	Addr   string `json:"addr,omitempty"`
 	Origin string `json:"origin,omitempty"`
 	Ramp   int    `json:"ramp,omitempty"` // first connects in flight at once
+	Ack    bool   `json:"ack,omitempty"`  // acknowledge events with shown, at most once a second
 
 	Subject string `json:"subject,omitempty"`
 

@@ -75,6 +75,7 @@ tablet never synced, or a healthy tablet was dropped or missed an event.
 	fs.DurationVar(&o.Timeout, "timeout", 20*60_000_000_000, "bound on the whole run")
 	fs.BoolVar(&o.NoRestart, "no-restart", false, "skip the restart phase")
 	fs.BoolVar(&o.NoNATS, "no-nats", false, "skip the nats-server WebSocket comparison")
+	fs.BoolVar(&o.Ack, "ack", false, "tablets acknowledge events with shown (proof of display), at most once a second each, as the PWA does")
 	fs.StringVar(&o.Dir, "dir", "", "keep the server's data, the logs and result.json here (default: a temp dir, removed after a clean run)")
 	fs.StringVar(&o.Scenario, "scenario", loadtest.ScenarioFull, "what to run: full, outage (Wi-Fi outage) or storm (far-behind reconnect storm)")
 	fs.Float64Var(&o.Share, "share", 0, "outage and storm: the share of tablets that go dead or leave and come back (default 0.3 and 0.8)")
