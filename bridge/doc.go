@@ -14,9 +14,12 @@
 // (frames and control frames), write.go (the queue and its drain), close.go (closing
 // and hanging up), session.go (the protocol), shown.go and shownview.go (proof of
 // display: the tablets' shown messages, their records and the devices' states),
-// override.go (the emergency overrides: live, after synced, and their acks). How far a socket is on its way to the end
-// is one state type whose moves state.go draws, and why the server closes one is one
-// table (closes.go). The bridge's own goroutines go through one owner (goSafe,
+// override.go (the emergency overrides: live, after synced, and their acks). The
+// Bridge itself (bridge.go: the upgrade, the sessions, heartbeats, Shutdown) is built
+// from a Config (config.go); the hub (hub.go) fans one feed out, and lease.go keeps one
+// live connection per device across instances. How far a socket is on its way to the
+// end is one state type whose moves state.go draws, and why the server closes one is
+// one table (closes.go). The bridge's own goroutines go through one owner (goSafe,
 // owner.go) that refuses once Shutdown began, and a tablet's waits on the broker or the
 // authenticator (handshake, re-auth, a hub's start) derive from a context that
 // Shutdown cancels.
