@@ -69,7 +69,6 @@ func New(ctx context.Context, cfg Config, b *broker.Broker, src FeedSource, auth
 	}
 	br := &Bridge{
 		cfg: cfg, log: cfg.Logger, b: b, src: src, auth: auth,
-		metrics:  newMetrics(cfg.Registerer),
 		origins:  map[string]bool{},
 		wsURL:    "ws" + strings.TrimPrefix(cfg.PublicURL, "http") + "/ws",
 		sessions: map[string]*session{},
@@ -78,6 +77,7 @@ func New(ctx context.Context, cfg Config, b *broker.Broker, src FeedSource, auth
 		stop:     make(chan struct{}),
 		catchUps: make(chan struct{}, cfg.CatchupReads),
 	}
+	br.metrics = newMetrics(cfg.Registerer, br.countBehind)
 	br.overrideShown = cfg.Shown.OnOverride
 	// Not ctx: that one bounds the setup below, and the bridge outlives it.
 	br.ctx, br.cancel = context.WithCancel(context.WithoutCancel(ctx))

@@ -11,10 +11,16 @@ type metrics struct {
 	replays        *prometheus.CounterVec
 	fanout         prometheus.Histogram
 	shownLatency   prometheus.Histogram
-	devicesBehind  prometheus.Gauge
+	devicesBehind  prometheus.GaugeFunc
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+// newMetrics makes the bridge's series; behind counts the devices behind or stale,
+// asked at each scrape (nil: none), so that an idle fleet pays nothing for the gauge
+// between scrapes.
+func newMetrics(reg prometheus.Registerer, behind func() int) *metrics {
+	if behind == nil {
+		behind = func() int { return 0 }
+	}
 	m := &metrics{
 		conns: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "kioskfeed_ws_connections", Help: "Open tablet sockets on this instance.",
@@ -44,9 +50,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help:    "From an event's storage in JetStream to a tablet's first shown of it, on the instance that holds the tablet's socket.",
 			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
 		}),
-		devicesBehind: prometheus.NewGauge(prometheus.GaugeOpts{
+		devicesBehind: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "kioskfeed_devices_behind", Help: "Devices with a socket on this instance whose state is behind or stale.",
-		}),
+		}, func() float64 { return float64(behind()) }),
 	}
 	if reg != nil {
 		reg.MustRegister(m.conns, m.handshakes, m.closes, m.leaseConflicts, m.queueDrops, m.replays, m.fanout, m.shownLatency, m.devicesBehind)

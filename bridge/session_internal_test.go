@@ -35,7 +35,7 @@ func TestDroppedQueueKeepsTheRestOfAHalfSentFrame(t *testing.T) {
 	_ = server.(*net.TCPConn).SetWriteBuffer(4096)
 	_ = client.(*net.TCPConn).SetReadBuffer(4096)
 
-	br := &Bridge{cfg: Config{QueueFrames: 8, WriteTimeout: 5 * time.Second}, metrics: newMetrics(nil),
+	br := &Bridge{cfg: Config{QueueFrames: 8, WriteTimeout: 5 * time.Second}, metrics: newMetrics(nil, nil),
 		sessions: map[string]*session{}, byDevice: map[string]*session{}}
 	if br.poller, err = newPoller(); err != nil {
 		t.Fatal(err)

@@ -282,7 +282,6 @@ func (st *shownStore) flushLoop() {
 			return
 		case <-t.C:
 			st.flush()
-			st.br.countBehind()
 		}
 	}
 }
