@@ -21,8 +21,10 @@ const (
 
 // Handler is given every message of the feed in order: TypeReset (clear what is shown:
 // the feed's state follows as events), TypeEvent (each seq once, in order, across
-// reconnects), TypeSynced (caught up: live from here) and TypeHeartbeat. An error from
-// it ends Run with that error.
+// reconnects), TypeSynced (caught up: live from here), TypeHeartbeat, and
+// TypeOverride / TypeOverrideClear (an emergency override to show above everything, and
+// its end; Run acknowledges each override once the handler returned). An error from it
+// ends Run with that error.
 type Handler func(m Message) error
 
 // Client keeps a paired device connected to its feed and resumes where it left off,
@@ -229,6 +231,10 @@ func (s *runSession) run(ctx context.Context) error {
 			s.st.Epoch, s.dirty = w.Epoch, true
 			s.savedAt = time.Time{} // now
 			acks.rendered(m.Seq)
+		case TypeOverride:
+			if err := conn.ShownOverride(m.ID); err != nil {
+				return err
+			}
 		}
 		every := s.c.SaveEvery
 		if every <= 0 {

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"encoding/json"
 	"strconv"
 	"sync"
 	"time"
@@ -20,6 +21,20 @@ const DefaultShownEvery = time.Second
 func (c *Conn) Shown(seq uint64) error {
 	b := strconv.AppendUint([]byte(`{"type":"shown","seq":`), seq, 10)
 	return c.write(ws.OpText, append(b, '}'))
+}
+
+// ShownOverride tells the server that the display shows the override id
+// (docs/protocol.md §5 step 8); Client.Run sends it once the handler has taken a
+// TypeOverride. An id the server does not hold in force for the feed is ignored.
+func (c *Conn) ShownOverride(id string) error {
+	b, err := json.Marshal(struct {
+		Type     string `json:"type"`
+		Override string `json:"override"`
+	}{"shown", id})
+	if err != nil {
+		return err
+	}
+	return c.write(ws.OpText, b)
 }
 
 // shownAcks coalesces a socket's acknowledgements: at most one shown per every, each

@@ -24,6 +24,12 @@ const (
 	TypeReset     = "reset"
 	TypeSynced    = "synced"
 	TypeHeartbeat = "heartbeat"
+	// TypeOverride is an emergency override in force for the feed (Message.Override):
+	// show it above everything until its TypeOverrideClear or its ExpiresAt
+	// (docs/protocol.md §5, "Emergency overrides"). The same one may come twice.
+	TypeOverride = "override"
+	// TypeOverrideClear says the override Message.ID names has ended.
+	TypeOverrideClear = "override_clear"
 )
 
 const (
@@ -73,6 +79,19 @@ type Message struct {
 	Kind string // state, item or clear
 	Time time.Time
 	Data json.RawMessage
+	// Override is the override of a TypeOverride message, nil on every other.
+	Override *Override
+}
+
+// Override is an emergency override (docs/protocol.md §5 "Emergency overrides"): a
+// message every screen of its feeds shows full screen, unmistakably, until it is
+// cleared or ExpiresAt passes.
+type Override struct {
+	ID, Title, Body string
+	Level           string // info, warning or danger
+	Feeds           []string
+	CreatedAt       time.Time
+	ExpiresAt       time.Time
 }
 
 // Welcome is the server's welcome (docs/protocol.md §5 step 3).
@@ -247,6 +266,12 @@ type wireMsg struct {
 	HeartbeatS int             `json:"heartbeat_s"`
 	TokenExp   string          `json:"token_exp"`
 	Epoch      string          `json:"epoch"`
+	Title      string          `json:"title"`
+	Body       string          `json:"body"`
+	Level      string          `json:"level"`
+	Feeds      []string        `json:"feeds"`
+	CreatedAt  string          `json:"created_at"`
+	ExpiresAt  string          `json:"expires_at"`
 }
 
 // authMsg is the client's auth message (docs/protocol.md §5 step 2).
@@ -305,7 +330,7 @@ func (c *Conn) Welcome() Welcome { return c.welcome }
 // NetConn is the TCP connection, for a load generator that simulates a dead link.
 func (c *Conn) NetConn() net.Conn { return c.nc }
 
-// Next returns the next event, reset, synced or heartbeat. It answers a reauth by
+// Next returns the next event, reset, synced, heartbeat, override or override_clear. It answers a reauth by
 // itself (a fresh token, a proof over the reauth nonce); if no token can be had the
 // server closes the socket 4401 at the old token's expiry, which Next then returns. It
 // fails with ErrSilent when the server says nothing for 2.5 heartbeats, a *CloseError
@@ -320,6 +345,18 @@ func (c *Conn) Next() (Message, error) {
 		case TypeEvent, TypeReset, TypeSynced, TypeHeartbeat:
 			out := Message{Type: m.Type, Seq: m.Seq, ID: m.ID, Kind: m.Kind, Data: m.Data}
 			out.Time, _ = time.Parse(time.RFC3339Nano, m.Time)
+			return out, nil
+		case TypeOverride, TypeOverrideClear:
+			if m.ID == "" {
+				continue // names nothing to show or to end
+			}
+			out := Message{Type: m.Type, ID: m.ID}
+			if m.Type == TypeOverride {
+				o := &Override{ID: m.ID, Title: m.Title, Body: m.Body, Level: m.Level, Feeds: m.Feeds}
+				o.CreatedAt, _ = time.Parse(time.RFC3339Nano, m.CreatedAt)
+				o.ExpiresAt, _ = time.Parse(time.RFC3339Nano, m.ExpiresAt)
+				out.Override = o
+			}
 			return out, nil
 		case "reauth":
 			if m.Nonce == "" {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -170,6 +171,13 @@ func (v *terminalView) show(m client.Message) error {
 		_, err = fmt.Fprintf(v.out, "-- live (seq %d) --\n", m.Seq)
 	case client.TypeEvent:
 		_, err = fmt.Fprintf(v.out, "%d %-5s %s %s\n", m.Seq, m.Kind, m.Time.UTC().Format(time.DateTime), compactData(m.Data))
+	case client.TypeOverride:
+		// Quoted: an override's text must not drive the terminal either.
+		o := m.Override
+		_, err = fmt.Fprintf(v.out, "!! %s %s: %s %s (until %s)\n", strings.ToUpper(o.Level), o.ID,
+			strconv.Quote(o.Title), strconv.Quote(o.Body), o.ExpiresAt.UTC().Format(time.DateTime))
+	case client.TypeOverrideClear:
+		_, err = fmt.Fprintf(v.out, "!! ended %s\n", m.ID)
 	}
 	return err
 }

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -206,5 +208,61 @@ func TestDisplayCommandLine(t *testing.T) {
 	long := compactData([]byte(`{"text": "` + strings.Repeat("é", 200) + `"}`))
 	if len(long) > maxDataShown+len("…") || !strings.HasSuffix(long, "…") || !strings.HasPrefix(long, `{"text":"é`) {
 		t.Fatalf("long data shown as %q", long)
+	}
+}
+
+// An emergency override shows on the terminal display as one line with its text quoted
+// (the server refuses control characters in it; quoting keeps a line one line whatever
+// a server sends), the server counts the display's acknowledgement, and its end shows
+// too.
+func TestDisplayShowsAnOverride(t *testing.T) {
+	addr := freeAddr(t)
+	pub := "http://" + addr
+	s := startServe(t, t.TempDir(), "--listen", addr, "--public-url", pub)
+	code, res := s.call(t, "POST", "/api/admin/feeds/lobby/pins", s.token, `{}`)
+	if code != 201 {
+		t.Fatalf("issue PIN = %d %v", code, res)
+	}
+	d := startDisplay(t, "--server", pub, "--state-dir", t.TempDir(), "--pin", "lobby:"+res["pin"].(string))
+	d.waitOut(t, regexp.MustCompile(`-- live \(seq \d+\) --`), 30*time.Second)
+
+	code, res = s.call(t, "POST", "/api/admin/overrides", s.token,
+		`{"feeds":["*"],"title":"Evacuate \"now\"","body":"Use stairwell B","level":"danger","expires_in":"10m"}`)
+	if code != 201 {
+		t.Fatalf("raise = %d %v", code, res)
+	}
+	id := res["id"].(string)
+	line := d.waitOut(t, regexp.MustCompile(`!! DANGER `+regexp.QuoteMeta(id)+`: (.*)\n`), 30*time.Second)
+	if want := `"Evacuate \"now\"" "Use stairwell B" (until `; !strings.HasPrefix(line[1], want) {
+		t.Fatalf("override line %q, want it to start with %q", line[1], want)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		req, _ := http.NewRequest("GET", s.base+"/api/admin/overrides", nil)
+		req.Header.Set("Authorization", "Bearer "+s.token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var list []struct {
+			ID    string `json:"id"`
+			Shown int    `json:"shown"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&list)
+		resp.Body.Close()
+		if err == nil && resp.StatusCode == 200 && len(list) == 1 && list[0].ID == id && list[0].Shown == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("overrides = %d %+v (%v), want the display's acknowledgement counted", resp.StatusCode, list, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if code, _ := s.call(t, "DELETE", "/api/admin/overrides/"+id, s.token, ""); code != 204 {
+		t.Fatalf("clear = %d", code)
+	}
+	d.waitOut(t, regexp.MustCompile(`!! ended `+regexp.QuoteMeta(id)+`\n`), 30*time.Second)
+	if err := d.stop(t); err != nil {
+		t.Fatalf("display after an interrupt: %v", err)
 	}
 }
