@@ -113,13 +113,20 @@ func publishHTTP(ctx context.Context, base, key, feed string, in broker.EventInp
 	return res, nil
 }
 
+// publishConnectTimeout bounds "kioskfeed publish --nats"'s connection to NATS.
+const publishConnectTimeout = 10 * time.Second
+
 func publishNATS(ctx context.Context, natsURL, dataDir, feed string, in broker.EventInput) (broker.PublishResult, error) {
 	// The same checks and the same feed-scoped de-duplication id as the HTTP API.
 	msg, id, err := broker.EventMessage(feed, in, 1<<20)
 	if err != nil {
 		return broker.PublishResult{}, err
 	}
-	opts := []nats.Option{nats.Name("kioskfeed publish")}
+	// nats.go's default connect timeout is 2 s, for the TCP dial and the INFO/CONNECT
+	// exchange together: a busy server, or a cluster across a slow link, can take longer,
+	// and a one-shot command has no reconnect to fall back on. The command's own
+	// deadline (15 s) still bounds it.
+	opts := []nats.Option{nats.Name("kioskfeed publish"), nats.Timeout(publishConnectTimeout)}
 	if u, err := url.Parse(natsURL); err == nil && u.User == nil {
 		if pw, err := os.ReadFile(filepath.Join(dataDir, broker.ProducerPasswordFile)); err == nil {
 			opts = append(opts, nats.UserInfo("producer", strings.TrimSpace(string(pw))))
