@@ -50,6 +50,8 @@ type stackOpts struct {
 	keys   []*ecdsa.PrivateKey
 	bridge func(*bridge.Config)
 	pair   func(*pairing.Config)
+	// source wraps the broker as the bridge's feed source (default: the broker itself).
+	source func(*broker.Broker) bridge.FeedSource
 }
 
 func startStack(t testing.TB, o stackOpts) *stack {
@@ -81,7 +83,11 @@ func startStack(t testing.TB, o stackOpts) *stack {
 	if o.bridge != nil {
 		o.bridge(&bcfg)
 	}
-	br, err := bridge.New(bg, bcfg, o.broker, o.broker, auth, auth.Devices())
+	var src bridge.FeedSource = o.broker
+	if o.source != nil {
+		src = o.source(o.broker)
+	}
+	br, err := bridge.New(bg, bcfg, o.broker, src, auth, auth.Devices())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -259,13 +259,14 @@ func (h *hub) attach(ctx context.Context, s *session, since uint64, epoch string
 	// tell. Read it while live events wait in s.pending; the hub's later deliveries of
 	// what the log sent are skipped by lastSent.
 	s.startCatchUp()
+	floor := h.head // the read must reach it: the hub has seen every event up to it
 	h.mu.Unlock()
 
 	events, err := h.readCatchUp(ctx, since)
 	if hk := hooks.Load(); hk != nil && hk.catchUpRead != nil {
 		hk.catchUpRead(s)
 	}
-	err = h.endCatchUp(s, events, err)
+	err = h.endCatchUp(s, events, err, since, floor)
 	if hk := hooks.Load(); hk != nil && hk.liveAgain != nil {
 		hk.liveAgain(s)
 	}
@@ -277,12 +278,22 @@ func (h *hub) attach(ctx context.Context, s *session, since uint64, epoch string
 // under s.mu, so each live event comes wholly before it (into pending) or wholly after
 // (skipped, or sent after synced, by lastSent): none can raise lastSent past events
 // of the replay not yet queued, which would then be skipped (issue 12 §2).
-func (h *hub) endCatchUp(s *session, events []broker.Event, err error) error {
+//
+// A read that ends before floor, the hub's head when it began, is short: the log
+// answered from a replica that has not stored yet what this hub already follows past
+// (right after a NATS node restarts). Its replay would then say synced over a gap, so
+// the tablet gets a reset and the state, which the hub holds up to date.
+func (h *hub) endCatchUp(s *session, events []broker.Event, err error, since, floor uint64) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if errors.Is(err, broker.ErrGap) || errors.Is(err, broker.ErrTooFar) || (err == nil && s.overflowed) {
+	short := err == nil && since < floor && (len(events) == 0 || events[len(events)-1].Seq < floor)
+	if short {
+		h.br.log.Warn("catch-up read ended before the hub's head; sending a reset",
+			slog.String("feed", h.feed), slog.Uint64("since", since), slog.Uint64("head", floor))
+	}
+	if short || errors.Is(err, broker.ErrGap) || errors.Is(err, broker.ErrTooFar) || (err == nil && s.overflowed) {
 		h.resetBothLocked(s)
 		return nil
 	}

@@ -268,7 +268,9 @@ func (b *Broker) firstFor(ctx context.Context, subject string) (uint64, error) {
 func (b *Broker) lastItems(ctx context.Context, feed string, from, to uint64, n int) ([]Event, error) {
 	ring := make([]Event, 0, min(n, 64))
 	next := 0 // where the next event goes once the ring is full
-	err := b.scanUpTo(ctx, StreamFeeds, Subject(feed, KindItem), from, to, max(n, 16), false, func(msg jetstream.Msg, md *jetstream.MsgMetadata) bool {
+	// `to` is an item: State scans only when the feed's newest event is newer than its
+	// newest state or clear event, so the scan must reach it (see scanUpTo).
+	err := b.scanUpTo(ctx, StreamFeeds, Subject(feed, KindItem), from, to, max(n, 16), true, func(msg jetstream.Msg, md *jetstream.MsgMetadata) bool {
 		ev, ok := b.decode(msg.Subject(), msg.Headers().Get("Nats-Msg-Id"), msg.Data(), md.Sequence.Stream, md.Timestamp)
 		switch {
 		case !ok || n <= 0:
@@ -344,7 +346,11 @@ func (b *Broker) scanUpTo(ctx context.Context, stream, filter string, from, to u
 				continue
 			}
 			more := fn(msg, md)
-			done = !more || md.Sequence.Stream == to || md.NumPending == 0
+			// NumPending is what the consumer's own replica holds: one that is still
+			// catching up after a restart says 0 before it has stored `to`. When `to`
+			// matches, only reaching it ends the scan (issue 14 session 5: a window
+			// read there ended one event short, and the hub's tablets never got it).
+			done = !more || md.Sequence.Stream == to || (md.NumPending == 0 && !toMatches)
 		}
 		if err := msgs.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
 			return b.unavailable("fetch", err)
@@ -359,6 +365,12 @@ func (b *Broker) scanUpTo(ctx context.Context, stream, filter string, from, to u
 		default:
 			if empty++; empty >= 3 {
 				return b.unavailable("fetch", fmt.Errorf("no message before seq %d after %d tries", to, empty))
+			}
+			// A moment for a replica that is catching up, within the scan's deadline.
+			select {
+			case <-time.After(time.Duration(empty) * 50 * time.Millisecond):
+			case <-ctx.Done():
+				return b.unavailable("fetch", ctx.Err())
 			}
 		}
 	}
