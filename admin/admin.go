@@ -88,6 +88,8 @@ type Admin struct {
 	dash     *dashboard
 	// overrides are the emergency overrides (overrides.go).
 	overrides *broker.Overrides
+	// schedules are the feeds' screen schedules (schedules.go).
+	schedules *broker.Schedules
 
 	// loginFails bounds wrong dashboard passwords per address.
 	loginFails *broker.Limiter
@@ -134,6 +136,11 @@ func New(ctx context.Context, cfg Config, b *broker.Broker, p *pairing.Authority
 		a.tokens.stop()
 		return nil, err
 	}
+	if a.schedules, err = broker.NewSchedules(ctx, b); err != nil {
+		a.tokens.stop()
+		a.overrides.Stop()
+		return nil, err
+	}
 	limiter := func(every time.Duration, burst int) *broker.Limiter {
 		return broker.NewLimiter(broker.LimiterConfig{Every: every, Burst: burst, IPv6Prefix: cfg.IPv6Prefix, Now: cfg.Now})
 	}
@@ -146,6 +153,7 @@ func New(ctx context.Context, cfg Config, b *broker.Broker, p *pairing.Authority
 func (a *Admin) Close() {
 	a.tokens.stop()
 	a.overrides.Stop()
+	a.schedules.Stop()
 }
 
 // Register adds the admin API (/api/admin/*, docs/protocol.md §6, but for the producer
@@ -156,6 +164,7 @@ func (a *Admin) Register(mux *http.ServeMux) {
 	a.registerDelivery(mux)
 	a.dash.register(mux)
 	a.registerOverrides(mux)
+	a.registerSchedules(mux)
 	a.registerWebhooks(mux)
 }
 

@@ -20,6 +20,7 @@
 // key and no signing key, and never issues or checks a tablet's token itself. It
 // learns who is online through [Presence], and what each tablet has shown through
 // [Delivery] (also GET /api/feeds/{feed}/delivery, delivery.go), interfaces it declares
-// and the bridge satisfies; it must not import bridge. It imports pairing and broker; pairing never
+// and the bridge satisfies; it must not import bridge. It imports pairing, broker and
+// schedule (the screen schedules' form); pairing never
 // imports it.
 package admin

@@ -76,6 +76,18 @@ const (
 	AuditWebhookCreated AuditType = "webhook_created"
 	// AuditWebhookDeleted: an alert webhook was deleted (API or dashboard).
 	AuditWebhookDeleted AuditType = "webhook_deleted"
+	// AuditDeviceUpdated: an administrator changed a device's name or tags (API, CLI
+	// or dashboard).
+	AuditDeviceUpdated AuditType = "device_updated"
+	// AuditDeviceMoved: an administrator moved a device to another feed (bulk action).
+	AuditDeviceMoved AuditType = "device_moved"
+	// AuditDeviceReload: an administrator told a connected tablet to reload its app
+	// (bulk action).
+	AuditDeviceReload AuditType = "device_reload"
+	// AuditScheduleSet: a feed's screen schedule was stored or replaced.
+	AuditScheduleSet AuditType = "schedule_set"
+	// AuditScheduleDeleted: a feed's screen schedule was deleted.
+	AuditScheduleDeleted AuditType = "schedule_deleted"
 
 	// Producers (broker/api.go).
 
@@ -91,6 +103,8 @@ var auditTypes = [...]AuditType{
 	AuditProducerKeyCreated, AuditProducerKeyDeleted, AuditProducerRefused, AuditTestEventSent,
 	AuditPairRequest, AuditPairApproved, AuditPairDenied, AuditPairApproveFail,
 	AuditOverrideRaised, AuditOverrideCleared, AuditWebhookCreated, AuditWebhookDeleted,
+	AuditDeviceUpdated, AuditDeviceMoved, AuditDeviceReload,
+	AuditScheduleSet, AuditScheduleDeleted,
 }
 
 // AuditTypes is every type the system writes, for the admin audit filter's choices. The
