@@ -90,6 +90,8 @@ type Admin struct {
 	overrides *broker.Overrides
 	// schedules are the feeds' screen schedules (schedules.go).
 	schedules *broker.Schedules
+	// timeline holds every device's recent state changes (timeline.go).
+	timeline *broker.Timeline
 
 	// loginFails bounds wrong dashboard passwords per address.
 	loginFails *broker.Limiter
@@ -141,6 +143,15 @@ func New(ctx context.Context, cfg Config, b *broker.Broker, p *pairing.Authority
 		a.overrides.Stop()
 		return nil, err
 	}
+	if a.timeline, err = broker.NewTimeline(ctx, b); err == nil {
+		err = a.timeline.Follow(ctx)
+	}
+	if err != nil {
+		a.tokens.stop()
+		a.overrides.Stop()
+		a.schedules.Stop()
+		return nil, err
+	}
 	limiter := func(every time.Duration, burst int) *broker.Limiter {
 		return broker.NewLimiter(broker.LimiterConfig{Every: every, Burst: burst, IPv6Prefix: cfg.IPv6Prefix, Now: cfg.Now})
 	}
@@ -149,10 +160,11 @@ func New(ctx context.Context, cfg Config, b *broker.Broker, p *pairing.Authority
 	return a, nil
 }
 
-// Close stops the named admin tokens' and the overrides' watchers.
+// Close stops the named admin tokens', the overrides' and the timelines' watchers.
 func (a *Admin) Close() {
 	a.tokens.stop()
 	a.overrides.Stop()
+	a.timeline.Stop()
 	a.schedules.Stop()
 }
 
@@ -166,6 +178,7 @@ func (a *Admin) Register(mux *http.ServeMux) {
 	a.registerOverrides(mux)
 	a.registerSchedules(mux)
 	a.registerWebhooks(mux)
+	a.registerTimeline(mux)
 }
 
 // audit writes rec, stamped with the time and the actor ctx carries (see

@@ -144,6 +144,8 @@ func newDashboard(a *Admin) (*dashboard, error) {
 		"list":    func(s ...string) []string { return s },
 		"short":   pairing.ShortKey,
 		"code":    pairing.NormalizePIN,
+		// "timeline" draws a device's last hour (timeline.go).
+		"timeline": a.timelineBar,
 	}
 	for _, name := range []string{"login", "devices", "pin", "approve", "producers", "audit", "events", "webhooks", "error"} {
 		t, err := template.New(name).Funcs(funcs).ParseFS(webFS, "web/templates/layout.html", "web/templates/"+name+".html")

@@ -106,6 +106,8 @@ type Config struct {
 	IPv6Prefix int
 	// Shown configures proof of display (shown.go).
 	Shown ShownConfig
+	// Timeline configures the records of the devices' timelines (timeline.go).
+	Timeline TimelineConfig
 	// Logger takes the bridge's logs. Default: discard.
 	Logger *slog.Logger
 	// Registerer takes the bridge's metrics. Default: none.
@@ -154,6 +156,7 @@ func (c *Config) setDefaults() {
 		c.WindowSize = max(512, c.CatchupLimit)
 	}
 	c.Shown.setDefaults()
+	c.Timeline.setDefaults()
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -114,3 +114,60 @@ function startOverrideRefresh() {
 startLiveCount();
 startCountdown();
 startOverrideRefresh();
+
+// The devices' last-hour bars, drawn again every 30 s from one request per 500 rows
+// (GET /api/admin/timelines?ids=…), never one per row.
+function startTimelineRefresh() {
+  const legend = document.getElementById('timeline-legend');
+  if (!legend) return;
+  const url = legend.dataset.timelinesUrl;
+  const svgNS = 'http://www.w3.org/2000/svg';
+  const hhmmss = (t) => new Date(t).toISOString().slice(11, 19);
+  const draw = (svg, tl) => {
+    const from = Date.parse(tl.from);
+    const rects = [];
+    const parts = [];
+    for (const s of tl.spans || []) {
+      const a = Date.parse(s.from), b = Date.parse(s.to);
+      const r = document.createElementNS(svgNS, 'rect');
+      r.setAttribute('class', 'tl-' + s.state);
+      // Whole seconds from the hour's start, each edge rounded alike (as the server
+      // draws it): the rects tile the bar.
+      const x = Math.round((a - from) / 1000), end = Math.round((b - from) / 1000);
+      r.setAttribute('x', String(x));
+      r.setAttribute('y', '0');
+      r.setAttribute('width', String(Math.max(1, end - x)));
+      r.setAttribute('height', '1');
+      const title = document.createElementNS(svgNS, 'title');
+      title.textContent = s.state + ' ' + hhmmss(a) + '–' + hhmmss(b) + ' UTC';
+      r.appendChild(title);
+      rects.push(r);
+      const mins = (b - a) / 60000;
+      parts.push(s.state + ' ' + (mins < 1 ? Math.floor((b - a) / 1000) + ' s' : Math.round(mins) + ' min'));
+    }
+    svg.replaceChildren(...rects);
+    svg.setAttribute('aria-label', 'last hour: ' + parts.join(', '));
+  };
+  const refresh = async () => {
+    const rows = Array.from(document.querySelectorAll('tr[data-device-id]')).filter((r) => r.querySelector('svg.tl'));
+    for (let i = 0; i < rows.length; i += 500) {
+      const chunk = rows.slice(i, i + 500);
+      const ids = chunk.map((r) => r.dataset.deviceId).join(',');
+      try {
+        const resp = await fetch(url + '?ids=' + encodeURIComponent(ids), { credentials: 'same-origin', cache: 'no-store', headers: { Accept: 'application/json' } });
+        if (!resp.ok) return;
+        const body = await resp.json();
+        const byId = new Map((body.timelines || []).map((t) => [t.device_id, t]));
+        for (const row of chunk) {
+          const tl = byId.get(row.dataset.deviceId);
+          if (tl) draw(row.querySelector('svg.tl'), tl);
+        }
+      } catch (e) {
+        return; // offline for a moment: the bars stay as they are
+      }
+    }
+  };
+  setInterval(refresh, 30000);
+}
+
+startTimelineRefresh();

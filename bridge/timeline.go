@@ -1,0 +1,235 @@
+package bridge
+
+// This file owns the bridge's part of the devices' timelines (docs/protocol.md §6,
+// #http-get-api-admin-devices-id-timeline; broker/timeline.go keeps the stream): it
+// notes the state changes of the tablets whose socket is here — connected (online),
+// closed (offline), and behind, caught up or asleep as DeviceShown says, looked at
+// every Timeline.Sweep — and writes them to the TIMELINE stream from one goroutine.
+//
+// A device costs at most one record per Timeline.MinGap from an instance: a change
+// within the gap waits for it, and a change the next one undoes within the gap (a
+// tablet flapping its Wi-Fi, a cable plugged in and out) is never written. So a
+// flapping tablet costs at most 3600/15 = 240 records an hour, within the stream's 256
+// per device, and no write storm: every write is asynchronous, off the tablet's
+// goroutines, at most 256 in flight. Never a write per ack.
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/kioskfeed/kioskfeed/broker"
+)
+
+// TimelineConfig configures the timelines' records (Config.Timeline). Zero fields get
+// the defaults their comments give.
+type TimelineConfig struct {
+	// Sweep is how often the states of the tablets connected here are looked at, for
+	// behind and caught up. Default 10s (at 10,000 tablets some 25 ms of CPU a sweep).
+	Sweep time.Duration
+	// MinGap is the least time between two records of one device from this instance.
+	// Default 15s: an hour then holds at most 240 records of a device, within the
+	// stream's broker.TimelineMaxPerDevice (256), so a flapping device's last hour is
+	// whole. Shorter (tests) may lose the oldest part of it.
+	MinGap time.Duration
+}
+
+func (c *TimelineConfig) setDefaults() {
+	if c.Sweep <= 0 {
+		c.Sweep = 10 * time.Second
+	}
+	if c.MinGap <= 0 {
+		c.MinGap = 15 * time.Second
+	}
+}
+
+// timelineRefresh is how old a connected device's newest record may get before it is
+// written again, unchanged: the record that says what a device was doing when the hour
+// began must still be in the stream (broker.TimelineKeep is the hour and 30 minutes).
+const timelineRefresh = 20 * time.Minute
+
+// timelineDev is what the instance knows of one device's timeline: kept while the
+// device has a socket here, and for a gap after it closed.
+type timelineDev struct {
+	here      bool      // a socket of the device is open here
+	written   string    // the state this instance wrote last ("": none)
+	writtenAt time.Time // when (cluster clock)
+	pending   string    // a state not written yet, waiting for the gap ("": none)
+	pendingAt time.Time // when the device entered it
+}
+
+type timeline struct {
+	br    *Bridge
+	store *broker.Timeline
+
+	mu     sync.Mutex
+	devs   map[string]*timelineDev // bounded by the devices with a socket here within a gap
+	writes int                     // records written (tests)
+	kick   chan struct{}
+}
+
+func newTimeline(ctx context.Context, br *Bridge) (*timeline, error) {
+	st, err := broker.NewTimeline(ctx, br.b)
+	if err != nil {
+		return nil, err
+	}
+	return &timeline{br: br, store: st, devs: map[string]*timelineDev{}, kick: make(chan struct{}, 1)}, nil
+}
+
+// connected notes that s, which holds its device's lease, is live.
+func (tl *timeline) connected(s *session) {
+	tl.note(s.device, broker.TimelineOnline, tl.br.cfg.Now(), 1)
+}
+
+// closed notes that s, which held its device's lease until now, closed.
+func (tl *timeline) closed(s *session) {
+	tl.note(s.device, broker.TimelineOffline, tl.br.cfg.Now(), -1)
+}
+
+// note records that device entered state at at; here is 1 for a socket that opened
+// here, -1 for one that closed, 0 for neither. O(1), under tl.mu: the write is the
+// loop's.
+func (tl *timeline) note(device, state string, at time.Time, here int) {
+	tl.mu.Lock()
+	d := tl.devs[device]
+	if d == nil {
+		d = &timelineDev{}
+		tl.devs[device] = d
+	}
+	switch here {
+	case 1:
+		d.here = true
+	case -1:
+		d.here = false
+	}
+	switch {
+	case state == d.written:
+		d.pending = "" // undone within the gap, or no change
+	case state != d.pending:
+		d.pending, d.pendingAt = state, at
+	}
+	tl.mu.Unlock()
+	select {
+	case tl.kick <- struct{}{}:
+	default:
+	}
+}
+
+// run writes what is due, when a change is noted and every tick, sweeps the states of
+// the tablets connected here every Timeline.Sweep, and once Shutdown began writes what
+// is still waiting (the sockets' offline records), gap or not.
+func (tl *timeline) run() {
+	cfg := tl.br.cfg.Timeline
+	t := time.NewTicker(min(time.Second, cfg.MinGap/2, cfg.Sweep))
+	defer t.Stop()
+	swept := time.Now()
+	for {
+		select {
+		case <-tl.br.stop:
+			tl.final()
+			return
+		case <-tl.kick:
+		case <-t.C:
+		}
+		if time.Since(swept) >= cfg.Sweep {
+			swept = time.Now()
+			tl.sweep()
+		}
+		tl.flush(false)
+	}
+}
+
+// final waits (at most 5 s) for the sockets Shutdown closed to finish, then writes
+// every record still waiting.
+func (tl *timeline) final() {
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		tl.br.mu.Lock()
+		n := len(tl.br.sessions)
+		tl.br.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	tl.flush(true)
+}
+
+// sweep notes the state of every tablet connected here as DeviceShown sees it: live is
+// online, behind and stale are behind, asleep is asleep.
+func (tl *timeline) sweep() {
+	now := tl.br.cfg.Now()
+	for _, s := range tl.br.liveSessions() {
+		if !s.joined.Load() {
+			continue
+		}
+		var state string
+		switch _, _, _, st := tl.br.DeviceShown(s.device, s.feed); st {
+		case StateLive:
+			state = broker.TimelineOnline
+		case StateBehind, StateStale:
+			state = broker.TimelineBehind
+		case StateAsleep:
+			state = broker.TimelineAsleep
+		default:
+			continue // offline: the lease is going, and the close says so
+		}
+		tl.note(s.device, state, now, 0)
+	}
+}
+
+// flush writes the records that are due: a device's waiting state once Timeline.MinGap
+// passed since its last record (all of them when force), a connected device's unchanged
+// state once timelineRefresh passed. It forgets the devices closed here a gap ago with
+// nothing waiting. A failed write waits for the next flush.
+func (tl *timeline) flush(force bool) {
+	now := tl.br.cfg.Now()
+	gap := tl.br.cfg.Timeline.MinGap
+	var notes []broker.TimelineNote
+	tl.mu.Lock()
+	for id, d := range tl.devs {
+		due := d.writtenAt.IsZero() || now.Sub(d.writtenAt) >= gap || force
+		switch {
+		case d.pending != "" && due:
+			notes = append(notes, broker.TimelineNote{Device: id, TimelineRecord: broker.TimelineRecord{State: d.pending, At: d.pendingAt}})
+			d.written, d.writtenAt, d.pending = d.pending, now, ""
+		case d.pending == "" && d.here && d.written != "" && now.Sub(d.writtenAt) >= timelineRefresh:
+			notes = append(notes, broker.TimelineNote{Device: id, TimelineRecord: broker.TimelineRecord{State: d.written, At: now}})
+			d.writtenAt = now
+		case d.pending == "" && !d.here && due:
+			delete(tl.devs, id)
+		}
+	}
+	tl.mu.Unlock()
+	if len(notes) == 0 {
+		return
+	}
+	failed := tl.store.Write(context.Background(), notes)
+	tl.mu.Lock()
+	tl.writes += len(notes) - len(failed)
+	for _, n := range failed {
+		d := tl.devs[n.Device]
+		if d == nil {
+			d = &timelineDev{}
+			tl.devs[n.Device] = d
+		}
+		if d.written == n.State {
+			d.written = ""
+		}
+		if d.pending == "" {
+			d.pending, d.pendingAt = n.State, n.At
+		}
+	}
+	tl.mu.Unlock()
+	if len(failed) > 0 {
+		tl.br.log.Warn("timeline records not written", slog.Int("records", len(failed)))
+	}
+}
+
+// timelineWrites is how many records the instance wrote (tests).
+func (tl *timeline) timelineWrites() int {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	return tl.writes
+}

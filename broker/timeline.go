@@ -1,0 +1,299 @@
+package broker
+
+// This file owns the devices' timelines (docs/protocol.md §6,
+// #http-get-api-admin-devices-id-timeline): the TIMELINE stream, where the instance that
+// holds a tablet's socket writes one small record per change of the tablet's state
+// (online, behind, offline, asleep), and an instance's in-memory index of that stream, from
+// which any instance draws any device's last hour.
+//
+// Bounded twice: the stream keeps at most TimelineMaxPerDevice records per device (one
+// subject each, the oldest dropped) and none older than TimelineKeep, and the writer
+// (the bridge) writes at most one record per device per gap it documents, so a tablet that
+// flaps its link costs a bounded rate and a bounded store whatever it does.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// StreamTimeline holds the devices' state changes: subject kioskfeed.timeline.<device id>.
+const StreamTimeline = "TIMELINE"
+
+const timelineSubjectPrefix = "kioskfeed.timeline."
+
+// Bounds of the timelines (docs/protocol.md §10, #limits-timeline).
+const (
+	// TimelineWindow is what a timeline answers: the last hour.
+	TimelineWindow = time.Hour
+	// TimelineKeep is the stream's age limit: past TimelineWindow by more than the
+	// bridge's refresh of an unchanged state (20 min), so the record that says what a
+	// device was doing when the hour began is still kept.
+	TimelineKeep = 90 * time.Minute
+	// TimelineMaxPerDevice is how many records the stream (and each instance's index)
+	// keeps per device, the oldest dropped first. The bridge writes at most one record
+	// per device every 15 s (240 an hour), so the last hour fits.
+	TimelineMaxPerDevice = 256
+	// timelineMaxBytes bounds the whole stream, whatever the number of devices: at
+	// about 150 bytes a record, some 440,000 records.
+	timelineMaxBytes = 64 << 20
+	// timelineWindow is how many records are written at once, in flight.
+	timelineWindow = 256
+)
+
+// Timeline states. A timeline's record is one of the first four; a span before the
+// oldest record there is is TimelineUnknown.
+const (
+	TimelineOnline  = "online"
+	TimelineBehind  = "behind"
+	TimelineOffline = "offline"
+	TimelineAsleep  = "asleep"
+	TimelineUnknown = "unknown"
+)
+
+// TimelineRecord is one change of a device's state: the state it entered, and when
+// (the cluster's clock).
+type TimelineRecord struct {
+	State string    `json:"state"`
+	At    time.Time `json:"at"`
+}
+
+// TimelineNote is a record to write, for a device.
+type TimelineNote struct {
+	Device string
+	TimelineRecord
+}
+
+// TimelineSpan is a stretch of time in one state.
+type TimelineSpan struct {
+	State string    `json:"state"`
+	From  time.Time `json:"from"`
+	To    time.Time `json:"to"`
+}
+
+// Timeline writes the TIMELINE stream (Write, the bridge) and, once Follow is called,
+// keeps every device's records in memory (Records, the admin side).
+type Timeline struct {
+	b   *Broker
+	log *slog.Logger
+
+	mu     sync.Mutex
+	devs   map[string][]TimelineRecord // oldest first, at most TimelineMaxPerDevice each
+	pruned time.Time                   // when devices without a kept record were last forgotten
+	cc     jetstream.ConsumeContext
+}
+
+// NewTimeline sets up the stream.
+func NewTimeline(ctx context.Context, b *Broker) (*Timeline, error) {
+	ctx, cancel := b.opCtx(ctx)
+	defer cancel()
+	_, err := b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:              StreamTimeline,
+		Description:       "kioskfeed: each device's state changes, for its last hour",
+		Subjects:          []string{timelineSubjectPrefix + "*"},
+		Storage:           jetstream.FileStorage,
+		Retention:         jetstream.LimitsPolicy,
+		Discard:           jetstream.DiscardOld,
+		MaxMsgsPerSubject: TimelineMaxPerDevice,
+		MaxAge:            TimelineKeep,
+		MaxBytes:          timelineMaxBytes,
+		MaxMsgSize:        1024,
+		Replicas:          b.cfg.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("set up stream %s: %w", StreamTimeline, err)
+	}
+	return &Timeline{b: b, log: b.log, devs: map[string][]TimelineRecord{}}, nil
+}
+
+// Write stores notes, timelineWindow in flight at once, each write bounded by the
+// broker's OpTimeout, and returns those that failed (to be tried again). Notes of
+// devices whose id is not a device id are dropped.
+func (t *Timeline) Write(ctx context.Context, notes []TimelineNote) (failed []TimelineNote) {
+	type write struct {
+		n TimelineNote
+		f jetstream.PubAckFuture
+	}
+	window := make([]write, 0, min(len(notes), timelineWindow))
+	await := func() {
+		wctx, cancel := t.b.opCtx(ctx)
+		defer cancel()
+		for _, w := range window {
+			select {
+			case <-w.f.Ok():
+			case <-w.f.Err():
+				failed = append(failed, w.n)
+			case <-wctx.Done():
+				failed = append(failed, w.n)
+			}
+		}
+		window = window[:0]
+	}
+	for _, n := range notes {
+		if !ValidDeviceID(n.Device) {
+			continue
+		}
+		val, _ := json.Marshal(TimelineRecord{State: n.State, At: n.At.UTC()})
+		f, err := t.b.js.PublishAsync(timelineSubjectPrefix+n.Device, val)
+		if err != nil {
+			failed = append(failed, n)
+			continue
+		}
+		if window = append(window, write{n, f}); len(window) == timelineWindow {
+			await()
+		}
+	}
+	await()
+	return failed
+}
+
+// Follow fills the in-memory index: one ordered consumer over the stream, from its
+// oldest record (at most TimelineKeep old), then every new one, from any instance. It
+// returns once the records stored before it are read, or after 5 s (the rest then
+// arrive in the background).
+func (t *Timeline) Follow(ctx context.Context) error {
+	octx, cancel := t.b.opCtx(ctx)
+	defer cancel()
+	cons, err := t.b.js.OrderedConsumer(octx, StreamTimeline, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
+	if err != nil {
+		return t.b.unavailable("follow timelines", err)
+	}
+	st, err := t.b.js.Stream(octx, StreamTimeline)
+	if err != nil {
+		return t.b.unavailable("follow timelines", err)
+	}
+	caughtUp := make(chan struct{})
+	var once sync.Once
+	if st.CachedInfo().State.Msgs == 0 {
+		once.Do(func() { close(caughtUp) })
+	}
+	cc, err := cons.Consume(func(msg jetstream.Msg) {
+		t.add(msg.Subject(), msg.Data())
+		if md, err := msg.Metadata(); err == nil && md.NumPending == 0 {
+			once.Do(func() { close(caughtUp) })
+		}
+	}, jetstream.PullHeartbeat(time.Second), jetstream.PullExpiry(10*time.Second),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			t.log.Debug("timeline consumer", slog.String("error", err.Error()))
+		}))
+	if err != nil {
+		return t.b.unavailable("follow timelines", fmt.Errorf("consume: %w", err))
+	}
+	t.mu.Lock()
+	t.cc = cc
+	t.mu.Unlock()
+	select {
+	case <-caughtUp:
+	case <-time.After(5 * time.Second):
+	case <-ctx.Done():
+	}
+	return nil
+}
+
+// Stop ends Follow's consumer. Idempotent.
+func (t *Timeline) Stop() {
+	t.mu.Lock()
+	cc := t.cc
+	t.cc = nil
+	t.mu.Unlock()
+	if cc != nil {
+		cc.Stop()
+	}
+}
+
+// add puts one stored record into the index, in time order (records of one device
+// come from several instances, and a record waits up to the writer's gap, so the
+// stream's order is not always the records' order).
+func (t *Timeline) add(subject string, data []byte) {
+	dev, ok := strings.CutPrefix(subject, timelineSubjectPrefix)
+	var rec TimelineRecord
+	if !ok || !ValidDeviceID(dev) || json.Unmarshal(data, &rec) != nil || !validTimelineState(rec.State) || rec.At.IsZero() {
+		return
+	}
+	now := t.b.Now()
+	cut := now.Add(-TimelineKeep)
+	if rec.At.Before(cut) {
+		return // the stream drops it too
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	recs := t.devs[dev]
+	i := len(recs)
+	for i > 0 && recs[i-1].At.After(rec.At) {
+		i--
+	}
+	recs = slices.Insert(recs, i, rec)
+	drop := max(len(recs)-TimelineMaxPerDevice, 0)
+	for drop < len(recs) && recs[drop].At.Before(cut) {
+		drop++
+	}
+	if drop > 0 {
+		recs = slices.Clone(recs[drop:])
+	}
+	t.devs[dev] = recs
+	if now.Sub(t.pruned) >= time.Minute {
+		t.pruned = now
+		t.pruneLocked(cut)
+	}
+}
+
+// pruneLocked forgets the devices whose every record is older than cut, as the stream
+// does: the index holds what the stream holds, within its bounds.
+func (t *Timeline) pruneLocked(cut time.Time) {
+	for d, recs := range t.devs {
+		if len(recs) == 0 || recs[len(recs)-1].At.Before(cut) {
+			delete(t.devs, d)
+		}
+	}
+}
+
+func validTimelineState(s string) bool {
+	switch s {
+	case TimelineOnline, TimelineBehind, TimelineOffline, TimelineAsleep:
+		return true
+	}
+	return false
+}
+
+// Records returns a device's records this instance has read, oldest first, none older
+// than TimelineKeep.
+func (t *Timeline) Records(device string) []TimelineRecord {
+	cut := t.b.Now().Add(-TimelineKeep)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	recs := t.devs[device]
+	i := 0
+	for i < len(recs) && recs[i].At.Before(cut) {
+		i++
+	}
+	return slices.Clone(recs[i:])
+}
+
+// TimelineSpans draws records (oldest first) as the spans from from to to: the state
+// at from is that of the newest record at or before it (TimelineUnknown if there is
+// none), and each later record that changes the state starts a span. Spans are in
+// order, none empty, adjacent ones in different states.
+func TimelineSpans(recs []TimelineRecord, from, to time.Time) []TimelineSpan {
+	state := TimelineUnknown
+	i := 0
+	for ; i < len(recs) && !recs[i].At.After(from); i++ {
+		state = recs[i].State
+	}
+	spans := []TimelineSpan{{State: state, From: from, To: to}}
+	for ; i < len(recs) && recs[i].At.Before(to); i++ {
+		last := &spans[len(spans)-1]
+		if recs[i].State == last.State {
+			continue
+		}
+		last.To = recs[i].At
+		spans = append(spans, TimelineSpan{State: recs[i].State, From: recs[i].At, To: to})
+	}
+	return spans
+}

@@ -1,0 +1,114 @@
+package broker_test
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/kioskfeed/kioskfeed/broker"
+	"github.com/kioskfeed/kioskfeed/broker/brokertest"
+)
+
+func TestTimelineSpans(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 14, 0, 0, 0, time.UTC)
+	from, to := t0, t0.Add(time.Hour)
+	at := func(min int, state string) broker.TimelineRecord {
+		return broker.TimelineRecord{State: state, At: t0.Add(time.Duration(min) * time.Minute)}
+	}
+	type span struct {
+		state    string
+		from, to int // minutes after from
+	}
+	for _, tc := range []struct {
+		name string
+		recs []broker.TimelineRecord
+		want []span
+	}{
+		{"no records", nil, []span{{"unknown", 0, 60}}},
+		{"the first record in the hour", []broker.TimelineRecord{at(20, "online")}, []span{{"unknown", 0, 20}, {"online", 20, 60}}},
+		{"an older record says how the hour began", []broker.TimelineRecord{at(-30, "online"), at(10, "offline"), at(15, "online")},
+			[]span{{"online", 0, 10}, {"offline", 10, 15}, {"online", 15, 60}}},
+		{"a record at the hour's start", []broker.TimelineRecord{at(0, "behind"), at(30, "online")}, []span{{"behind", 0, 30}, {"online", 30, 60}}},
+		{"repeats (refreshes) start no span", []broker.TimelineRecord{at(-50, "online"), at(-25, "online"), at(5, "online"), at(40, "asleep")},
+			[]span{{"online", 0, 40}, {"asleep", 40, 60}}},
+		{"records after the end are left out", []broker.TimelineRecord{at(-5, "offline"), at(70, "online")}, []span{{"offline", 0, 60}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var want []broker.TimelineSpan
+			for _, s := range tc.want {
+				want = append(want, broker.TimelineSpan{State: s.state, From: t0.Add(time.Duration(s.from) * time.Minute), To: t0.Add(time.Duration(s.to) * time.Minute)})
+			}
+			if got := broker.TimelineSpans(tc.recs, from, to); !slices.Equal(got, want) {
+				t.Fatalf("spans = %+v\nwant %+v", got, want)
+			}
+		})
+	}
+}
+
+// TestTimelineBoundPerDevice: a device's records beyond TimelineMaxPerDevice push its
+// oldest out, in the stream and in every instance's index, and records written out of
+// order (a change that waited for its gap) are read back in time order.
+func TestTimelineBoundPerDevice(t *testing.T) {
+	b := brokertest.New(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	w, err := broker.NewTimeline(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const dev, other = "dev_0000000000000000000A", "dev_0000000000000000000B"
+	base := b.Now().Add(-30 * time.Minute)
+	var notes []broker.TimelineNote
+	const n = broker.TimelineMaxPerDevice + 44
+	for i := range n {
+		state := broker.TimelineOnline
+		if i%2 == 1 {
+			state = broker.TimelineOffline
+		}
+		notes = append(notes, broker.TimelineNote{Device: dev, TimelineRecord: broker.TimelineRecord{State: state, At: base.Add(time.Duration(i) * time.Second)}})
+	}
+	notes = append(notes,
+		broker.TimelineNote{Device: other, TimelineRecord: broker.TimelineRecord{State: broker.TimelineBehind, At: base.Add(time.Minute)}},
+		broker.TimelineNote{Device: other, TimelineRecord: broker.TimelineRecord{State: broker.TimelineOnline, At: base}},
+		broker.TimelineNote{Device: "not-a-device", TimelineRecord: broker.TimelineRecord{State: broker.TimelineOnline, At: base}},
+	)
+	if failed := w.Write(ctx, notes); len(failed) != 0 {
+		t.Fatalf("%d writes failed", len(failed))
+	}
+	st, err := b.JetStream().Stream(ctx, broker.StreamTimeline)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter("kioskfeed.timeline.>"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := info.State.Subjects["kioskfeed.timeline."+dev]; got != broker.TimelineMaxPerDevice {
+		t.Fatalf("the stream keeps %d records of %d written, want %d", got, n, broker.TimelineMaxPerDevice)
+	}
+	if len(info.State.Subjects) != 2 {
+		t.Fatalf("subjects %v, want the two devices' only", info.State.Subjects)
+	}
+	r, err := broker.NewTimeline(ctx, b) // another instance's reader, started afterwards
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Follow(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer r.Stop()
+	brokertest.Eventually(t, 10*time.Second, "the reader has the records", func() bool { return len(r.Records(other)) == 2 })
+	got := r.Records(dev)
+	if len(got) != broker.TimelineMaxPerDevice {
+		t.Fatalf("%d records kept of %d written, want %d", len(got), n, broker.TimelineMaxPerDevice)
+	}
+	if first := base.Add((n - broker.TimelineMaxPerDevice) * time.Second); !got[0].At.Equal(first) {
+		t.Fatalf("oldest kept record at %v, want %v (the oldest dropped first)", got[0].At, first)
+	}
+	if o := r.Records(other); o[0].State != broker.TimelineOnline || o[1].State != broker.TimelineBehind {
+		t.Fatalf("records of %s = %+v, want online then behind (time order)", other, o)
+	}
+}
