@@ -43,6 +43,8 @@ type Bridge struct {
 	overrideShown func(deviceID, overrideID string)
 	// overrides delivers the emergency overrides (override.go).
 	overrides *overrides
+	// schedules delivers the screen schedules and tells asleep feeds (schedule.go).
+	schedules *schedules
 
 	mu       sync.Mutex
 	sessions map[string]*session // every open socket, by connection id
@@ -113,6 +115,11 @@ func New(ctx context.Context, cfg Config, b *broker.Broker, src FeedSource, auth
 		br.log.Info("no socket poller here: one reader goroutine per tablet", slog.String("reason", err.Error()))
 	}
 	rev.OnRevoke(br.revoked)
+	if br.schedules, err = newSchedules(ctx, br); err != nil {
+		br.overrides.stop()
+		br.cancel()
+		return nil, err
+	}
 	br.goSafe("heartbeat", br.heartbeat) // Shutdown cannot have begun: br is not returned yet
 	br.goSafe("shown flush", br.shown.flushLoop)
 	return br, nil
@@ -359,6 +366,7 @@ func (br *Bridge) Shutdown(ctx context.Context) error {
 	}
 	br.leases.shutdown(ctx)
 	br.overrides.stop()
+	br.schedules.stop()
 	if werr := br.waitRoutines(ctx); err == nil {
 		err = werr
 	}

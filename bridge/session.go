@@ -236,11 +236,13 @@ func (s *session) handshake(m clientMsg) {
 		return
 	}
 	inForce := br.overrides.idsFor(s.feed) // the overrides in force (override.go)
+	// The feed's schedule (schedule.go).
+	sched, schedGen := br.schedules.forWelcome(s.feed)
 	s.send(jsonFrame(map[string]any{
 		"type": "welcome", "device_id": s.device, "feed": s.feed,
 		"heartbeat_s": int(br.cfg.Heartbeat / time.Second),
 		"token_exp":   id.Expires.UTC().Format(time.RFC3339), "epoch": h.epoch,
-		"overrides": inForce,
+		"overrides": inForce, "schedule": sched,
 	}))
 	s.heardAt.Store(time.Now().UnixNano()) // the silence sweep counts from the welcome
 	// Registered (for heartbeats and revocation kicks) only once the welcome is queued:
@@ -268,6 +270,7 @@ func (s *session) handshake(m clientMsg) {
 	s.armLocked()
 	s.mu.Unlock()
 	br.overrides.sendActive(s, inForce) // after synced: the overrides in force
+	br.schedules.resend(s, schedGen)    // and a schedule changed since the welcome
 	s.joined.Store(true)
 	br.metrics.handshakes.WithLabelValues("ok").Inc()
 	br.log.Debug("tablet connected", slog.String("device_id", s.device), slog.String("feed", s.feed), slog.String("remote_addr", s.remote))

@@ -30,6 +30,10 @@ const (
 	TypeOverride = "override"
 	// TypeOverrideClear says the override Message.ID names has ended.
 	TypeOverrideClear = "override_clear"
+	// TypeSchedule is the feed's screen schedule, changed (Message.Schedule) or deleted
+	// (Message.Schedule nil); the welcome's is Welcome.Schedule (docs/protocol.md
+	// #ws-schedule). Outside its awake hours a display sleeps.
+	TypeSchedule = "schedule"
 )
 
 const (
@@ -81,6 +85,9 @@ type Message struct {
 	Data json.RawMessage
 	// Override is the override of a TypeOverride message, nil on every other.
 	Override *Override
+	// Schedule is the schedule JSON of a TypeSchedule message (docs/protocol.md
+	// #schedule-format); nil when the feed's schedule was deleted, and on other types.
+	Schedule json.RawMessage
 }
 
 // Override is an emergency override (docs/protocol.md §5 "Emergency overrides"): a
@@ -102,6 +109,9 @@ type Welcome struct {
 	TokenExp  time.Time
 	// Epoch names the event log the seqs come from; send it back with Resume.
 	Epoch string
+	// Schedule is the feed's screen schedule JSON (docs/protocol.md #schedule-format),
+	// nil when it has none.
+	Schedule json.RawMessage
 }
 
 // Resume is where a socket's catch-up starts: the newest seq shown and the epoch it
@@ -272,6 +282,7 @@ type wireMsg struct {
 	Feeds      []string        `json:"feeds"`
 	CreatedAt  string          `json:"created_at"`
 	ExpiresAt  string          `json:"expires_at"`
+	Schedule   json.RawMessage `json:"schedule"`
 }
 
 // authMsg is the client's auth message (docs/protocol.md §5 step 2).
@@ -305,9 +316,17 @@ func (c *Conn) handshake(resume Resume, deadline time.Time) error {
 	return nil
 }
 
+// scheduleJSON is a message's schedule, nil for null or none.
+func scheduleJSON(raw json.RawMessage) json.RawMessage {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil
+	}
+	return raw
+}
+
 func (c *Conn) setWelcome(m *wireMsg) {
 	c.welcome = Welcome{DeviceID: m.DeviceID, Feed: m.Feed, Epoch: m.Epoch,
-		Heartbeat: time.Duration(m.HeartbeatS) * time.Second}
+		Heartbeat: time.Duration(m.HeartbeatS) * time.Second, Schedule: scheduleJSON(m.Schedule)}
 	c.welcome.TokenExp, _ = time.Parse(time.RFC3339, m.TokenExp)
 	if c.welcome.Heartbeat <= 0 {
 		c.welcome.Heartbeat = 20 * time.Second // the protocol's default
@@ -330,7 +349,7 @@ func (c *Conn) Welcome() Welcome { return c.welcome }
 // NetConn is the TCP connection, for a load generator that simulates a dead link.
 func (c *Conn) NetConn() net.Conn { return c.nc }
 
-// Next returns the next event, reset, synced, heartbeat, override or override_clear. It answers a reauth by
+// Next returns the next event, reset, synced, heartbeat, override, override_clear or schedule. It answers a reauth by
 // itself (a fresh token, a proof over the reauth nonce); if no token can be had the
 // server closes the socket 4401 at the old token's expiry, which Next then returns. It
 // fails with ErrSilent when the server says nothing for 2.5 heartbeats, a *CloseError
@@ -342,6 +361,8 @@ func (c *Conn) Next() (Message, error) {
 			return Message{}, err
 		}
 		switch m.Type {
+		case TypeSchedule:
+			return Message{Type: m.Type, Schedule: scheduleJSON(m.Schedule)}, nil
 		case TypeEvent, TypeReset, TypeSynced, TypeHeartbeat:
 			out := Message{Type: m.Type, Seq: m.Seq, ID: m.ID, Kind: m.Kind, Data: m.Data}
 			out.Time, _ = time.Parse(time.RFC3339Nano, m.Time)

@@ -104,6 +104,9 @@ func displayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		State:  store,
 		OnWelcome: func(w client.Welcome) {
 			fmt.Fprintf(stdout, "connected: device %s, feed %s\n", w.DeviceID, w.Feed)
+			if w.Schedule != nil {
+				fmt.Fprintln(stdout, scheduleLine(w.Schedule, time.Now()))
+			}
 		},
 		OnDisconnect: func(err error, retry time.Duration) {
 			fmt.Fprintf(stderr, "disconnected (%v); reconnecting in %v\n", err, retry.Round(time.Millisecond))
@@ -178,6 +181,8 @@ func (v *terminalView) show(m client.Message) error {
 			strconv.Quote(o.Title), strconv.Quote(o.Body), o.ExpiresAt.UTC().Format(time.DateTime))
 	case client.TypeOverrideClear:
 		_, err = fmt.Fprintf(v.out, "!! ended %s\n", m.ID)
+	case client.TypeSchedule:
+		_, err = fmt.Fprintln(v.out, scheduleLine(m.Schedule, time.Now()))
 	}
 	return err
 }
