@@ -22,6 +22,8 @@ func (a *Admin) registerAPI(mux *http.ServeMux) {
 	mux.Handle("POST /api/admin/feeds/{feed}/pins", a.adminOnly(a.handleIssuePIN))
 	mux.Handle("GET /api/admin/devices", a.adminOnly(a.handleDevices))
 	mux.Handle("DELETE /api/admin/devices/{id}", a.adminOnly(a.handleRevoke))
+	mux.Handle("PATCH /api/admin/devices/{id}", a.adminOnly(a.handleEditDevice))
+	mux.Handle("POST /api/admin/devices/bulk", a.adminOnly(a.handleBulk))
 	mux.Handle("GET /api/admin/audit", a.adminOnly(a.handleAudit))
 	mux.Handle("GET /api/admin/pair-requests", a.adminOnly(a.handleListPairRequests))
 	mux.Handle("POST /api/admin/pair-requests/{user_code}/approve", a.adminOnly(a.handleApprovePairRequest))
@@ -50,8 +52,9 @@ func (a *Admin) handleIssuePIN(w http.ResponseWriter, r *http.Request) error {
 		return httpx.Errorf(httpx.CodeInvalidRequest, "feed id must match ^[a-z0-9][a-z0-9-]{0,62}$")
 	}
 	var req struct {
-		TTL     string `json:"ttl"`
-		Replace bool   `json:"replace"`
+		TTL     string   `json:"ttl"`
+		Replace bool     `json:"replace"`
+		Tags    []string `json:"tags"`
 	}
 	if err := httpx.ReadOptionalJSON(w, r, maxBody, &req); err != nil {
 		return err
@@ -64,11 +67,14 @@ func (a *Admin) handleIssuePIN(w http.ResponseWriter, r *http.Request) error {
 		}
 		ttl = d
 	}
-	pin, err := a.p.IssuePIN(r.Context(), feed, ttl, req.Replace)
+	pin, err := a.p.IssueTaggedPIN(r.Context(), feed, ttl, req.Replace, req.Tags)
 	if err != nil {
 		return err
 	}
 	detail := "expires " + pin.ExpiresAt.Format(time.RFC3339)
+	if len(pin.Tags) > 0 {
+		detail += ", tags " + tagList(pin.Tags)
+	}
 	if req.Replace {
 		detail += ", replaces the feed's devices"
 	}
@@ -78,11 +84,11 @@ func (a *Admin) handleIssuePIN(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *Admin) handleDevices(w http.ResponseWriter, r *http.Request) error {
-	feed := r.URL.Query().Get("feed")
-	if feed != "" && !broker.ValidFeedID(feed) {
-		return httpx.Errorf(httpx.CodeInvalidRequest, "feed id must match ^[a-z0-9][a-z0-9-]{0,62}$")
+	f, err := filterOf(r)
+	if err != nil {
+		return err
 	}
-	httpx.WriteJSON(w, http.StatusOK, a.DeviceViews(feed))
+	httpx.WriteJSON(w, http.StatusOK, a.Matching(f))
 	return nil
 }
 
@@ -136,14 +142,15 @@ const viaAPI = "the admin API"
 
 func (a *Admin) handleApprovePairRequest(w http.ResponseWriter, r *http.Request) error {
 	var req struct {
-		Feed    string `json:"feed"`
-		Name    string `json:"name"`
-		Replace bool   `json:"replace"`
+		Feed    string   `json:"feed"`
+		Name    string   `json:"name"`
+		Replace bool     `json:"replace"`
+		Tags    []string `json:"tags"`
 	}
 	if err := httpx.ReadOptionalJSON(w, r, maxBody, &req); err != nil {
 		return err
 	}
-	ap := pairing.Approval{Feed: req.Feed, Name: req.Name, Replace: req.Replace}
+	ap := pairing.Approval{Feed: req.Feed, Name: req.Name, Replace: req.Replace, Tags: req.Tags}
 	d, err := a.p.ApprovePairRequest(r.Context(), r.PathValue("user_code"), ap, a.addr.Of(r), viaAPI)
 	if err != nil {
 		return err

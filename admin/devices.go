@@ -28,6 +28,8 @@ type DeviceView struct {
 	LastSeen   *time.Time `json:"last_seen"`
 	RemoteAddr string     `json:"remote_addr"`
 	UserAgent  string     `json:"user_agent"`
+	// Tags are the administrator's labels (tags.go); [] when none.
+	Tags []string `json:"tags"`
 	// Proof of display (delivery.go).
 	ShownSeq uint64     `json:"shown_seq"`
 	ShownAt  *time.Time `json:"shown_at"`
@@ -45,7 +47,8 @@ func (a *Admin) DeviceViews(feed string) []DeviceView {
 	out := make([]DeviceView, len(devs))
 	for i, d := range devs {
 		online, seen := a.presence.Presence(d.ID)
-		v := DeviceView{ID: d.ID, Feed: d.Feed, Name: d.Name, PairedAt: d.PairedAt, Online: online, RemoteAddr: d.RemoteAddr, UserAgent: d.UserAgent}
+		v := viewOf(d)
+		v.Online = online
 		if !seen.IsZero() {
 			v.LastSeen = &seen
 		}
@@ -53,6 +56,15 @@ func (a *Admin) DeviceViews(feed string) []DeviceView {
 		out[i] = v
 	}
 	return out
+}
+
+// viewOf is a device's record as listed, without its presence.
+func viewOf(d pairing.Device) DeviceView {
+	tags := d.Tags
+	if tags == nil {
+		tags = []string{}
+	}
+	return DeviceView{ID: d.ID, Feed: d.Feed, Name: d.Name, PairedAt: d.PairedAt, RemoteAddr: d.RemoteAddr, UserAgent: d.UserAgent, Tags: tags}
 }
 
 // feeds are the feeds that have devices, in the device list's order: the choices of

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/nats-io/nats.go"
 
 	"github.com/kioskfeed/kioskfeed/broker"
 	"github.com/kioskfeed/kioskfeed/internal/httpx"
@@ -43,6 +44,10 @@ type Bridge struct {
 	overrideShown func(deviceID, overrideID string)
 	// overrides delivers the emergency overrides (override.go).
 	overrides *overrides
+	// moves says each device's feed (nil: moves are not followed); reloadSub takes
+	// the reload signals (fleet.go).
+	moves     Moves
+	reloadSub *nats.Subscription
 	// schedules delivers the screen schedules and tells asleep feeds (schedule.go).
 	schedules *schedules
 
@@ -115,6 +120,15 @@ func New(ctx context.Context, cfg Config, b *broker.Broker, src FeedSource, auth
 		br.log.Info("no socket poller here: one reader goroutine per tablet", slog.String("reason", err.Error()))
 	}
 	rev.OnRevoke(br.revoked)
+	if m, ok := rev.(Moves); ok {
+		br.moves = m
+		m.OnMove(br.moved)
+	}
+	if br.reloadSub, err = br.subscribeReload(); err != nil {
+		br.overrides.stop()
+		br.cancel()
+		return nil, err
+	}
 	if br.schedules, err = newSchedules(ctx, br); err != nil {
 		br.overrides.stop()
 		br.cancel()
@@ -341,6 +355,7 @@ func (br *Bridge) Shutdown(ctx context.Context) error {
 	br.draining = true
 	br.mu.Unlock()
 	br.closeAll(reasonRestarting)
+	_ = br.reloadSub.Unsubscribe()
 	close(br.stop)
 	br.cancel() // after closeAll: a handshake cut short finds its socket closing 1012
 	done := make(chan struct{})

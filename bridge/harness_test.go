@@ -263,16 +263,7 @@ func (p *pump) expectWithin(t testing.TB, typ string, d time.Duration) bridgetes
 // closed waits for the server's close and returns its code.
 func (p *pump) closed(t testing.TB, d time.Duration) int {
 	t.Helper()
-	deadline := time.After(d)
-	for {
-		select {
-		case <-p.msgs:
-		case err := <-p.done:
-			return closeCode(err)
-		case <-deadline:
-			t.Fatalf("no close within %v", d)
-		}
-	}
+	return closeCode(p.closedErr(t, d))
 }
 
 // close ends a pumped socket cleanly: the close frame is written here (writes are safe

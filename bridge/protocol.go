@@ -35,6 +35,7 @@ type clientMsg struct {
 	Proof    string          `json:"proof"`
 	Since    uint64          `json:"since"`
 	Epoch    string          `json:"epoch"`
+	Feed     string          `json:"feed"` // the feed since and epoch came from (optional)
 	Seq      json.RawMessage `json:"seq"`
 	Override json.RawMessage `json:"override"`
 }

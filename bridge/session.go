@@ -248,10 +248,17 @@ func (s *session) handshake(m clientMsg) {
 	// Registered (for heartbeats and revocation kicks) only once the welcome is queued:
 	// nothing may come before it (docs/protocol.md §5 step 3).
 	br.authenticated(s)
+	if br.checkMoved(s) {
+		return
+	}
 	if h := hooks.Load(); h != nil && h.registered != nil {
 		h.registered(br)
 	}
-	if err := s.join(ctx, h, m.Since, m.Epoch); err != nil {
+	since := m.Since
+	if m.Feed != "" && m.Feed != s.feed {
+		since = 0 // its seq is another feed's (a moved device): a reset
+	}
+	if err := s.join(ctx, h, since, m.Epoch); err != nil {
 		if errors.Is(err, errEpochChanged) {
 			s.closeWith(reasonLogRenewed)
 			return

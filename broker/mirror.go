@@ -25,6 +25,7 @@ type Mirror[T any] struct {
 	mu       sync.RWMutex
 	vals     map[string]T
 	onRemove []func(key string, old T)
+	onPut    []func(key string, old T, had bool, now T)
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -58,6 +59,16 @@ func (m *Mirror[T]) OnRemove(fn func(key string, old T)) {
 	m.mu.Unlock()
 }
 
+// OnPut registers fn to run (on the watcher's goroutine, or the goroutine of a local
+// Put, so it must not block) whenever a value is stored, with the value it replaced
+// (had is false for a new key). A write applied locally and then echoed by the watcher
+// runs fn twice, the second time with old equal to now.
+func (m *Mirror[T]) OnPut(fn func(key string, old T, had bool, now T)) {
+	m.mu.Lock()
+	m.onPut = append(m.onPut, fn)
+	m.mu.Unlock()
+}
+
 func (m *Mirror[T]) watch(w jetstream.KeyWatcher, initial chan struct{}) {
 	defer close(m.done)
 	defer w.Stop()
@@ -82,8 +93,13 @@ func (m *Mirror[T]) Put(key string, val []byte) {
 		return
 	}
 	m.mu.Lock()
+	old, had := m.vals[key]
 	m.vals[key] = v
+	hooks := m.onPut
 	m.mu.Unlock()
+	for _, fn := range hooks {
+		fn(key, old, had, v)
+	}
 }
 
 // Remove forgets key and tells the OnRemove hooks, once.
@@ -133,6 +149,16 @@ func (m *Mirror[T]) All(keep func(T) bool) []T {
 		}
 	}
 	return out
+}
+
+// Each calls fn for every key and its value, under the mirror's read lock: fn must not
+// block or call back into the mirror.
+func (m *Mirror[T]) Each(fn func(key string, v T)) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	for k, v := range m.vals {
+		fn(k, v)
+	}
 }
 
 // KV is the bucket behind the mirror, for writes.

@@ -63,12 +63,13 @@ func (a *Authority) OpenPairRequests(ctx context.Context) ([]PairRequestView, er
 }
 
 // Approval is what an administrator decides for a request: the feed the tablet joins,
-// its name (empty: the one the tablet suggested), and whether it replaces the feed's
-// devices.
+// its name (empty: the one the tablet suggested), its tags (tags.go), and whether it
+// replaces the feed's devices.
 type Approval struct {
 	Feed    string
 	Name    string
 	Replace bool
+	Tags    []string
 }
 
 // Check validates and cleans an approval's fields, with messages fit for the API and
@@ -80,7 +81,10 @@ func (ap *Approval) Check() error {
 		return httpx.Errorf(httpx.CodeInvalidRequest, `"feed" must be a feed id such as "lobby": lower-case letters, digits and hyphens`)
 	}
 	var err error
-	ap.Name, err = broker.CheckName("name", ap.Name, maxNameRunes)
+	if ap.Name, err = broker.CheckName("name", ap.Name, maxNameRunes); err != nil {
+		return err
+	}
+	ap.Tags, err = CheckTags("tags", ap.Tags)
 	return err
 }
 
@@ -161,7 +165,7 @@ func (a *Authority) ApprovePairRequest(ctx context.Context, code string, ap Appr
 	}
 	d := Device{
 		ID: deviceID, Feed: ap.Feed, Name: name, JKT: p.JKT, PairedAt: now.UTC(),
-		UserAgent: p.UserAgent, RemoteAddr: p.RemoteAddr,
+		UserAgent: p.UserAgent, RemoteAddr: p.RemoteAddr, Tags: ap.Tags,
 	}
 	if err := a.devices.add(ctx, d); err != nil {
 		// Put the request back, so that it can be approved again once NATS is back.
@@ -180,6 +184,9 @@ func (a *Authority) ApprovePairRequest(ctx context.Context, code string, ap Appr
 	detail := "approved in " + via + " for the tablet at " + p.RemoteAddr + " (key " + ShortKey(p.JKT) + ")"
 	if ap.Replace {
 		detail += ", replaces the feed's devices"
+	}
+	if len(ap.Tags) > 0 {
+		detail += ", tags " + strings.Join(ap.Tags, ",")
 	}
 	a.auditCtx(ctx, broker.AuditRecord{Type: string(broker.AuditPairApproved), Feed: d.Feed, DeviceID: d.ID, RemoteAddr: remote, Detail: detail})
 	a.log.Info("device paired by approval", slog.String("device_id", d.ID), slog.String("feed", d.Feed),

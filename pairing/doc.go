@@ -6,8 +6,9 @@
 // bridge asks on every WebSocket handshake.
 //
 // The administrators' side (their credentials, the admin API, the dashboard) is
-// package admin, which acts on devices through a small Go API here: IssuePIN,
-// RevokeDevice, OpenPairRequests, LookupPairRequest, ApprovePairRequest (the
+// package admin, which acts on devices through a small Go API here: IssuePIN (and
+// IssueTaggedPIN), RevokeDevice, UpdateDevice (a device's name and tags, or a move to
+// another feed: tags.go), OpenPairRequests, LookupPairRequest, ApprovePairRequest (the
 // compare-and-set on the request, then the device it registers) and DenyPairRequest,
 // and Devices for the list. Those calls audit under the administrator's credential that
 // admin puts in the context (broker.WithActor). pairing must not import admin.

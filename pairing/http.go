@@ -100,6 +100,7 @@ func (a *Authority) handlePair(w http.ResponseWriter, r *http.Request) error {
 	d := Device{
 		ID: newDeviceID(), Feed: req.Feed, Name: req.Name, JKT: jkt, PairedAt: a.cfg.Now().UTC(),
 		UserAgent: broker.CleanText(r.UserAgent(), maxUserAgentBytes), RemoteAddr: remote,
+		Tags: rec.Tags,
 	}
 	if err := a.devices.add(ctx, d); err != nil {
 		return a.unavailable("add device", err)

@@ -65,12 +65,15 @@ type PIN struct {
 	Feed      string    `json:"feed"`
 	ExpiresAt time.Time `json:"expires_at"`
 	Replace   bool      `json:"replace"`
+	// Tags are given to the device that pairs with the PIN (tags.go).
+	Tags []string `json:"tags,omitempty"`
 }
 
 type pinRecord struct {
 	Feed      string    `json:"feed"`
 	Replace   bool      `json:"replace"`
 	ExpiresAt time.Time `json:"expires_at"`
+	Tags      []string  `json:"tags,omitempty"`
 }
 
 type failCount struct {
@@ -132,10 +135,10 @@ func (s *pinStore) kvKey(feed, pin string) string {
 }
 
 // issue makes a new PIN for feed. A new PIN also clears the feed's wrong-guess count.
-func (s *pinStore) issue(ctx context.Context, feed string, ttl time.Duration, replace bool) (PIN, error) {
+func (s *pinStore) issue(ctx context.Context, feed string, ttl time.Duration, replace bool, tags []string) (PIN, error) {
 	ttl = ttl.Round(time.Second)
 	exp := s.now().Add(ttl).UTC().Truncate(time.Second)
-	val, _ := json.Marshal(pinRecord{Feed: feed, Replace: replace, ExpiresAt: exp})
+	val, _ := json.Marshal(pinRecord{Feed: feed, Replace: replace, ExpiresAt: exp, Tags: tags})
 	for range 3 { // a collision among open PINs is rare; try another
 		pin := randomPIN()
 		_, err := s.kv.Create(ctx, s.kvKey(feed, pin), val, jetstream.KeyTTL(ttl))
@@ -148,7 +151,7 @@ func (s *pinStore) issue(ctx context.Context, feed string, ttl time.Duration, re
 		if err := s.kv.Purge(ctx, "fail."+feed); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 			return PIN{}, err
 		}
-		return PIN{PIN: FormatPIN(pin), Feed: feed, ExpiresAt: exp, Replace: replace}, nil
+		return PIN{PIN: FormatPIN(pin), Feed: feed, ExpiresAt: exp, Replace: replace, Tags: tags}, nil
 	}
 	return PIN{}, errors.New("could not make a unique PIN")
 }
@@ -237,7 +240,16 @@ func (s *pinStore) voidFeed(ctx context.Context, feed string) error {
 // checks the bounds and audits the issue under its own actor). With replace, pairing
 // with it revokes the feed's other devices. A store failure is broker.ErrUnavailable.
 func (a *Authority) IssuePIN(ctx context.Context, feed string, ttl time.Duration, replace bool) (PIN, error) {
-	pin, err := a.pins.issue(ctx, feed, ttl, replace)
+	return a.IssueTaggedPIN(ctx, feed, ttl, replace, nil)
+}
+
+// IssueTaggedPIN is IssuePIN whose device gets tags (checked with CheckTags here too).
+func (a *Authority) IssueTaggedPIN(ctx context.Context, feed string, ttl time.Duration, replace bool, tags []string) (PIN, error) {
+	tags, err := CheckTags("tags", tags)
+	if err != nil {
+		return PIN{}, err
+	}
+	pin, err := a.pins.issue(ctx, feed, ttl, replace, tags)
 	if err != nil {
 		return PIN{}, a.unavailable("issue pin", err)
 	}

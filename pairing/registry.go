@@ -27,6 +27,8 @@ type Device struct {
 	PairedAt   time.Time `json:"paired_at"`
 	UserAgent  string    `json:"user_agent"`
 	RemoteAddr string    `json:"remote_addr"`
+	// Tags are the administrator's labels (tags.go): at most MaxTags, sorted.
+	Tags []string `json:"tags,omitempty"`
 }
 
 // Crockford's base32: no I, L, O or U, so an id read aloud or copied by hand survives.

@@ -37,6 +37,7 @@ var (
 	_ admin.Delivery         = (*bridge.Bridge)(nil)
 	_ bridge.Authenticator   = (*pairing.Authority)(nil)
 	_ bridge.Revocations     = (*pairing.Registry)(nil)
+	_ bridge.Moves           = (*pairing.Registry)(nil)
 	_ bridge.FeedSource      = (*broker.Broker)(nil)
 )
 
