@@ -318,7 +318,7 @@ func (d *Device) AuthMessage(wsURL, nonce string, resume Resume) ([]byte, error)
 	if err != nil {
 		return nil, err
 	}
-	msg, err := json.Marshal(authMsg{Type: "auth", Token: tok, Proof: proof, Since: resume.Since, Epoch: resume.Epoch})
+	msg, err := json.Marshal(authMsg{Type: "auth", Token: tok, Proof: proof, Since: resume.Since, Epoch: resume.Epoch, Feed: resume.Feed})
 	if err != nil {
 		return nil, fmt.Errorf("client: encode auth: %w", err)
 	}

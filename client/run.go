@@ -23,7 +23,8 @@ const (
 // the feed's state follows as events), TypeEvent (each seq once, in order, across
 // reconnects), TypeSynced (caught up: live from here), TypeHeartbeat, and
 // TypeOverride / TypeOverrideClear (an emergency override to show above everything, and
-// its end; Run acknowledges each override once the handler returned). An error from it
+// its end; Run acknowledges each override once the handler returned), and TypeReload
+// (an administrator asks the app to reload: a Go display may ignore it). An error from it
 // ends Run with that error.
 type Handler func(m Message) error
 
@@ -196,12 +197,16 @@ type runSession struct {
 }
 
 func (s *runSession) run(ctx context.Context) error {
-	conn, err := Connect(ctx, s.c.Device, Resume{Since: s.st.Since, Epoch: s.st.Epoch}, s.c.Socket)
+	conn, err := Connect(ctx, s.c.Device, Resume{Since: s.st.Since, Epoch: s.st.Epoch, Feed: s.st.Feed}, s.c.Socket)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
 	w := conn.Welcome()
+	if w.Feed != "" && w.Feed != s.st.Feed {
+		// Moved to another feed: the server resets us (the seq was the old feed's).
+		s.st.Feed, s.st.Since, s.dirty = w.Feed, 0, true
+	}
 	s.welcomed = time.Now()
 	if s.c.OnWelcome != nil {
 		s.c.OnWelcome(w)

@@ -30,6 +30,9 @@ const (
 	TypeOverride = "override"
 	// TypeOverrideClear says the override Message.ID names has ended.
 	TypeOverrideClear = "override_clear"
+	// TypeReload asks the display to reload its app (an administrator's bulk action,
+	// docs/protocol.md #ws-reload); a Go display may ignore it.
+	TypeReload = "reload"
 	// TypeSchedule is the feed's screen schedule, changed (Message.Schedule) or deleted
 	// (Message.Schedule nil); the welcome's is Welcome.Schedule (docs/protocol.md
 	// #ws-schedule). Outside its awake hours a display sleeps.
@@ -119,6 +122,9 @@ type Welcome struct {
 type Resume struct {
 	Since uint64
 	Epoch string
+	// Feed is the feed Since and Epoch came from (the welcome's), if known: a device
+	// moved to another feed since gets a reset instead of a catch-up.
+	Feed string
 }
 
 // SocketOptions tune a socket; the zero value is what a display wants.
@@ -292,6 +298,7 @@ type authMsg struct {
 	Proof string `json:"proof"`
 	Since uint64 `json:"since"`
 	Epoch string `json:"epoch,omitempty"`
+	Feed  string `json:"feed,omitempty"`
 }
 
 // handshake is challenge → auth → welcome, strictly in that order, by deadline.
@@ -349,7 +356,7 @@ func (c *Conn) Welcome() Welcome { return c.welcome }
 // NetConn is the TCP connection, for a load generator that simulates a dead link.
 func (c *Conn) NetConn() net.Conn { return c.nc }
 
-// Next returns the next event, reset, synced, heartbeat, override, override_clear or schedule. It answers a reauth by
+// Next returns the next event, reset, synced, heartbeat, override, override_clear, reload or schedule. It answers a reauth by
 // itself (a fresh token, a proof over the reauth nonce); if no token can be had the
 // server closes the socket 4401 at the old token's expiry, which Next then returns. It
 // fails with ErrSilent when the server says nothing for 2.5 heartbeats, a *CloseError
@@ -361,6 +368,8 @@ func (c *Conn) Next() (Message, error) {
 			return Message{}, err
 		}
 		switch m.Type {
+		case TypeReload:
+			return Message{Type: m.Type}, nil
 		case TypeSchedule:
 			return Message{Type: m.Type, Schedule: scheduleJSON(m.Schedule)}, nil
 		case TypeEvent, TypeReset, TypeSynced, TypeHeartbeat:

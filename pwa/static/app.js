@@ -15,12 +15,13 @@
 //   device.js     pairing result, tokens           auth     {device, token, tokenFetch}
 //   pin.js        pairing with a PIN (§3)
 //   code.js       pairing by code (§3b)            pairScreen {mode, flow}
-//   socket.js     the socket (§5)                  conn     {ws, watchdogTimer, heartbeatS, welcomedAt, sessionEpoch}
+//   socket.js     the socket (§5)                  conn     {ws, watchdogTimer, heartbeatS, welcomedAt, sessionEpoch, sessionFeed}
 //   reconnect.js  the reconnect policy (§5)        retry    {timer, restartUntil, attempt}
 //   view.js       the view and its saving          feed     {view, saveTimer, synced}
 //   render.js     drawing the screen               screen   {hasShown, renderQueued, freshSeq}
 //   kiosk.js      wake lock, guards, worker        wake     {lock, pending}
 //   override.js   emergency overrides (§5)         overrides {active, timer, inForce}
+//   reload.js     the reload message (§5)
 // Modules import each other by relative URL ('./socket.js'); the server rewrites those
 // to the hashed URLs it serves (pwa/doc.go). The imports form cycles, which is safe
 // because no module uses an import while it is being evaluated, only when called.
@@ -63,7 +64,7 @@ async function start() {
   restoreOverrides(); // an override in force shows even while offline
   if (validDevice(rec)) {
     auth.device = rec;
-    if (validView(saved)) feed.view = { events: saved.events, lastSeq: saved.lastSeq, epoch: text(saved.epoch) };
+    if (validView(saved)) feed.view = { events: saved.events, lastSeq: saved.lastSeq, epoch: text(saved.epoch), feed: text(saved.feed) };
     screen.hasShown = true; // the last state, marked stale until the socket is synced
     screen.freshSeq = feed.view.events.reduce((n, e) => Math.max(n, e.seq), 0);
     setStatus('stale');

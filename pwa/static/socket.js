@@ -9,6 +9,7 @@ import { feed, applyEvent, saveSoon } from './view.js';
 import { screen, setStatus, showNotLive, scheduleRender } from './render.js';
 import { keepOverrides, onOverride, onOverrideClear } from './override.js';
 import { ackSocket, ackReceived, ackRendered } from './ack.js';
+import { onReload } from './reload.js';
 
 const DEFAULT_HEARTBEAT_S = 20;
 
@@ -19,6 +20,7 @@ export const conn = {
   heartbeatS: DEFAULT_HEARTBEAT_S,
   welcomedAt: 0,       // when the current socket was welcomed; 0 if not yet
   sessionEpoch: '',    // the epoch the current socket's welcome named
+  sessionFeed: '',     // the feed it named: a view of another (a moved device) is reset
 };
 
 function wsURL() {
@@ -89,13 +91,14 @@ function onMessage(sock, raw) {
       ackSocket(sock);
       retry.restartUntil = 0; // back: later failures are failures again
       conn.sessionEpoch = typeof m.epoch === 'string' ? m.epoch : '';
+      conn.sessionFeed = typeof m.feed === 'string' ? m.feed : '';
       if (Number(m.heartbeat_s) > 0) conn.heartbeatS = Number(m.heartbeat_s);
       keepOverrides(m.overrides);
       armWatchdog();
       break;
     case 'reset':
       // The log cannot continue from our seq: the state that follows replaces all.
-      feed.view = { events: [], lastSeq: 0, epoch: conn.sessionEpoch };
+      feed.view = { events: [], lastSeq: 0, epoch: conn.sessionEpoch, feed: conn.sessionFeed };
       scheduleRender();
       saveSoon();
       break;
@@ -109,6 +112,7 @@ function onMessage(sock, raw) {
       feed.synced = true;
       screen.hasShown = true;
       feed.view.epoch = conn.sessionEpoch;
+      feed.view.feed = conn.sessionFeed;
       setStatus('live');
       saveSoon();
       break;
@@ -117,6 +121,9 @@ function onMessage(sock, raw) {
       break;
     case 'override_clear':
       onOverrideClear(m);
+      break;
+    case 'reload':
+      onReload();
       break;
     // 'heartbeat' only proves the line is alive, which armWatchdog noted.
   }
@@ -134,6 +141,7 @@ async function authenticate(sock, nonce, again) {
     const view = feed.view;
     const msg = { type: 'auth', token: value, proof, since: again ? 0 : view.lastSeq || 0 };
     if (!again && view.epoch) msg.epoch = view.epoch;
+    if (!again && view.feed) msg.feed = view.feed; // the feed lastSeq is of
     sock.authToken = value;
     sock.send(JSON.stringify(msg));
   } catch {

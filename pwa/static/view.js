@@ -51,7 +51,7 @@ export function saveView() {
   feed.saveTimer = null;
   if (!auth.device) return;
   const view = feed.view;
-  kvPut('view', { events: view.events, lastSeq: view.lastSeq, epoch: view.epoch }).catch(() => {});
+  kvPut('view', { events: view.events, lastSeq: view.lastSeq, epoch: view.epoch, feed: view.feed }).catch(() => {});
 }
 
 // validView checks a view read back from storage.
