@@ -24,11 +24,12 @@ import (
 const adminUsage = `Usage: kioskfeed admin <command> [flags]
 
 Commands (each talks to a running kioskfeed over its HTTP API):
-  pin --feed F [--replace] [--ttl 5m]       issue a pairing PIN for feed F
-  devices [--feed F]                        list paired devices
+  pin --feed F [--replace] [--ttl 5m] [--tags a,b]
+                                            issue a pairing PIN for feed F (its device gets the tags)
+  devices [--feed F] [--tag T] [--state S]  list paired devices
   revoke DEVICE_ID                          revoke a device (its socket closes, its tokens stop)
-  requests                                  tablets waiting for approval, with their codes
-  approve CODE --feed F [--name N] [--replace]
+` + adminFleetUsage + `  requests                                  tablets waiting for approval, with their codes
+  approve CODE --feed F [--name N] [--replace] [--tags a,b]
                                             pair the tablet that shows CODE with feed F
                                             (--replace revokes the feed's other devices)
   deny CODE                                 refuse the tablet that shows CODE
@@ -66,9 +67,9 @@ func adminCmd(ctx context.Context, args []string, lookupEnv func(string) (string
 		return nil
 	}
 	cmd, args := args[0], args[1:]
-	if cmd == "token" || cmd == "producer-key" {
+	if cmd == "token" || cmd == "producer-key" || cmd == "bulk" {
 		if len(args) == 0 {
-			return usageError{fmt.Sprintf("kioskfeed admin %s needs a subcommand: create, list or %s", cmd, map[string]string{"token": "revoke", "producer-key": "delete"}[cmd])}
+			return usageError{fmt.Sprintf("kioskfeed admin %s needs a subcommand: %s", cmd, map[string]string{"token": "create, list or revoke", "producer-key": "create, list or delete", "bulk": "revoke, move or reload"}[cmd])}
 		}
 		cmd, args = cmd+" "+args[0], args[1:]
 	}
@@ -84,6 +85,7 @@ func adminCmd(ctx context.Context, args []string, lookupEnv func(string) (string
 	typ := fs.String("type", "", "audit: only records of this type")
 	password := fs.String("password", "", "passwd: the new password (default: a random one)")
 	limit := fs.Int("limit", 50, "audit: how many records")
+	ff := addFleetFlags(fs) // adminfleet.go
 	// Flags may come after the arguments too (approve CODE --feed lobby).
 	positional, err := parseInterspersed(fs, args)
 	if err != nil {
@@ -114,6 +116,9 @@ func adminCmd(ctx context.Context, args []string, lookupEnv func(string) (string
 			Replace   bool      `json:"replace"`
 		}
 		body := map[string]any{"ttl": ttl.String(), "replace": *replace}
+		if *ff.tags != "" {
+			body["tags"] = splitList(*ff.tags)
+		}
 		if err := c.call(ctx, "POST", "/api/admin/feeds/"+url.PathEscape(*feed)+"/pins", body, http.StatusCreated, &pin); err != nil || c.json {
 			return err
 		}
@@ -124,15 +129,11 @@ func adminCmd(ctx context.Context, args []string, lookupEnv func(string) (string
 		fmt.Fprintln(stdout, "Enter it on the tablet's pairing screen with the feed id. It works once.")
 		return nil
 	case "devices":
-		path := "/api/admin/devices"
-		if *feed != "" {
-			path += "?feed=" + url.QueryEscape(*feed)
-		}
 		var devs []map[string]any
-		if err := c.call(ctx, "GET", path, nil, http.StatusOK, &devs); err != nil || c.json {
+		if err := c.call(ctx, "GET", devicesPath(*feed, ff), nil, http.StatusOK, &devs); err != nil || c.json {
 			return err
 		}
-		return c.table(devs, "device_id", "feed", "name", "online", "last_seen", "paired_at", "remote_addr")
+		return c.table(devs, "device_id", "feed", "name", "tags", "state", "online", "last_seen", "paired_at", "remote_addr")
 	case "revoke":
 		id, err := oneArg("device id")
 		if err != nil {
@@ -166,6 +167,9 @@ func adminCmd(ctx context.Context, args []string, lookupEnv func(string) (string
 			DeviceID string `json:"device_id"`
 		}
 		body := map[string]any{"feed": *feed, "name": *name, "replace": *replace}
+		if *ff.tags != "" {
+			body["tags"] = splitList(*ff.tags)
+		}
 		if err := c.call(ctx, "POST", "/api/admin/pair-requests/"+url.PathEscape(code)+"/approve", body, http.StatusOK, &res); err != nil || c.json {
 			return err
 		}
@@ -261,6 +265,9 @@ func adminCmd(ctx context.Context, args []string, lookupEnv func(string) (string
 		fmt.Fprintf(stdout, "deleted producer key %s\n", id)
 		return nil
 	default:
+		if handled, err := adminFleetCmd(ctx, c, fs, cmd, positional, *feed, *name, ff, stdout); handled {
+			return err
+		}
 		fmt.Fprint(stderr, adminUsage)
 		return usageError{fmt.Sprintf("unknown admin command %q", cmd)}
 	}
