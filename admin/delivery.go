@@ -21,7 +21,7 @@ import (
 type Delivery interface {
 	// DeviceShown reports a device's newest shown seq and when it came (zero if never),
 	// how many of its feed's events came after it (lag), and its state: live, behind,
-	// stale or offline (asleep is reserved for screen schedules).
+	// stale, offline or asleep (#device-state).
 	DeviceShown(deviceID, feed string) (seq uint64, at time.Time, lag int, state string)
 }
 

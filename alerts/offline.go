@@ -129,6 +129,10 @@ func (o *offlineRule) tick(ctx context.Context, stop <-chan struct{}) {
 		if !have {
 			continue // never seen online: no alert
 		}
+		if o.s.asleep(d.Feed) { // quiet hours (quiet.go): the offline time starts at the wake
+			o.offFrom[d.ID] = now
+			continue
+		}
 		if st.Offline != nil {
 			if !st.Offline.Published {
 				o.raise(ctx, d, offlineEpisode, st.Offline.Since, true)
@@ -312,6 +316,8 @@ func (o *offlineRule) checkBehind(ctx context.Context, d Device, have bool, now 
 	}
 	st, _ := o.states.Get(d.ID)
 	switch disp.DisplayState(d.ID, d.Feed) {
+	case "asleep": // quiet hours: behind time starts again at the wake
+		delete(o.behindFrom, d.ID)
 	case "live":
 		delete(o.behindFrom, d.ID)
 		if st.Behind != nil {

@@ -1,8 +1,13 @@
 package bridge_test
 
 import (
+	"encoding/json"
 	"net/http"
 	"testing"
+	"time"
+
+	"github.com/kioskfeed/kioskfeed/broker/brokertest"
+	"github.com/kioskfeed/kioskfeed/pairing/pairingtest"
 )
 
 // TestScheduleDelivery: the welcome names the feed's schedule (null without one); a
@@ -51,4 +56,49 @@ func TestScheduleDelivery(t *testing.T) {
 	if m := p.expect(t, "schedule"); m.Str("feed") != "lobby" || m.Fields["schedule"] != nil {
 		t.Fatalf("after the delete: %s; want \"schedule\":null", m.Raw)
 	}
+}
+
+// TestScheduleAsleepState: a device of a feed scheduled asleep now is asleep in the
+// devices list, connected or not, and awake again (live) once the schedule is deleted;
+// a device of another feed is unaffected (docs/protocol.md #device-state).
+func TestScheduleAsleepState(t *testing.T) {
+	s := startStack(t, stackOpts{})
+	lobby, hall := s.pair(t, "lobby"), s.pair(t, "hall")
+	off := s.pair(t, "lobby") // never connects
+	for _, tab := range []*pairingtest.Tablet{lobby, hall} {
+		c, _ := s.connect(t, tab, 0, "")
+		startPump(c).expect(t, "synced")
+	}
+	states := func() map[string]string {
+		_, raw := s.call(t, "GET", "/api/admin/devices", "")
+		var l []struct {
+			ID    string `json:"device_id"`
+			State string `json:"state"`
+		}
+		if err := json.Unmarshal(raw, &l); err != nil {
+			t.Fatalf("devices list %s: %v", raw, err)
+		}
+		out := map[string]string{}
+		for _, d := range l {
+			out[d.ID] = d.State
+		}
+		return out
+	}
+	if st := states(); st[lobby.DeviceID] != "live" || st[off.DeviceID] != "offline" {
+		t.Fatalf("before any schedule: %v", st)
+	}
+	if status, raw := s.call(t, "PUT", "/api/admin/feeds/lobby/schedule", `{"time_zone":"UTC","week":{}}`); status != http.StatusOK {
+		t.Fatalf("PUT: %d %s", status, raw)
+	}
+	brokertest.Eventually(t, 5*time.Second, "the lobby's devices asleep", func() bool {
+		st := states()
+		return st[lobby.DeviceID] == "asleep" && st[off.DeviceID] == "asleep" && st[hall.DeviceID] == "live"
+	})
+	if status, raw := s.call(t, "DELETE", "/api/admin/feeds/lobby/schedule", ""); status != http.StatusNoContent {
+		t.Fatalf("DELETE: %d %s", status, raw)
+	}
+	brokertest.Eventually(t, 5*time.Second, "the lobby awake again", func() bool {
+		st := states()
+		return st[lobby.DeviceID] == "live" && st[off.DeviceID] == "offline"
+	})
 }

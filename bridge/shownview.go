@@ -17,8 +17,8 @@ const (
 	StateBehind  = "behind"
 	StateStale   = "stale"
 	StateOffline = "offline"
-	// StateAsleep is reserved for screen schedules, which do not exist yet: never
-	// returned.
+	// StateAsleep: the device's feed is scheduled asleep now (schedule.go), whether
+	// its socket is connected or not.
 	StateAsleep = "asleep"
 )
 
@@ -47,13 +47,14 @@ const maxFeedSnaps = 4096
 // feed's events after that seq the instance can see (the newest WindowSize of the feed
 // when a hub of it runs here, else those among the stream's newest WindowSize seqs; so
 // for a device further behind, lag is a lower bound) — and its state:
+//   - asleep: the feed's schedule says asleep now (its screen is dark by design);
 //   - offline: no live connection (no lease held by a live instance);
 //   - stale: connected for longer than Shown.BehindAfter, the feed has events, and no shown
 //     arrived since the connection began (its socket answers pings, but its app confirms
 //     nothing);
 //   - behind: lag > Shown.BehindEvents, or lag > 0 and the oldest event it has not shown was
 //     stored more than Shown.BehindAfter ago;
-//   - live: otherwise. (asleep is reserved for schedules: never returned.)
+//   - live: otherwise.
 func (br *Bridge) DeviceShown(deviceID, feed string) (seq uint64, at time.Time, lag int, state string) {
 	rec, ok := br.shown.get(deviceID)
 	seq, at = rec.Seq, rec.time()
@@ -67,6 +68,8 @@ func (br *Bridge) DeviceShown(deviceID, feed string) (seq uint64, at time.Time, 
 		since = l.Since
 	}
 	switch {
+	case br.schedules.asleep(feed):
+		state = StateAsleep
 	case !online:
 		state = StateOffline
 	case (!ok || at.Before(since.Truncate(time.Millisecond))) && snap.head > 0 && now.Sub(since) > br.cfg.Shown.BehindAfter:

@@ -23,6 +23,7 @@ type alertFleet struct {
 var (
 	_ alerts.Fleet   = alertFleet{}
 	_ alerts.Display = alertFleet{}
+	_ alerts.Quiet   = alertFleet{}
 )
 
 func (f alertFleet) Devices() []alerts.Device {
@@ -41,6 +42,9 @@ func (f alertFleet) DisplayState(deviceID, feed string) string {
 	_, _, _, state := f.presence.DeviceShown(deviceID, feed)
 	return state
 }
+
+// Asleep is whether the feed is scheduled asleep, for the quiet hours.
+func (f alertFleet) Asleep(feed string) bool { return f.presence.Asleep(feed) }
 
 // startAlerts starts the alert rules and the webhook deliveries (docs/protocol.md §12).
 func startAlerts(ctx context.Context, cfg config.Config, b *broker.Broker, auth *pairing.Authority, br *bridge.Bridge, log *slog.Logger) (*alerts.Service, error) {
