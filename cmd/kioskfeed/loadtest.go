@@ -17,6 +17,7 @@ import (
 
 // loadtestCmd runs the load tool, or one of its child processes (worker, nats-server),
 // which it starts as "kioskfeed loadtest worker" and "kioskfeed loadtest nats-server".
+// "kioskfeed loadtest centrifugo" builds (once) and prints the pinned Centrifugo.
 func loadtestCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 {
 		switch args[0] {
@@ -31,6 +32,15 @@ func loadtestCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 				return usageError{err.Error()}
 			}
 			return loadtest.RunNATSServer(ctx, *port, *wsPort)
+		case "centrifugo":
+			// The Centrifugo the tool measures beside kioskfeed: built on first use
+			// (go tool task test runs this first, so no test waits for the build).
+			exe, err := loadtest.CentrifugoBinary(ctx, "", func(f string, a ...any) { fmt.Fprintf(stderr, f+"\n", a...) })
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(stdout, exe)
+			return nil
 		}
 	}
 	fs := flag.NewFlagSet("kioskfeed loadtest", flag.ContinueOnError)
@@ -142,6 +152,8 @@ func printLoadTable(w io.Writer, r *loadtest.Result, o loadtest.Options) {
 		fmt.Fprintf(tw, "back and synced after restart\t%.2f s (%.0f handshakes/s)\t\n", r.ReconnectAllS, r.HandshakesPerS)
 	}
 	fmt.Fprintf(tw, "server CPU, %s idle\t%.2f %% of a core\t\n", o.Idle, r.IdleLeaseCPUPct)
+	fmt.Fprintf(tw, "server CPU, publish window (%.1f s)\t%.1f %% of a core, %.1f µs per delivery\t\n", r.FanoutWindowS, r.FanoutServerCPUPct, r.FanoutServerCPUUsPerDelivery)
+	fmt.Fprintf(tw, "JetStream writes, publish window\t%.1f /s (shown records %.1f /s)\t\n", r.FanoutJSWritesPerS, r.FanoutJSShownWritesPerS)
 	fmt.Fprintf(tw, "server RSS empty / paired\t%.1f / %.1f MiB\t\n", mib(r.ServerRSSEmptyBytes), mib(r.ServerRSSPairedBytes))
 	fmt.Fprintf(tw, "server RSS with tablets: after connect / after idle\t%.1f / %.1f MiB\t\n", mib(r.ServerRSSAfterConnectBytes), mib(r.ServerRSSTabletsBytes))
 	fmt.Fprintf(tw, "server goroutines paired / tablets\t%.0f / %.0f\t\n", r.GoroutinesPaired, r.GoroutinesTablets)
