@@ -44,6 +44,8 @@ type Bridge struct {
 	overrideShown func(deviceID, overrideID string)
 	// overrides delivers the emergency overrides (override.go).
 	overrides *overrides
+	// timeline writes the devices' state changes (timeline.go).
+	timeline *timeline
 	// moves says each device's feed (nil: moves are not followed); reloadSub takes
 	// the reload signals (fleet.go).
 	moves     Moves
@@ -114,6 +116,11 @@ func New(ctx context.Context, cfg Config, b *broker.Broker, src FeedSource, auth
 		br.cancel()
 		return nil, err
 	}
+	if br.timeline, err = newTimeline(ctx, br); err != nil {
+		br.overrides.stop()
+		br.cancel()
+		return nil, err
+	}
 	if pollingDisabled {
 		br.log.Info("socket poller disabled: one reader goroutine per tablet")
 	} else if br.poller, err = newPoller(); err != nil {
@@ -136,6 +143,7 @@ func New(ctx context.Context, cfg Config, b *broker.Broker, src FeedSource, auth
 	}
 	br.goSafe("heartbeat", br.heartbeat) // Shutdown cannot have begun: br is not returned yet
 	br.goSafe("shown flush", br.shown.flushLoop)
+	br.goSafe("timeline", br.timeline.run)
 	return br, nil
 }
 

@@ -107,6 +107,11 @@ func (s *session) cleanup() {
 	if h != nil {
 		h.detach(s)
 	}
+	if rev != 0 {
+		// Before the remove (Shutdown's last timeline flush waits for the sessions to be
+		// gone) and the release (a next socket's online comes after it).
+		s.br.timeline.closed(s)
+	}
 	s.br.remove(s)
 	if rev != 0 && !(s.br.cfg.LeasesEndWithProcess && s.br.isDraining()) {
 		s.br.leases.release(s.device, rev)

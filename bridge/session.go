@@ -279,6 +279,7 @@ func (s *session) handshake(m clientMsg) {
 	br.overrides.sendActive(s, inForce) // after synced: the overrides in force
 	br.schedules.resend(s, schedGen)    // and a schedule changed since the welcome
 	s.joined.Store(true)
+	br.timeline.connected(s) // online in the device's timeline (timeline.go)
 	br.metrics.handshakes.WithLabelValues("ok").Inc()
 	br.log.Debug("tablet connected", slog.String("device_id", s.device), slog.String("feed", s.feed), slog.String("remote_addr", s.remote))
 }

@@ -16,6 +16,7 @@ package bridge
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -67,6 +68,10 @@ type timeline struct {
 	devs   map[string]*timelineDev // bounded by the devices with a socket here within a gap
 	writes int                     // records written (tests)
 	kick   chan struct{}
+
+	// deadWritten are the connections held by instances that are gone whose offline
+	// this instance wrote (deadHolders): the loop's only, bounded by those leases.
+	deadWritten map[string]bool
 }
 
 func newTimeline(ctx context.Context, br *Bridge) (*timeline, error) {
@@ -74,7 +79,7 @@ func newTimeline(ctx context.Context, br *Bridge) (*timeline, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &timeline{br: br, store: st, devs: map[string]*timelineDev{}, kick: make(chan struct{}, 1)}, nil
+	return &timeline{br: br, store: st, devs: map[string]*timelineDev{}, kick: make(chan struct{}, 1), deadWritten: map[string]bool{}}, nil
 }
 
 // connected notes that s, which holds its device's lease, is live.
@@ -176,6 +181,59 @@ func (tl *timeline) sweep() {
 			continue // offline: the lease is going, and the close says so
 		}
 		tl.note(s.device, state, now, 0)
+	}
+	tl.deadHolders(now)
+}
+
+// deadHolders writes offline for each device whose lease is held by an instance that is
+// gone: it died without writing its sockets' offline records. Every instance notices it
+// (within lease_ttl, when the dead instance's liveness key expires, and a sweep) and
+// writes the record with the Nats-Msg-Id offline/<device>/<connection>, so the stream
+// keeps the first. A sweep walks the lease mirror once (some 1 ms at 10,000 devices)
+// and asks once per other instance whether it lives (cached for a second).
+func (tl *timeline) deadHolders(now time.Time) {
+	l := tl.br.leases
+	type held struct{ dev, inst, conn string }
+	var others []held
+	l.mirror.Each(func(dev string, r leaseRecord) {
+		if r.Instance != l.instance {
+			others = append(others, held{dev, r.Instance, r.Conn})
+		}
+	})
+	alive := map[string]bool{}
+	dead := map[string]bool{}
+	var notes []broker.TimelineNote
+	for _, h := range others {
+		a, ok := alive[h.inst]
+		if !ok {
+			a = l.instanceAliveCached(h.inst, now)
+			alive[h.inst] = a
+		}
+		if a {
+			continue
+		}
+		dead[h.conn] = true
+		if !tl.deadWritten[h.conn] {
+			notes = append(notes, broker.TimelineNote{Device: h.dev, ID: "offline/" + h.dev + "/" + h.conn,
+				TimelineRecord: broker.TimelineRecord{State: broker.TimelineOffline, At: now}})
+		}
+	}
+	for c := range tl.deadWritten {
+		if !dead[c] {
+			delete(tl.deadWritten, c) // taken over, or released
+		}
+	}
+	if len(notes) == 0 {
+		return
+	}
+	failed := map[string]bool{}
+	for _, n := range tl.store.Write(context.Background(), notes) {
+		failed[n.ID] = true
+	}
+	for _, n := range notes {
+		if !failed[n.ID] {
+			tl.deadWritten[strings.TrimPrefix(n.ID, "offline/"+n.Device+"/")] = true
+		}
 	}
 }
 

@@ -65,9 +65,12 @@ type TimelineRecord struct {
 	At    time.Time `json:"at"`
 }
 
-// TimelineNote is a record to write, for a device.
+// TimelineNote is a record to write, for a device. ID, when set, is its Nats-Msg-Id:
+// records that several instances write alike are kept once (the stream's duplicate
+// window, 2 min).
 type TimelineNote struct {
 	Device string
+	ID     string
 	TimelineRecord
 }
 
@@ -141,7 +144,11 @@ func (t *Timeline) Write(ctx context.Context, notes []TimelineNote) (failed []Ti
 			continue
 		}
 		val, _ := json.Marshal(TimelineRecord{State: n.State, At: n.At.UTC()})
-		f, err := t.b.js.PublishAsync(timelineSubjectPrefix+n.Device, val)
+		var opts []jetstream.PublishOpt
+		if n.ID != "" {
+			opts = append(opts, jetstream.WithMsgID(n.ID))
+		}
+		f, err := t.b.js.PublishAsync(timelineSubjectPrefix+n.Device, val, opts...)
 		if err != nil {
 			failed = append(failed, n)
 			continue
