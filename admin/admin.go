@@ -134,6 +134,10 @@ func New(ctx context.Context, cfg Config, b *broker.Broker, p *pairing.Authority
 		a.tokens.stop()
 		return nil, err
 	}
+	if err = a.dash.parseFleet(); err != nil { // fleetpage.go
+		a.tokens.stop()
+		return nil, err
+	}
 	if a.overrides, err = broker.NewOverrides(ctx, b); err != nil {
 		a.tokens.stop()
 		return nil, err
@@ -178,6 +182,7 @@ func (a *Admin) Register(mux *http.ServeMux) {
 	a.registerOverrides(mux)
 	a.registerSchedules(mux)
 	a.registerWebhooks(mux)
+	a.registerFleetPages(mux)
 	a.registerTimeline(mux)
 }
 

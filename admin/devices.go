@@ -90,6 +90,8 @@ type devicesBody struct {
 	Feeds    []feedGroup
 	Form     pinForm
 	Requests []pairing.PairRequestView // open pair requests, oldest first
+	// Fleet is the filter and the bulk actions on it (fleetpage.go).
+	Fleet fleetFilter
 }
 
 type pinForm struct {
@@ -101,6 +103,9 @@ type pinForm struct {
 func (d *dashboard) devicesPage(w http.ResponseWriter, r *http.Request, s adminSession) {
 	v := d.base(s, "Devices", "devices")
 	v.Notice = notices[r.URL.Query().Get("notice")]
+	if n := fleetNotice(r.URL.Query()); n != "" {
+		v.Notice = n
+	}
 	d.renderDevices(w, r, http.StatusOK, v, pinForm{Minutes: int(pairing.DefaultPINTTL / time.Minute)})
 }
 
@@ -110,8 +115,13 @@ func (d *dashboard) renderDevices(w http.ResponseWriter, r *http.Request, status
 		d.fail(w, err)
 		return
 	}
+	filter, problem := pageFilter(r.URL.Query())
+	if problem != "" && v.Error == "" {
+		v.Error = problem
+	}
+	matched := d.a.Matching(filter)
 	var groups []feedGroup
-	for _, dv := range d.a.DeviceViews("") { // sorted by feed
+	for _, dv := range matched { // sorted by feed
 		if len(groups) == 0 || groups[len(groups)-1].Name != dv.Feed {
 			groups = append(groups, feedGroup{Name: dv.Feed})
 		}
@@ -121,7 +131,7 @@ func (d *dashboard) renderDevices(w http.ResponseWriter, r *http.Request, status
 			g.Online++
 		}
 	}
-	v.Body = devicesBody{Online: d.a.presence.OnlineCount(), Feeds: groups, Form: form, Requests: requests}
+	v.Body = devicesBody{Online: d.a.presence.OnlineCount(), Feeds: groups, Form: form, Requests: requests, Fleet: d.fleetOf(filter, len(matched))}
 	d.render(w, status, "devices", v)
 }
 
