@@ -127,3 +127,43 @@ func waitSubErr(s *centSub, d time.Duration) error {
 	}
 	return nil
 }
+
+// TestWorkerCentrifugo drives the same Centrifugo through a worker's commands, as a run
+// does: cent_connect from several source addresses with tokens the worker signs, a
+// phase, the publications, collect.
+func TestWorkerCentrifugo(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 12*time.Minute)
+	defer cancel()
+	exe, err := CentrifugoBinary(ctx, "", t.Logf)
+	if err != nil {
+		t.Fatalf("no centrifugo %s to measure against: %v", CentrifugoVersion, err)
+	}
+	p, err := startCentrifugo(ctx, exe, t.TempDir(), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.stop() })
+	w := &worker{ctx: ctx}
+	defer w.shutdown()
+	const n, events = 12, 10
+	rep := w.do(command{Op: "cent_connect", WSURL: p.wsURL(), Addr: fmt.Sprintf("127.0.0.1:%d", p.port), Origin: p.origin,
+		Subject: centChannel, N: n, Sources: sources(3, 3), Ramp: 4, KeyPEM: p.keyPEM, NamePrefix: "w3-", Timeout: timeoutMS(time.Minute)})
+	if rep.Err != "" || rep.Failed != 0 || rep.N != n {
+		t.Fatalf("cent_connect: %+v", rep)
+	}
+	if rep := w.do(command{Op: "phase", Target: "nats", Phase: 1, Events: events}); rep.N != n {
+		t.Fatalf("phase: %+v", rep)
+	}
+	for i := 1; i <= events; i++ {
+		if err := p.publish(ctx, centChannel, payload(256, 1, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep = w.do(command{Op: "collect", Target: "nats", Events: events, Timeout: timeoutMS(time.Minute)})
+	if rep.Err != "" || len(rep.Latencies) != n*events || rep.Missing != 0 || rep.Duplicates != 0 {
+		t.Fatalf("collect: %d latencies of %d, %d missing, %d repeated, %q", len(rep.Latencies), n*events, rep.Missing, rep.Duplicates, rep.Err)
+	}
+	if rep := w.do(command{Op: "cent_connect", KeyPEM: "not a key", N: 1}); rep.Err == "" {
+		t.Fatal("cent_connect with a bad key: no error")
+	}
+}

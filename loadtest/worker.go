@@ -36,6 +36,9 @@ type command struct {
 	Ack    bool   `json:"ack,omitempty"`  // acknowledge events with shown, at most once a second
 
 	Subject string `json:"subject,omitempty"`
+	// cent_connect: the key that signs the subscribers' connection tokens (PKCS#8 PEM);
+	// the users are NamePrefix plus a number.
+	KeyPEM string `json:"key_pem,omitempty"`
 
 	// phase, collect, await_sync
 	Target  string `json:"target,omitempty"` // "tablets" or "nats"
@@ -82,7 +85,8 @@ type reply struct {
 	Violations int     `json:"violations,omitempty"`
 }
 
-// worker holds one child process's tablets and NATS subscribers.
+// worker holds one child process's tablets and its peers' subscribers (NATS or
+// Centrifugo: one peer at a time).
 type worker struct {
 	ctx     context.Context
 	tctx    context.Context // the tablets' loops run under it, until disconnect
@@ -143,6 +147,8 @@ func (w *worker) do(cmd command) reply {
 		return w.connect(ctx, cmd)
 	case "nats_connect":
 		return w.natsConnect(ctx, cmd)
+	case "cent_connect":
+		return w.centConnect(ctx, cmd)
 	case "disconnect":
 		if w.cancelT != nil {
 			w.cancelT()

@@ -206,11 +206,23 @@ func closeCounts(tablets []*tablet) map[string]int {
 
 // natsConnect opens cmd.N raw NATS WebSocket subscribers on cmd.Subject.
 func (w *worker) natsConnect(ctx context.Context, cmd command) reply {
+	return w.openSubs(ctx, cmd, func(i int) (*natsSub, func(context.Context), error) {
+		s := &natsSub{src: net.ParseIP(cmd.Sources[i%len(cmd.Sources)]), url: cmd.WSURL, addr: cmd.Addr, subject: cmd.Subject, ready: make(chan struct{})}
+		return s, s.run, nil
+	})
+}
+
+// openSubs starts cmd.N peer subscribers made by newSub (what it records, and the loop
+// that runs it), cmd.Ramp connecting at a time, and waits until each is ready or failed.
+func (w *worker) openSubs(ctx context.Context, cmd command, newSub func(i int) (*natsSub, func(context.Context), error)) reply {
 	nctx, cancel := context.WithCancel(w.ctx)
 	w.cancelN = cancel
 	gate := make(chan struct{}, max(cmd.Ramp, 1))
 	for i := range cmd.N {
-		s := &natsSub{src: net.ParseIP(cmd.Sources[i%len(cmd.Sources)]), url: cmd.WSURL, addr: cmd.Addr, subject: cmd.Subject, ready: make(chan struct{})}
+		s, run, err := newSub(i)
+		if err != nil {
+			return reply{Err: err.Error()}
+		}
 		w.subs = append(w.subs, s)
 		w.wg.Add(1)
 		go func() {
@@ -227,7 +239,7 @@ func (w *worker) natsConnect(ctx context.Context, cmd command) reply {
 				}
 				<-gate
 			}()
-			s.run(nctx)
+			run(nctx)
 		}()
 	}
 	rep := reply{N: cmd.N}
