@@ -52,7 +52,7 @@ func (d *dashboard) decide(w http.ResponseWriter, r *http.Request, s adminSessio
 		}
 		http.Redirect(w, r, "/admin?notice=denied", http.StatusSeeOther)
 	case "approve":
-		ap := pairing.Approval{Feed: r.PostForm.Get("feed"), Name: r.PostForm.Get("name"), Replace: r.PostForm.Get("replace") != ""}
+		ap := pairing.Approval{Feed: r.PostForm.Get("feed"), Name: r.PostForm.Get("name"), Replace: r.PostForm.Get("replace") != "", Tags: splitTags(r.PostForm.Get("tags"))}
 		if err := ap.Check(); err != nil {
 			// Show the request again with the problem; the lookup is not a guess when the
 			// code is still open.

@@ -98,6 +98,7 @@ type pinForm struct {
 	Feed    string
 	Minutes int
 	Replace bool
+	Tags    string // as typed: comma- or space-separated
 }
 
 func (d *dashboard) devicesPage(w http.ResponseWriter, r *http.Request, s adminSession) {
@@ -141,11 +142,13 @@ type pinBody struct {
 	ExpiresAt time.Time
 	Replace   bool
 	Minutes   int
+	Tags      []string
 }
 
 func (d *dashboard) issuePIN(w http.ResponseWriter, r *http.Request, s adminSession) {
 	a := d.a
-	form := pinForm{Feed: strings.TrimSpace(r.PostForm.Get("feed")), Replace: r.PostForm.Get("replace") != ""}
+	form := pinForm{Feed: strings.TrimSpace(r.PostForm.Get("feed")), Replace: r.PostForm.Get("replace") != "", Tags: r.PostForm.Get("tags")}
+	tags, tagErr := pairing.CheckTags("tags", splitTags(form.Tags))
 	minutes, err := strconv.Atoi(strings.TrimSpace(r.PostForm.Get("ttl")))
 	form.Minutes = minutes
 	var problem string
@@ -154,6 +157,8 @@ func (d *dashboard) issuePIN(w http.ResponseWriter, r *http.Request, s adminSess
 		problem = "A feed id is lower-case letters, digits and hyphens, such as lobby or floor-2."
 	case err != nil || minutes < 1 || minutes > maxPINMinutes:
 		problem = fmt.Sprintf("A PIN can be valid for 1 to %d minutes.", maxPINMinutes)
+	case tagErr != nil:
+		problem = messageOf(tagErr)
 	}
 	if problem != "" {
 		v := d.base(s, "Devices", "devices")
@@ -161,18 +166,21 @@ func (d *dashboard) issuePIN(w http.ResponseWriter, r *http.Request, s adminSess
 		d.renderDevices(w, r, http.StatusBadRequest, v, form)
 		return
 	}
-	pin, err := a.p.IssuePIN(r.Context(), form.Feed, time.Duration(minutes)*time.Minute, form.Replace)
+	pin, err := a.p.IssueTaggedPIN(r.Context(), form.Feed, time.Duration(minutes)*time.Minute, form.Replace, tags)
 	if err != nil {
 		d.fail(w, err)
 		return
 	}
 	detail := "expires " + pin.ExpiresAt.Format(time.RFC3339) + ", from the dashboard"
+	if len(pin.Tags) > 0 {
+		detail += ", tags " + tagList(pin.Tags)
+	}
 	if form.Replace {
 		detail += ", replaces the feed's devices"
 	}
 	a.audit(r.Context(), broker.AuditRecord{Type: string(broker.AuditPinIssued), Feed: form.Feed, RemoteAddr: a.addr.Of(r), Detail: detail})
 	v := d.base(s, "Pairing PIN", "devices")
-	v.Body = pinBody{Code: pin.PIN, Feed: pin.Feed, ExpiresAt: pin.ExpiresAt, Replace: pin.Replace, Minutes: minutes}
+	v.Body = pinBody{Code: pin.PIN, Feed: pin.Feed, ExpiresAt: pin.ExpiresAt, Replace: pin.Replace, Minutes: minutes, Tags: pin.Tags}
 	d.render(w, http.StatusOK, "pin", v)
 }
 

@@ -128,10 +128,7 @@ func backQuery(r *http.Request) string {
 
 // editTags is POST /admin/devices/{id}/tags: the tags field, comma- or space-separated.
 func (d *dashboard) editTags(w http.ResponseWriter, r *http.Request, s adminSession) {
-	tags := strings.FieldsFunc(r.PostForm.Get("tags"), func(c rune) bool { return c == ',' || c == ' ' })
-	if tags == nil {
-		tags = []string{}
-	}
+	tags := splitTags(r.PostForm.Get("tags"))
 	back := backQuery(r)
 	_, err := d.a.EditDevice(r, r.PathValue("id"), pairing.DeviceChange{Tags: &tags}, viaDashboard)
 	var he *httpx.Error
@@ -194,6 +191,15 @@ func (d *dashboard) bulk(w http.ResponseWriter, r *http.Request, s adminSession)
 	more := url.Values{"bulk": {req.Action}, "matched": {strconv.Itoa(resp.Matched)}, "done": {strconv.Itoa(resp.Done)},
 		"failed": {strconv.Itoa(resp.Failed)}, "nc": {strconv.Itoa(count[OutcomeNotConnected])}, "unchanged": {strconv.Itoa(count[OutcomeUnchanged])}}
 	http.Redirect(w, r, devicesURL(back, more), http.StatusSeeOther)
+}
+
+// splitTags reads a form's tags field: comma- or space-separated ([] for none).
+func splitTags(s string) []string {
+	tags := strings.FieldsFunc(s, func(c rune) bool { return c == ',' || c == ' ' })
+	if tags == nil {
+		return []string{}
+	}
+	return tags
 }
 
 // defaultPINForm is the PIN form as the devices page first shows it.

@@ -1,6 +1,7 @@
 package admin_test
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -76,5 +77,39 @@ func TestDashboardFleet(t *testing.T) {
 	}
 	if d := s.admin(t, "GET", "/api/admin/devices", nil); len(d.list) != 0 {
 		t.Fatalf("devices after revoking all: %s", d.raw)
+	}
+}
+
+// TestDashboardTagsAtPairing: the PIN form and the approve form give the new device
+// their tags, and refuse a bad one with the reason.
+func TestDashboardTagsAtPairing(t *testing.T) {
+	s := startDashboard(t, manyPairs)
+	c, token := s.login(t)
+	p := s.post(t, "/admin/pins", c, withToken(token, "feed", "lobby", "ttl", "5", "tags", "floor/2"))
+	if p.status != http.StatusBadRequest || !strings.Contains(p.body, "is not a tag") {
+		t.Fatalf("PIN form with a bad tag: %d", p.status)
+	}
+	p = s.post(t, "/admin/pins", c, withToken(token, "feed", "lobby", "ttl", "5", "tags", "Floor-2, reception"))
+	if p.status != http.StatusOK || !strings.Contains(p.body, "gets the tags floor-2, reception") {
+		t.Fatalf("PIN form with tags: %d", p.status)
+	}
+	tab := s.tablet(t)
+	if err := tab.Pair(bg, "lobby", strings.TrimSpace(byID(t, p.body, "pin-value")), "left"); err != nil {
+		t.Fatal(err)
+	}
+	pr := s.request(t, s.codeTablet(t), "hall screen")
+	p = s.post(t, "/admin/approve", c, withToken(token, "code", pr.UserCode, "action", "approve", "feed", "hall", "tags", "a b c d e f g h i"))
+	if p.status != http.StatusBadRequest || !strings.Contains(p.body, "at most 8 tags") {
+		t.Fatalf("approve with nine tags: %d", p.status)
+	}
+	p = s.post(t, "/admin/approve", c, withToken(token, "code", pr.UserCode, "action", "approve", "feed", "hall", "tags", "entrance"))
+	if p.status != http.StatusSeeOther {
+		t.Fatalf("approve with a tag: %d", p.status)
+	}
+	for _, want := range []struct{ feed, tags string }{{"lobby", "[floor-2 reception]"}, {"hall", "[entrance]"}} {
+		d := s.admin(t, "GET", "/api/admin/devices?feed="+want.feed, nil)
+		if len(d.list) != 1 || fmt.Sprint(d.list[0]["tags"]) != want.tags {
+			t.Errorf("devices of %s: %s, want tags %s", want.feed, d.raw, want.tags)
+		}
 	}
 }
