@@ -14,6 +14,14 @@ const ack = {
   timer: null,
 };
 
+// held says whether acknowledgements wait: while the screen is scheduled asleep
+// (schedule.js) what is rendered is not on screen; ackRendered at the wake sends it.
+let held = () => false;
+
+export function ackHold(fn) {
+  held = fn;
+}
+
 // ackSocket starts over for a new socket (at its welcome).
 export function ackSocket(sock) {
   clearTimeout(ack.timer);
@@ -29,7 +37,7 @@ export function ackReceived(sock, seq) {
 // ackRendered: everything received so far is on screen.
 export function ackRendered() {
   ack.rendered = ack.seen;
-  if (ack.rendered <= ack.sent || ack.timer) return;
+  if (ack.rendered <= ack.sent || ack.timer || held()) return;
   const wait = ack.lastAt + ACK_EVERY_MS - Date.now();
   if (wait > 0) ack.timer = setTimeout(flush, wait);
   else flush();
@@ -38,7 +46,7 @@ export function ackRendered() {
 function flush() {
   ack.timer = null;
   const sock = ack.sock;
-  if (!sock || sock.readyState !== WebSocket.OPEN || ack.rendered <= ack.sent) return;
+  if (!sock || sock.readyState !== WebSocket.OPEN || ack.rendered <= ack.sent || held()) return;
   sock.send(JSON.stringify({ type: 'shown', seq: ack.rendered }));
   ack.sent = ack.rendered;
   ack.lastAt = Date.now();

@@ -22,6 +22,7 @@
 //   kiosk.js      wake lock, guards, worker        wake     {lock, pending}
 //   override.js   emergency overrides (§5)         overrides {active, timer, inForce}
 //   reload.js     the reload message (§5)
+//   schedule.js   screen schedules (§5, §6)        sleep    {spec, fromServer, asleep, timer}
 // Modules import each other by relative URL ('./socket.js'); the server rewrites those
 // to the hashed URLs it serves (pwa/doc.go). The imports form cycles, which is safe
 // because no module uses an import while it is being evaluated, only when called.
@@ -35,6 +36,7 @@ import { feed, validView } from './view.js';
 import { $, screen, setStatus, showView, text } from './render.js';
 import { installKioskGuards, keepAwake, registerServiceWorker } from './kiosk.js';
 import { restoreOverrides } from './override.js';
+import { restoreSchedule } from './schedule.js';
 
 async function start() {
   installKioskGuards();
@@ -62,6 +64,7 @@ async function start() {
   }
   const [rec, saved] = loaded || [];
   restoreOverrides(); // an override in force shows even while offline
+  restoreSchedule(); // and the screen sleeps on time
   if (validDevice(rec)) {
     auth.device = rec;
     if (validView(saved)) feed.view = { events: saved.events, lastSeq: saved.lastSeq, epoch: text(saved.epoch), feed: text(saved.feed) };

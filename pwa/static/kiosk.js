@@ -10,13 +10,14 @@ const SW_UPDATE_MS = 6 * 60 * 60 * 1000;
 export const wake = {
   lock: null,
   pending: false, // a request is in flight
+  suspended: false, // the screen is scheduled asleep (schedule.js): ask for no lock
 };
 
 // keepAwake holds a screen Wake Lock while visible. The browser drops it whenever
 // the page is hidden, so visibilitychange asks again; a refusal (battery saver, no
 // user gesture yet) is retried on the next touch.
 export async function keepAwake() {
-  if (wake.lock || wake.pending || !navigator.wakeLock || document.visibilityState !== 'visible') return;
+  if (wake.lock || wake.pending || wake.suspended || !navigator.wakeLock || document.visibilityState !== 'visible') return;
   wake.pending = true;
   try {
     const lock = await navigator.wakeLock.request('screen');

@@ -10,6 +10,7 @@ import { screen, setStatus, showNotLive, scheduleRender } from './render.js';
 import { keepOverrides, onOverride, onOverrideClear } from './override.js';
 import { ackSocket, ackReceived, ackRendered } from './ack.js';
 import { onReload } from './reload.js';
+import { onSchedule } from './schedule.js';
 
 const DEFAULT_HEARTBEAT_S = 20;
 
@@ -94,6 +95,7 @@ function onMessage(sock, raw) {
       conn.sessionFeed = typeof m.feed === 'string' ? m.feed : '';
       if (Number(m.heartbeat_s) > 0) conn.heartbeatS = Number(m.heartbeat_s);
       keepOverrides(m.overrides);
+      if ('schedule' in m) onSchedule(m.schedule); // the feed's, or null: none
       armWatchdog();
       break;
     case 'reset':
@@ -124,6 +126,9 @@ function onMessage(sock, raw) {
       break;
     case 'reload':
       onReload();
+      break;
+    case 'schedule':
+      onSchedule(m.schedule);
       break;
     // 'heartbeat' only proves the line is alive, which armWatchdog noted.
   }
