@@ -93,10 +93,10 @@ func TestBrowserScheduleCases(t *testing.T) {
 // TestBrowserSleepWake: in real Chromium, with the page's clock stepped by the test and
 // a browser zone (Tokyo) other than the schedule's (Berlin): the tablet falls asleep at
 // its schedule's boundary (the dim clock of Berlin's time up, the feed hidden, the
-// wake lock released, the socket still connected on both ends), an emergency override
-// still shows (and holds the wake lock) while asleep, it keeps
-// taking events, and wakes at the next boundary showing the newest event published
-// while it slept, which it then acknowledges.
+// wake lock released, the socket still connected on both ends); an emergency override
+// still shows (and holds the wake lock) while asleep; it keeps taking events, and wakes
+// at the next boundary showing the newest event published while it slept, which it
+// then acknowledges.
 func TestBrowserSleepWake(t *testing.T) {
 	dir, addr := t.TempDir(), freeAddr(t)
 	sys := startSystem(t, dir, addr)
