@@ -148,3 +148,71 @@ func (p *pump) expectNot(t testing.TB, typ, not string) bridgetest.Msg {
 		}
 	}
 }
+
+// TestMovedTabletWithoutFeedIsReset: a client that does not send its feed with auth
+// (bridgetest's does not) and comes back from a move with a since of the old feed gets
+// a reset and the new feed's state, not a catch-up of the new feed from that seq.
+func TestMovedTabletWithoutFeedIsReset(t *testing.T) {
+	s := startStack(t, stackOpts{})
+	tab := s.pair(t, "lobby")
+	hall, err := s.b.Publish(bg, "hall", broker.EventInput{Kind: "state", Data: json.RawMessage(`{"feed":"hall"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lobby, err := s.b.Publish(bg, "lobby", broker.EventInput{Kind: "state", Data: json.RawMessage(`{"feed":"lobby"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, w := s.connect(t, tab, 0, "")
+	epoch := w.Str("epoch")
+	events, reset, _, err := c.Collect(wait)
+	if err != nil || !reset || len(events) != 1 || events[0].Seq() != lobby.Seq {
+		t.Fatalf("first catch-up: %v reset %v, %v; want the lobby state", seqsOf(events), reset, err)
+	}
+	p := startPump(c)
+	if a := s.bulk(t, `{"action":"move","filter":{"devices":["`+tab.DeviceID+`"]},"feed":"hall"}`); a["done"] != float64(1) {
+		t.Fatalf("bulk move: %v", a)
+	}
+	if code := p.closed(t, 2*time.Second); code != 4401 {
+		t.Fatalf("moved socket: %d, want 4401", code)
+	}
+	if err := tab.Refresh(bg); err != nil {
+		t.Fatal(err)
+	}
+	// Catching up on hall from the lobby seq would send nothing (hall's state is older).
+	c, w = s.connect(t, tab, lobby.Seq, epoch)
+	if w.Str("feed") != "hall" || w.Str("epoch") != epoch {
+		t.Fatalf("welcome after the move: %s", w.Raw)
+	}
+	events, reset, _, err = c.Collect(wait)
+	if err != nil || !reset || len(events) != 1 || events[0].Seq() != hall.Seq {
+		t.Fatalf("catch-up after the move: %v reset %v, %v; want a reset and hall's state %d", seqsOf(events), reset, err, hall.Seq)
+	}
+	// Until it has an event of hall newer than the move, each reconnect is a reset (the
+	// cost of not saying its feed); a since past the move is hall's: a catch-up, as ever.
+	next, err := s.b.Publish(bg, "hall", brokerItem())
+	if err != nil {
+		t.Fatal(err)
+	}
+	reconnect := func(since uint64) ([]bridgetest.Msg, bool) {
+		t.Helper()
+		_ = c.Abort()
+		brokertest.Eventually(t, 10*time.Second, "the lease to be free", func() bool { on, _ := s.br.Presence(tab.DeviceID); return !on })
+		c, _ = s.connect(t, tab, since, epoch)
+		events, reset, _, err := c.Collect(wait)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return events, reset
+	}
+	if events, reset := reconnect(hall.Seq); !reset || len(events) != 2 || events[1].Seq() != next.Seq {
+		t.Fatalf("reconnect from hall's state (older than the move): %v reset %v; want a reset with hall's state and item", seqsOf(events), reset)
+	}
+	after, err := s.b.Publish(bg, "hall", brokerItem())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if events, reset := reconnect(next.Seq); reset || len(events) != 1 || events[0].Seq() != after.Seq {
+		t.Fatalf("reconnect from hall's item (newer than the move): %v reset %v; want just %d", seqsOf(events), reset, after.Seq)
+	}
+}

@@ -255,7 +255,7 @@ func (s *session) handshake(m clientMsg) {
 		h.registered(br)
 	}
 	since := m.Since
-	if m.Feed != "" && m.Feed != s.feed {
+	if m.Feed != "" && m.Feed != s.feed || m.Feed == "" && since <= id.MovedSeq {
 		since = 0 // its seq is another feed's (a moved device): a reset
 	}
 	if err := s.join(ctx, h, since, m.Epoch); err != nil {

@@ -15,6 +15,10 @@ type Identity struct {
 	// Expires is when the access token stops being valid; the bridge asks for re-auth
 	// before then.
 	Expires time.Time
+	// MovedSeq, for a device moved from another feed, is the newest seq of that feed
+	// when it moved: a since up to it, from a tablet that does not say its feed, is
+	// the old feed's (docs/protocol.md #bulk-actions). 0: never moved.
+	MovedSeq uint64
 }
 
 // Why an authentication failed, as the bridge's close codes need it (docs/protocol.md §5).

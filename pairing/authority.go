@@ -248,7 +248,7 @@ func (a *Authority) Authenticate(ctx context.Context, token, proof, nonce, htu s
 	if d.JKT != jkt || d.Feed != claims.Feed {
 		return broker.Identity{}, fmt.Errorf("%w: token does not match the device record", broker.ErrCredentialInvalid)
 	}
-	return broker.Identity{DeviceID: d.ID, Feed: d.Feed, Expires: claims.Expires}, nil
+	return broker.Identity{DeviceID: d.ID, Feed: d.Feed, Expires: claims.Expires, MovedSeq: d.MovedSeq}, nil
 }
 
 // reasonOf is the short, fixed reason of a proof or token refusal.

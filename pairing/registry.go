@@ -29,6 +29,9 @@ type Device struct {
 	RemoteAddr string    `json:"remote_addr"`
 	// Tags are the administrator's labels (tags.go): at most MaxTags, sorted.
 	Tags []string `json:"tags,omitempty"`
+	// MovedSeq is the newest seq of the feed the device was last moved from, at the
+	// move (tags.go): the bridge resets a tablet whose since is not past it.
+	MovedSeq uint64 `json:"moved_seq,omitempty"`
 }
 
 // Crockford's base32: no I, L, O or U, so an id read aloud or copied by hand survives.

@@ -72,6 +72,8 @@ type DeviceChange struct {
 	// token is for the new feed, and its live socket is closed 4401 on whichever
 	// instance holds it (the bridge hears it through OnMove).
 	Feed string
+	// movedSeq is the old feed's newest seq, recorded with a move (UpdateDevice).
+	movedSeq uint64
 }
 
 // Check validates and cleans the change, with messages fit for the API.
@@ -122,8 +124,8 @@ func (r *Registry) update(ctx context.Context, id string, ch DeviceChange) (befo
 		if ch.Tags != nil {
 			after.Tags = *ch.Tags
 		}
-		if ch.Feed != "" {
-			after.Feed = ch.Feed
+		if ch.Feed != "" && ch.Feed != before.Feed {
+			after.Feed, after.MovedSeq = ch.Feed, ch.movedSeq
 		}
 		val, _ := json.Marshal(after)
 		if _, err := r.m.KV().Update(ctx, id, val, e.Revision()); err != nil {
@@ -165,6 +167,16 @@ func (a *Authority) UpdateDevice(ctx context.Context, id string, ch DeviceChange
 	}
 	if !broker.ValidDeviceID(id) {
 		return Device{}, Device{}, false, nil
+	}
+	if ch.Feed != "" {
+		// Read before the move: a since up to the old feed's newest seq is that feed's.
+		// (Its events stored between this read and its socket's close, within 2 s, are
+		// not covered: clients that send their feed with auth need no bound.)
+		if d, ok := a.devices.Device(id); ok && d.Feed != ch.Feed {
+			if ch.movedSeq, err = a.b.LastSeq(ctx, d.Feed); err != nil {
+				return Device{}, Device{}, false, err
+			}
+		}
 	}
 	before, after, found, err = a.devices.update(ctx, id, ch)
 	if err != nil {
