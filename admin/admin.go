@@ -134,6 +134,10 @@ func New(ctx context.Context, cfg Config, b *broker.Broker, p *pairing.Authority
 		a.tokens.stop()
 		return nil, err
 	}
+	if err = a.dash.parseSchedulesPage(); err != nil {
+		a.tokens.stop()
+		return nil, err
+	}
 	if err = a.dash.parseFleet(); err != nil { // fleetpage.go
 		a.tokens.stop()
 		return nil, err

@@ -31,6 +31,7 @@ func (a *Admin) registerSchedules(mux *http.ServeMux) {
 	mux.Handle("PUT /api/admin/feeds/{feed}/schedule", a.adminOnly(a.handlePutSchedule))
 	mux.Handle("GET /api/admin/feeds/{feed}/schedule", a.adminOnly(a.handleGetSchedule))
 	mux.Handle("DELETE /api/admin/feeds/{feed}/schedule", a.adminOnly(a.handleDeleteSchedule))
+	a.dash.registerSchedulesPage(mux)
 }
 
 // scheduleView is fs with its state at now.

@@ -14,6 +14,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -181,6 +183,20 @@ func (s *Schedules) Get(feed string) (FeedSchedule, bool) {
 		return FeedSchedule{}, false
 	}
 	return e.fs, true
+}
+
+// All lists the stored schedules by feed id.
+func (s *Schedules) All() []FeedSchedule {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]FeedSchedule, 0, len(s.byFeed))
+	for _, e := range s.byFeed {
+		if !e.deleted {
+			out = append(out, e.fs)
+		}
+	}
+	slices.SortFunc(out, func(x, y FeedSchedule) int { return strings.Compare(x.Feed, y.Feed) })
+	return out
 }
 
 // Asleep reports whether feed is scheduled asleep at now (a feed without a schedule

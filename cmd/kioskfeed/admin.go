@@ -28,7 +28,7 @@ Commands (each talks to a running kioskfeed over its HTTP API):
                                             issue a pairing PIN for feed F (its device gets the tags)
   devices [--feed F] [--tag T] [--state S]  list paired devices
   revoke DEVICE_ID                          revoke a device (its socket closes, its tokens stop)
-` + adminFleetUsage + `  requests                                  tablets waiting for approval, with their codes
+` + adminFleetUsage + adminScheduleUsage + `  requests                                  tablets waiting for approval, with their codes
   approve CODE --feed F [--name N] [--replace] [--tags a,b]
                                             pair the tablet that shows CODE with feed F
                                             (--replace revokes the feed's other devices)
@@ -85,6 +85,8 @@ func adminCmd(ctx context.Context, args []string, lookupEnv func(string) (string
 	typ := fs.String("type", "", "audit: only records of this type")
 	password := fs.String("password", "", "passwd: the new password (default: a random one)")
 	limit := fs.Int("limit", 50, "audit: how many records")
+	setSchedule := fs.String("set", "", "schedule: store the schedule JSON in this file")
+	deleteSchedule := fs.Bool("delete", false, "schedule: delete the feed's schedule")
 	ff := addFleetFlags(fs) // adminfleet.go
 	// Flags may come after the arguments too (approve CODE --feed lobby).
 	positional, err := parseInterspersed(fs, args)
@@ -128,6 +130,12 @@ func adminCmd(ctx context.Context, args []string, lookupEnv func(string) (string
 		}
 		fmt.Fprintln(stdout, "Enter it on the tablet's pairing screen with the feed id. It works once.")
 		return nil
+	case "schedule":
+		f, err := oneArg("feed id")
+		if err != nil {
+			return err
+		}
+		return adminSchedule(ctx, c, f, *setSchedule, *deleteSchedule, stdout)
 	case "devices":
 		var devs []map[string]any
 		if err := c.call(ctx, "GET", devicesPath(*feed, ff), nil, http.StatusOK, &devs); err != nil || c.json {
