@@ -9,7 +9,8 @@
 //     of auth_fail per device or address and of pair_approve_fail per address, and
 //     device_revoked). Every instance evaluates every rule; each alert is published with
 //     a Nats-Msg-Id that every instance derives alike, so the stream's duplicate window
-//     (DuplicateWindow) keeps one.
+//     (DuplicateWindow) keeps one. A Fleet that is also a [Quiet] keeps quiet hours: no
+//     offline or behind alert for a device whose feed is scheduled asleep (quiet.go).
 //   - Webhooks (webhooks.go): a KV registry of at most MaxWebhooks receivers, each with
 //     the alert types it wants and the secret its deliveries are signed with.
 //   - Delivery (deliver.go): a durable consumer shared by every instance fans each alert

@@ -11,8 +11,10 @@ package bridge
 // others. Nothing that holds Bridge.mu or a session's lock calls in here.
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
+	"slices"
 	"sync"
 	"time"
 
@@ -27,8 +29,13 @@ type schedules struct {
 
 	mu    sync.Mutex
 	gen   uint64                    // counts the changes, so a welcome can tell it missed one
-	feeds map[string]feedSchedFrame // feeds whose schedule changed since start: at most the feeds ever scheduled
+	feeds map[string]feedSchedFrame // every feed with a schedule, and the deleted ones (at most maxDeletedFrames)
 }
+
+// maxDeletedFrames bounds the deleted schedules kept (for resend): past it they are
+// dropped, the oldest first; a tablet welcomed before a delete and registered after
+// it is the only one that needed one.
+const maxDeletedFrames = broker.MaxSchedules
 
 type feedSchedFrame struct {
 	gen   uint64
@@ -70,10 +77,30 @@ func (s *schedules) changed(feed string, fs *broker.FeedSchedule) {
 	p, _ := json.Marshal(m)
 	f := feedSchedFrame{gen: s.gen, spec: m.Schedule, frame: textFrame(p)}
 	s.feeds[feed] = f
+	if fs == nil {
+		s.dropDeletedLocked()
+	}
 	for _, sess := range s.br.liveSessions() {
 		if sess.feed == feed {
 			sess.send(f.frame)
 		}
+	}
+}
+
+// dropDeletedLocked drops the oldest deleted schedules past maxDeletedFrames.
+func (s *schedules) dropDeletedLocked() {
+	var deleted []string
+	for feed, f := range s.feeds {
+		if f.spec == nil {
+			deleted = append(deleted, feed)
+		}
+	}
+	if len(deleted) <= maxDeletedFrames {
+		return
+	}
+	slices.SortFunc(deleted, func(a, b string) int { return cmp.Compare(s.feeds[a].gen, s.feeds[b].gen) })
+	for _, feed := range deleted[:len(deleted)-maxDeletedFrames] {
+		delete(s.feeds, feed)
 	}
 }
 
