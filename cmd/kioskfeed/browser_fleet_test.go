@@ -111,3 +111,45 @@ func TestBrowserFleetFilterAndReload(t *testing.T) {
 		t.Fatalf("dashboard CSP violations: %v", v)
 	}
 }
+
+// TestBrowserMovedTablet: in real Chromium, a tablet on lobby moved to hall by a bulk
+// action reconnects by itself and shows hall's state (older than what it showed of
+// lobby, so only a reset brings it), then hall's events and none of lobby's.
+func TestBrowserMovedTablet(t *testing.T) {
+	sys := startSystem(t, t.TempDir(), freeAddr(t))
+	admin := newBrowser(t, "", 1280, 900)
+	adminLogin(t, admin, sys.base, sys.password)
+	pin := issuePIN(t, admin, "lobby")
+	tablet := newBrowser(t, t.TempDir(), 1280, 800)
+	if err := chromedp.Do(tablet, injectOnEveryDocument(socketWatch)); err != nil {
+		t.Fatal(err)
+	}
+	pairTablet(t, tablet, sys.base, "lobby", pin)
+	key := adminAPI(t, sys, "POST", "/api/admin/producer-keys", `{"name":"move test","feeds":["lobby","hall"]}`)["key"].(string)
+	producerPublish(t, sys.base, key, "hall", "state", `{"title":"Hall"}`)
+	producerPublish(t, sys.base, key, "lobby", "state", `{"title":"Lobby"}`)
+	showing := func(title string) string {
+		return `document.querySelector('#title').textContent === '` + title + `' && document.querySelector('#status').dataset.state === 'live'`
+	}
+	waitJS(t, tablet, showing("Lobby"), 15*time.Second)
+	id := adminAPIList(t, sys, "/api/admin/devices")[0]["device_id"].(string)
+
+	res := adminAPI(t, sys, "POST", "/api/admin/devices/bulk", `{"action":"move","filter":{"devices":["`+id+`"]},"feed":"hall"}`)
+	if res["done"] != float64(1) {
+		t.Fatalf("bulk move: %v", res)
+	}
+	waitJS(t, tablet, showing("Hall"), 20*time.Second)
+	// Lobby's next event first: if the tablet still got lobby's, it would show before hall's.
+	producerPublish(t, sys.base, key, "lobby", "item", `{"text":"lobby news"}`)
+	producerPublish(t, sys.base, key, "hall", "item", `{"text":"hall news"}`)
+	waitJS(t, tablet, `document.querySelector('#items').textContent.includes('hall news')`, 10*time.Second)
+	if raw, _ := chromedp.Run(tablet, chromedp.Evaluate[string](`document.querySelector('#items').textContent + '|' + document.querySelector('#title').textContent`)); strings.Contains(raw, "lobby news") || !strings.HasSuffix(raw, "|Hall") {
+		t.Fatalf("the moved tablet shows %q: want hall's state and item, nothing of lobby's", raw)
+	}
+	if raw, _ := chromedp.Run(tablet, chromedp.Evaluate[string](`JSON.stringify(window.__ws)`)); !strings.Contains(raw, `"maxOpen":1`) || strings.Contains(raw, `"made":1,`) {
+		t.Fatalf("sockets: %s; want a second socket after the move, never two open", raw)
+	}
+	if row := adminAPIList(t, sys, "/api/admin/devices?feed=hall"); len(row) != 1 || row[0]["device_id"] != id {
+		t.Fatalf("hall's devices: %v", row)
+	}
+}
