@@ -185,6 +185,7 @@ type Broker struct {
 func New(ctx context.Context, cfg Config) (*Broker, error) {
 	cfg.setDefaults()
 	b := &Broker{cfg: cfg, log: cfg.Logger, metrics: newMetrics(cfg.Registerer)}
+	b.registerStreamMetrics(cfg.Registerer)
 	var err error
 	if b.clientAddr, err = httpx.NewClientAddr(cfg.TrustedProxies); err != nil {
 		return nil, err

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -181,6 +182,68 @@ func TestRun(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dir, name+".log")); err != nil {
 			t.Errorf("log of %s: %v", name, err)
 		}
+	}
+}
+
+// TestRunAckMeasuresServer: a short run whose tablets acknowledge every event reports
+// the server's CPU over the idle and the publish window, and what it stored in JetStream
+// then: each event once in FEEDS, and the shown records in their bucket (flushed every
+// 300 ms here, so a window of some seconds holds several flushes).
+func TestRunAckMeasuresServer(t *testing.T) {
+	exe := kioskfeedBinary(t)
+	dir := t.TempDir()
+	var progress bytes.Buffer
+	logOnFailure(t, dir, &progress)
+
+	const tablets, events = 100, 12
+	res, err := Run(t.Context(), Options{
+		Exe:       exe,
+		Tablets:   tablets,
+		PerWorker: 50,
+		Events:    events,
+		Rate:      4,
+		Idle:      time.Second,
+		Settle:    300 * time.Millisecond,
+		Timeout:   3 * time.Minute,
+		NoRestart: true,
+		NoNATS:    true,
+		Ack:       true,
+		Dir:       dir,
+		Progress:  &progress,
+		ServerEnv: []string{"KIOSKFEED_SHOWN_FLUSH_EVERY=300ms"},
+	})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	raw, _ := json.Marshal(res)
+	t.Logf("result: %s", raw)
+	if res.Deliveries != tablets*events || res.Missing != 0 || res.Duplicates != 0 {
+		t.Fatalf("deliveries %d (missing %d, repeated %d), want %d (0, 0)", res.Deliveries, res.Missing, res.Duplicates, tablets*events)
+	}
+	// 12 events at 4/s: the first and the last publish are 2.75 s apart.
+	if res.FanoutWindowS < 2.75 {
+		t.Errorf("FanoutWindowS = %g, want >= 2.75 (it holds every publish)", res.FanoutWindowS)
+	}
+	// The server read 1,200 deliveries' worth of sockets and stored 12 events with an
+	// fsync each: more than nothing; and never more than every core the whole window.
+	ceiling := float64(100*runtime.NumCPU()) + 5
+	if res.FanoutServerCPUPct <= 0 || res.FanoutServerCPUPct > ceiling {
+		t.Errorf("FanoutServerCPUPct = %g, want in (0, %g]", res.FanoutServerCPUPct, ceiling)
+	}
+	if want := res.FanoutServerCPUPct / 100 * res.FanoutWindowS * 1e6 / float64(res.Deliveries); res.FanoutServerCPUUsPerDelivery <= 0 || res.FanoutServerCPUUsPerDelivery > 1.01*want+1 || res.FanoutServerCPUUsPerDelivery < 0.99*want-1 {
+		t.Errorf("FanoutServerCPUUsPerDelivery = %g, want the window's CPU over the deliveries, %g", res.FanoutServerCPUUsPerDelivery, want)
+	}
+	if res.IdleLeaseCPUPct < 0 || res.IdleLeaseCPUPct > ceiling || res.IdleServerCPUMs < 0 {
+		t.Errorf("idle CPU %g %% (%g ms), want in [0, %g]", res.IdleLeaseCPUPct, res.IdleServerCPUMs, ceiling)
+	}
+	if got := res.FanoutJSWrites["FEEDS"]; got != events {
+		t.Errorf("FEEDS stored %g messages in the publish window, want the %d events (all: %v)", got, events, res.FanoutJSWrites)
+	}
+	if got := res.FanoutJSWrites[shownStream]; got < 1 {
+		t.Errorf("%s stored %g messages in the publish window, want the acks' flushes (all: %v)", shownStream, got, res.FanoutJSWrites)
+	}
+	if res.FanoutJSShownWritesPerS <= 0 || res.FanoutJSWritesPerS < res.FanoutJSShownWritesPerS+float64(events)/res.FanoutWindowS-0.01 {
+		t.Errorf("JetStream writes %g/s, shown %g/s: want shown > 0 and all >= shown + events", res.FanoutJSWritesPerS, res.FanoutJSShownWritesPerS)
 	}
 }
 

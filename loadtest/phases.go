@@ -60,6 +60,10 @@ func (r *run) idle(ctx context.Context, pairedRSS int64) error {
 	if err != nil {
 		return err
 	}
+	cpu, err := StartCPU(r.server.pid())
+	if err != nil {
+		return err
+	}
 	r.res.GoroutinesTablets, _ = scrapeMetric(ctx, r.base+"/metrics", "go_goroutines")
 	r.res.HeapInuseTablets, _ = scrapeMetric(ctx, r.base+"/metrics", "go_memstats_heap_inuse_bytes")
 	r.logf("idle for %s with %d tablets (RSS %.1f MiB)", r.opts.Idle, r.opts.Tablets, float64(before.RSS)/(1<<20))
@@ -68,11 +72,16 @@ func (r *run) idle(ctx context.Context, pairedRSS int64) error {
 		return ctx.Err()
 	case <-time.After(r.opts.Idle):
 	}
+	span, err := cpu.End()
+	if err != nil {
+		return err
+	}
 	after, err := readProc(r.server.pid())
 	if err != nil {
 		return err
 	}
-	r.res.IdleLeaseCPUPct = 100 * (after.CPU - before.CPU).Seconds() / r.opts.Idle.Seconds()
+	r.res.IdleLeaseCPUPct = span.Pct()
+	r.res.IdleServerCPUMs = float64(span.CPU.Milliseconds())
 	// The reading after the idle period, when the connect storm's garbage has had time
 	// to be collected (Go collects at least every 2 minutes, so an idle of 150 s or more
 	// gives the steady state); the reading just after the storm is kept beside it.
@@ -170,15 +179,59 @@ func (r *run) collect(target, group string, n int) ([]int32, int, int, error) {
 
 func (r *run) fanout(ctx context.Context) error {
 	r.logf("fan-out: %d events at %g/s to %d tablets", r.opts.Events, r.opts.Rate, r.opts.Tablets)
+	// The publish window: from just before the first publish until every tablet has
+	// reported every event. The server's CPU and what it stored in JetStream over it.
+	seqs0, _ := scrapeSeries(ctx, r.base+"/metrics", "kioskfeed_jetstream_last_seq")
+	cpu, err := StartCPU(r.server.pid())
+	if err != nil {
+		return err
+	}
 	lat, missing, dups, err := r.groupPhase(ctx, 1, r.opts.Events, groupAll)
 	if err != nil {
 		return err
 	}
+	span, err := cpu.End()
+	if err != nil {
+		return err
+	}
+	seqs1, _ := scrapeSeries(ctx, r.base+"/metrics", "kioskfeed_jetstream_last_seq")
 	p := percentiles(lat)
 	r.res.FanoutP50Ms, r.res.FanoutP90Ms, r.res.FanoutP99Ms, r.res.FanoutMaxMs = p[0], p[1], p[2], p[3]
 	r.res.Deliveries, r.res.Missing, r.res.Duplicates = len(lat), missing, dups
+	r.res.FanoutWindowS = span.Wall.Seconds()
+	r.res.FanoutServerCPUPct = span.Pct()
+	r.res.FanoutServerCPUUsPerDelivery = float64(span.Per(len(lat)).Nanoseconds()) / 1000
+	r.res.FanoutJSWrites = streamDeltas(seqs0, seqs1)
+	total := 0.0
+	for _, n := range r.res.FanoutJSWrites {
+		total += n
+	}
+	r.res.FanoutJSWritesPerS = total / span.Wall.Seconds()
+	r.res.FanoutJSShownWritesPerS = r.res.FanoutJSWrites[shownStream] / span.Wall.Seconds()
 	r.logf("fan-out: p50 %.1fms p99 %.1fms max %.1fms; %d delivered, %d missing, %d repeated", p[0], p[2], p[3], len(lat), missing, dups)
+	r.logf("fan-out: server %.1f%% of a core over %.1fs (%.1f µs per delivery); JetStream %.1f writes/s (%.1f/s shown records) %v",
+		r.res.FanoutServerCPUPct, r.res.FanoutWindowS, r.res.FanoutServerCPUUsPerDelivery, r.res.FanoutJSWritesPerS, r.res.FanoutJSShownWritesPerS, r.res.FanoutJSWrites)
 	return nil
+}
+
+// shownStream is the stream behind the bucket of shown records (bridge.BucketShown).
+const shownStream = "KV_kioskfeed_shown"
+
+// streamDeltas are the messages each stream stored between two readings of
+// kioskfeed_jetstream_last_seq (keyed by its labels, `stream="NAME"`), by stream name;
+// streams that stored nothing are left out.
+func streamDeltas(before, after map[string]float64) map[string]float64 {
+	out := map[string]float64{}
+	for labels, v := range after {
+		name, ok := strings.CutPrefix(labels, `stream="`)
+		if !ok || !strings.HasSuffix(name, `"`) {
+			continue
+		}
+		if d := v - before[labels]; d > 0 {
+			out[strings.TrimSuffix(name, `"`)] = d
+		}
+	}
+	return out
 }
 
 // restart stops the server (drain, 1012) and starts it again, and measures how long

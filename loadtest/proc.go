@@ -50,24 +50,85 @@ func readProc(pid int) (procStat, error) {
 		}
 		*dst = kb << 10
 	}
+	st.CPU, err = ProcCPU(pid)
+	return st, err
+}
+
+// ProcCPU is the CPU time (user + system) process pid has used so far, from
+// /proc/<pid>/stat, in steps of 10 ms (USER_HZ).
+func ProcCPU(pid int) (time.Duration, error) {
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return st, err
+		return 0, err
 	}
 	// The command name (field 2) may hold spaces and ")"; the fields after its last
 	// ")" are fixed.
 	end := strings.LastIndexByte(string(stat), ')')
+	if end < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
 	f := strings.Fields(string(stat)[end+1:])
-	if end < 0 || len(f) < 13 {
-		return st, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
 	}
 	utime, err1 := strconv.ParseInt(f[11], 10, 64) // field 14 of stat(5)
 	stime, err2 := strconv.ParseInt(f[12], 10, 64) // field 15
 	if err := errors.Join(err1, err2); err != nil {
-		return st, err
+		return 0, err
 	}
-	st.CPU = time.Duration(utime+stime) * time.Second / clockTicks
-	return st, nil
+	if utime < 0 || stime < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: negative CPU time", pid)
+	}
+	return time.Duration(utime+stime) * time.Second / clockTicks, nil
+}
+
+// CPUWindow measures a process's CPU time over a span of wall time: StartCPU at its
+// beginning, End at its end. The load tool reads the server under test with it; any
+// other server on the machine (a peer in a comparison) is read the same way, by pid.
+type CPUWindow struct {
+	pid  int
+	cpu  time.Duration
+	wall time.Time
+}
+
+// CPUSpan is what a CPUWindow measured: CPU time used and wall time passed.
+type CPUSpan struct {
+	CPU  time.Duration
+	Wall time.Duration
+}
+
+// StartCPU begins a window on process pid.
+func StartCPU(pid int) (*CPUWindow, error) {
+	cpu, err := ProcCPU(pid)
+	if err != nil {
+		return nil, err
+	}
+	return &CPUWindow{pid: pid, cpu: cpu, wall: time.Now()}, nil
+}
+
+// End ends the window (it may be called again: each call measures from the start).
+func (w *CPUWindow) End() (CPUSpan, error) {
+	cpu, err := ProcCPU(w.pid)
+	if err != nil {
+		return CPUSpan{}, err
+	}
+	return CPUSpan{CPU: cpu - w.cpu, Wall: time.Since(w.wall)}, nil
+}
+
+// Pct is the CPU used as a share of one core over the window, in percent.
+func (s CPUSpan) Pct() float64 {
+	if s.Wall <= 0 {
+		return 0
+	}
+	return 100 * s.CPU.Seconds() / s.Wall.Seconds()
+}
+
+// Per is the CPU used per one of n operations (deliveries, requests); 0 for n < 1.
+func (s CPUSpan) Per(n int) time.Duration {
+	if n < 1 {
+		return 0
+	}
+	return s.CPU / time.Duration(n)
 }
 
 // resetPeakRSS sets the process's VmHWM back to its current RSS (Linux 4.0 and later:

@@ -1,10 +1,12 @@
 package loadtest
 
 import (
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"testing"
 	"time"
@@ -39,6 +41,69 @@ func TestReadProcSelf(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("CPU stayed at %s after 30s of spinning (sink %d)", after.CPU, sink)
 		}
+	}
+}
+
+// TestCPUWindowSelf: a window over this process's own spinning shows CPU used, no more
+// than the wall time on every core, and Pct and Per agree with it.
+func TestCPUWindowSelf(t *testing.T) {
+	w, err := StartCPU(os.Getpid())
+	if err != nil {
+		t.Fatalf("StartCPU(self): %v", err)
+	}
+	sink := 0
+	var span CPUSpan
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		for i := range 5_000_000 {
+			sink += i
+		}
+		if span, err = w.End(); err != nil {
+			t.Fatalf("End: %v", err)
+		}
+		if span.CPU >= 50*time.Millisecond {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("CPU %s after 30s of spinning (sink %d)", span.CPU, sink)
+		}
+	}
+	// /proc counts in 10 ms ticks: allow one tick per core over the wall time.
+	if limit := span.Wall*time.Duration(runtime.NumCPU()) + 10*time.Millisecond*time.Duration(runtime.NumCPU()); span.CPU > limit {
+		t.Errorf("CPU %s over a wall time of %s: more than every core", span.CPU, span.Wall)
+	}
+	if got, want := span.Pct(), 100*span.CPU.Seconds()/span.Wall.Seconds(); got != want || got <= 0 {
+		t.Errorf("Pct() = %g, want %g", got, want)
+	}
+	if got := span.Per(4); got != span.CPU/4 {
+		t.Errorf("Per(4) = %s, want %s", got, span.CPU/4)
+	}
+	if got := span.Per(0); got != 0 {
+		t.Errorf("Per(0) = %s, want 0", got)
+	}
+	if got := (CPUSpan{CPU: time.Second}).Pct(); got != 0 {
+		t.Errorf("Pct of no wall time = %g, want 0", got)
+	}
+}
+
+func TestCPUWindowMissing(t *testing.T) {
+	if _, err := StartCPU(-1); err == nil {
+		t.Error("StartCPU(-1): no error, want one")
+	}
+	if _, err := ProcCPU(-1); err == nil {
+		t.Error("ProcCPU(-1): no error, want one")
+	}
+}
+
+// TestStreamDeltas: the messages each stream stored between two scrapes, by name; a
+// stream that stored nothing, a label that is not a stream's and a new stream.
+func TestStreamDeltas(t *testing.T) {
+	got := streamDeltas(
+		map[string]float64{`stream="FEEDS"`: 10, `stream="KV_kioskfeed_shown"`: 3, `stream="AUDIT"`: 7},
+		map[string]float64{`stream="FEEDS"`: 30, `stream="KV_kioskfeed_shown"`: 8, `stream="AUDIT"`: 7, `stream="NEW"`: 2, `other="x"`: 5},
+	)
+	want := map[string]float64{"FEEDS": 20, "KV_kioskfeed_shown": 5, "NEW": 2}
+	if !maps.Equal(got, want) {
+		t.Errorf("streamDeltas = %v, want %v", got, want)
 	}
 }
 

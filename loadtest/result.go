@@ -24,7 +24,20 @@ type Result struct {
 	NATSWSRSSBytesPerSub float64 `json:"nats_ws_rss_bytes_per_sub"`
 	ReconnectAllS        float64 `json:"reconnect_all_s"`
 	HandshakesPerS       float64 `json:"handshakes_per_s"`
-	IdleLeaseCPUPct      float64 `json:"idle_lease_cpu_pct"`
+	IdleLeaseCPUPct      float64 `json:"idle_lease_cpu_pct"` // the server's CPU over the idle window, % of one core
+
+	// The publish window of the fan-out: from just before the first publish until every
+	// tablet reported every event. The server's CPU over it (% of one core, and per
+	// delivery), and what it stored in JetStream: messages per stream (deltas of
+	// kioskfeed_jetstream_last_seq), all streams per second, and the shown records'
+	// bucket per second (what acks cost).
+	FanoutWindowS                float64            `json:"fanout_window_s"`
+	FanoutServerCPUPct           float64            `json:"fanout_server_cpu_pct"`
+	FanoutServerCPUUsPerDelivery float64            `json:"fanout_server_cpu_us_per_delivery"`
+	FanoutJSWritesPerS           float64            `json:"fanout_js_writes_per_s"`
+	FanoutJSShownWritesPerS      float64            `json:"fanout_js_shown_writes_per_s"`
+	FanoutJSWrites               map[string]float64 `json:"fanout_js_writes,omitempty"`
+	IdleServerCPUMs              float64            `json:"idle_server_cpu_ms"`
 
 	// Details behind the headline figures.
 	Events                     int            `json:"events"`
