@@ -33,9 +33,10 @@ func (a *Admin) registerTimeline(mux *http.ServeMux) {
 }
 
 // timelineOf draws a device's hour up to now. The records say what the instances that
-// held its socket saw; one that died wrote no offline, so when the device has no live
-// connection now and was last seen after its newest record, the hour ends offline
-// from then.
+// held its socket saw (one that died wrote no offline: when the device has no live
+// connection now and was last seen after its newest record, the hour ends offline from
+// then, until another instance's record says so). Where its feed's screen schedule says
+// asleep, it is asleep, connected or not, as the device list says.
 func (a *Admin) timelineOf(id string, now time.Time) timelineView {
 	now = now.UTC().Truncate(time.Second)
 	from := now.Add(-broker.TimelineWindow)
@@ -47,10 +48,40 @@ func (a *Admin) timelineOf(id string, now time.Time) timelineView {
 		}
 	}
 	spans := broker.TimelineSpans(recs, from, now)
+	if d, ok := a.p.Devices().Device(id); ok {
+		spans = broker.TimelineOverlay(spans, broker.TimelineAsleep, a.asleepSpans(d.Feed, from, now))
+	}
 	for i := range spans {
 		spans[i].From, spans[i].To = spans[i].From.UTC(), spans[i].To.UTC()
 	}
 	return timelineView{DeviceID: id, From: from, To: now, Spans: spans}
+}
+
+// asleepSpans are the stretches of from to to that feed's screen schedule (its current
+// one) says asleep, at most one a change of the schedule's state within the hour.
+func (a *Admin) asleepSpans(feed string, from, to time.Time) []broker.TimelineSpan {
+	fs, ok := a.schedules.Get(feed)
+	if !ok || fs.Parsed() == nil {
+		return nil
+	}
+	sched := fs.Parsed()
+	var out []broker.TimelineSpan
+	t, awake := from, sched.Awake(from)
+	for range 64 { // a schedule changes at most a few times an hour; bounded anyway
+		next := sched.Next(t)
+		end := to
+		if !next.IsZero() && next.Before(to) {
+			end = next
+		}
+		if !awake {
+			out = append(out, broker.TimelineSpan{State: broker.TimelineAsleep, From: t, To: end})
+		}
+		if !end.Before(to) {
+			break
+		}
+		t, awake = end, !awake
+	}
+	return out
 }
 
 func (a *Admin) handleTimeline(w http.ResponseWriter, r *http.Request) error {
@@ -111,6 +142,7 @@ type timelineRect struct {
 	State string
 	X, W  int64 // seconds from the hour's start
 	Title string
+	Flaps int // changes within it too short to draw: drawn lighter
 }
 
 // timelineBar is the dashboard's bar for device id (the template function "timeline").
@@ -124,8 +156,13 @@ func (a *Admin) timelineBar(id string) timelineBar {
 		x, end := int64(s.From.Sub(tv.From).Round(time.Second)/time.Second), int64(s.To.Sub(tv.From).Round(time.Second)/time.Second)
 		w := max(end-x, 1)
 		title := fmt.Sprintf("%s %s–%s UTC", s.State, s.From.Format("15:04:05"), s.To.Format("15:04:05"))
-		bar.Rects = append(bar.Rects, timelineRect{State: s.State, X: x, W: w, Title: title})
-		parts = append(parts, fmt.Sprintf("%s %s", s.State, roundMinutes(s.To.Sub(s.From))))
+		part := fmt.Sprintf("%s %s", s.State, roundMinutes(s.To.Sub(s.From)))
+		if s.Flaps > 0 {
+			title += fmt.Sprintf(", %d short changes", s.Flaps)
+			part += fmt.Sprintf(" (%d short changes)", s.Flaps)
+		}
+		bar.Rects = append(bar.Rects, timelineRect{State: s.State, X: x, W: w, Title: title, Flaps: s.Flaps})
+		parts = append(parts, part)
 	}
 	bar.Label = "last hour: " + strings.Join(parts, ", ")
 	return bar

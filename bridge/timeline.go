@@ -8,7 +8,8 @@ package bridge
 //
 // A device costs at most one record per Timeline.MinGap from an instance: a change
 // within the gap waits for it, and a change the next one undoes within the gap (a
-// tablet flapping its Wi-Fi, a cable plugged in and out) is never written. So a
+// tablet flapping its Wi-Fi, a cable plugged in and out) is never written, only
+// counted: the next record carries the count (flaps), which the timeline shows. So a
 // flapping tablet costs at most 3600/15 = 240 records an hour, within the stream's 256
 // per device, and no write storm: every write is asynchronous, off the tablet's
 // goroutines, at most 256 in flight. Never a write per ack.
@@ -58,6 +59,7 @@ type timelineDev struct {
 	writtenAt time.Time // when (cluster clock)
 	pending   string    // a state not written yet, waiting for the gap ("": none)
 	pendingAt time.Time // when the device entered it
+	flaps     int       // changes undone within the gap since the last record
 }
 
 type timeline struct {
@@ -110,8 +112,14 @@ func (tl *timeline) note(device, state string, at time.Time, here int) {
 	}
 	switch {
 	case state == d.written:
-		d.pending = "" // undone within the gap, or no change
+		if d.pending != "" {
+			d.flaps++ // undone within the gap: counted, not drawn
+		}
+		d.pending = ""
 	case state != d.pending:
+		if d.pending != "" {
+			d.flaps++
+		}
 		d.pending, d.pendingAt = state, at
 	}
 	tl.mu.Unlock()
@@ -250,8 +258,12 @@ func (tl *timeline) flush(force bool) {
 		due := d.writtenAt.IsZero() || now.Sub(d.writtenAt) >= gap || force
 		switch {
 		case d.pending != "" && due:
-			notes = append(notes, broker.TimelineNote{Device: id, TimelineRecord: broker.TimelineRecord{State: d.pending, At: d.pendingAt}})
-			d.written, d.writtenAt, d.pending = d.pending, now, ""
+			notes = append(notes, broker.TimelineNote{Device: id, TimelineRecord: broker.TimelineRecord{State: d.pending, At: d.pendingAt, Flaps: d.flaps}})
+			d.written, d.writtenAt, d.pending, d.flaps = d.pending, now, "", 0
+		case d.pending == "" && d.flaps > 0 && d.written != "" && due:
+			// Back in the state last written: the record says so, with the flaps.
+			notes = append(notes, broker.TimelineNote{Device: id, TimelineRecord: broker.TimelineRecord{State: d.written, At: now, Flaps: d.flaps}})
+			d.writtenAt, d.flaps = now, 0
 		case d.pending == "" && d.here && d.written != "" && now.Sub(d.writtenAt) >= timelineRefresh:
 			notes = append(notes, broker.TimelineNote{Device: id, TimelineRecord: broker.TimelineRecord{State: d.written, At: now}})
 			d.writtenAt = now
@@ -278,6 +290,7 @@ func (tl *timeline) flush(force bool) {
 		if d.pending == "" {
 			d.pending, d.pendingAt = n.State, n.At
 		}
+		d.flaps += n.Flaps
 	}
 	tl.mu.Unlock()
 	if len(failed) > 0 {

@@ -31,6 +31,7 @@ type timelineAnswer struct {
 		State string    `json:"state"`
 		From  time.Time `json:"from"`
 		To    time.Time `json:"to"`
+		Flaps int       `json:"flaps"`
 	} `json:"spans"`
 }
 
@@ -209,14 +210,23 @@ func TestTimelineFlappingIsBounded(t *testing.T) {
 		}
 		return info.State.Subjects[subject]
 	}
-	brokertest.Eventually(t, 10*time.Second, "the timeline ends online", func() bool {
-		s := a.timelineOf(t, tab.DeviceID).states()
-		return len(s) > 0 && s[len(s)-1] == "online"
+	// What was folded is counted: the hour ends online, and says the link flapped.
+	folded := 0
+	brokertest.Eventually(t, 10*time.Second, "the timeline ends online and counts the short changes", func() bool {
+		tl := a.timelineOf(t, tab.DeviceID)
+		folded = 0
+		for _, s := range tl.Spans {
+			folded += s.Flaps
+		}
+		s := tl.states()
+		// Each connection's drop and return is either written (two records at most) or
+		// counted (one flap).
+		return len(s) > 0 && s[len(s)-1] == "online" && folded >= flaps-a.br.TimelineWrites()-1
 	})
-	// Every record is written by now: the last one (online) is at most a gap late.
-	bound := int(elapsed/gap) + 3 // one per gap, the first at once, the settled online
+	// Every record is written by now, the last (the count) at most a gap late.
+	bound := int(time.Since(start)/gap) + 3 // one per gap, the first at once, the settled online
 	writes, kept := a.br.TimelineWrites(), stored()
-	t.Logf("%d connections in %v: %d records written, %d stored", flaps, elapsed.Round(time.Millisecond), writes, kept)
+	t.Logf("%d connections in %v: %d records written, %d stored, %d short changes counted", flaps, elapsed.Round(time.Millisecond), writes, kept, folded)
 	if writes > bound || kept > uint64(bound) {
 		t.Fatalf("%d connections in %v made %d records (%d stored); want at most %d, one per %v", flaps, elapsed, writes, kept, bound, gap)
 	}
@@ -273,4 +283,56 @@ func TestTimelineInstanceDies(t *testing.T) {
 	if got := info.State.Subjects[subject]; got != 2 {
 		t.Fatalf("%d records stored for the tablet, want 2 (its online, one offline)", got)
 	}
+}
+
+// TestTimelineAsleep: where a feed's screen schedule says asleep, its tablet's hour is
+// asleep (from the schedule's own change, to the minute), and the instance holding the
+// tablet writes the asleep it sees; a tablet of another feed stays online.
+func TestTimelineAsleep(t *testing.T) {
+	n := brokertest.StartNATS(t)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	const public = "http://kioskfeed.test"
+	a := timelineStack(t, n, key, public, 200*time.Millisecond)
+	night, day := a.pair(t, "night-desk"), a.pair(t, "lobby")
+	for _, tab := range []*pairingtest.Tablet{night, day} {
+		a.route(tab)
+		connectTablet(t, a, tab)
+	}
+	brokertest.Eventually(t, 10*time.Second, "both tablets online", func() bool {
+		return slices.Equal(a.timelineOf(t, night.DeviceID).states(), []string{"unknown", "online"}) &&
+			slices.Equal(a.timelineOf(t, day.DeviceID).states(), []string{"unknown", "online"})
+	})
+
+	// Awake every day for three hours up to 20 minutes ago (UTC): asleep since then.
+	sleptAt := a.b.Now().UTC().Add(-20 * time.Minute).Truncate(time.Minute)
+	rng := fmt.Sprintf(`"%s-%s"`, sleptAt.Add(-3*time.Hour).Format("15:04"), sleptAt.Format("15:04"))
+	week := `{"mon":[R],"tue":[R],"wed":[R],"thu":[R],"fri":[R],"sat":[R],"sun":[R]}`
+	body := `{"time_zone":"UTC","week":` + strings.ReplaceAll(week, "R", rng) + `}`
+	if status, raw := a.call(t, "PUT", "/api/admin/feeds/night-desk/schedule", body); status != http.StatusOK && status != http.StatusCreated {
+		t.Fatalf("put schedule: %d %s", status, raw)
+	}
+	brokertest.Eventually(t, 10*time.Second, "the night desk's hour is asleep from the schedule's change", func() bool {
+		got := a.timelineOf(t, night.DeviceID)
+		return slices.Equal(got.states(), []string{"unknown", "asleep"}) && got.Spans[1].From.Equal(sleptAt)
+	})
+	if got := a.timelineOf(t, day.DeviceID).states(); !slices.Equal(got, []string{"unknown", "online"}) {
+		t.Fatalf("the lobby tablet's hour = %v, want it online", got)
+	}
+
+	// The bridge saw the connected tablet asleep and wrote it.
+	nc, err := nats.Connect(n.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	st, err := js.Stream(bg, broker.StreamTimeline)
+	if err != nil {
+		t.Fatal(err)
+	}
+	brokertest.Eventually(t, 10*time.Second, "an asleep record is stored", func() bool {
+		m, err := st.GetLastMsgForSubject(bg, "kioskfeed.timeline."+night.DeviceID)
+		var rec broker.TimelineRecord
+		return err == nil && json.Unmarshal(m.Data, &rec) == nil && rec.State == broker.TimelineAsleep
+	})
 }

@@ -63,6 +63,10 @@ const (
 type TimelineRecord struct {
 	State string    `json:"state"`
 	At    time.Time `json:"at"`
+	// Flaps counts the changes since the record before (from the same instance) that
+	// were undone within the writer's gap, so never written: a link dropping and
+	// coming back within seconds.
+	Flaps int `json:"flaps,omitempty"`
 }
 
 // TimelineNote is a record to write, for a device. ID, when set, is its Nats-Msg-Id:
@@ -74,11 +78,13 @@ type TimelineNote struct {
 	TimelineRecord
 }
 
-// TimelineSpan is a stretch of time in one state.
+// TimelineSpan is a stretch of time in one state. Flaps counts the changes within it
+// too short to draw (undone within seconds: see TimelineRecord.Flaps).
 type TimelineSpan struct {
 	State string    `json:"state"`
 	From  time.Time `json:"from"`
 	To    time.Time `json:"to"`
+	Flaps int       `json:"flaps,omitempty"`
 }
 
 // Timeline writes the TIMELINE stream (Write, the bridge) and, once Follow is called,
@@ -143,7 +149,7 @@ func (t *Timeline) Write(ctx context.Context, notes []TimelineNote) (failed []Ti
 		if !ValidDeviceID(n.Device) {
 			continue
 		}
-		val, _ := json.Marshal(TimelineRecord{State: n.State, At: n.At.UTC()})
+		val, _ := json.Marshal(TimelineRecord{State: n.State, At: n.At.UTC(), Flaps: n.Flaps})
 		var opts []jetstream.PublishOpt
 		if n.ID != "" {
 			opts = append(opts, jetstream.WithMsgID(n.ID))
@@ -286,7 +292,8 @@ func (t *Timeline) Records(device string) []TimelineRecord {
 // TimelineSpans draws records (oldest first) as the spans from from to to: the state
 // at from is that of the newest record at or before it (TimelineUnknown if there is
 // none), and each later record that changes the state starts a span. Spans are in
-// order, none empty, adjacent ones in different states.
+// order, none empty, adjacent ones in different states; each counts the flaps of the
+// records within it and of the one that ends it.
 func TimelineSpans(recs []TimelineRecord, from, to time.Time) []TimelineSpan {
 	state := TimelineUnknown
 	i := 0
@@ -296,6 +303,7 @@ func TimelineSpans(recs []TimelineRecord, from, to time.Time) []TimelineSpan {
 	spans := []TimelineSpan{{State: state, From: from, To: to}}
 	for ; i < len(recs) && recs[i].At.Before(to); i++ {
 		last := &spans[len(spans)-1]
+		last.Flaps += recs[i].Flaps // they happened before the record: in the span it ends or continues
 		if recs[i].State == last.State {
 			continue
 		}
@@ -303,4 +311,50 @@ func TimelineSpans(recs []TimelineRecord, from, to time.Time) []TimelineSpan {
 		spans = append(spans, TimelineSpan{State: recs[i].State, From: recs[i].At, To: to})
 	}
 	return spans
+}
+
+// TimelineOverlay draws state over spans wherever one of over (in order, disjoint)
+// covers them: a device of a feed scheduled asleep is asleep then, connected or not,
+// as the device list says. Adjacent spans of one state are merged.
+func TimelineOverlay(spans []TimelineSpan, state string, over []TimelineSpan) []TimelineSpan {
+	if len(over) == 0 || len(spans) == 0 {
+		return spans
+	}
+	var out []TimelineSpan
+	add := func(st string, from, to time.Time, flaps int) {
+		if !to.After(from) {
+			return
+		}
+		if n := len(out); n > 0 && out[n-1].State == st && out[n-1].To.Equal(from) {
+			out[n-1].To = to
+			out[n-1].Flaps += flaps
+			return
+		}
+		out = append(out, TimelineSpan{State: st, From: from, To: to, Flaps: flaps})
+	}
+	j := 0
+	for _, s := range spans {
+		cur, flaps := s.From, s.Flaps // a span's flaps go with its first piece not drawn over
+		for cur.Before(s.To) {
+			for j < len(over) && !over[j].To.After(cur) {
+				j++
+			}
+			switch {
+			case j == len(over) || !over[j].From.Before(s.To):
+				add(s.State, cur, s.To, flaps) // nothing over the rest of s
+				cur, flaps = s.To, 0
+			case over[j].From.After(cur):
+				add(s.State, cur, over[j].From, flaps)
+				cur, flaps = over[j].From, 0
+			default: // over[j] covers cur
+				end := over[j].To
+				if end.After(s.To) {
+					end = s.To
+				}
+				add(state, cur, end, 0)
+				cur = end
+			}
+		}
+	}
+	return out
 }

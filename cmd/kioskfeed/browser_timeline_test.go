@@ -20,7 +20,7 @@ import (
 // timelineRows reads, for every device row of the devices page, the states its
 // last-hour bar draws, left to right.
 const timelineRows = `JSON.stringify(Object.fromEntries(Array.from(document.querySelectorAll('tr[data-device-id]')).map(r =>
-  [r.dataset.deviceId, Array.from(r.querySelectorAll('svg.tl rect')).map(x => x.getAttribute('class').replace('tl-', ''))])))`
+  [r.dataset.deviceId, Array.from(r.querySelectorAll('svg.tl rect')).map(x => x.getAttribute('class').replaceAll('tl-', ''))])))`
 
 // TestBrowserTimeline: in real Chromium the dashboard's devices page draws each tablet's
 // last hour: a tablet that shows everything online, one that confirms nothing behind,
@@ -78,6 +78,24 @@ func TestBrowserTimeline(t *testing.T) {
 	behind := pair("lobby", "Lobby right")
 	dropped := pair("cafeteria", "Cafeteria")
 	never := pair("floor-2", "Floor 2 east")
+	flapping := pair("lobby", "Entrance")
+	for range 8 { // its Wi-Fi drops and comes back within seconds, again and again
+		connect(flapping, true).Abort()
+		deadline := time.Now().Add(5 * time.Second)
+		for { // until the server has let the socket go (its lease released)
+			var online bool
+			for _, d := range adminAPIList(t, sys, "/api/admin/devices?feed=lobby") {
+				if d["device_id"] == flapping.DeviceID {
+					online = d["online"] == true
+				}
+			}
+			if !online || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	connect(flapping, true)
 	connect(live, true)
 	connect(behind, false)
 	c := connect(dropped, true)
@@ -89,10 +107,11 @@ func TestBrowserTimeline(t *testing.T) {
 	admin := newBrowser(t, "", 1280, 1000)
 	adminLogin(t, admin, sys.base, sys.password)
 	want := map[string][]string{
-		live.DeviceID:    {"unknown", "online"},
-		behind.DeviceID:  {"unknown", "online", "behind"},
-		dropped.DeviceID: {"unknown", "online", "offline"},
-		never.DeviceID:   {"unknown"},
+		live.DeviceID:     {"unknown", "online"},
+		behind.DeviceID:   {"unknown", "online", "behind"},
+		dropped.DeviceID:  {"unknown", "online", "offline"},
+		never.DeviceID:    {"unknown"},
+		flapping.DeviceID: {"unknown", "online flapping"},
 	}
 	matches := func() (bool, string) {
 		raw, err := chromedp.Run(admin, chromedp.Evaluate[string](timelineRows))
@@ -153,8 +172,8 @@ func TestBrowserTimeline(t *testing.T) {
 	if err := json.Unmarshal([]byte(raw), &geo); err != nil {
 		t.Fatal(err)
 	}
-	if len(geo.Bars) != 4 {
-		t.Fatalf("%d bars drawn, want 4: %s", len(geo.Bars), raw)
+	if len(geo.Bars) != 5 {
+		t.Fatalf("%d bars drawn, want 5: %s", len(geo.Bars), raw)
 	}
 	for _, b := range geo.Bars {
 		if b.Sum < 3600 || b.Sum > 3604 || b.Width < 100 || b.Height < 8 {
@@ -180,13 +199,13 @@ func TestBrowserTimeline(t *testing.T) {
 	if _, err := chromedp.Run(admin, chromedp.Evaluate[bool](`document.querySelectorAll('svg.tl').forEach(s => s.replaceChildren()), true`)); err != nil {
 		t.Fatal(err)
 	}
-	waitJS(t, admin, `document.querySelectorAll('svg.tl rect').length >= 8`, 40*time.Second)
+	waitJS(t, admin, `document.querySelectorAll('svg.tl rect').length >= 11`, 40*time.Second)
 	if ok, raw := matches(); !ok {
 		t.Fatalf("redrawn, the bars drew %s; want %v", raw, want)
 	}
 	requests := `performance.getEntriesByType('resource').filter(e => e.name.includes('/api/admin/timelines')).length`
 	if n, err := chromedp.Run(admin, chromedp.Evaluate[int](requests)); err != nil || n != 1 {
-		t.Errorf("the redraw made %d timeline requests (%v), want one for the page's 4 rows", n, err)
+		t.Errorf("the redraw made %d timeline requests (%v), want one for the page's 5 rows", n, err)
 	}
 	if v := cspViolations(t, admin); len(v) > 0 {
 		t.Fatalf("dashboard CSP violations: %v", v)

@@ -130,7 +130,7 @@ function startTimelineRefresh() {
     for (const s of tl.spans || []) {
       const a = Date.parse(s.from), b = Date.parse(s.to);
       const r = document.createElementNS(svgNS, 'rect');
-      r.setAttribute('class', 'tl-' + s.state);
+      r.setAttribute('class', 'tl-' + s.state + (s.flaps ? ' tl-flapping' : ''));
       // Whole seconds from the hour's start, each edge rounded alike (as the server
       // draws it): the rects tile the bar.
       const x = Math.round((a - from) / 1000), end = Math.round((b - from) / 1000);
@@ -139,11 +139,11 @@ function startTimelineRefresh() {
       r.setAttribute('width', String(Math.max(1, end - x)));
       r.setAttribute('height', '1');
       const title = document.createElementNS(svgNS, 'title');
-      title.textContent = s.state + ' ' + hhmmss(a) + '–' + hhmmss(b) + ' UTC';
+      title.textContent = s.state + ' ' + hhmmss(a) + '–' + hhmmss(b) + ' UTC' + (s.flaps ? ', ' + s.flaps + ' short changes' : '');
       r.appendChild(title);
       rects.push(r);
       const mins = (b - a) / 60000;
-      parts.push(s.state + ' ' + (mins < 1 ? Math.floor((b - a) / 1000) + ' s' : Math.round(mins) + ' min'));
+      parts.push(s.state + ' ' + (mins < 1 ? Math.floor((b - a) / 1000) + ' s' : Math.round(mins) + ' min') + (s.flaps ? ' (' + s.flaps + ' short changes)' : ''));
     }
     svg.replaceChildren(...rects);
     svg.setAttribute('aria-label', 'last hour: ' + parts.join(', '));
