@@ -14,7 +14,15 @@ import (
 // connectN pairs and connects n tablets to feed, each synced, and returns their sockets.
 func connectN(b *testing.B, s *stack, feed string, n int) []*bridgetest.Conn {
 	b.Helper()
+	conns, _ := connectTablets(b, s, feed, n)
+	return conns
+}
+
+// connectTablets is connectN that also returns each socket's device id.
+func connectTablets(b *testing.B, s *stack, feed string, n int) ([]*bridgetest.Conn, []string) {
+	b.Helper()
 	conns := make([]*bridgetest.Conn, n)
+	devices := make([]string, n)
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 8)
 	errs := make(chan error, n)
@@ -38,7 +46,7 @@ func connectN(b *testing.B, s *stack, feed string, n int) []*bridgetest.Conn {
 				errs <- err
 				return
 			}
-			conns[i] = c
+			conns[i], devices[i] = c, tab.DeviceID
 		}()
 	}
 	wg.Wait()
@@ -51,7 +59,7 @@ func connectN(b *testing.B, s *stack, feed string, n int) []*bridgetest.Conn {
 			_ = c.Abort()
 		}
 	})
-	return conns
+	return conns, devices
 }
 
 func benchStack(b *testing.B) *stack {

@@ -49,18 +49,20 @@ func (s *session) start() {
 }
 
 // readable is called by the poller, on its own goroutine, when the socket has something
-// to read. A ping or pong that is whole in the socket's buffer (what an idle tablet
-// sends: the answer to the heartbeat's ping) is read right here, so ten thousand
-// tablets answering one heartbeat cost no goroutine (and no goroutine stack) each;
-// anything else is read by a goroutine started for it.
+// to read. It takes what the socket holds in one read (takeInput); when that is one
+// whole ping or pong (what an idle tablet sends: the answer to the heartbeat's ping) or
+// one shown in the spelling every client sends (ten thousand a second while every
+// tablet acknowledges; recording it takes short locks only, shown.go), the frame is read
+// right here, so neither costs a goroutine (nor its stack) nor more reads. Anything else
+// is read by a goroutine started for it, from what was taken on.
 func (s *session) readable() {
 	if !s.claimReading() {
 		return
 	}
 	if len(s.early) == 0 && s.authed.Load() {
-		if b, whole := takePingPong(s.poll.fd); b != nil {
+		if b := takeInput(s.poll.fd); b != nil {
 			s.early = b
-			if !whole {
+			if !inlineFrame(b) {
 				go s.readFrames()
 				return
 			}
@@ -73,6 +75,30 @@ func (s *session) readable() {
 		}
 	}
 	go s.readFrames()
+}
+
+// maxTakeInput is how much takeInput reads at once: a ping, pong or shown frame
+// (at most 131 bytes) and more, which then waits in early for the reader.
+const maxTakeInput = 256
+
+// inlineFrame reports whether b is exactly one whole frame the poller's goroutine reads
+// itself: final, masked, its length in the header's first byte (at most 125), and a
+// ping, a pong or a text frame holding a plain shown (isPlainShown).
+func inlineFrame(b []byte) bool {
+	if len(b) < 6 || b[0]&0xf0 != 0x80 || b[1]&0x80 == 0 {
+		return false
+	}
+	op, length := b[0]&0x0f, int(b[1]&0x7f)
+	if length > 125 || len(b) != 6+length {
+		return false
+	}
+	switch op {
+	case 0x9, 0xa: // ping, pong
+		return true
+	case 0x1:
+		return isPlainShown(b[2:6], b[6:])
+	}
+	return false
 }
 
 // claimReading makes the caller the socket's one reader, unless another is at work or

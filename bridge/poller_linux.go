@@ -183,6 +183,8 @@ func (p *poller) close() {
 // in the socket's buffer already, without blocking, and returns them (whole is true).
 // Otherwise it takes nothing and returns nil, or, if the kernel gave fewer bytes than it
 // showed (it does not, but a reader must not be wrong then), what it took and false.
+// The poller's reads take what the socket holds instead (takeInput, inlineFrame), which
+// saves the peek; this one stays for a caller that must take nothing else.
 func takePingPong(fd int) (b []byte, whole bool) {
 	var peek [2 + 4 + 125]byte // a masked control frame's header and longest payload
 	n, _, err := unix.Recvfrom(fd, peek[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
@@ -203,6 +205,18 @@ func takePingPong(fd int) (b []byte, whole bool) {
 		return nil, false
 	}
 	return b[:got], got == total
+}
+
+// takeInput reads what the socket holds, up to maxTakeInput bytes, without blocking:
+// nil when nothing can be read now (empty, closed by the peer, or failed: the reader
+// then meets the same). What it returns is the start of the socket's input.
+func takeInput(fd int) []byte {
+	var buf [maxTakeInput]byte
+	n, _, err := unix.Recvfrom(fd, buf[:], unix.MSG_DONTWAIT)
+	if err != nil || n <= 0 {
+		return nil
+	}
+	return append([]byte(nil), buf[:n]...) // what was read, in an allocation its size
 }
 
 // writeNow writes b to the socket without blocking (Go's sockets are non-blocking) and

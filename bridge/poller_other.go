@@ -23,4 +23,5 @@ func (p *poller) remove(pollHandle)                        {}
 func (p *poller) close()                                   {}
 
 func takePingPong(int) ([]byte, bool)   { return nil, false }
+func takeInput(int) []byte              { return nil }
 func writeNow(int, []byte) (int, error) { return 0, errNotPollable }

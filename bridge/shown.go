@@ -165,6 +165,22 @@ func plainShown(p []byte) (uint64, bool) {
 	return seq, ok
 }
 
+// isPlainShown reports whether a masked text frame's payload (at most 125 bytes) is a
+// shown plainShown reads, leaving it as it is: the poller's goroutine takes such a frame
+// (takeSmall) and the reader unmasks and reads it as any other.
+func isPlainShown(mask, masked []byte) bool {
+	var p [125]byte
+	if len(mask) != 4 || len(masked) > len(p) {
+		return false
+	}
+	n := copy(p[:], masked)
+	for i := range n {
+		p[i] ^= mask[i&3]
+	}
+	_, ok := plainShown(p[:n])
+	return ok
+}
+
 // shownSeq records a well-formed shown of seq, or closes 4400 if seq was not sent.
 func (s *session) shownSeq(seq uint64) {
 	s.mu.Lock()

@@ -1,0 +1,105 @@
+package bridge
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/gobwas/ws"
+	"golang.org/x/sys/unix"
+)
+
+// maskFrame is a final, masked frame of op with payload, as a tablet writes it.
+func maskFrame(op ws.OpCode, payload []byte) []byte {
+	f := ws.MaskFrame(ws.NewFrame(op, true, bytes.Clone(payload)))
+	return ws.MustCompileFrame(f)
+}
+
+// FuzzInlineFrame: the poller's goroutine reads a frame itself exactly when it is one
+// whole final, masked ping, pong or plain shown without RSV bits or an extended length,
+// as gobwas/ws reads its header and ws.Cipher unmasks it (not inlineFrame's own bit
+// tests); anything else goes to a reader goroutine.
+func FuzzInlineFrame(f *testing.F) {
+	for _, seed := range [][]byte{
+		maskFrame(ws.OpPing, nil), maskFrame(ws.OpPong, []byte("hb")),
+		maskFrame(ws.OpText, []byte(`{"type":"shown","seq":42}`)),
+		maskFrame(ws.OpText, []byte(`{"type":"shown","seq":0}`)),
+		maskFrame(ws.OpText, []byte(`{"type":"shown","override":"ovr_1"}`)),
+		maskFrame(ws.OpText, []byte(`{"type":"auth"}`)),
+		maskFrame(ws.OpBinary, []byte(`{"type":"shown","seq":1}`)),
+		maskFrame(ws.OpClose, nil),
+		append(maskFrame(ws.OpPong, nil), maskFrame(ws.OpPing, nil)...),          // two frames
+		maskFrame(ws.OpText, []byte(`{"type":"shown","seq":1}`))[:10],            // a part
+		ws.MustCompileFrame(ws.NewTextFrame([]byte(`{"type":"shown","seq":1}`))), // unmasked
+		{0x81, 0xfe, 0x00, 0x05, 1, 2, 3, 4, 'a', 'b', 'c', 'd', 'e'},            // extended length
+		{0x01, 0x80, 1, 2, 3, 4}, {0xc1, 0x80, 1, 2, 3, 4}, {0x8a}, nil,
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		if got, want := inlineFrame(in), wantInline(in); got != want {
+			t.Fatalf("inlineFrame(% x) = %v, want %v", in, got, want)
+		}
+	})
+}
+
+func wantInline(in []byte) bool {
+	r := bytes.NewReader(in)
+	hdr, err := ws.ReadHeader(r)
+	if err != nil || len(in) < 2 || in[1]&0x7f > 125 || !hdr.Fin || hdr.Rsv != 0 || !hdr.Masked {
+		return false
+	}
+	if int64(r.Len()) != hdr.Length {
+		return false // not exactly one whole frame
+	}
+	payload := bytes.Clone(in[len(in)-r.Len():])
+	ws.Cipher(payload, hdr.Mask, 0)
+	switch hdr.OpCode {
+	case ws.OpPing, ws.OpPong:
+		return true
+	case ws.OpText:
+		_, ok := plainShown(payload)
+		return ok
+	}
+	return false
+}
+
+// TestInlineFrameLeavesPayload: the check unmasks a copy; the frame stays as the tablet
+// sent it, for the reader to unmask once.
+func TestInlineFrameLeavesPayload(t *testing.T) {
+	in := maskFrame(ws.OpText, []byte(`{"type":"shown","seq":7}`))
+	before := bytes.Clone(in)
+	if !inlineFrame(in) {
+		t.Fatal("a plain shown is not read inline")
+	}
+	if !bytes.Equal(in, before) {
+		t.Fatalf("inlineFrame changed the frame: % x, was % x", in, before)
+	}
+}
+
+// TestTakeInput: one read of what the socket holds (at most maxTakeInput bytes, the rest
+// left in the socket), nil when it holds nothing or the peer has closed.
+func TestTakeInput(t *testing.T) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fds[1])
+	if b := takeInput(fds[1]); b != nil {
+		t.Fatalf("empty socket: took % x, want nil", b)
+	}
+	sent := bytes.Repeat([]byte("0123456789"), 30) // 300 bytes
+	if _, err := unix.Write(fds[0], sent); err != nil {
+		t.Fatal(err)
+	}
+	b := takeInput(fds[1])
+	if !bytes.Equal(b, sent[:maxTakeInput]) {
+		t.Fatalf("took %d bytes %q, want the first %d", len(b), b, maxTakeInput)
+	}
+	if b := takeInput(fds[1]); !bytes.Equal(b, sent[maxTakeInput:]) {
+		t.Fatalf("then took %q, want the rest %q", b, sent[maxTakeInput:])
+	}
+	unix.Close(fds[0])
+	if b := takeInput(fds[1]); b != nil {
+		t.Fatalf("after the peer closed: took % x, want nil", b)
+	}
+}
