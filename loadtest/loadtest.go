@@ -145,11 +145,18 @@ func (r *run) phases(ctx context.Context) error {
 			return err
 		}
 	}
+	if !r.opts.NoCentrifugo {
+		if r.res.Centrifugo, err = r.centrifugoFanout(ctx); err != nil {
+			return err
+		}
+	}
 	switch {
 	case r.res.Missing > 0 || r.res.Duplicates > 0 || r.res.AfterRestartMissing > 0:
 		return fmt.Errorf("kioskfeed tablets missed %d and repeated %d events (%d missed after the restart)", r.res.Missing, r.res.Duplicates, r.res.AfterRestartMissing)
 	case r.res.NATSMissing > 0 || r.res.NATSDuplicates > 0:
 		return fmt.Errorf("NATS WebSocket subscribers missed %d and repeated %d messages", r.res.NATSMissing, r.res.NATSDuplicates)
+	case r.res.Centrifugo != nil && (r.res.Centrifugo.Missing > 0 || r.res.Centrifugo.Duplicates > 0):
+		return fmt.Errorf("Centrifugo subscribers missed %d and repeated %d publications", r.res.Centrifugo.Missing, r.res.Centrifugo.Duplicates)
 	}
 	return nil
 }

@@ -116,8 +116,8 @@ func logOnFailure(t *testing.T, dir string, progress *bytes.Buffer) {
 
 // TestRun drives a whole small run with the real binary: a server child, three worker
 // processes pairing 40 tablets through PIN + DPoP, the fan-out, the restart, and the
-// same fan-out through nats-server's WebSocket listener. It asserts what was
-// delivered and that the figures were taken, never how fast.
+// same fan-out through nats-server's WebSocket listener and through Centrifugo. It
+// asserts what was delivered and that the figures were taken, never how fast.
 func TestRun(t *testing.T) {
 	exe := kioskfeedBinary(t)
 	dir := t.TempDir()
@@ -160,6 +160,28 @@ func TestRun(t *testing.T) {
 		{"NATSMissing", res.NATSMissing, 0},
 		{"NATSDuplicates", res.NATSDuplicates, 0},
 	}
+	if cent := res.Centrifugo; cent == nil {
+		t.Error("no Centrifugo figures")
+	} else {
+		counts = append(counts, []struct {
+			name      string
+			got, want int
+		}{
+			{"Centrifugo.Subscribers", cent.Subscribers, tablets},
+			{"Centrifugo.Deliveries", cent.Deliveries, tablets * events},
+			{"Centrifugo.Missing", cent.Missing, 0},
+			{"Centrifugo.Duplicates", cent.Duplicates, 0},
+		}...)
+		checkOrdered(t, "centrifugo", cent.FanoutP50Ms, cent.FanoutP90Ms, cent.FanoutP99Ms, cent.FanoutMaxMs)
+		// CPU comes from /proc in clock ticks (10 ms): a run this small may see none.
+		if cent.ConnectsPerS <= 0 || cent.FanoutWindowS <= 0 || cent.FanoutServerCPUUsDel < 0 || cent.ConnectServerCPUUs < 0 {
+			t.Errorf("Centrifugo: connects/s %g, publish window %g s, CPU per delivery %g µs, per connection %g µs; want > 0, > 0, >= 0, >= 0",
+				cent.ConnectsPerS, cent.FanoutWindowS, cent.FanoutServerCPUUsDel, cent.ConnectServerCPUUs)
+		}
+	}
+	if res.ConnectServerCPUUsPerHandshake < 0 || res.NATSWSServerCPUUsPerDelivery < 0 {
+		t.Errorf("server CPU per handshake %g µs, nats-server's per delivery %g µs; want both >= 0", res.ConnectServerCPUUsPerHandshake, res.NATSWSServerCPUUsPerDelivery)
+	}
 	for _, c := range counts {
 		if c.got != c.want {
 			t.Errorf("%s = %d, want %d", c.name, c.got, c.want)
@@ -178,7 +200,7 @@ func TestRun(t *testing.T) {
 	checkOrdered(t, "nats-server ws", res.NATSWSFanoutP50Ms, res.NATSWSFanoutP90Ms, res.NATSWSFanoutP99Ms, res.NATSWSFanoutMaxMs)
 
 	// A clean run with a directory of its own leaves the logs there.
-	for _, name := range []string{"server-1", "server-2", "server-3", "worker-0", "worker-1", "worker-2", "nats-server"} {
+	for _, name := range []string{"server-1", "server-2", "server-3", "worker-0", "worker-1", "worker-2", "nats-server", "centrifugo"} {
 		if _, err := os.Stat(filepath.Join(dir, name+".log")); err != nil {
 			t.Errorf("log of %s: %v", name, err)
 		}
@@ -197,20 +219,21 @@ func TestRunAckMeasuresServer(t *testing.T) {
 
 	const tablets, events = 100, 12
 	res, err := Run(t.Context(), Options{
-		Exe:       exe,
-		Tablets:   tablets,
-		PerWorker: 50,
-		Events:    events,
-		Rate:      4,
-		Idle:      time.Second,
-		Settle:    300 * time.Millisecond,
-		Timeout:   3 * time.Minute,
-		NoRestart: true,
-		NoNATS:    true,
-		Ack:       true,
-		Dir:       dir,
-		Progress:  &progress,
-		ServerEnv: []string{"KIOSKFEED_SHOWN_FLUSH_EVERY=300ms"},
+		Exe:          exe,
+		Tablets:      tablets,
+		PerWorker:    50,
+		Events:       events,
+		Rate:         4,
+		Idle:         time.Second,
+		Settle:       300 * time.Millisecond,
+		Timeout:      3 * time.Minute,
+		NoRestart:    true,
+		NoNATS:       true,
+		NoCentrifugo: true,
+		Ack:          true,
+		Dir:          dir,
+		Progress:     &progress,
+		ServerEnv:    []string{"KIOSKFEED_SHOWN_FLUSH_EVERY=300ms"},
 	})
 	if err != nil {
 		t.Fatalf("Run: %v", err)

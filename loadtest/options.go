@@ -13,21 +13,22 @@ import (
 
 // Options sizes one load run. Zero values take the defaults noted.
 type Options struct {
-	Tablets   int           // N tablets (and N NATS subscribers); default 1000
-	PerWorker int           // tablets per worker process; default 5000 (a process may hold 20,000 files here)
-	Events    int           // E events in each fan-out; default 20
-	Rate      float64       // events per second in each fan-out; default 2
-	Payload   int           // approximate size of an event's data in bytes; default 256
-	Idle      time.Duration // how long the tablets sit idle while the server's CPU is measured; default 60s
-	Settle    time.Duration // pause before a memory reading; default 5s
-	NoRestart bool          // skip the restart (reconnect storm) phase
-	NoNATS    bool          // skip the nats-server WebSocket comparison
-	Ack       bool          // tablets acknowledge events with shown, at most once a second each, as the PWA does (docs/protocol.md §5 step 8)
-	Timeout   time.Duration // bound on the whole run; default 20m
-	Exe       string        // the kioskfeed binary; default this process's
-	Dir       string        // scratch directory (server data, logs); default a new temp dir, removed after a clean run
-	ServerEnv []string      // extra KIOSKFEED_* settings for the server under test
-	Progress  io.Writer     // progress lines; default io.Discard
+	Tablets      int           // N tablets (and N NATS subscribers); default 1000
+	PerWorker    int           // tablets per worker process; default 5000 (a process may hold 20,000 files here)
+	Events       int           // E events in each fan-out; default 20
+	Rate         float64       // events per second in each fan-out; default 2
+	Payload      int           // approximate size of an event's data in bytes; default 256
+	Idle         time.Duration // how long the tablets sit idle while the server's CPU is measured; default 60s
+	Settle       time.Duration // pause before a memory reading; default 5s
+	NoRestart    bool          // skip the restart (reconnect storm) phase
+	NoNATS       bool          // skip the nats-server WebSocket comparison
+	NoCentrifugo bool          // skip the Centrifugo comparison (centrifugo.go: built on first use)
+	Ack          bool          // tablets acknowledge events with shown, at most once a second each, as the PWA does (docs/protocol.md §5 step 8)
+	Timeout      time.Duration // bound on the whole run; default 20m
+	Exe          string        // the kioskfeed binary; default this process's
+	Dir          string        // scratch directory (server data, logs); default a new temp dir, removed after a clean run
+	ServerEnv    []string      // extra KIOSKFEED_* settings for the server under test
+	Progress     io.Writer     // progress lines; default io.Discard
 
 	// Scenario is what the run does: ScenarioFull (default) the whole run above;
 	// ScenarioOutage a Wi-Fi outage; ScenarioStorm a far-behind reconnect storm (see

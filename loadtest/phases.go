@@ -37,6 +37,10 @@ func (r *run) pair(ctx context.Context) error {
 }
 
 func (r *run) connect(ctx context.Context) error {
+	cpu, err := StartCPU(r.server.pid())
+	if err != nil {
+		return err
+	}
 	start := time.Now()
 	reps, err := r.callAll(func(i int) command {
 		return command{Op: "connect", WSURL: "ws://127.0.0.1:" + strconv.Itoa(r.port) + "/ws", Addr: "127.0.0.1:" + strconv.Itoa(r.port), Origin: r.base, Sources: sources(i, 4), Ramp: 256, Ack: r.opts.Ack, Timeout: timeoutMS(5 * time.Minute)}
@@ -49,6 +53,9 @@ func (r *run) connect(ctx context.Context) error {
 	}
 	r.res.ConnectS = time.Since(start).Seconds()
 	r.res.ConnectHandshakesPerS = float64(r.opts.Tablets) / r.res.ConnectS
+	if span, err := cpu.End(); err == nil {
+		r.res.ConnectServerCPUUsPerHandshake = float64(span.Per(r.opts.Tablets).Nanoseconds()) / 1000
+	}
 	r.logf("%d tablets connected and synced in %.1fs (%.0f handshakes/s)", r.opts.Tablets, r.res.ConnectS, r.res.ConnectHandshakesPerS)
 	return nil
 }
@@ -335,6 +342,10 @@ func (r *run) natsFanout(ctx context.Context) error {
 	if _, err := r.callAll(func(int) command { return command{Op: "phase", Target: "nats", Phase: 1, Events: r.opts.Events} }); err != nil {
 		return err
 	}
+	cpu, err := StartCPU(c.pid())
+	if err != nil {
+		return err
+	}
 	if err := r.pace(ctx, r.opts.Events, func(n int) error {
 		return nc.Publish(subject, payload(r.opts.Payload, 1, n))
 	}); err != nil {
@@ -343,6 +354,9 @@ func (r *run) natsFanout(ctx context.Context) error {
 	lat, missing, dups, err := r.collect("nats", groupAll, r.opts.Events)
 	if err != nil {
 		return err
+	}
+	if span, err := cpu.End(); err == nil {
+		r.res.NATSWSServerCPUUsPerDelivery = float64(span.Per(len(lat)).Nanoseconds()) / 1000
 	}
 	p := percentiles(lat)
 	r.res.NATSWSFanoutP50Ms, r.res.NATSWSFanoutP90Ms, r.res.NATSWSFanoutP99Ms, r.res.NATSWSFanoutMaxMs = p[0], p[1], p[2], p[3]

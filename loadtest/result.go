@@ -22,9 +22,15 @@ type Result struct {
 	NATSWSFanoutP99Ms    float64 `json:"nats_ws_fanout_p99_ms"`
 	NATSWSFanoutMaxMs    float64 `json:"nats_ws_fanout_max_ms"`
 	NATSWSRSSBytesPerSub float64 `json:"nats_ws_rss_bytes_per_sub"`
-	ReconnectAllS        float64 `json:"reconnect_all_s"`
-	HandshakesPerS       float64 `json:"handshakes_per_s"`
-	IdleLeaseCPUPct      float64 `json:"idle_lease_cpu_pct"` // the server's CPU over the idle window, % of one core
+	// The nats-server's CPU per delivery over its publish window.
+	NATSWSServerCPUUsPerDelivery float64 `json:"nats_ws_server_cpu_us_per_delivery"`
+	// Centrifugo's figures, in the same run (nil with NoCentrifugo).
+	Centrifugo *PeerResult `json:"centrifugo,omitempty"`
+	// The kioskfeed server's CPU over the connect storm, per handshake.
+	ConnectServerCPUUsPerHandshake float64 `json:"connect_server_cpu_us_per_handshake"`
+	ReconnectAllS                  float64 `json:"reconnect_all_s"`
+	HandshakesPerS                 float64 `json:"handshakes_per_s"`
+	IdleLeaseCPUPct                float64 `json:"idle_lease_cpu_pct"` // the server's CPU over the idle window, % of one core
 
 	// The publish window of the fan-out: from just before the first publish until every
 	// tablet reported every event. The server's CPU over it (% of one core, and per

@@ -53,7 +53,9 @@ pairs N tablets through the PIN + DPoP flow, connects them from worker processes
 several 127.0.0.x source addresses, and measures the server's memory per idle tablet,
 its CPU while they idle, publish→delivery latency for every tablet and event, and the
 reconnect storm after a restart; then the same fan-out through nats-server's own
-WebSocket listener. Loopback only. Prints a table, or one JSON object with --json.
+WebSocket listener, and through Centrifugo (configured as a user would for this job:
+ES256 connection tokens, history with forced recovery, one connection per user).
+Loopback only. Prints a table, or one JSON object with --json.
 
 --scenario outage: a Wi-Fi outage. With every tablet connected, a share of them (--share,
 default 0.3) go dead at once: their sockets stay open, they stop reading and answering
@@ -85,6 +87,7 @@ tablet never synced, or a healthy tablet was dropped or missed an event.
 	fs.DurationVar(&o.Timeout, "timeout", 20*60_000_000_000, "bound on the whole run")
 	fs.BoolVar(&o.NoRestart, "no-restart", false, "skip the restart phase")
 	fs.BoolVar(&o.NoNATS, "no-nats", false, "skip the nats-server WebSocket comparison")
+	fs.BoolVar(&o.NoCentrifugo, "no-centrifugo", false, "skip the Centrifugo "+loadtest.CentrifugoVersion+" comparison (built from the Go module proxy on first use; KIOSKFEED_CENTRIFUGO names a binary instead)")
 	fs.BoolVar(&o.Ack, "ack", false, "tablets acknowledge events with shown (proof of display), at most once a second each, as the PWA does")
 	fs.StringVar(&o.Dir, "dir", "", "keep the server's data, the logs and result.json here (default: a temp dir, removed after a clean run)")
 	fs.StringVar(&o.Scenario, "scenario", loadtest.ScenarioFull, "what to run: full, outage (Wi-Fi outage) or storm (far-behind reconnect storm)")
@@ -141,11 +144,17 @@ func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 func printLoadTable(w io.Writer, r *loadtest.Result, o loadtest.Options) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "%d tablets, %d events at %g/s, %d-byte payload, %d worker processes\n\n", r.Tablets, r.Events, r.Rate, r.PayloadBytes, r.Workers)
-	fmt.Fprintf(tw, "\tkioskfeed\tnats-server ws\n")
-	fmt.Fprintf(tw, "RSS per idle tablet (after the idle)\t%.0f B\t%.0f B\n", r.RSSBytesPerTablet, r.NATSWSRSSBytesPerSub)
-	fmt.Fprintf(tw, "fan-out p50 / p90\t%.1f / %.1f ms\t%.1f / %.1f ms\n", r.FanoutP50Ms, r.FanoutP90Ms, r.NATSWSFanoutP50Ms, r.NATSWSFanoutP90Ms)
-	fmt.Fprintf(tw, "fan-out p99 / max\t%.1f / %.1f ms\t%.1f / %.1f ms\n", r.FanoutP99Ms, r.FanoutMaxMs, r.NATSWSFanoutP99Ms, r.NATSWSFanoutMaxMs)
-	fmt.Fprintf(tw, "delivered (missing, repeated)\t%d (%d, %d)\t%d (%d, %d)\n", r.Deliveries, r.Missing, r.Duplicates, r.NATSDeliveries, r.NATSMissing, r.NATSDuplicates)
+	c := r.Centrifugo
+	if c == nil {
+		c = &loadtest.PeerResult{Server: "centrifugo (skipped)"}
+	}
+	fmt.Fprintf(tw, "\tkioskfeed\tnats-server ws\t%s\n", c.Server)
+	fmt.Fprintf(tw, "RSS per idle tablet (after the idle)\t%.0f B\t%.0f B\t%.0f B\n", r.RSSBytesPerTablet, r.NATSWSRSSBytesPerSub, c.RSSBytesPerSub)
+	fmt.Fprintf(tw, "fan-out p50 / p90\t%.1f / %.1f ms\t%.1f / %.1f ms\t%.1f / %.1f ms\n", r.FanoutP50Ms, r.FanoutP90Ms, r.NATSWSFanoutP50Ms, r.NATSWSFanoutP90Ms, c.FanoutP50Ms, c.FanoutP90Ms)
+	fmt.Fprintf(tw, "fan-out p99 / max\t%.1f / %.1f ms\t%.1f / %.1f ms\t%.1f / %.1f ms\n", r.FanoutP99Ms, r.FanoutMaxMs, r.NATSWSFanoutP99Ms, r.NATSWSFanoutMaxMs, c.FanoutP99Ms, c.FanoutMaxMs)
+	fmt.Fprintf(tw, "delivered (missing, repeated)\t%d (%d, %d)\t%d (%d, %d)\t%d (%d, %d)\n", r.Deliveries, r.Missing, r.Duplicates, r.NATSDeliveries, r.NATSMissing, r.NATSDuplicates, c.Deliveries, c.Missing, c.Duplicates)
+	fmt.Fprintf(tw, "server CPU per delivery, publish window\t%.1f µs\t%.1f µs\t%.1f µs\n", r.FanoutServerCPUUsPerDelivery, r.NATSWSServerCPUUsPerDelivery, c.FanoutServerCPUUsDel)
+	fmt.Fprintf(tw, "connects per second (server CPU each)\t%.0f (%.0f µs)\t\t%.0f (%.0f µs)\n", r.ConnectHandshakesPerS, r.ConnectServerCPUUsPerHandshake, c.ConnectsPerS, c.ConnectServerCPUUs)
 	fmt.Fprintf(tw, "pair all\t%.1f s\t\n", r.PairS)
 	fmt.Fprintf(tw, "connect all (256 at a time per worker)\t%.1f s (%.0f handshakes/s)\t\n", r.ConnectS, r.ConnectHandshakesPerS)
 	if !o.NoRestart {
