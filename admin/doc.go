@@ -8,7 +8,8 @@
 //     everywhere). [Admin.AuthorizeAdmin] is the one check, and makes *Admin the
 //     broker.AdminAuthorizer of the producer-key API broker serves.
 //   - The admin API under /api/admin/* (PINs, devices, pair requests, audit, admin
-//     tokens, the dashboard password, emergency overrides: overrides.go) and the dashboard under /admin: server-rendered
+//     tokens, the dashboard password, emergency overrides: overrides.go, the devices'
+//     last hour: timeline.go) and the dashboard under /admin: server-rendered
 //     pages from web/ (embedded, hashed asset URLs, a strict CSP), CSRF tokens and Go's
 //     CrossOriginProtection on every form, per-address failure allowances for bad
 //     passwords and bad tokens. Every action is audited with the credential behind it

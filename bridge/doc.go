@@ -14,7 +14,8 @@
 // (frames and control frames), write.go (the queue and its drain), close.go (closing
 // and hanging up), session.go (the protocol), shown.go and shownview.go (proof of
 // display: the tablets' shown messages, their records and the devices' states),
-// override.go (the emergency overrides: live, after synced, and their acks). The
+// override.go (the emergency overrides: live, after synced, and their acks),
+// timeline.go (each tablet's state changes, written for its timeline). The
 // Bridge itself (bridge.go: the upgrade, the sessions, heartbeats, Shutdown) is built
 // from a Config (config.go); the hub (hub.go) fans one feed out, and lease.go keeps one
 // live connection per device across instances. How far a socket is on its way to the
