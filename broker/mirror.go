@@ -33,6 +33,12 @@ type Mirror[T any] struct {
 
 // NewMirror starts watching kv and returns once every existing value has been loaded.
 func NewMirror[T any](kv jetstream.KeyValue, log *slog.Logger) (*Mirror[T], error) {
+	return NewMirrorSkipping[T](kv, log, nil)
+}
+
+// NewMirrorSkipping is NewMirror that leaves out, undecoded, the keys skip reports (nil:
+// none): e.g. an instance's own records, which it holds newer in memory.
+func NewMirrorSkipping[T any](kv jetstream.KeyValue, log *slog.Logger, skip func(key string) bool) (*Mirror[T], error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	w, err := kv.WatchAll(ctx)
 	if err != nil {
@@ -41,7 +47,7 @@ func NewMirror[T any](kv jetstream.KeyValue, log *slog.Logger) (*Mirror[T], erro
 	}
 	m := &Mirror[T]{kv: kv, log: log, vals: map[string]T{}, cancel: cancel, done: make(chan struct{})}
 	initial := make(chan struct{})
-	go m.watch(w, initial)
+	go m.watch(w, initial, skip)
 	select {
 	case <-initial:
 		return m, nil
@@ -69,12 +75,15 @@ func (m *Mirror[T]) OnPut(fn func(key string, old T, had bool, now T)) {
 	m.mu.Unlock()
 }
 
-func (m *Mirror[T]) watch(w jetstream.KeyWatcher, initial chan struct{}) {
+func (m *Mirror[T]) watch(w jetstream.KeyWatcher, initial chan struct{}, skip func(string) bool) {
 	defer close(m.done)
 	defer w.Stop()
 	for e := range w.Updates() {
 		if e == nil {
 			close(initial)
+			continue
+		}
+		if skip != nil && skip(e.Key()) {
 			continue
 		}
 		if e.Operation() == jetstream.KeyValuePut {
