@@ -259,6 +259,9 @@ func TestRunAckMeasuresServer(t *testing.T) {
 	if res.IdleLeaseCPUPct < 0 || res.IdleLeaseCPUPct > ceiling || res.IdleServerCPUMs < 0 {
 		t.Errorf("idle CPU %g %% (%g ms), want in [0, %g]", res.IdleLeaseCPUPct, res.IdleServerCPUMs, ceiling)
 	}
+	if res.IdleTailCPUPct < 0 || res.IdleTailCPUPct > ceiling || res.IdleTailS < 0.5 || res.IdleTailS > 1 {
+		t.Errorf("idle tail CPU %g %% over %g s, want in [0, %g] over the idle's second half (0.5 s)", res.IdleTailCPUPct, res.IdleTailS, ceiling)
+	}
 	if got := res.FanoutJSWrites["FEEDS"]; got != events {
 		t.Errorf("FEEDS stored %g messages in the publish window, want the %d events (all: %v)", got, events, res.FanoutJSWrites)
 	}

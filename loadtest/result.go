@@ -44,6 +44,10 @@ type Result struct {
 	FanoutJSShownWritesPerS      float64            `json:"fanout_js_shown_writes_per_s"`
 	FanoutJSWrites               map[string]float64 `json:"fanout_js_writes,omitempty"`
 	IdleServerCPUMs              float64            `json:"idle_server_cpu_ms"`
+	// The idle's last minute (its second half when shorter): the steady state, after the
+	// first-seen alert records a fresh fleet has written.
+	IdleTailCPUPct float64 `json:"idle_tail_cpu_pct"`
+	IdleTailS      float64 `json:"idle_tail_s"`
 
 	// Details behind the headline figures.
 	Events                     int            `json:"events"`

@@ -160,7 +160,7 @@ func printLoadTable(w io.Writer, r *loadtest.Result, o loadtest.Options) {
 	if !o.NoRestart {
 		fmt.Fprintf(tw, "back and synced after restart\t%.2f s (%.0f handshakes/s)\t\n", r.ReconnectAllS, r.HandshakesPerS)
 	}
-	fmt.Fprintf(tw, "server CPU, %s idle\t%.2f %% of a core\t\n", o.Idle, r.IdleLeaseCPUPct)
+	fmt.Fprintf(tw, "server CPU, %s idle (its last %.0f s)\t%.2f %% (%.2f %%) of a core\t\n", o.Idle, r.IdleTailS, r.IdleLeaseCPUPct, r.IdleTailCPUPct)
 	fmt.Fprintf(tw, "server CPU, publish window (%.1f s)\t%.1f %% of a core, %.1f µs per delivery\t\n", r.FanoutWindowS, r.FanoutServerCPUPct, r.FanoutServerCPUUsPerDelivery)
 	fmt.Fprintf(tw, "JetStream writes, publish window\t%.1f /s (shown records %.1f /s)\t\n", r.FanoutJSWritesPerS, r.FanoutJSShownWritesPerS)
 	fmt.Fprintf(tw, "server RSS empty / paired\t%.1f / %.1f MiB\t\n", mib(r.ServerRSSEmptyBytes), mib(r.ServerRSSPairedBytes))
