@@ -83,3 +83,19 @@ func processCPU(b *testing.B) time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// BenchmarkDeviceShown: what the alert rules' behind check asks of every device each
+// tick (and the devices list of each one): a connected tablet's shown record, lag and
+// state.
+func BenchmarkDeviceShown(b *testing.B) {
+	s := startStack(b, stackOpts{bridge: func(c *bridge.Config) { c.Heartbeat = 10 * time.Minute }})
+	s.publish(b, "lobby", "item", `{"text":"one"}`)
+	_, devices := connectTablets(b, s, "lobby", 1)
+	if _, _, _, st := s.br.DeviceShown(devices[0], "lobby"); st != bridge.StateLive {
+		b.Fatalf("state %s, want live", st)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		s.br.DeviceShown(devices[0], "lobby")
+	}
+}

@@ -61,12 +61,12 @@ func (br *Bridge) DeviceShown(deviceID, feed string) (seq uint64, at time.Time, 
 	snap := br.feedSnapshot(feed)
 	i := sort.Search(len(snap.seqs), func(i int) bool { return snap.seqs[i] > seq })
 	lag = len(snap.seqs) - i
-	online, _ := br.leases.presence(deviceID)
 	now := br.cfg.Now()
-	var since time.Time
-	if l, ok := br.leases.mirror.Get(deviceID); ok {
-		since = l.Since
-	}
+	// Online as leases.presence says, from one read of the lease (the alert rules ask
+	// this of every device each tick).
+	l, leased := br.leases.mirror.Get(deviceID)
+	online := leased && br.leases.instanceAliveCached(l.Instance, now)
+	since := l.Since
 	switch {
 	case br.schedules.asleep(feed):
 		state = StateAsleep
