@@ -96,7 +96,8 @@ func TestBrowserScheduleCases(t *testing.T) {
 // wake lock released, the socket still connected on both ends); an emergency override
 // still shows (and holds the wake lock) while asleep; it keeps taking events, and wakes
 // at the next boundary showing the newest event published while it slept, which it
-// then acknowledges.
+// then acknowledges; with the server stopped it sleeps on time from its own copy, and
+// after a reload too.
 func TestBrowserSleepWake(t *testing.T) {
 	dir, addr := t.TempDir(), freeAddr(t)
 	sys := startSystem(t, dir, addr)
@@ -215,9 +216,28 @@ func TestBrowserSleepWake(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	// Offline: with the server stopped, the tablet sleeps on time the next day from its
+	// own copy, and a reload while the server is down comes back asleep.
 	if v := cspViolations(t, tablet); len(v) > 0 {
 		t.Errorf("CSP violations: %v", v)
 	}
+	if err := sys.stop(); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	waitJS(t, tablet, `document.querySelector('#status').dataset.state !== 'live'`, 15*time.Second)
+	tomorrow := sleepAt.In(berlin).AddDate(0, 0, 1)
+	if err := chromedp.Do(tablet, chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`__asleepAt = 0; __awakeAt = 0; __setVirtualNow(%d)`, tomorrow.Add(-2*time.Second).UnixMilli()))); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, tablet, `document.body.dataset.asleep === 'clock'`, 15*time.Second)
+	if at, err := chromedp.Run(tablet, chromedp.Evaluate[int64](`__asleepAt`)); err != nil || at < tomorrow.UnixMilli() || at > tomorrow.Add(5*time.Second).UnixMilli() {
+		t.Fatalf("offline, asleep at %d (%v); want at the boundary %d", at, err, tomorrow.UnixMilli())
+	}
+	if err := chromedp.Do(tablet, chromedp.Reload()); err != nil {
+		t.Fatalf("reload while the server is down: %v", err)
+	}
+	waitJS(t, tablet, `document.body.dataset.asleep === 'clock' && document.querySelector('#status').dataset.state !== 'live' &&
+  document.getElementById('asleep').contains(document.elementFromPoint(innerWidth / 2, innerHeight / 2))`, 15*time.Second)
 }
 
 // waitAsync is waitJS for an expression that is a promise of a boolean.
