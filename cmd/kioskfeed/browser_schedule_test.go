@@ -117,7 +117,7 @@ func TestBrowserSleepWake(t *testing.T) {
 	}
 	pairTablet(t, tablet, sys.base, "lobby", pin)
 	key := adminAPI(t, sys, "POST", "/api/admin/producer-keys", `{"name":"schedule test","feeds":["lobby"]}`)["key"].(string)
-	producerPublish(t, sys.base, key, "lobby", "state", `{"title":"Morning","body":"Good morning"}`)
+	morning := producerPublish(t, sys.base, key, "lobby", "state", `{"title":"Morning","body":"Good morning"}`)
 	waitJS(t, tablet, `document.querySelector('#title').textContent === 'Morning' && document.querySelector('#status').dataset.state === 'live'`, 15*time.Second)
 
 	// Asleep from the next whole minute (at least 15 s away) for one minute: the
@@ -170,6 +170,14 @@ func TestBrowserSleepWake(t *testing.T) {
 		t.Fatal("the lobby's device is not listed")
 		return "", false, 0
 	}
+	// Awake, the tablet acknowledged Morning (the path works on this socket).
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if _, _, seq := devState(); uint64(seq) == morning {
+			break
+		} else if time.Now().After(end) {
+			t.Fatalf("shown_seq %v; want Morning's %d, acknowledged while awake", seq, morning)
+		}
+	}
 	// The server still holds its socket (its own clock, behind the page's, says whether
 	// it is asleep: bridge.TestScheduleAsleepState).
 	if _, online, _ := devState(); !online {
@@ -179,6 +187,11 @@ func TestBrowserSleepWake(t *testing.T) {
 	// Asleep, it takes events (they are not on screen, so not acknowledged).
 	evening := producerPublish(t, sys.base, key, "lobby", "state", `{"title":"Evening","body":"Published while asleep"}`)
 	waitJS(t, tablet, `document.querySelector('#title').textContent === 'Evening' && document.body.dataset.asleep === 'clock'`, 10*time.Second)
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+		if _, _, seq := devState(); uint64(seq) == evening {
+			t.Fatal("the asleep tablet acknowledged an event it does not show")
+		}
+	}
 
 	// An emergency wakes the screen: the override shows above the asleep view, the wake
 	// lock is held again; cleared, the screen sleeps on.
