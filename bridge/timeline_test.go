@@ -91,6 +91,10 @@ func TestTimelineAcrossInstances(t *testing.T) {
 	tab := a.pair(t, "lobby")
 	a.route(tab)
 
+	brokertest.Eventually(t, 10*time.Second, "instance B knows the device paired on A", func() bool {
+		status, _ := b.call(t, "GET", "/api/admin/devices/"+tab.DeviceID+"/timeline", "")
+		return status == http.StatusOK
+	})
 	if got := b.timelineOf(t, tab.DeviceID).states(); !slices.Equal(got, []string{"unknown"}) {
 		t.Fatalf("timeline before the first connection = %v, want [unknown]", got)
 	}

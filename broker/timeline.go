@@ -34,8 +34,8 @@ const (
 	// TimelineWindow is what a timeline answers: the last hour.
 	TimelineWindow = time.Hour
 	// TimelineKeep is the stream's age limit: past TimelineWindow by more than the
-	// bridge's refresh of an unchanged state (20 min), so the record that says what a
-	// device was doing when the hour began is still kept.
+	// bridge's refresh of an unchanged state (20 to 25 min), so the record that says what
+	// a device was doing when the hour began is still kept.
 	TimelineKeep = 90 * time.Minute
 	// TimelineMaxPerDevice is how many records the stream (and each instance's index)
 	// keeps per device, the oldest dropped first. The bridge writes at most one record
