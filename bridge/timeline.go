@@ -30,8 +30,9 @@ import (
 type TimelineConfig struct {
 	// Sweep is how often the states of the tablets connected here are looked at, for
 	// behind, caught up and asleep, and the leases of dead instances for their offline.
-	// Default 30s: at 10,000 tablets a sweep costs some 25 ms of CPU (DeviceShown of
-	// each), under 0.1% of a core.
+	// Default 30s. A sweep asks DeviceShown of each tablet here: at 10,000 tablets some
+	// 25 ms of CPU, estimated from the 10,000-tablet profile of commit 5d4ca1d (where
+	// the same walk every 2 s was about 1.2% of a core), so under 0.1% every 30 s.
 	Sweep time.Duration
 	// MinGap is the least time between two records of one device from this instance.
 	// Default 15s: an hour then holds at most 240 records of a device, within the
