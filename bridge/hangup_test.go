@@ -49,8 +49,15 @@ func TestFailedDrainAfterCleanupHangsUp(t *testing.T) {
 		return st
 	}
 	const established, closed = 1, 7 // TCP_ESTABLISHED, TCP_CLOSE (after a reset)
-	if st := state(); st != established {
-		t.Fatalf("TCP state %d before the server's timers ran, want %d (established)", st, established)
+	// Established, unless publishing on a loaded machine outlasted the write timeout and
+	// the grace (6 s), and the drain has hung up already: what is tested.
+	switch st := state(); st {
+	case established:
+	case closed:
+		t.Logf("TCP state %d (closed) already once the events were published: the hang-up came during the publishing", st)
+		return
+	default:
+		t.Fatalf("TCP state %d once the events were published, want %d (established) or %d (reset by the server)", st, established, closed)
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for state() != closed {

@@ -529,7 +529,7 @@ func TestExternalPermanentErrorsFailAtOnce(t *testing.T) {
 	})
 	// Last: it leaves a stream that takes kioskfeed's subjects.
 	t.Run("another stream holds the subjects", func(t *testing.T) {
-		nc, err := nats.Connect(url, nats.UserInfo("kf", "right"))
+		nc, err := nats.Connect(url, nats.UserInfo("kf", "right"), nats.Timeout(10*time.Second))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -176,7 +176,7 @@ func TestNATSProducers(t *testing.T) {
 	if pw == "" || b.NATSAddr() == "" {
 		t.Fatalf("embedded listener %q with password set %v, want both", b.NATSAddr(), pw != "")
 	}
-	nc, err := nats.Connect("nats://"+b.NATSAddr(), nats.UserInfo(user, pw), nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
+	nc, err := nats.Connect("nats://"+b.NATSAddr(), nats.UserInfo(user, pw), nats.Timeout(10*time.Second), nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
 	if err != nil {
 		t.Fatalf("producer connect: %v", err)
 	}
