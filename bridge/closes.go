@@ -44,7 +44,8 @@ var (
 	reasonTokenExpired     = closeReason{CloseUnauthorized, "token expired", "", true}
 	reasonStaleReauth      = closeReason{CloseUnauthorized, "re-auth needs a new token", broker.AuditAuthFail, true}
 	reasonRevokedOrUnknown = closeReason{CloseRevoked, "device revoked or unknown", broker.AuditAuthFail, true}
-	reasonRevoked          = closeReason{CloseRevoked, "device revoked", "", true} // the revocation kick of a live socket
+	reasonRevoked          = closeReason{CloseRevoked, "device revoked", "", true}                    // the revocation kick of a live socket
+	reasonMoved            = closeReason{CloseUnauthorized, "device moved to another feed", "", true} // fleet.go: refresh, come back on the new feed
 	reasonNoAuthInTime     = closeReason{CloseAuthTimeout, "no auth in time", "", true}
 	reasonDuplicate        = closeReason{CloseDuplicate, "device already connected", broker.AuditDuplicateRefused, false}
 	reasonTooManyFails     = closeReason{CloseTooMany, "too many failed attempts", "", false} // closeVerdict
@@ -63,7 +64,7 @@ var (
 var closeReasons = [...]closeReason{
 	reasonProtocolError, reasonBinary, reasonInvalidUTF8, reasonTooBig, reasonMalformed,
 	reasonUnexpectedAuth, reasonBadCredential, reasonTokenExpired, reasonStaleReauth,
-	reasonRevokedOrUnknown, reasonRevoked, reasonNoAuthInTime, reasonDuplicate,
+	reasonRevokedOrUnknown, reasonRevoked, reasonMoved, reasonNoAuthInTime, reasonDuplicate,
 	reasonTooManyFails, reasonTooManyConns, reasonRestarting, reasonLogRenewed,
 	reasonTooSlow, reasonBrokerDown, reasonLeaseLost, reasonNoPingAnswer,
 }

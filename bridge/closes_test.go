@@ -40,8 +40,8 @@ func TestCloseReasons(t *testing.T) {
 // (malformed, unauthorized, revoked, no auth in time, protocol errors), never the
 // server's side (1011, 1012, 1013, 4409, 4429).
 func TestAuthFailureColumn(t *testing.T) {
-	if len(closeReasons) != 21 {
-		t.Errorf("closeReasons has %d reasons, want the table's 21", len(closeReasons))
+	if len(closeReasons) != 22 {
+		t.Errorf("closeReasons has %d reasons, want the table's 22", len(closeReasons))
 	}
 	byCode := map[ws.StatusCode]bool{}
 	for _, r := range closeReasons {

@@ -20,11 +20,6 @@ type Moves interface {
 	DeviceFeed(deviceID string) (feed string, ok bool)
 }
 
-// reasonMoved closes the socket of a device moved to another feed: 4401, as a bad
-// token does (authFail like every 4401 of closes.go's table, so isAuthFailure needs no
-// entry for it), with a text of its own for the tablet's log.
-var reasonMoved = closeReason{CloseUnauthorized, "device moved to another feed", "", true}
-
 // reloadFrame is the reload message (docs/protocol.md #ws-reload).
 var reloadFrame = textFrame([]byte(`{"type":"reload"}`))
 
