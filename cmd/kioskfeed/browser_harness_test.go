@@ -94,16 +94,17 @@ func cspViolations(t testing.TB, ctx context.Context) []string {
 	return v
 }
 
-// waitJS evaluates a JavaScript expression every 100 ms until it is true, within d: for
-// what the page shows after the network answers, never a fixed sleep. Evaluation errors
-// (the page navigating away mid-check) are retried until the deadline.
+// waitJS evaluates a JavaScript expression (or a promise of one) every 100 ms until it
+// is true, within d: for what the page shows after the network answers, never a fixed
+// sleep. Evaluation errors (the page navigating away mid-check) are retried until the
+// deadline.
 func waitJS(t testing.TB, ctx context.Context, expr string, d time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	var last error
 	for time.Now().Before(deadline) {
 		evalCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		ok, err := chromedp.Run(evalCtx, chromedp.Evaluate[bool](expr))
+		ok, err := chromedp.Run(evalCtx, chromedp.Evaluate[bool](expr, chromedp.EvalAwaitPromise))
 		cancel()
 		if err == nil && ok {
 			return
