@@ -251,3 +251,54 @@ func TestBrowserSleepWake(t *testing.T) {
 	waitJS(t, tablet, `document.body.dataset.asleep === 'clock' && document.querySelector('#status').dataset.state !== 'live' &&
   document.getElementById('asleep').contains(document.elementFromPoint(innerWidth / 2, innerHeight / 2))`, 15*time.Second)
 }
+
+// TestBrowserScheduleDashboard: in real Chromium, the dashboard's schedules page stores
+// a feed's schedule (the API then answers it), refuses a bad one with the reason, edits
+// the stored one, and deletes it.
+func TestBrowserScheduleDashboard(t *testing.T) {
+	dir, addr := t.TempDir(), freeAddr(t)
+	sys := startSystem(t, dir, addr)
+	admin := newBrowser(t, "", 1280, 900)
+	adminLogin(t, admin, sys.base, sys.password)
+	fill := func(zone string) {
+		t.Helper()
+		if err := chromedp.Do(admin,
+			chromedp.Navigate(sys.base+"/admin/schedules"),
+			chromedp.WaitVisible(chromedp.ID("schedule-form")),
+			chromedp.SetValue(chromedp.ID("schedule-feed"), "lobby"),
+			chromedp.SetValue(chromedp.ID("schedule-zone"), zone),
+			chromedp.SetValue(chromedp.ID("schedule-view"), "clock"),
+			chromedp.SetValue(chromedp.ID("schedule-mon"), "07:00-19:00, 20:00-21:00"),
+			chromedp.SetValue(chromedp.ID("schedule-sun"), "22:00-06:00"),
+			chromedp.SetValue(chromedp.ID("schedule-exceptions"), "2026-12-25\n2026-12-24 08:00-12:00"),
+			chromedp.Click(chromedp.ID("schedule-submit")),
+		); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fill("Mars/Olympus")
+	waitJS(t, admin, `document.body.textContent.includes('Mars/Olympus') && document.body.textContent.includes('is not a time zone')`, 10*time.Second)
+	fill("Europe/Berlin")
+	waitJS(t, admin, `!!document.querySelector('#schedules tr[data-feed="lobby"]') && document.body.textContent.includes('The schedule is saved')`, 10*time.Second)
+	got := adminAPI(t, sys, "GET", "/api/admin/feeds/lobby/schedule", "")
+	sch, _ := got["schedule"].(map[string]any)
+	week, _ := sch["week"].(map[string]any)
+	exc, _ := sch["exceptions"].(map[string]any)
+	if sch["time_zone"] != "Europe/Berlin" || sch["asleep_view"] != "clock" || fmt.Sprint(week["mon"]) != "[07:00-19:00 20:00-21:00]" ||
+		fmt.Sprint(week["sun"]) != "[22:00-06:00]" || fmt.Sprint(exc["2026-12-25"]) != "[]" || fmt.Sprint(exc["2026-12-24"]) != "[08:00-12:00]" {
+		t.Fatalf("stored %v; want what the form said", got)
+	}
+	// Editing starts from the stored schedule.
+	if err := chromedp.Do(admin, chromedp.Navigate(sys.base+"/admin/schedules?feed=lobby")); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, admin, `document.getElementById('schedule-zone').value === 'Europe/Berlin' && document.getElementById('schedule-mon').value === '07:00-19:00, 20:00-21:00' &&
+  document.getElementById('schedule-exceptions').value === '2026-12-24 08:00-12:00\n2026-12-25'`, 10*time.Second)
+	if err := chromedp.Do(admin, chromedp.Click(`#schedules tr[data-feed="lobby"] button`)); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, admin, `!!document.getElementById('no-schedules') && document.body.textContent.includes('The schedule is deleted')`, 10*time.Second)
+	if v := cspViolations(t, admin); len(v) > 0 {
+		t.Errorf("CSP violations: %v", v)
+	}
+}
