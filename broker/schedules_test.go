@@ -157,3 +157,23 @@ func isInvalidRequest(err error) bool {
 	var e *httpx.Error
 	return errors.As(err, &e) && e.Code == httpx.CodeInvalidRequest
 }
+
+// BenchmarkSchedulesAsleep is what the alert rules and the devices list pay per device:
+// a cached answer, evaluated again only at the feed's next change.
+func BenchmarkSchedulesAsleep(b *testing.B) {
+	br := brokertest.New(b)
+	ctx := context.Background()
+	s, err := broker.NewSchedules(ctx, br)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Stop()
+	if _, err := s.Put(ctx, "lobby", schedule.Spec{TimeZone: "Europe/Berlin", Week: map[string][]string{"mon": {"07:00-19:00"}}}, "bench"); err != nil {
+		b.Fatal(err)
+	}
+	now := time.Now()
+	for b.Loop() {
+		s.Asleep("lobby", now)
+		s.Asleep("hall", now) // no schedule
+	}
+}
