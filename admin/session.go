@@ -3,7 +3,6 @@ package admin
 import (
 	"context"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -120,10 +119,8 @@ func (s *sessionStore) create(ctx context.Context, now time.Time, remote, userAg
 	if err != nil {
 		return adminSession{}, err
 	}
-	var raw [32]byte
-	_, _ = rand.Read(raw[:])
 	sess := adminSession{
-		id:      base64.RawURLEncoding.EncodeToString(raw[:]),
+		id:      broker.NewSecret(32),
 		Created: now.UTC().Truncate(time.Second), Expires: now.Add(SessionTTL).UTC().Truncate(time.Second),
 		RemoteAddr: remote, UserAgent: broker.CleanText(userAgent, maxUserAgentBytes),
 	}

@@ -2,11 +2,8 @@ package admin
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/base32"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -101,12 +98,8 @@ func (s *tokenStore) check(ctx context.Context, token string) (actor string, ok 
 }
 
 func (s *tokenStore) create(ctx context.Context, name string, now time.Time) (Token, string, error) {
-	var idb [8]byte
-	var secret [32]byte
-	_, _ = rand.Read(idb[:])
-	_, _ = rand.Read(secret[:])
-	id := strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(idb[:]))
-	token := adminTokenPrefix + id + "." + base64.RawURLEncoding.EncodeToString(secret[:])
+	id := broker.NewKeyID()
+	token := adminTokenPrefix + id + "." + broker.NewSecret(32)
 	h := HashToken(token)
 	rec := Token{ID: id, Name: name, Created: now.UTC().Truncate(time.Second), Hash: hex.EncodeToString(h[:])}
 	val, _ := json.Marshal(rec)
@@ -178,11 +171,7 @@ func LoadOrCreateToken(dataDir string) (hash [32]byte, newToken string, err erro
 	if !errors.Is(err, os.ErrNotExist) {
 		return hash, "", fmt.Errorf("read admin token hash: %w", err)
 	}
-	var tok [32]byte
-	if _, err := rand.Read(tok[:]); err != nil {
-		return hash, "", fmt.Errorf("random: %w", err)
-	}
-	newToken = "kfa_" + base64.RawURLEncoding.EncodeToString(tok[:])
+	newToken = "kfa_" + broker.NewSecret(32)
 	hash = HashToken(newToken)
 	if err := broker.WriteFileAtomic(path, []byte(hex.EncodeToString(hash[:])+"\n"), 0o600); err != nil {
 		return hash, "", err

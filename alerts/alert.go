@@ -3,12 +3,12 @@ package alerts
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/base32"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"time"
 
+	"github.com/kioskfeed/kioskfeed/broker"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -103,13 +103,11 @@ type Alert struct {
 	Resolves string `json:"resolves,omitempty"`
 }
 
-var idEncoding = base32.NewEncoding("0123456789ABCDEFGHJKMNPQRSTVWXYZ").WithPadding(base32.NoPadding)
-
 // alertID is the alert id of a Nats-Msg-Id: "al_" and 20 characters of Crockford's
 // base32 of its SHA-256 (100 bits), so every instance names one alert alike.
 func alertID(msgID string) string {
 	sum := sha256.Sum256([]byte(msgID))
-	return "al_" + idEncoding.EncodeToString(sum[:])[:20]
+	return "al_" + broker.CrockfordEncoding.EncodeToString(sum[:])[:20]
 }
 
 // setupAlertStream creates (or updates) the ALERTS stream.

@@ -2,8 +2,6 @@ package alerts
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -123,11 +121,7 @@ func ValidWebhookID(id string) bool {
 	return true
 }
 
-func newWebhookID() string {
-	var b [13]byte
-	_, _ = rand.Read(b[:])
-	return "wh_" + idEncoding.EncodeToString(b[:])[:20]
-}
+func newWebhookID() string { return broker.NewID("wh_") }
 
 func invalid(msg string) error { return httpx.Errorf(httpx.CodeInvalidRequest, msg) }
 
@@ -155,9 +149,7 @@ func (s *Service) CreateWebhook(ctx context.Context, req WebhookRequest) (Webhoo
 	secret, made := req.Secret, ""
 	switch {
 	case secret == "":
-		var b [32]byte
-		_, _ = rand.Read(b[:])
-		secret = "whsec_" + base64.RawURLEncoding.EncodeToString(b[:])
+		secret = "whsec_" + broker.NewSecret(32)
 		made = secret
 	case len(secret) < minSecret || len(secret) > maxSecret:
 		return Webhook{}, "", invalid(fmt.Sprintf(`"secret" must be %d to %d characters, or left out to have one made`, minSecret, maxSecret))

@@ -2,8 +2,6 @@ package bridge
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -397,8 +395,4 @@ func (br *Bridge) Shutdown(ctx context.Context) error {
 	return err
 }
 
-func newConnID() string {
-	var b [12]byte
-	_, _ = rand.Read(b[:])
-	return base64.RawURLEncoding.EncodeToString(b[:])
-}
+func newConnID() string { return broker.NewSecret(12) }

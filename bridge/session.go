@@ -2,9 +2,7 @@ package bridge
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -455,8 +453,4 @@ func (br *Bridge) audit(typ broker.AuditType, s *session, detail string) {
 }
 
 // newChallenge is the nonce a proof must sign: 32 random bytes, base64url.
-func newChallenge() string {
-	var b [32]byte
-	_, _ = rand.Read(b[:])
-	return base64.RawURLEncoding.EncodeToString(b[:])
-}
+func newChallenge() string { return broker.NewSecret(32) }

@@ -3,7 +3,6 @@ package broker
 import (
 	"bytes"
 	"crypto/rand"
-	"encoding/base32"
 	"encoding/json"
 	"fmt"
 	"regexp"
@@ -184,8 +183,6 @@ func eventIDFromMsgID(feed, msgID string, seq uint64) string {
 	}
 	return "seq-" + strconv.FormatUint(seq, 10)
 }
-
-var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
 
 // NewEventID makes a server-side event id (128 random bits) for events sent without one,
 // so that even those are de-duplicated when the HTTP layer retries internally.

@@ -80,11 +80,9 @@ func (b *Broker) CreateProducerKey(ctx context.Context, name string, feeds []str
 			sc = append(sc, s)
 		}
 	}
-	var idb [8]byte
 	var secret [32]byte
-	_, _ = rand.Read(idb[:])
 	_, _ = rand.Read(secret[:])
-	id := idEncoding.EncodeToString(idb[:])
+	id := NewKeyID()
 	key := producerKeyPrefix + id + "." + idEncoding.EncodeToString(secret[:])
 	rec := ProducerKey{ID: id, Name: name, Feeds: feeds, Scopes: sc, Created: b.cfg.Now().UTC().Truncate(time.Second), Hash: hashKey(key)}
 	val, _ := json.Marshal(rec)

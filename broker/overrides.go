@@ -15,7 +15,6 @@ package broker
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -310,9 +309,7 @@ func (o *Overrides) Raise(ctx context.Context, in OverrideInput, actor string) (
 	if len(o.Active()) >= MaxOverrides {
 		return Override{}, ErrTooManyOverrides
 	}
-	var idb [8]byte
-	_, _ = rand.Read(idb[:])
-	ov.ID = "ovr_" + idEncoding.EncodeToString(idb[:])
+	ov.ID = "ovr_" + NewKeyID()
 	ov.Actor = actor
 	val, _ := json.Marshal(ov)
 	ctx, cancel := o.b.opCtx(ctx)

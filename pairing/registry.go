@@ -2,8 +2,6 @@ package pairing
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base32"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -34,15 +32,8 @@ type Device struct {
 	MovedSeq uint64 `json:"moved_seq,omitempty"`
 }
 
-// Crockford's base32: no I, L, O or U, so an id read aloud or copied by hand survives.
-var deviceIDEncoding = base32.NewEncoding("0123456789ABCDEFGHJKMNPQRSTVWXYZ").WithPadding(base32.NoPadding)
-
 // newDeviceID makes dev_ plus 20 base32 characters: 100 random bits (docs/protocol.md §0).
-func newDeviceID() string {
-	var b [13]byte
-	_, _ = rand.Read(b[:])
-	return "dev_" + deviceIDEncoding.EncodeToString(b[:])[:20]
-}
+func newDeviceID() string { return broker.NewID("dev_") }
 
 // Registry is the device registry: the devices bucket, mirrored in memory so that a
 // handshake costs no KV round trip.

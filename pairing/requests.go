@@ -2,7 +2,6 @@ package pairing
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -135,11 +134,7 @@ func newRequestStore(ctx context.Context, b *broker.Broker, ipv6Prefix int, now 
 }
 
 // newRequestID makes pr_ plus 20 base32 characters: 100 random bits.
-func newRequestID() string {
-	var b [13]byte
-	_, _ = rand.Read(b[:])
-	return "pr_" + deviceIDEncoding.EncodeToString(b[:])[:20]
-}
+func newRequestID() string { return broker.NewID("pr_") }
 
 // NormalizeCode returns a user code as eight letters of the RFC 8628 alphabet, ignoring
 // case, spaces and hyphens, or "" when it cannot be one.

@@ -3,7 +3,6 @@ package pairing
 import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
@@ -17,6 +16,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jws"
 	"github.com/lestrrat-go/jwx/v3/jwt"
 
+	"github.com/kioskfeed/kioskfeed/broker"
 	"github.com/kioskfeed/kioskfeed/internal/jsonx"
 	"github.com/kioskfeed/kioskfeed/pairing/dpop"
 )
@@ -223,7 +223,7 @@ func (t *TokenIssuer) Issue(deviceID, feed, jkt string) (string, time.Time, erro
 		Subject(deviceID).
 		IssuedAt(iat).
 		Expiration(exp).
-		JwtID(randomToken(16)).
+		JwtID(broker.NewSecret(16)).
 		Claim("feed", feed).
 		Claim("cnf", map[string]string{"jkt": jkt}).
 		Build()
@@ -300,11 +300,4 @@ func (t *TokenIssuer) checkHeader(encHeader string) (string, error) {
 // key with kid, alg ES256 and use sig.
 func (t *TokenIssuer) JWKS() ([]byte, error) {
 	return append([]byte(nil), t.jwks...), nil
-}
-
-// randomToken returns n random bytes from the CSPRNG, base64url.
-func randomToken(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b) // crypto/rand.Read never fails (it crashes the program instead)
-	return base64.RawURLEncoding.EncodeToString(b)
 }
