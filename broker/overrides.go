@@ -16,7 +16,6 @@ package broker
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -139,46 +138,25 @@ func NewOverrides(ctx context.Context, b *Broker) (*Overrides, error) {
 		acked: map[string]map[string]bool{}, pending: map[string]map[string]time.Time{}, ackKick: make(chan struct{}, 1)}
 	wctx, cancel := context.WithCancel(context.Background())
 	o.cancel = cancel
-	w, err := kv.WatchAll(wctx)
-	if err != nil {
-		cancel()
-		return nil, b.unavailable("watch overrides", err)
+	if err := b.followBucket(ctx, wctx, kv, "overrides", &o.done, o.stored, func(e jetstream.KeyValueEntry) {
+		o.remove(e.Key())
+	}); err != nil {
+		o.Stop()
+		return nil, err
 	}
-	initial := make(chan struct{})
-	o.done.Add(2)
-	go o.watch(w, initial)
+	o.done.Add(1)
 	go o.flushAcks(wctx)
-	select {
-	case <-initial:
-		return o, nil
-	case <-time.After(10 * time.Second):
-		o.Stop()
-		return nil, errors.New("overrides: the stored overrides did not arrive within 10s")
-	case <-ctx.Done():
-		o.Stop()
-		return nil, ctx.Err()
-	}
+	return o, nil
 }
 
-func (o *Overrides) watch(w jetstream.KeyWatcher, initial chan struct{}) {
-	defer o.done.Done()
-	defer func() { _ = w.Stop() }()
-	for e := range w.Updates() {
-		if e == nil {
-			close(initial)
-			continue
-		}
-		if e.Operation() != jetstream.KeyValuePut {
-			o.remove(e.Key())
-			continue
-		}
-		var ov Override
-		if err := json.Unmarshal(e.Value(), &ov); err != nil || ov.ID != e.Key() {
-			o.log.Warn("unreadable override record", slog.String("key", e.Key()))
-			continue
-		}
-		o.put(ov)
+// stored takes a stored override from the bucket.
+func (o *Overrides) stored(e jetstream.KeyValueEntry) {
+	var ov Override
+	if err := json.Unmarshal(e.Value(), &ov); err != nil || ov.ID != e.Key() {
+		o.log.Warn("unreadable override record", slog.String("key", e.Key()))
+		return
 	}
+	o.put(ov)
 }
 
 // put makes ov active (unless it has expired) and tells the subscribers of a new one.

@@ -11,7 +11,6 @@ package broker
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -88,50 +87,28 @@ func NewSchedules(ctx context.Context, b *Broker) (*Schedules, error) {
 	s := &Schedules{b: b, kv: kv, log: b.log, byFeed: map[string]*schedEntry{}}
 	wctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
-	w, err := kv.WatchAll(wctx)
-	if err != nil {
-		cancel()
-		return nil, b.unavailable("watch schedules", err)
-	}
-	initial := make(chan struct{})
-	s.done.Add(1)
-	go s.watch(w, initial)
-	select {
-	case <-initial:
-		return s, nil
-	case <-time.After(10 * time.Second):
+	if err := b.followBucket(ctx, wctx, kv, "schedules", &s.done, s.put, func(e jetstream.KeyValueEntry) {
+		s.apply(e.Key(), nil, e.Revision())
+	}); err != nil {
 		s.Stop()
-		return nil, errors.New("schedules: the stored schedules did not arrive within 10s")
-	case <-ctx.Done():
-		s.Stop()
-		return nil, ctx.Err()
+		return nil, err
 	}
+	return s, nil
 }
 
-func (s *Schedules) watch(w jetstream.KeyWatcher, initial chan struct{}) {
-	defer s.done.Done()
-	defer func() { _ = w.Stop() }()
-	for e := range w.Updates() {
-		if e == nil {
-			close(initial)
-			continue
-		}
-		if e.Operation() != jetstream.KeyValuePut {
-			s.apply(e.Key(), nil, e.Revision())
-			continue
-		}
-		var fs FeedSchedule
-		err := json.Unmarshal(e.Value(), &fs)
-		if err == nil {
-			fs.parsed, err = schedule.Parse(fs.Schedule)
-		}
-		if err != nil || fs.Feed != e.Key() {
-			s.log.Warn("unreadable schedule record", slog.String("key", e.Key()))
-			continue
-		}
-		fs.Rev = e.Revision()
-		s.apply(fs.Feed, &fs, fs.Rev)
+// put takes a stored schedule from the bucket.
+func (s *Schedules) put(e jetstream.KeyValueEntry) {
+	var fs FeedSchedule
+	err := json.Unmarshal(e.Value(), &fs)
+	if err == nil {
+		fs.parsed, err = schedule.Parse(fs.Schedule)
 	}
+	if err != nil || fs.Feed != e.Key() {
+		s.log.Warn("unreadable schedule record", slog.String("key", e.Key()))
+		return
+	}
+	fs.Rev = e.Revision()
+	s.apply(fs.Feed, &fs, fs.Rev)
 }
 
 // apply makes fs the feed's schedule (nil: it has none) unless rev is older than what
