@@ -128,7 +128,21 @@ func writeNew(path string, data []byte) error {
 		return err
 	}
 	defer os.Remove(tmp)
-	return os.Link(tmp, path)
+	if err := os.Link(tmp, path); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// syncDir makes a rename or link in dir durable: a display whose power is cut right
+// after saving its key or state finds the new file, not the old one or none.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // writeTemp writes data to a fresh 0600 file next to path, synced, and returns its name.

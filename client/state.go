@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 )
 
 // State is what a display keeps across restarts: which device it is (the key is kept
@@ -72,6 +73,9 @@ func (f FileState) Save(st State) error {
 	}
 	if err := os.Rename(tmp, f.Path); err != nil {
 		_ = os.Remove(tmp)
+		return fmt.Errorf("client: write state: %w", err)
+	}
+	if err := syncDir(filepath.Dir(f.Path)); err != nil {
 		return fmt.Errorf("client: write state: %w", err)
 	}
 	return nil
