@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/kioskfeed/kioskfeed/internal/httpx"
@@ -26,9 +25,10 @@ func metricsHandler(reg *prometheus.Registry, token string) http.Handler {
 	}
 	want := sha256.Sum256([]byte(token)) // compared as hashes: the time says nothing of the length
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		// The scheme's case does not matter (RFC 7235 §2.1), as for every bearer here.
+		got := httpx.Bearer(r)
 		sum := sha256.Sum256([]byte(got))
-		if !ok || subtle.ConstantTimeCompare(sum[:], want[:]) != 1 {
+		if got == "" || subtle.ConstantTimeCompare(sum[:], want[:]) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="metrics"`)
 			httpx.WriteError(w, httpx.Errorf(httpx.CodeInvalidToken, "GET /metrics needs Authorization: Bearer <metrics_token>"))
 			return

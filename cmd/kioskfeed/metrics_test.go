@@ -66,7 +66,7 @@ func TestMetricsToken(t *testing.T) {
 			if where == "metrics_listen" {
 				url = "http://" + metricsAddr(t, s) + "/metrics"
 			}
-			for _, auth := range []string{"", "Bearer ", "Bearer wrong-token-0123456789", "Basic " + token, "Bearer " + token + "x", "bearer " + token} {
+			for _, auth := range []string{"", "Bearer ", "Bearer wrong-token-0123456789", "Basic " + token, "Bearer " + token + "x", "Bearer" + token} {
 				resp, body := httpGet(t, url, auth)
 				var e struct{ Error, Message string }
 				if resp.StatusCode != 401 || json.Unmarshal(body, &e) != nil || e.Error != "invalid_token" {
@@ -76,9 +76,11 @@ func TestMetricsToken(t *testing.T) {
 					t.Errorf("401 without WWW-Authenticate: Bearer")
 				}
 			}
-			resp, body := httpGet(t, url, "Bearer "+token)
-			if resp.StatusCode != 200 || !strings.Contains(string(body), "\nkioskfeed_ws_connections") {
-				t.Fatalf("GET /metrics with the token = %d, want 200 with the series", resp.StatusCode)
+			for _, auth := range []string{"Bearer " + token, "bearer " + token, "BEARER  " + token} { // RFC 7235 §2.1
+				resp, body := httpGet(t, url, auth)
+				if resp.StatusCode != 200 || !strings.Contains(string(body), "\nkioskfeed_ws_connections") {
+					t.Fatalf("GET /metrics with Authorization %q = %d, want 200 with the series", strings.Replace(auth, token, "<token>", 1), resp.StatusCode)
+				}
 			}
 			if strings.Contains(s.stdout.String()+s.stderr.String(), token) {
 				t.Fatalf("the metrics token appears in the banner or the log")
