@@ -3,7 +3,6 @@ package bridge_test
 import (
 	"fmt"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -73,15 +72,6 @@ func BenchmarkShownAcks(b *testing.B) {
 			b.ReportMetric(float64((processCPU(b)-cpu0).Nanoseconds())/float64(iters*n), "cpu-ns/ack")
 		})
 	}
-}
-
-// processCPU is the CPU time (user and system) this process has used so far.
-func processCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkDeviceShown: what the alert rules' behind check asks of every device each
