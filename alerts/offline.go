@@ -64,6 +64,9 @@ type offlineRule struct {
 	offFrom map[string]time.Time
 	// behindFrom is when this instance first saw each online device behind or stale.
 	behindFrom map[string]time.Time
+	// paired is the tick's set of paired devices, kept from tick to tick so that a
+	// tick over 10,000 devices does not allocate and grow a new one.
+	paired map[string]bool
 }
 
 func newOfflineRule(ctx context.Context, s *Service) (*offlineRule, error) {
@@ -98,8 +101,12 @@ func (o *offlineRule) run(stop <-chan struct{}) {
 func (o *offlineRule) tick(ctx context.Context, stop <-chan struct{}) {
 	now := o.s.cfg.Now()
 	devs := o.s.fleet.Devices()
-	paired := make(map[string]bool, len(devs))
-	seenWrites := 0
+	if o.paired == nil {
+		o.paired = make(map[string]bool, len(devs))
+	}
+	paired := o.paired
+	clear(paired)
+	seenWrites, withState := 0, 0
 	for _, d := range devs {
 		select {
 		case <-stop:
@@ -109,6 +116,7 @@ func (o *offlineRule) tick(ctx context.Context, stop <-chan struct{}) {
 		paired[d.ID] = true
 		online, lastSeen := o.s.fleet.Presence(d.ID)
 		st, have := o.states.Get(d.ID)
+		withState += btoi(have)
 		if online {
 			delete(o.offFrom, d.ID)
 			switch {
@@ -117,8 +125,9 @@ func (o *offlineRule) tick(ctx context.Context, stop <-chan struct{}) {
 				o.markSeen(ctx, d, now)
 			case st.Offline != nil:
 				o.resolve(ctx, d, offlineEpisode)
+				st, have = o.states.Get(d.ID) // as resolved
 			}
-			o.checkBehind(ctx, d, have, now)
+			o.checkBehind(ctx, d, st, have, now)
 			continue
 		}
 		if !have && !lastSeen.IsZero() {
@@ -161,6 +170,11 @@ func (o *offlineRule) tick(ctx context.Context, stop <-chan struct{}) {
 				delete(m, id)
 			}
 		}
+	}
+	// Records of devices no longer paired, forgotten: none when every record is one of
+	// the paired devices' counted above (the steady state), so no look at all of them.
+	if o.states.Len() <= withState {
+		return
 	}
 	for _, st := range o.states.All(func(st deviceState) bool { return !paired[st.Device] && now.Sub(st.Seen) > forgetAfter }) {
 		if err := o.states.KV().Delete(ctx, st.Device); err == nil {
@@ -306,15 +320,14 @@ func (o *offlineRule) resolve(ctx context.Context, d Device, ep episode) {
 	o.update(ctx, st, rev)
 }
 
-// checkBehind runs the behind rule for an online device, when the Fleet knows what
-// tablets have shown (Display): behind or stale for longer than BehindFor raises
-// device_behind, live again raises device_caught_up.
-func (o *offlineRule) checkBehind(ctx context.Context, d Device, have bool, now time.Time) {
+// checkBehind runs the behind rule for an online device whose state record is st (have:
+// it has one), when the Fleet knows what tablets have shown (Display): behind or stale
+// for longer than BehindFor raises device_behind, live again raises device_caught_up.
+func (o *offlineRule) checkBehind(ctx context.Context, d Device, st deviceState, have bool, now time.Time) {
 	disp, ok := o.s.fleet.(Display)
 	if !ok || !have {
 		return
 	}
-	st, _ := o.states.Get(d.ID)
 	switch disp.DisplayState(d.ID, d.Feed) {
 	case "asleep": // quiet hours: behind time starts again at the wake
 		delete(o.behindFrom, d.ID)
@@ -337,4 +350,11 @@ func (o *offlineRule) checkBehind(ctx context.Context, d Device, have bool, now 
 			o.raise(ctx, d, behindEpisode, from, false)
 		}
 	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -170,6 +170,13 @@ func (m *Mirror[T]) Each(fn func(key string, v T)) {
 	}
 }
 
+// Len is how many values the mirror holds.
+func (m *Mirror[T]) Len() int {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return len(m.vals)
+}
+
 // KV is the bucket behind the mirror, for writes.
 func (m *Mirror[T]) KV() jetstream.KeyValue { return m.kv }
 

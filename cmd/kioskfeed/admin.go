@@ -28,7 +28,7 @@ Commands (each talks to a running kioskfeed over its HTTP API):
                                             issue a pairing PIN for feed F (its device gets the tags)
   devices [--feed F] [--tag T] [--state S]  list paired devices
   revoke DEVICE_ID                          revoke a device (its socket closes, its tokens stop)
-` + adminFleetUsage + adminScheduleUsage + `  requests                                  tablets waiting for approval, with their codes
+` + adminFleetUsage + adminScheduleUsage + adminTimelineUsage + `  requests                                  tablets waiting for approval, with their codes
   approve CODE --feed F [--name N] [--replace] [--tags a,b]
                                             pair the tablet that shows CODE with feed F
                                             (--replace revokes the feed's other devices)
@@ -142,6 +142,12 @@ func adminCmd(ctx context.Context, args []string, lookupEnv func(string) (string
 			return err
 		}
 		return c.table(devs, "device_id", "feed", "name", "tags", "state", "online", "last_seen", "paired_at", "remote_addr")
+	case "timeline":
+		id, err := oneArg("device id")
+		if err != nil {
+			return err
+		}
+		return adminTimeline(ctx, c, id, stdout) // admintimeline.go
 	case "revoke":
 		id, err := oneArg("device id")
 		if err != nil {
