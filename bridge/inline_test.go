@@ -74,3 +74,26 @@ func TestInlineFrameLeavesPayload(t *testing.T) {
 		t.Fatalf("inlineFrame changed the frame: % x, was % x", in, before)
 	}
 }
+
+// TestWholeEarly: a frame is whole in early when its header (with the mask, if masked)
+// and its payload are there; an extended length is never taken for whole.
+func TestWholeEarly(t *testing.T) {
+	shown := maskFrame(ws.OpText, []byte(`{"type":"shown","seq":7}`))
+	for _, c := range []struct {
+		in   []byte
+		want bool
+	}{
+		{shown, true},
+		{append(bytes.Clone(shown), 0x8a), true}, // and the start of the next
+		{shown[:len(shown)-1], false},
+		{shown[:5], false},
+		{ws.MustCompileFrame(ws.NewPongFrame([]byte("ab"))), true}, // unmasked: 2 + 2 bytes
+		{[]byte{0x8a, 0x80, 1, 2, 3}, false},
+		{[]byte{0x81, 0x7e, 0, 5, 'a', 'b', 'c', 'd', 'e'}, false}, // extended length
+		{[]byte{0x81}, false}, {nil, false},
+	} {
+		if got := wholeEarly(c.in); got != c.want {
+			t.Errorf("wholeEarly(% x) = %v, want %v", c.in, got, c.want)
+		}
+	}
+}

@@ -33,7 +33,9 @@ func (s *session) readFrame() (over bool) {
 	// bounded. A reader of its own waits for the next frame as long as it takes (the
 	// heartbeat's sweep and the auth deadline end a silent socket); then its rest is.
 	if s.polled {
-		s.setReadDeadline(time.Now().Add(s.readWait()))
+		if !wholeEarly(s.early) { // else nothing is read from the conn: no deadline to set
+			s.setReadDeadline(time.Now().Add(s.readWait()))
+		}
 	} else {
 		s.setReadDeadline(time.Time{})
 	}
