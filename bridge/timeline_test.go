@@ -194,7 +194,7 @@ func TestTimelineFlappingIsBounded(t *testing.T) {
 	}
 	_, _ = connectTablet(t, a, tab) // it settles, online
 
-	nc, err := nats.Connect(n.URL())
+	nc, err := nats.Connect(n.URL(), nats.Timeout(10*time.Second)) // 2 s fails on a loaded machine
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,7 +269,7 @@ func TestTimelineInstanceDies(t *testing.T) {
 	}
 
 	// B and C each wrote the offline, with the same Nats-Msg-Id: the stream keeps one.
-	nc, err := nats.Connect(n.URL())
+	nc, err := nats.Connect(n.URL(), nats.Timeout(10*time.Second)) // 2 s fails on a loaded machine
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -324,7 +324,7 @@ func TestTimelineAsleep(t *testing.T) {
 	}
 
 	// The bridge saw the connected tablet asleep and wrote it.
-	nc, err := nats.Connect(n.URL())
+	nc, err := nats.Connect(n.URL(), nats.Timeout(10*time.Second)) // 2 s fails on a loaded machine
 	if err != nil {
 		t.Fatal(err)
 	}

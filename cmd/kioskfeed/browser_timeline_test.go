@@ -209,7 +209,7 @@ func TestBrowserTimeline(t *testing.T) {
 	rng := fmt.Sprintf(`"%s-%s"`, sleptAt.Add(-10*time.Hour).Format("15:04"), sleptAt.Format("15:04"))
 	week := strings.ReplaceAll(`{"mon":[R],"tue":[R],"wed":[R],"thu":[R],"fri":[R],"sat":[R],"sun":[R]}`, "R", rng)
 	adminAPI(t, sys, "PUT", "/api/admin/feeds/night-desk/schedule", `{"time_zone":"UTC","week":`+week+`}`)
-	nc, err := nats.Connect(n.URL())
+	nc, err := nats.Connect(n.URL(), nats.Timeout(10*time.Second)) // 2 s fails on a loaded machine
 	if err != nil {
 		t.Fatal(err)
 	}
