@@ -169,14 +169,20 @@ func (tl *timeline) run() {
 			swept = time.Now()
 			tl.sweep()
 		}
-		tl.flush(false, all)
+		// Ended by Shutdown: the drain's offline notes wake this loop first, and their
+		// writes must not hold the drain up (final writes what is left, bounded).
+		tl.flushCtx(tl.br.ctx, false, all)
 	}
 }
 
-// final waits (at most 5 s) for the sockets Shutdown closed to finish, then writes
-// every record still waiting.
+// final waits (at most 1 s) for the sockets Shutdown closed to finish, then writes
+// every record still waiting, for at most 2 s more (docs/protocol.md #device-timeline):
+// a drain of 10,000 tablets queues 10,000 offline records, and the drain must end in
+// time (a 10k load run's restart took 16 s, the drain cut off at its 10 s deadline, and
+// the server exited with an error). What is not written by then is logged and dropped;
+// the tablets' welcomes elsewhere write their online.
 func (tl *timeline) final() {
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(time.Second)
 	for time.Now().Before(deadline) {
 		tl.br.mu.Lock()
 		n := len(tl.br.sessions)
@@ -186,7 +192,20 @@ func (tl *timeline) final() {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	tl.flush(true, true)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	// The writes may block past ctx (a publish waits for room in NATS's async window,
+	// which the drain's lease releases share): the drain does not wait for them then.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tl.flushCtx(ctx, true, true)
+	}()
+	select {
+	case <-done:
+	case <-time.After(2500 * time.Millisecond):
+		tl.br.log.Warn("timeline: the drain's offline records are still being written; not waiting for them")
+	}
 }
 
 // sweep notes the state of every tablet connected here as DeviceShown sees it: live is
@@ -270,7 +289,10 @@ func (tl *timeline) deadHolders(now time.Time) {
 // state once its refresh is due. It forgets the devices closed here a gap ago with
 // nothing waiting. It looks at the devices with something waiting (todo), or at every
 // device when all (each sweep: the refreshes). A failed write waits for the next flush.
-func (tl *timeline) flush(force, all bool) {
+func (tl *timeline) flush(force, all bool) { tl.flushCtx(context.Background(), force, all) }
+
+// flushCtx is flush whose writes end with ctx.
+func (tl *timeline) flushCtx(ctx context.Context, force, all bool) {
 	now := tl.br.cfg.Now()
 	gap := tl.br.cfg.Timeline.MinGap
 	var notes []broker.TimelineNote
@@ -310,7 +332,7 @@ func (tl *timeline) flush(force, all bool) {
 	if len(notes) == 0 {
 		return
 	}
-	failed := tl.store.Write(context.Background(), notes)
+	failed := tl.store.Write(ctx, notes)
 	tl.mu.Lock()
 	tl.writes += len(notes) - len(failed)
 	for _, n := range failed {

@@ -123,7 +123,8 @@ func NewTimeline(ctx context.Context, b *Broker) (*Timeline, error) {
 }
 
 // Write stores notes, timelineWindow in flight at once, each write bounded by the
-// broker's OpTimeout, and returns those that failed (to be tried again). Notes of
+// broker's OpTimeout and all by ctx, and returns those that failed (to be tried
+// again). Notes of
 // devices whose id is not a device id are dropped.
 func (t *Timeline) Write(ctx context.Context, notes []TimelineNote) (failed []TimelineNote) {
 	type write struct {
@@ -147,6 +148,10 @@ func (t *Timeline) Write(ctx context.Context, notes []TimelineNote) (failed []Ti
 	}
 	for _, n := range notes {
 		if !ValidDeviceID(n.Device) {
+			continue
+		}
+		if ctx.Err() != nil { // out of time: the rest is not even sent
+			failed = append(failed, n)
 			continue
 		}
 		val, _ := json.Marshal(TimelineRecord{State: n.State, At: n.At.UTC(), Flaps: n.Flaps})
