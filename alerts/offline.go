@@ -61,6 +61,7 @@ type offlineRule struct {
 	// offFrom is when this instance first saw each device offline (or its last-seen
 	// time, when the bridge knows it). Only the rule's goroutine touches it; it holds
 	// paired devices only.
+	// A zero time marks a device of a feed asleep: its offline time starts at the wake.
 	offFrom map[string]time.Time
 	// behindFrom is when this instance first saw each online device behind or stale.
 	behindFrom map[string]time.Time
@@ -139,7 +140,7 @@ func (o *offlineRule) tick(ctx context.Context, stop <-chan struct{}) {
 			continue // never seen online: no alert
 		}
 		if o.s.asleep(d.Feed) { // quiet hours (quiet.go): the offline time starts at the wake
-			o.offFrom[d.ID] = now
+			o.offFrom[d.ID] = time.Time{} // "asleep": the first tick that sees it awake starts it
 			continue
 		}
 		if st.Offline != nil {
@@ -149,6 +150,10 @@ func (o *offlineRule) tick(ctx context.Context, stop <-chan struct{}) {
 			continue
 		}
 		from, ok := o.offFrom[d.ID]
+		if ok && from.IsZero() { // the wake, seen by this tick: no earlier
+			from = now
+			o.offFrom[d.ID] = from
+		}
 		if !ok {
 			from = now
 			if !lastSeen.IsZero() && lastSeen.Before(now) {
