@@ -2,8 +2,6 @@ package client_test
 
 import (
 	"context"
-	"errors"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,36 +18,7 @@ func TestRunShowsAndAcknowledgesAnOverride(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
-	var mu sync.Mutex
-	var got []client.Message
-	synced := make(chan struct{}, 1)
-	c := &client.Client{Device: d, ShownEvery: 50 * time.Millisecond}
-	done := make(chan error, 1)
-	go func() {
-		done <- c.Run(ctx, func(m client.Message) error {
-			mu.Lock()
-			got = append(got, m)
-			mu.Unlock()
-			if m.Type == client.TypeSynced {
-				select {
-				case synced <- struct{}{}:
-				default:
-				}
-			}
-			return nil
-		})
-	}()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-			t.Errorf("Run: %v", err)
-		}
-	}()
-	select {
-	case <-synced:
-	case <-ctx.Done():
-		t.Fatal("no synced")
-	}
+	rec := runRecording(t, ctx, &client.Client{Device: d, ShownEvery: 50 * time.Millisecond})
 
 	var raised struct {
 		ID string `json:"id"`
@@ -58,9 +27,7 @@ func TestRunShowsAndAcknowledgesAnOverride(t *testing.T) {
 		t.Fatalf("raise: %v", err)
 	}
 	find := func(typ string) (client.Message, bool) {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, m := range got {
+		for _, m := range rec.all() {
 			if m.Type == typ && m.ID == raised.ID {
 				return m, true
 			}
@@ -71,7 +38,7 @@ func TestRunShowsAndAcknowledgesAnOverride(t *testing.T) {
 	deadline := time.Now().Add(wait)
 	for ok := false; !ok; m, ok = find(client.TypeOverride) {
 		if time.Now().After(deadline) {
-			t.Fatalf("no override %s in %v", raised.ID, got)
+			t.Fatalf("no override %s in %v", raised.ID, rec.all())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -103,7 +70,7 @@ func TestRunShowsAndAcknowledgesAnOverride(t *testing.T) {
 	}
 	for _, ok := find(client.TypeOverrideClear); !ok; _, ok = find(client.TypeOverrideClear) {
 		if time.Now().After(deadline) {
-			t.Fatalf("no override_clear for %s in %v", raised.ID, got)
+			t.Fatalf("no override_clear for %s in %v", raised.ID, rec.all())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

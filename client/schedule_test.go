@@ -3,7 +3,6 @@ package client_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -26,40 +25,12 @@ func TestRunGetsTheFeedsSchedule(t *testing.T) {
 	defer cancel()
 
 	var mu sync.Mutex
-	var got []client.Message
 	var welcome client.Welcome
-	synced := make(chan struct{}, 1)
-	c := &client.Client{Device: d, OnWelcome: func(w client.Welcome) {
+	rec := runRecording(t, ctx, &client.Client{Device: d, OnWelcome: func(w client.Welcome) {
 		mu.Lock()
 		welcome = w
 		mu.Unlock()
-	}}
-	done := make(chan error, 1)
-	go func() {
-		done <- c.Run(ctx, func(m client.Message) error {
-			mu.Lock()
-			got = append(got, m)
-			mu.Unlock()
-			if m.Type == client.TypeSynced {
-				select {
-				case synced <- struct{}{}:
-				default:
-				}
-			}
-			return nil
-		})
-	}()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-			t.Errorf("Run: %v", err)
-		}
-	}()
-	select {
-	case <-synced:
-	case <-ctx.Done():
-		t.Fatal("no synced")
-	}
+	}})
 	mu.Lock()
 	var spec struct {
 		TimeZone string `json:"time_zone"`
@@ -71,10 +42,8 @@ func TestRunGetsTheFeedsSchedule(t *testing.T) {
 	}
 
 	schedules := func() []client.Message {
-		mu.Lock()
-		defer mu.Unlock()
 		var out []client.Message
-		for _, m := range got {
+		for _, m := range rec.all() {
 			if m.Type == client.TypeSchedule {
 				out = append(out, m)
 			}
