@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"log/slog"
+	"runtime"
 	"strings"
 	"time"
 
@@ -61,6 +62,10 @@ type Config struct {
 	// catch-up leaves room for live events (config validation asks the same of
 	// queue_frames).
 	QueueFrames int
+	// FanoutWriters is how many writers each feed's hub spreads its tablets over: each
+	// tablet belongs to one writer, which delivers the feed's events to its tablets in
+	// order, and the writers of one event run at once. Default GOMAXPROCS (one a core).
+	FanoutWriters int
 	// WindowSize is how many recent events per feed are kept in memory for replay; a
 	// hub that starts fills it with one bounded read of the log, so a reconnect storm
 	// after a restart is served from memory. Default 512, or CatchupLimit when that is
@@ -151,6 +156,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.QueueFrames == 0 {
 		c.QueueFrames = max(256, max(c.ReplayLimit, c.CatchupLimit)+16)
+	}
+	if c.FanoutWriters <= 0 {
+		c.FanoutWriters = runtime.GOMAXPROCS(0)
 	}
 	if c.WindowSize == 0 {
 		c.WindowSize = max(512, c.CatchupLimit)

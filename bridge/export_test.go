@@ -58,3 +58,21 @@ func StrictStates() { strictStates = true }
 // GoSafe starts f as one of the bridge's own goroutines (owner.go), unless Shutdown has
 // begun.
 func (br *Bridge) GoSafe(name string, f func()) bool { return br.goSafe(name, f) }
+
+// WriterLoads is how many tablets each of the feed's fan-out writers owns on this
+// instance, or nil when the feed has no hub here.
+func (br *Bridge) WriterLoads(feed string) []int {
+	br.mu.Lock()
+	h := br.hubs[feed]
+	br.mu.Unlock()
+	if h == nil {
+		return nil
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	loads := make([]int, len(h.writers))
+	for i, w := range h.writers {
+		loads[i] = len(w.subs)
+	}
+	return loads
+}

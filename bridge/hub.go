@@ -26,7 +26,7 @@ type hub struct {
 	epoch string
 
 	mu   sync.Mutex
-	subs map[*session]struct{}
+	subs map[*session]*writer // each tablet and the writer it belongs to (fanout.go)
 	head uint64 // newest seq of the feed this hub has seen
 	base uint64 // window holds every event of the feed with base < seq <= head
 	// The log's retention (FeedSource.Retention), which the window mirrors: what the log
@@ -39,7 +39,8 @@ type hub struct {
 	linger  *time.Timer
 	closed  bool
 
-	fanout []*session // onEvent's list of the subs it delivers to, reused (its goroutine only)
+	writers []*writer     // the fan-out's writers, FanoutWriters of them (fanout.go)
+	done    chan struct{} // closed by shutdown: the writers end
 }
 
 var errHubClosed = errors.New("hub closed")
@@ -56,7 +57,7 @@ func (br *Bridge) hub(feed string) (*hub, error) {
 	br.mu.Lock()
 	h, ok := br.hubs[feed]
 	if !ok {
-		h = &hub{br: br, feed: feed, ready: make(chan struct{}), subs: map[*session]struct{}{}}
+		h = newHub(br, feed)
 		br.hubs[feed] = h
 	}
 	br.mu.Unlock()
@@ -101,59 +102,19 @@ func (h *hub) start() error {
 		}
 	}
 	// Follow from the state's newest seq: nothing between the reads and the consumer
-	// is lost.
+	// is lost. The writers run first: the consumer hands them its first event at once.
+	if err := h.startWriters(); err != nil {
+		return err
+	}
 	stop, err := h.br.src.Follow(h.feed, st.Seq, h.onEvent)
 	if err != nil {
+		h.shutdown() // ends the writers
 		return err
 	}
 	h.mu.Lock()
 	h.stop = stop
 	h.mu.Unlock()
 	return nil
-}
-
-// onEvent runs on the consumer's goroutine for each new event of the feed.
-func (h *hub) onEvent(ev broker.Event) {
-	frame := eventFrame(ev)
-	e := entry{seq: ev.Seq, kind: ev.Kind, time: ev.Time, frame: frame}
-	h.mu.Lock()
-	if ev.Seq <= h.head || h.closed {
-		h.mu.Unlock()
-		return
-	}
-	h.head = ev.Seq
-	h.window = append(h.window, e)
-	if n := len(h.window) - h.br.cfg.WindowSize; n > 0 {
-		h.base = h.window[n-1].seq
-		h.window = append(h.window[:0:0], h.window[n:]...)
-	}
-	h.retainLocked(h.br.cfg.Now())
-	h.applyState(e)
-	// Deliver outside the lock, so tablets attach meanwhile. It stays exact: one that
-	// attaches now is not in subs and gets this event from the window or the state, and
-	// onEvent runs on the consumer's one goroutine, so it waits for each delivery to end
-	// before the next event's.
-	h.fanout = h.fanout[:0]
-	for s := range h.subs {
-		h.fanout = append(h.fanout, s)
-	}
-	subs := h.fanout
-	h.mu.Unlock()
-	if hk := hooks.Load(); hk != nil && hk.fanning != nil {
-		hk.fanning(ev.Seq)
-	}
-	// One goroutine writes to all: each delivery is a non-blocking write system call, and
-	// splitting the list over both cores measured no better here (BENCHMARKS.md).
-	for _, s := range subs {
-		s.deliver(ev.Seq, frame)
-	}
-	clear(subs) // keep no ended session alive until the next event
-	if len(subs) > 0 {
-		h.br.metrics.fanout.Observe(time.Since(ev.Time).Seconds())
-	}
-	if hk := hooks.Load(); hk != nil && hk.fannedOut != nil {
-		hk.fannedOut(ev.Seq)
-	}
 }
 
 // retainLocked drops from the window what the log no longer keeps, raising base past
@@ -224,7 +185,7 @@ func (h *hub) attach(ctx context.Context, s *session, since uint64, epoch string
 		h.linger.Stop()
 		h.linger = nil
 	}
-	h.subs[s] = struct{}{}
+	h.joinLocked(s)
 	if h.maxAge > 0 {
 		h.retainLocked(h.br.cfg.Now()) // events may have aged out since the last one came
 	}
@@ -411,7 +372,7 @@ func (br *Bridge) checkEpoch(ctx context.Context) {
 func (h *hub) detach(s *session) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	delete(h.subs, s)
+	h.leaveLocked(s)
 	if len(h.subs) == 0 && !h.closed && h.linger == nil {
 		h.linger = time.AfterFunc(h.br.cfg.HubLinger, h.expire)
 	}
@@ -442,6 +403,7 @@ func (h *hub) shutdown() {
 		return
 	}
 	h.closed = true
+	close(h.done)
 	if h.linger != nil {
 		h.linger.Stop()
 	}
