@@ -27,8 +27,8 @@ type hub struct {
 
 	mu   sync.Mutex
 	subs map[*session]*writer // each tablet and the writer it belongs to (fanout.go)
-	head uint64 // newest seq of the feed this hub has seen
-	base uint64 // window holds every event of the feed with base < seq <= head
+	head uint64               // newest seq of the feed this hub has seen
+	base uint64               // window holds every event of the feed with base < seq <= head
 	// The log's retention (FeedSource.Retention), which the window mirrors: what the log
 	// dropped is not replayed from memory either (docs/protocol.md §5 step 4).
 	perKind int
