@@ -30,6 +30,10 @@
 // far-behind reconnect storm (a share leave, fall hundreds of events behind, and come
 // back at once), each measured on the healthy tablets and the server's memory.
 //
+// Plot ("kioskfeed loadtest plot", plot.go, plotdraw.go) draws the results of several
+// runs as one PNG: fan-out p99 and RSS per tablet against N for the three peers, with
+// the standard library's image packages and golang.org/x/image's bitmap font.
+//
 // It is linked into the production binary, so it must not import package testing nor
 // any test helper (pairing/pairingtest, bridge/bridgetest, broker/brokertest:
 // cmd/kioskfeed/deps_test.go checks it), and of ours it imports only client: it
