@@ -270,23 +270,20 @@ func (t *TokenIssuer) checkHeader(encHeader string) (string, error) {
 	if err != nil {
 		return "", tokenErr(reasonMalformedToken)
 	}
-	var hdr map[string]json.RawMessage
-	if err := jsonx.StrictObject(raw, &hdr); err != nil {
+	var hdr jsonx.Object
+	if err := hdr.Parse(raw); err != nil {
 		return "", tokenErr(reasonMalformedToken)
 	}
-	if alg, ok := jsonx.StringMember(hdr, "alg"); !ok || alg != "ES256" {
+	if alg, ok := hdr.String("alg"); !ok || alg != "ES256" {
 		return "", tokenErr(reasonTokenAlg)
 	}
-	if typ, ok := jsonx.StringMember(hdr, "typ"); !ok || typ != accessTokenType {
+	if typ, ok := hdr.String("typ"); !ok || typ != accessTokenType {
 		return "", tokenErr(reasonTokenWrongTyp)
 	}
-	if _, ok := hdr["crit"]; ok {
+	if hdr.Has("crit") || hdr.Has("b64") {
 		return "", tokenErr(reasonTokenHeader)
 	}
-	if _, ok := hdr["b64"]; ok {
-		return "", tokenErr(reasonTokenHeader)
-	}
-	kid, ok := jsonx.StringMember(hdr, "kid")
+	kid, ok := hdr.String("kid")
 	if !ok || kid == "" {
 		return "", tokenErr(reasonMissingKid)
 	}

@@ -1,7 +1,6 @@
 package pairing
 
 import (
-	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"strconv"
@@ -49,42 +48,38 @@ func (t *TokenIssuer) verifySigned(token, kid string) (*AccessClaims, error) {
 // (WithValidate, WithAcceptableSkew, WithRequiredClaim(exp), WithAudience, WithIssuer),
 // then reads the ones the server needs.
 func (t *TokenIssuer) checkClaims(payload []byte) (*AccessClaims, error) {
-	var m map[string]json.RawMessage
-	if err := jsonx.StrictObject(payload, &m); err != nil {
+	var m jsonx.Object
+	if err := m.Parse(payload); err != nil {
 		return nil, tokenErr(reasonMalformedToken)
-	}
-	for name, raw := range m { // null iss, sub or jti is absent, as for jwx
-		if nullAbsent[name] && string(bytes.TrimSpace(raw)) == "null" {
-			delete(m, name)
-		}
 	}
 	// The registered claims must have their types, or the token does not parse.
 	var c AccessClaims
 	var iss string
 	var hasIss, hasSub, hasJTI bool
 	var err error
-	if iss, hasIss, err = stringClaim(m, "iss"); err != nil {
+	if iss, hasIss, err = stringClaim(&m, "iss"); err != nil {
 		return nil, err
 	}
-	if c.DeviceID, hasSub, err = stringClaim(m, "sub"); err != nil {
+	if c.DeviceID, hasSub, err = stringClaim(&m, "sub"); err != nil {
 		return nil, err
 	}
-	if c.JTI, hasJTI, err = stringClaim(m, "jti"); err != nil {
+	if c.JTI, hasJTI, err = stringClaim(&m, "jti"); err != nil {
 		return nil, err
 	}
-	aud, hasAud, err := audClaim(m["aud"])
+	rawAud, _ := m.Get("aud")
+	aud, hasAud, err := audClaim(rawAud)
 	if err != nil {
 		return nil, err
 	}
-	iat, hasIAT, err := dateClaim(m, "iat")
+	iat, hasIAT, err := dateClaim(&m, "iat")
 	if err != nil {
 		return nil, err
 	}
-	exp, hasExp, err := dateClaim(m, "exp")
+	exp, hasExp, err := dateClaim(&m, "exp")
 	if err != nil {
 		return nil, err
 	}
-	nbf, hasNbf, err := dateClaim(m, "nbf")
+	nbf, hasNbf, err := dateClaim(&m, "nbf")
 	if err != nil {
 		return nil, err
 	}
@@ -108,12 +103,13 @@ func (t *TokenIssuer) checkClaims(payload []byte) (*AccessClaims, error) {
 	if !hasSub || c.DeviceID == "" {
 		return nil, tokenErr(reasonMissingSubject)
 	}
-	if feed, ok := jsonx.StringMember(m, "feed"); ok && feed != "" {
+	if feed, ok := m.String("feed"); ok && feed != "" {
 		c.Feed = feed
 	} else {
 		return nil, tokenErr(reasonMissingFeed)
 	}
-	if c.JKT = cnfJKT(m["cnf"]); c.JKT == "" {
+	rawCnf, _ := m.Get("cnf")
+	if c.JKT = cnfJKT(rawCnf); c.JKT == "" {
 		return nil, tokenErr(reasonMissingCnf)
 	}
 	if !hasJTI || c.JTI == "" {
@@ -126,35 +122,27 @@ func (t *TokenIssuer) checkClaims(payload []byte) (*AccessClaims, error) {
 	return &c, nil
 }
 
-// nullAbsent are the claims that jwx takes as absent when null (the other registered ones
-// do not parse then).
-var nullAbsent = map[string]bool{"iss": true, "sub": true, "jti": true}
-
-// stringClaim is m[name] when it is a JSON string; present but of another type, the
-// token is malformed.
-func stringClaim(m map[string]json.RawMessage, name string) (string, bool, error) {
-	raw, ok := m[name]
-	if !ok {
+// stringClaim is the claim name (iss, sub or jti) when it is a JSON string; present but
+// of another type, the token is malformed. Null is absent, as for jwx (the other
+// registered claims do not parse then).
+func stringClaim(m *jsonx.Object, name string) (string, bool, error) {
+	raw, ok := m.Get(name)
+	if !ok || string(raw) == "null" {
 		return "", false, nil
 	}
-	var s string
-	if len(raw) == 0 || raw[0] != '"' || json.Unmarshal(raw, &s) != nil {
+	s, ok := jsonx.String(raw)
+	if !ok {
 		return "", false, tokenErr(reasonMalformedToken)
 	}
 	return s, true, nil
 }
 
 // audClaim is the aud claim: one string or an array of strings.
-func audClaim(raw json.RawMessage) ([]string, bool, error) {
+func audClaim(raw []byte) ([]string, bool, error) {
 	if raw == nil {
 		return nil, false, nil
 	}
-	raw = bytes.TrimSpace(raw)
-	if len(raw) > 0 && raw[0] == '"' {
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return nil, false, tokenErr(reasonMalformedToken)
-		}
+	if s, ok := jsonx.String(raw); ok {
 		return []string{s}, true, nil
 	}
 	var list []string
@@ -176,12 +164,12 @@ func containsString(list []string, s string) bool {
 // dateClaim is a NumericDate claim: a JSON number of seconds, with an optional
 // fraction (RFC 7519 §2) that is checked and dropped, as jwx drops it; jwx refuses a
 // negative one too.
-func dateClaim(m map[string]json.RawMessage, name string) (time.Time, bool, error) {
-	raw, ok := m[name]
+func dateClaim(m *jsonx.Object, name string) (time.Time, bool, error) {
+	raw, ok := m.Get(name)
 	if !ok {
 		return time.Time{}, false, nil
 	}
-	s := string(bytes.TrimSpace(raw))
+	s := string(raw)
 	whole, frac, hasFrac := strings.Cut(s, ".")
 	sec, err := strconv.ParseInt(whole, 10, 64)
 	if err != nil || sec < 0 || whole[0] == '-' || (hasFrac && (frac == "" || strings.Trim(frac, "0123456789") != "")) {
@@ -190,12 +178,12 @@ func dateClaim(m map[string]json.RawMessage, name string) (time.Time, bool, erro
 	return time.Unix(sec, 0).UTC(), true, nil
 }
 
-// cnfJKT is cnf.jkt when cnf is an object with a non-empty string jkt.
-func cnfJKT(raw json.RawMessage) string {
-	var cnf map[string]json.RawMessage
-	if raw == nil || jsonx.StrictObject(raw, &cnf) != nil {
+// cnfJKT is cnf.jkt when cnf is an object with a string jkt.
+func cnfJKT(raw []byte) string {
+	var cnf jsonx.Object
+	if cnf.Parse(raw) != nil {
 		return ""
 	}
-	jkt, _ := jsonx.StringMember(cnf, "jkt")
+	jkt, _ := cnf.String("jkt")
 	return jkt
 }

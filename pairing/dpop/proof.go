@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -263,71 +262,72 @@ func proofKey(encHeader string) (*ecdsa.PublicKey, string, error) {
 	if err != nil {
 		return nil, "", proofErr(reasonMalformedProof)
 	}
-	// A map keeps member names case-sensitive, as JOSE requires (a struct
-	// would let "ALG" fill Alg).
-	var hdr map[string]json.RawMessage
-	if err := jsonx.StrictObject(raw, &hdr); err != nil {
+	// Member names are compared exactly, as JOSE requires (a struct would let "ALG"
+	// fill Alg).
+	var hdr jsonx.Object
+	if err := hdr.Parse(raw); err != nil {
 		return nil, "", proofErr(reasonMalformedProof)
 	}
-	if typ, ok := jsonx.StringMember(hdr, "typ"); !ok || typ != dpopType {
+	if typ, ok := hdr.String("typ"); !ok || typ != dpopType {
 		return nil, "", proofErr(reasonWrongTyp)
 	}
-	if alg, ok := jsonx.StringMember(hdr, "alg"); !ok || alg != "ES256" {
+	if alg, ok := hdr.String("alg"); !ok || alg != "ES256" {
 		return nil, "", proofErr(reasonUnsupportedAlg)
 	}
 	// jku, x5u, x5c and kid are ignored: the key is the jwk. crit and b64
 	// change how the JWS is read, and nothing here understands them.
-	if _, ok := hdr["crit"]; ok {
+	if hdr.Has("crit") || hdr.Has("b64") {
 		return nil, "", proofErr(reasonUnsupportedHdr)
 	}
-	if _, ok := hdr["b64"]; ok {
-		return nil, "", proofErr(reasonUnsupportedHdr)
-	}
-	rawJWK, ok := hdr["jwk"]
+	rawJWK, ok := hdr.Get("jwk")
 	if !ok {
 		return nil, "", proofErr(reasonMissingJWK)
 	}
-	var key map[string]json.RawMessage
-	if err := jsonx.StrictObject(rawJWK, &key); err != nil {
+	var key jsonx.Object
+	if err := key.Parse(rawJWK); err != nil {
 		return nil, "", proofErr(reasonMissingJWK)
 	}
-	if _, ok := key["d"]; ok {
+	if key.Has("d") {
 		return nil, "", proofErr(reasonPrivateJWK)
 	}
-	if kty, ok := jsonx.StringMember(key, "kty"); !ok || kty != "EC" {
+	if kty, ok := key.String("kty"); !ok || kty != "EC" {
 		return nil, "", proofErr(reasonUnsupportedKty)
 	}
-	if crv, ok := jsonx.StringMember(key, "crv"); !ok || crv != "P-256" {
+	if crv, ok := key.String("crv"); !ok || crv != "P-256" {
 		return nil, "", proofErr(reasonUnsupportedCrv)
 	}
-	x, okX := coordinate(key, "x")
-	y, okY := coordinate(key, "y")
+	var point [65]byte // 0x04 || X || Y
+	point[0] = 4
+	okX := coordinate(&key, "x", point[1:33])
+	okY := coordinate(&key, "y", point[33:])
 	if !okX || !okY {
 		return nil, "", proofErr(reasonInvalidJWK)
 	}
-	point := make([]byte, 0, 65)
-	point = append(point, 4)
-	point = append(point, x...)
-	point = append(point, y...)
-	pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), point)
+	pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), point[:])
 	if err != nil { // not on the curve
 		return nil, "", proofErr(reasonInvalidJWK)
 	}
-	return pub, thumbprintXY(x, y), nil
+	return pub, thumbprintXY(point[1:33], point[33:]), nil
 }
 
-// coordinate decodes a P-256 coordinate member: base64url of exactly 32
+// coordinate decodes a P-256 coordinate member into dst: base64url of exactly 32
 // bytes (RFC 7518 §6.2.1.2 forbids shortened coordinates).
-func coordinate(m map[string]json.RawMessage, name string) ([]byte, bool) {
-	s, ok := jsonx.StringMember(m, name)
+func coordinate(key *jsonx.Object, name string, dst []byte) bool {
+	raw, ok := key.Get(name)
 	if !ok {
-		return nil, false
+		return false
 	}
-	b, err := base64.RawURLEncoding.Strict().DecodeString(s)
-	if err != nil || len(b) != 32 {
-		return nil, false
+	s, ok := jsonx.String(raw)
+	if !ok {
+		return false
 	}
-	return b, true
+	if len(s) != base64.RawURLEncoding.EncodedLen(32) {
+		// The decoder skips line breaks, so a longer string can still hold 32 bytes.
+		b, err := base64.RawURLEncoding.Strict().DecodeString(s)
+		return err == nil && copy(dst, b) == 32 && len(b) == 32
+	}
+	n, err := base64.RawURLEncoding.Strict().Decode(dst, []byte(s))
+	return err == nil && n == 32
 }
 
 type proofClaims struct {
@@ -339,12 +339,12 @@ type proofClaims struct {
 // parseProofClaims reads the claims this package checks from a verified
 // payload. Members of the wrong JSON type are refused rather than ignored.
 func parseProofClaims(payload []byte) (proofClaims, error) {
-	var m map[string]json.RawMessage
-	if err := jsonx.StrictObject(payload, &m); err != nil {
+	var m jsonx.Object
+	if err := m.Parse(payload); err != nil {
 		return proofClaims{}, proofErr(reasonMalformedClaims)
 	}
 	var c proofClaims
-	for _, f := range []struct {
+	for _, f := range [...]struct {
 		name string
 		dst  *string
 		has  *bool
@@ -355,18 +355,20 @@ func parseProofClaims(payload []byte) (proofClaims, error) {
 		{"nonce", &c.nonce, nil},
 		{"ath", &c.ath, &c.hasATH},
 	} {
-		raw, ok := m[f.name]
+		raw, ok := m.Get(f.name)
 		if !ok {
 			continue
 		}
-		if err := json.Unmarshal(raw, f.dst); err != nil || raw[0] != '"' {
+		s, ok := jsonx.String(raw)
+		if !ok {
 			return proofClaims{}, proofErr(reasonMalformedClaims)
 		}
+		*f.dst = s
 		if f.has != nil {
 			*f.has = true
 		}
 	}
-	if raw, ok := m["iat"]; ok {
+	if raw, ok := m.Get("iat"); ok {
 		// A JSON number only: json.Number would also take a quoted one.
 		if raw[0] != '-' && (raw[0] < '0' || raw[0] > '9') {
 			return proofClaims{}, proofErr(reasonMalformedClaims)
