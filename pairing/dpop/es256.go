@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
-	"math/big"
 	"strings"
 )
 
@@ -28,7 +27,48 @@ func VerifyES256(pub *ecdsa.PublicKey, signingInput, encSig string) bool {
 		return false
 	}
 	digest := sha256.Sum256([]byte(signingInput))
-	return ecdsa.Verify(pub, digest[:], new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:]))
+	// ecdsa.Verify(r, s) would make two big.Ints and DER-encode them on the heap for
+	// VerifyASN1; the DER is built here, on the stack, refusing a zero r or s as it does.
+	var der [72]byte
+	b, ok := appendDERSignature(der[:0], sig[:32], sig[32:])
+	return ok && ecdsa.VerifyASN1(pub, digest[:], b)
+}
+
+// appendDERSignature appends the ASN.1 DER SEQUENCE { INTEGER r, INTEGER s } of two
+// 32-byte big-endian unsigned integers; ok is false when either is zero.
+func appendDERSignature(b, r, s []byte) ([]byte, bool) {
+	r, s = trimZeros(r), trimZeros(s)
+	if len(r) == 0 || len(s) == 0 {
+		return nil, false
+	}
+	body := derIntLen(r) + derIntLen(s)
+	b = append(b, 0x30, byte(body)) // at most 70 bytes: the short length form
+	b = appendDERInt(b, r)
+	return appendDERInt(b, s), true
+}
+
+func trimZeros(v []byte) []byte {
+	for len(v) > 0 && v[0] == 0 {
+		v = v[1:]
+	}
+	return v
+}
+
+// derIntLen is the encoded size of the INTEGER of v (no leading zeros, not empty).
+func derIntLen(v []byte) int {
+	if v[0]&0x80 != 0 {
+		return 3 + len(v) // tag, length, a 0x00 that keeps it positive
+	}
+	return 2 + len(v)
+}
+
+func appendDERInt(b, v []byte) []byte {
+	if v[0]&0x80 != 0 {
+		b = append(b, 0x02, byte(len(v)+1), 0)
+		return append(b, v...)
+	}
+	b = append(b, 0x02, byte(len(v)))
+	return append(b, v...)
 }
 
 // verifyCompact checks compact's ES256 signature with pub and returns its decoded

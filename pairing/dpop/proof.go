@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/kioskfeed/kioskfeed/internal/jsonx"
@@ -112,6 +113,8 @@ type Verifier struct {
 	replay ReplayCache
 	skew   time.Duration
 	now    func() time.Time
+
+	lastWant atomic.Pointer[[2]string] // a ProofWant.URL and its NormalizeHTU
 }
 
 // NewVerifier checks cfg, fills defaults and returns a verifier.
@@ -164,7 +167,7 @@ func (v *Verifier) Verify(ctx context.Context, proof string, want ProofWant) (st
 	if want.Method == "" || want.URL == "" || (want.Nonce == "" && want.NonceValid == nil) {
 		return "", errors.New("dpop verify: ProofWant needs Method, URL and Nonce or NonceValid")
 	}
-	wantHTU, err := NormalizeHTU(want.URL)
+	wantHTU, err := v.normalizedWant(want.URL)
 	if err != nil {
 		return "", fmt.Errorf("dpop verify: expected URL: %w", err)
 	}
@@ -217,7 +220,7 @@ func (v *Verifier) Verify(ctx context.Context, proof string, want ProofWant) (st
 		if !c.hasATH {
 			return "", proofErr(reasonMissingATH)
 		}
-		if subtle.ConstantTimeCompare([]byte(c.ath), []byte(AccessTokenHash(want.AccessToken))) != 1 {
+		if !athMatches(c.ath, want.AccessToken) {
 			return "", proofErr(reasonWrongATH)
 		}
 	}
@@ -253,6 +256,30 @@ func (v *Verifier) Verify(ctx context.Context, proof string, want ProofWant) (st
 func AccessTokenHash(token string) string {
 	sum := sha256.Sum256([]byte(token))
 	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// athMatches reports, in constant time, whether ath is AccessTokenHash(token), with
+// the hash encoded on the stack.
+func athMatches(ath, token string) bool {
+	sum := sha256.Sum256([]byte(token))
+	var enc [43]byte // base64url of 32 bytes, unpadded
+	base64.RawURLEncoding.Encode(enc[:], sum[:])
+	return subtle.ConstantTimeCompare([]byte(ath), enc[:]) == 1
+}
+
+// normalizedWant is NormalizeHTU(u), remembered for the last u: every handshake
+// expects the same WebSocket URL, and parsing it each time cost a url.Parse and three
+// allocations.
+func (v *Verifier) normalizedWant(u string) (string, error) {
+	if last := v.lastWant.Load(); last != nil && last[0] == u {
+		return last[1], nil
+	}
+	n, err := NormalizeHTU(u)
+	if err != nil {
+		return "", err
+	}
+	v.lastWant.Store(&[2]string{u, n})
+	return n, nil
 }
 
 // proofKey decodes and checks a proof's protected header and returns the
