@@ -3,7 +3,7 @@ package bridge
 // This file owns the bridge's part of the devices' timelines (docs/protocol.md §6,
 // #http-get-api-admin-devices-id-timeline; broker/timeline.go keeps the stream): it
 // notes the state changes of the tablets whose socket is here — connected (online),
-// closed (offline), and behind, caught up or asleep as DeviceShown says, looked at
+// closed (offline; a drain writes one record for all its sockets instead), and behind, caught up or asleep as DeviceShown says, looked at
 // every Timeline.Sweep — and writes them to the TIMELINE stream from one goroutine.
 //
 // A device costs at most one record per Timeline.MinGap from an instance: a change
@@ -105,8 +105,19 @@ func (tl *timeline) connected(s *session) {
 	tl.note(s.device, broker.TimelineOnline, tl.br.cfg.Now(), 1)
 }
 
-// closed notes that s, which held its device's lease until now, closed.
+// closed notes that s, which held its device's lease until now, closed. A socket the
+// drain closes writes no offline: the drain's one record says it for all of them
+// (final; broker.TimelineDrains draws it), so that a drain of 10,000 tablets does not
+// write 10,000 records while they are already coming back.
 func (tl *timeline) closed(s *session) {
+	if tl.br.isDraining() {
+		tl.mu.Lock()
+		if d := tl.devs[s.device]; d != nil {
+			d.here = false // what is still waiting is written by final
+		}
+		tl.mu.Unlock()
+		return
+	}
 	tl.note(s.device, broker.TimelineOffline, tl.br.cfg.Now(), -1)
 }
 
@@ -169,31 +180,23 @@ func (tl *timeline) run() {
 			swept = time.Now()
 			tl.sweep()
 		}
-		// Ended by Shutdown: the drain's offline notes wake this loop first, and their
-		// writes must not hold the drain up (final writes what is left, bounded).
+		// Ended by Shutdown: a write in flight must not hold the drain up (final
+		// writes what is left, bounded).
 		tl.flushCtx(tl.br.ctx, false, all)
 	}
 }
 
-// final waits (at most 1 s) for the sockets Shutdown closed to finish, then writes
-// every record still waiting, for at most 2 s more (docs/protocol.md #device-timeline):
-// a drain of 10,000 tablets queues 10,000 offline records, and the drain must end in
-// time (a 10k load run's restart took 16 s, the drain cut off at its 10 s deadline, and
-// the server exited with an error). What is not written by then is logged and dropped;
-// the tablets' welcomes elsewhere write their online.
+// final writes the drain's one record (docs/protocol.md #device-timeline: the sockets
+// the drain closes write no offline each), then every record still waiting (changes
+// within their gap, the offline of sockets closed before the drain), gap or not, for
+// at most 2 s: what is not written by then is logged and dropped. The drain does not
+// wait for its sockets' closes: they add nothing to write.
 func (tl *timeline) final() {
-	deadline := time.Now().Add(time.Second)
-	for time.Now().Before(deadline) {
-		tl.br.mu.Lock()
-		n := len(tl.br.sessions)
-		tl.br.mu.Unlock()
-		if n == 0 {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
+	if err := tl.store.WriteDrain(ctx, tl.br.leases.instance, tl.br.cfg.Now()); err != nil {
+		tl.br.log.Warn("timeline: the drain's record not written", slog.String("error", err.Error()))
+	}
 	// The writes may block past ctx (a publish waits for room in NATS's async window,
 	// which the drain's lease releases share): the drain does not wait for them then.
 	done := make(chan struct{})
@@ -262,7 +265,7 @@ func (tl *timeline) deadHolders(now time.Time) {
 		dead[h.conn] = true
 		if !tl.deadWritten[h.conn] {
 			notes = append(notes, broker.TimelineNote{Device: h.dev, ID: "offline/" + h.dev + "/" + h.conn,
-				TimelineRecord: broker.TimelineRecord{State: broker.TimelineOffline, At: now}})
+				TimelineRecord: broker.TimelineRecord{State: broker.TimelineOffline, At: now, By: l.instance}})
 		}
 	}
 	for c := range tl.deadWritten {
@@ -295,6 +298,7 @@ func (tl *timeline) flush(force, all bool) { tl.flushCtx(context.Background(), f
 func (tl *timeline) flushCtx(ctx context.Context, force, all bool) {
 	now := tl.br.cfg.Now()
 	gap := tl.br.cfg.Timeline.MinGap
+	by := tl.br.leases.instance
 	var notes []broker.TimelineNote
 	tl.mu.Lock()
 	visit := tl.devs
@@ -311,14 +315,14 @@ func (tl *timeline) flushCtx(ctx context.Context, force, all bool) {
 		due := d.writtenAt.IsZero() || now.Sub(d.writtenAt) >= gap || force
 		switch {
 		case d.pending != "" && due:
-			notes = append(notes, broker.TimelineNote{Device: id, TimelineRecord: broker.TimelineRecord{State: d.pending, At: d.pendingAt, Flaps: d.flaps}})
+			notes = append(notes, broker.TimelineNote{Device: id, TimelineRecord: broker.TimelineRecord{State: d.pending, At: d.pendingAt, Flaps: d.flaps, By: by}})
 			d.written, d.writtenAt, d.pending, d.flaps = d.pending, now, "", 0
 		case d.pending == "" && d.flaps > 0 && d.written != "" && due:
 			// Back in the state last written: the record says so, with the flaps.
-			notes = append(notes, broker.TimelineNote{Device: id, TimelineRecord: broker.TimelineRecord{State: d.written, At: now, Flaps: d.flaps}})
+			notes = append(notes, broker.TimelineNote{Device: id, TimelineRecord: broker.TimelineRecord{State: d.written, At: now, Flaps: d.flaps, By: by}})
 			d.writtenAt, d.flaps = now, 0
 		case d.pending == "" && d.here && d.written != "" && now.Sub(d.writtenAt) >= refreshAfter(id):
-			notes = append(notes, broker.TimelineNote{Device: id, TimelineRecord: broker.TimelineRecord{State: d.written, At: now}})
+			notes = append(notes, broker.TimelineNote{Device: id, TimelineRecord: broker.TimelineRecord{State: d.written, At: now, By: by}})
 			d.writtenAt = now
 		case d.pending == "" && !d.here && due:
 			delete(tl.devs, id)

@@ -29,6 +29,10 @@ const StreamTimeline = "TIMELINE"
 
 const timelineSubjectPrefix = "kioskfeed.timeline."
 
+// timelineDrainPrefix is the subject of an instance's drains: kioskfeed.timeline.drain_<instance>
+// (no device id starts so: they start dev_).
+const timelineDrainPrefix = timelineSubjectPrefix + "drain_"
+
 // Bounds of the timelines (docs/protocol.md §10, #limits-timeline).
 const (
 	// TimelineWindow is what a timeline answers: the last hour.
@@ -46,6 +50,14 @@ const (
 	timelineMaxBytes = 64 << 20
 	// timelineWindow is how many records are written at once, in flight.
 	timelineWindow = 256
+	// TimelineDrainGap is how soon a tablet of a drained instance must be back (its next
+	// record) for the drain to count as a flap rather than draw offline: the writer's
+	// gap (the bridge's Timeline.MinGap default), within which a change undone is
+	// counted, not drawn.
+	TimelineDrainGap = 15 * time.Second
+	// maxTimelineDrains bounds the drains an instance's index keeps (the newest): one
+	// per instance drained within TimelineKeep.
+	maxTimelineDrains = 256
 )
 
 // Timeline states. A timeline's record is one of the first four; a span before the
@@ -56,6 +68,9 @@ const (
 	TimelineOffline = "offline"
 	TimelineAsleep  = "asleep"
 	TimelineUnknown = "unknown"
+	// TimelineDrain is the state of an instance's drain record (WriteDrain), never a
+	// device's.
+	TimelineDrain = "drain"
 )
 
 // TimelineRecord is one change of a device's state: the state it entered, and when
@@ -67,6 +82,9 @@ type TimelineRecord struct {
 	// were undone within the writer's gap, so never written: a link dropping and
 	// coming back within seconds.
 	Flaps int `json:"flaps,omitempty"`
+	// By is the instance that wrote it (absent from records of older versions): an
+	// instance's drain applies to the devices whose newest record is its own.
+	By string `json:"by,omitempty"`
 }
 
 // TimelineNote is a record to write, for a device. ID, when set, is its Nats-Msg-Id:
@@ -95,6 +113,7 @@ type Timeline struct {
 
 	mu     sync.Mutex
 	devs   map[string][]TimelineRecord // oldest first, at most TimelineMaxPerDevice each
+	drains []TimelineRecord            // the instances' drains, oldest first, at most maxTimelineDrains
 	pruned time.Time                   // when devices without a kept record were last forgotten
 	cc     jetstream.ConsumeContext
 }
@@ -154,7 +173,7 @@ func (t *Timeline) Write(ctx context.Context, notes []TimelineNote) (failed []Ti
 			failed = append(failed, n)
 			continue
 		}
-		val, _ := json.Marshal(TimelineRecord{State: n.State, At: n.At.UTC(), Flaps: n.Flaps})
+		val, _ := json.Marshal(TimelineRecord{State: n.State, At: n.At.UTC(), Flaps: n.Flaps, By: n.By})
 		var opts []jetstream.PublishOpt
 		if n.ID != "" {
 			opts = append(opts, jetstream.WithMsgID(n.ID))
@@ -170,6 +189,36 @@ func (t *Timeline) Write(ctx context.Context, notes []TimelineNote) (failed []Ti
 	}
 	await()
 	return failed
+}
+
+// WriteDrain stores that instance drained at at: instead of an offline record per
+// tablet, which a drain of thousands could not write in time, one record for all
+// (Records draws it). instance is the bridge's instance id.
+func (t *Timeline) WriteDrain(ctx context.Context, instance string, at time.Time) error {
+	if !validInstance(instance) {
+		return fmt.Errorf("timeline drain: bad instance id %q", instance)
+	}
+	ctx, cancel := t.b.opCtx(ctx)
+	defer cancel()
+	val, _ := json.Marshal(TimelineRecord{State: TimelineDrain, At: at.UTC(), By: instance})
+	if _, err := t.b.js.Publish(ctx, timelineDrainPrefix+instance, val); err != nil {
+		return t.b.unavailable("write the drain's timeline record", err)
+	}
+	return nil
+}
+
+// validInstance: an instance id is a subject token of at most 64 bytes of letters,
+// digits, '-' and '_'.
+func validInstance(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // Follow fills the in-memory index: one ordered consumer over the stream, from its
@@ -230,6 +279,10 @@ func (t *Timeline) Stop() {
 // come from several instances, and a record waits up to the writer's gap, so the
 // stream's order is not always the records' order).
 func (t *Timeline) add(subject string, data []byte) {
+	if inst, ok := strings.CutPrefix(subject, timelineDrainPrefix); ok {
+		t.addDrain(inst, data)
+		return
+	}
 	dev, ok := strings.CutPrefix(subject, timelineSubjectPrefix)
 	var rec TimelineRecord
 	if !ok || !ValidDeviceID(dev) || json.Unmarshal(data, &rec) != nil || !validTimelineState(rec.State) || rec.At.IsZero() {
@@ -262,13 +315,43 @@ func (t *Timeline) add(subject string, data []byte) {
 	}
 }
 
+// addDrain puts an instance's drain into the index, in time order, the newest
+// maxTimelineDrains kept.
+func (t *Timeline) addDrain(inst string, data []byte) {
+	var rec TimelineRecord
+	if json.Unmarshal(data, &rec) != nil || rec.State != TimelineDrain || rec.By != inst || !validInstance(inst) || rec.At.IsZero() {
+		return
+	}
+	if rec.At.Before(t.b.Now().Add(-TimelineKeep)) {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	i := len(t.drains)
+	for i > 0 && t.drains[i-1].At.After(rec.At) {
+		i--
+	}
+	t.drains = slices.Insert(t.drains, i, rec)
+	if n := len(t.drains) - maxTimelineDrains; n > 0 {
+		t.drains = slices.Clone(t.drains[n:])
+	}
+}
+
 // pruneLocked forgets the devices whose every record is older than cut, as the stream
-// does: the index holds what the stream holds, within its bounds.
+// does, and the drains older than cut: the index holds what the stream holds, within
+// its bounds.
 func (t *Timeline) pruneLocked(cut time.Time) {
 	for d, recs := range t.devs {
 		if len(recs) == 0 || recs[len(recs)-1].At.Before(cut) {
 			delete(t.devs, d)
 		}
+	}
+	i := 0
+	for i < len(t.drains) && t.drains[i].At.Before(cut) {
+		i++
+	}
+	if i > 0 {
+		t.drains = slices.Clone(t.drains[i:])
 	}
 }
 
@@ -281,9 +364,11 @@ func validTimelineState(s string) bool {
 }
 
 // Records returns a device's records this instance has read, oldest first, none older
-// than TimelineKeep.
+// than TimelineKeep, with the drains of the instances that held it drawn in
+// (TimelineDrains).
 func (t *Timeline) Records(device string) []TimelineRecord {
-	cut := t.b.Now().Add(-TimelineKeep)
+	now := t.b.Now()
+	cut := now.Add(-TimelineKeep)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	recs := t.devs[device]
@@ -291,7 +376,40 @@ func (t *Timeline) Records(device string) []TimelineRecord {
 	for i < len(recs) && recs[i].At.Before(cut) {
 		i++
 	}
-	return slices.Clone(recs[i:])
+	return TimelineDrains(slices.Clone(recs[i:]), t.drains, now)
+}
+
+// TimelineDrains draws the drains (oldest first) into a device's records (oldest
+// first; changed in place and returned): a drain writes no offline per tablet. It
+// applies to a device whose newest record at or before it is its instance's and not
+// offline (the device was connected there). If the device's next record comes within
+// TimelineDrainGap of the drain, the drop is counted as a flap of that record, as a
+// change undone within the writer's gap is; otherwise the device is offline from the
+// drain (once TimelineDrainGap has passed by now, when no record follows yet).
+func TimelineDrains(recs, drains []TimelineRecord, now time.Time) []TimelineRecord {
+	for _, d := range drains {
+		i, _ := slices.BinarySearchFunc(recs, d.At, func(r TimelineRecord, at time.Time) int {
+			if r.At.After(at) {
+				return 1
+			}
+			return -1 // at or before: stays left of i
+		})
+		if i == 0 {
+			continue
+		}
+		if prev := recs[i-1]; prev.By == "" || prev.By != d.By || prev.State == TimelineOffline {
+			continue
+		}
+		switch {
+		case i < len(recs) && recs[i].At.Sub(d.At) <= TimelineDrainGap:
+			recs[i].Flaps++
+		case i == len(recs) && now.Sub(d.At) <= TimelineDrainGap:
+			// It may still come back.
+		default:
+			recs = slices.Insert(recs, i, TimelineRecord{State: TimelineOffline, At: d.At, By: d.By})
+		}
+	}
+	return recs
 }
 
 // TimelineSpans draws records (oldest first) as the spans from from to to: the state
