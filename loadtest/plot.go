@@ -53,7 +53,7 @@ func ReadResultFile(path string) (*Result, error) {
 	defer f.Close()
 	raw, err := io.ReadAll(io.LimitReader(f, 1<<20+1))
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, err // it names the file
 	}
 	if len(raw) > 1<<20 {
 		return nil, fmt.Errorf("%s: %w: over 1 MiB", path, errNotResult)
@@ -139,13 +139,12 @@ var plotPeers = []plotPeer{
 
 // plotPoint is the runs of one peer at one N: their median, least and greatest.
 type plotPoint struct {
-	n            int
-	mid, lo, hi  float64
-	runs         int
-	px, py       int // the marker's centre in the picture, set by the layout
-	pyLo, pyHi   int // the whisker's ends
-	whisker      bool
-	peer, series int
+	n           int
+	mid, lo, hi float64
+	runs        int
+	px, py      int // the marker's centre in the picture, set by the layout
+	pyLo, pyHi  int // the whisker's ends
+	whisker     bool
 }
 
 // plotSeries is one peer's line in one panel.
@@ -176,7 +175,7 @@ func collect(results []*Result, get func(pi int, r *Result) (float64, bool)) []p
 			if len(v)%2 == 0 {
 				mid = (v[len(v)/2-1] + v[len(v)/2]) / 2
 			}
-			s.points = append(s.points, plotPoint{n: n, mid: mid, lo: v[0], hi: v[len(v)-1], runs: len(v), peer: pi})
+			s.points = append(s.points, plotPoint{n: n, mid: mid, lo: v[0], hi: v[len(v)-1], runs: len(v)})
 		}
 		out = append(out, s)
 	}

@@ -322,3 +322,23 @@ func must[T any](v T, err error) T {
 	}
 	return v
 }
+
+// TestPlotFiguresOutOfAllMeasure: absurd figures in a hand-edited file still give a
+// picture (clipped to its frames), neither a hang nor a panic.
+func TestPlotFiguresOutOfAllMeasure(t *testing.T) {
+	for name, rs := range map[string][]*Result{
+		"huge":     {synthResult(1000, 1e300, 1, 1, 1, 1, 1), synthResult(2000, 1, 1, 1, 1, 1, 1)},
+		"negative": {synthResult(1000, -1e300, 1, 1, -5e300, 1, 1)},
+		"zeros":    {synthResult(1, 0, 0, 0, 0, 0, 0)},
+		"huge N":   {synthResult(1<<50, 1, 2, 3, 4, 5, 6), synthResult(1, 1, 2, 3, 4, 5, 6)},
+	} {
+		var buf bytes.Buffer
+		if err := Plot(&buf, rs, PlotOptions{}); err != nil {
+			t.Errorf("%s: Plot: %v", name, err)
+			continue
+		}
+		if _, err := png.Decode(&buf); err != nil {
+			t.Errorf("%s: the PNG does not decode: %v", name, err)
+		}
+	}
+}

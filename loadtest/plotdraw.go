@@ -89,7 +89,11 @@ func (c *plotChart) place() {
 		x := func(n float64) int {
 			return p.area.Min.X + plotPad + int(math.Round(n/xmax*float64(p.area.Dx()-2*plotPad)))
 		}
-		for v := 0.0; v <= xmax+xstep/2; v += xstep {
+		for k := 0; k < 50; k++ { // about 5; the bound is for figures out of all measure
+			v := float64(k) * xstep
+			if v > xmax+xstep/2 {
+				break
+			}
 			p.xTicks = append(p.xTicks, plotTick{pos: x(v), label: formatN(v)})
 		}
 		lo, hi := 0.0, 0.0
@@ -107,7 +111,7 @@ func (c *plotChart) place() {
 			return p.area.Max.Y - plotPad - int(math.Round((v-lo)/(hi-lo)*float64(p.area.Dy()-2*plotPad)))
 		}
 		decimals := max(0, -int(math.Floor(math.Log10(ystep)+1e-9)))
-		for k := 0; ; k++ {
+		for k := 0; k < 50; k++ {
 			v := lo + float64(k)*ystep
 			if v > hi+ystep/2 {
 				break
