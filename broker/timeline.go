@@ -116,7 +116,14 @@ type Timeline struct {
 	drains []TimelineRecord            // the instances' drains, oldest first, at most maxTimelineDrains
 	pruned time.Time                   // when devices without a kept record were last forgotten
 	cc     jetstream.ConsumeContext
+	// caughtUp closes once Follow has read the records stored before it; Records waits
+	// for it until readBy (nil before Follow).
+	caughtUp <-chan struct{}
+	readBy   time.Time
 }
+
+// timelineReadWait bounds how long Records waits for Follow's first read.
+const timelineReadWait = 5 * time.Second
 
 // NewTimeline sets up the stream.
 func NewTimeline(ctx context.Context, b *Broker) (*Timeline, error) {
@@ -191,40 +198,11 @@ func (t *Timeline) Write(ctx context.Context, notes []TimelineNote) (failed []Ti
 	return failed
 }
 
-// WriteDrain stores that instance drained at at: instead of an offline record per
-// tablet, which a drain of thousands could not write in time, one record for all
-// (Records draws it). instance is the bridge's instance id.
-func (t *Timeline) WriteDrain(ctx context.Context, instance string, at time.Time) error {
-	if !validInstance(instance) {
-		return fmt.Errorf("timeline drain: bad instance id %q", instance)
-	}
-	ctx, cancel := t.b.opCtx(ctx)
-	defer cancel()
-	val, _ := json.Marshal(TimelineRecord{State: TimelineDrain, At: at.UTC(), By: instance})
-	if _, err := t.b.js.Publish(ctx, timelineDrainPrefix+instance, val); err != nil {
-		return t.b.unavailable("write the drain's timeline record", err)
-	}
-	return nil
-}
-
-// validInstance: an instance id is a subject token of at most 64 bytes of letters,
-// digits, '-' and '_'.
-func validInstance(id string) bool {
-	if id == "" || len(id) > 64 {
-		return false
-	}
-	for _, c := range id {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
-
 // Follow fills the in-memory index: one ordered consumer over the stream, from its
 // oldest record (at most TimelineKeep old), then every new one, from any instance. It
-// returns once the records stored before it are read, or after 5 s (the rest then
-// arrive in the background).
+// returns once the consumer is made, without waiting for the read (a start-up does not
+// wait for tens of thousands of records): Records waits for the records stored before
+// Follow, at most timelineReadWait after it (the rest then arrive in the background).
 func (t *Timeline) Follow(ctx context.Context) error {
 	octx, cancel := t.b.opCtx(ctx)
 	defer cancel()
@@ -255,13 +233,30 @@ func (t *Timeline) Follow(ctx context.Context) error {
 	}
 	t.mu.Lock()
 	t.cc = cc
+	t.caughtUp, t.readBy = caughtUp, time.Now().Add(timelineReadWait)
 	t.mu.Unlock()
-	select {
-	case <-caughtUp:
-	case <-time.After(5 * time.Second):
-	case <-ctx.Done():
-	}
 	return nil
+}
+
+// awaitRead waits until Follow has read the records stored before it, or its
+// timelineReadWait is over.
+func (t *Timeline) awaitRead() {
+	t.mu.Lock()
+	c, by := t.caughtUp, t.readBy
+	t.mu.Unlock()
+	if c == nil {
+		return
+	}
+	select {
+	case <-c:
+	default:
+		tm := time.NewTimer(time.Until(by))
+		defer tm.Stop()
+		select {
+		case <-c:
+		case <-tm.C:
+		}
+	}
 }
 
 // Stop ends Follow's consumer. Idempotent.
@@ -315,28 +310,6 @@ func (t *Timeline) add(subject string, data []byte) {
 	}
 }
 
-// addDrain puts an instance's drain into the index, in time order, the newest
-// maxTimelineDrains kept.
-func (t *Timeline) addDrain(inst string, data []byte) {
-	var rec TimelineRecord
-	if json.Unmarshal(data, &rec) != nil || rec.State != TimelineDrain || rec.By != inst || !validInstance(inst) || rec.At.IsZero() {
-		return
-	}
-	if rec.At.Before(t.b.Now().Add(-TimelineKeep)) {
-		return
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	i := len(t.drains)
-	for i > 0 && t.drains[i-1].At.After(rec.At) {
-		i--
-	}
-	t.drains = slices.Insert(t.drains, i, rec)
-	if n := len(t.drains) - maxTimelineDrains; n > 0 {
-		t.drains = slices.Clone(t.drains[n:])
-	}
-}
-
 // pruneLocked forgets the devices whose every record is older than cut, as the stream
 // does, and the drains older than cut: the index holds what the stream holds, within
 // its bounds.
@@ -363,10 +336,11 @@ func validTimelineState(s string) bool {
 	return false
 }
 
-// Records returns a device's records this instance has read, oldest first, none older
-// than TimelineKeep, with the drains of the instances that held it drawn in
+// Records returns a device's records this instance has read (once Follow has read
+// those stored before it: see Follow), oldest first, none older than TimelineKeep, with the drains of the instances that held it drawn in
 // (TimelineDrains).
 func (t *Timeline) Records(device string) []TimelineRecord {
+	t.awaitRead()
 	now := t.b.Now()
 	cut := now.Add(-TimelineKeep)
 	t.mu.Lock()
@@ -377,39 +351,6 @@ func (t *Timeline) Records(device string) []TimelineRecord {
 		i++
 	}
 	return TimelineDrains(slices.Clone(recs[i:]), t.drains, now)
-}
-
-// TimelineDrains draws the drains (oldest first) into a device's records (oldest
-// first; changed in place and returned): a drain writes no offline per tablet. It
-// applies to a device whose newest record at or before it is its instance's and not
-// offline (the device was connected there). If the device's next record comes within
-// TimelineDrainGap of the drain, the drop is counted as a flap of that record, as a
-// change undone within the writer's gap is; otherwise the device is offline from the
-// drain (once TimelineDrainGap has passed by now, when no record follows yet).
-func TimelineDrains(recs, drains []TimelineRecord, now time.Time) []TimelineRecord {
-	for _, d := range drains {
-		i, _ := slices.BinarySearchFunc(recs, d.At, func(r TimelineRecord, at time.Time) int {
-			if r.At.After(at) {
-				return 1
-			}
-			return -1 // at or before: stays left of i
-		})
-		if i == 0 {
-			continue
-		}
-		if prev := recs[i-1]; prev.By == "" || prev.By != d.By || prev.State == TimelineOffline {
-			continue
-		}
-		switch {
-		case i < len(recs) && recs[i].At.Sub(d.At) <= TimelineDrainGap:
-			recs[i].Flaps++
-		case i == len(recs) && now.Sub(d.At) <= TimelineDrainGap:
-			// It may still come back.
-		default:
-			recs = slices.Insert(recs, i, TimelineRecord{State: TimelineOffline, At: d.At, By: d.By})
-		}
-	}
-	return recs
 }
 
 // TimelineSpans draws records (oldest first) as the spans from from to to: the state

@@ -1,11 +1,14 @@
 package broker_test
 
 import (
+	"context"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/kioskfeed/kioskfeed/broker"
+	"github.com/kioskfeed/kioskfeed/broker/brokertest"
 )
 
 // TestTimelineDrains: a drain writes no offline per tablet; it is drawn into the
@@ -57,5 +60,42 @@ func TestTimelineDrains(t *testing.T) {
 	want := []broker.TimelineRecord{rec(10, "online", "iA"), flapped(rec(105, "online", "iB")), rec(200, "offline", "iB")}
 	if !slices.Equal(got, want) {
 		t.Fatalf("two drains: %+v\nwant %+v", got, want)
+	}
+}
+
+// TestTimelineRecordsWaitForTheFirstRead: Follow returns without reading the stream (a
+// start-up does not wait for it), yet a timeline asked for at once is whole: Records
+// waits for the records stored before Follow. Many devices, so that the read is not
+// done by the time Follow returns.
+func TestTimelineRecordsWaitForTheFirstRead(t *testing.T) {
+	b := brokertest.New(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	w, err := broker.NewTimeline(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := b.Now().Add(-10 * time.Minute)
+	var notes []broker.TimelineNote
+	const devices = 3000
+	for i := range devices {
+		notes = append(notes, broker.TimelineNote{Device: fmt.Sprintf("dev_%020d", i), TimelineRecord: broker.TimelineRecord{State: broker.TimelineOnline, At: base, By: "iA"}})
+	}
+	last := fmt.Sprintf("dev_%020d", devices-1)
+	notes = append(notes, broker.TimelineNote{Device: last, TimelineRecord: broker.TimelineRecord{State: broker.TimelineOffline, At: base.Add(time.Minute), By: "iA"}})
+	if failed := w.Write(ctx, notes); len(failed) != 0 {
+		t.Fatalf("%d writes failed", len(failed))
+	}
+	r, err := broker.NewTimeline(ctx, b) // a restarted instance's reader
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Follow(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer r.Stop()
+	got := r.Records(last) // the last device written: the read's very end
+	if len(got) != 2 || got[0].State != broker.TimelineOnline || got[1].State != broker.TimelineOffline || got[1].By != "iA" {
+		t.Fatalf("records of the last device right after Follow: %+v, want its online and offline", got)
 	}
 }
