@@ -34,38 +34,67 @@ var errNotObject = errors.New("not an object")
 // it. The members' bytes point into data (names with escapes are copies).
 func (o *Object) Parse(data []byte) error {
 	o.n, o.extra = 0, o.extra[:0]
-	// The standard library's scanner decides validity, nesting depth included, so the
-	// verdict is StrictObject's exactly; what follows trusts it.
-	if !json.Valid(data) {
-		return errors.New("invalid JSON")
-	}
 	i := skipSpace(data, 0)
-	if data[i] != '{' {
+	if i == len(data) || data[i] != '{' {
+		if !json.Valid(data) {
+			return errors.New("invalid JSON")
+		}
 		return errNotObject // null, an array, a string, a number or a literal
 	}
+	// One pass reads the members and checks the grammar as encoding/json's scanner
+	// does (valid.go, compared with json.Valid on every input by a fuzz target).
+	end, ok := o.object(data, i)
+	if !ok || skipSpace(data, end) != len(data) {
+		return errors.New("invalid JSON")
+	}
+	return nil
+}
+
+// object reads the top-level object at data[i] ('{') into o and returns the index
+// just past it.
+func (o *Object) object(data []byte, i int) (int, bool) {
 	i = skipSpace(data, i+1)
-	if data[i] == '}' {
-		return nil
+	if i < len(data) && data[i] == '}' {
+		return i + 1, true
 	}
 	for {
-		end := stringEnd(data, i)
+		if i >= len(data) || data[i] != '"' {
+			return 0, false
+		}
+		end, ok := validString(data, i)
+		if !ok {
+			return 0, false
+		}
 		name := data[i+1 : end-1]
 		if needsUnquote(name) {
 			var s string
 			if err := json.Unmarshal(data[i:end], &s); err != nil {
-				return err
+				return 0, false
 			}
 			name = []byte(s)
 		}
 		i = skipSpace(data, end)
-		i = skipSpace(data, i+1) // the ':'
-		vEnd := valueEnd(data, i)
+		if i >= len(data) || data[i] != ':' {
+			return 0, false
+		}
+		i = skipSpace(data, i+1)
+		vEnd, ok := validValue(data, i, 2)
+		if !ok {
+			return 0, false
+		}
 		o.add(member{name: name, value: data[i:vEnd]})
 		i = skipSpace(data, vEnd)
-		if data[i] == '}' {
-			return nil
+		if i >= len(data) {
+			return 0, false
 		}
-		i = skipSpace(data, i+1) // the ','
+		switch data[i] {
+		case '}':
+			return i + 1, true
+		case ',':
+			i = skipSpace(data, i+1)
+		default:
+			return 0, false
+		}
 	}
 }
 
@@ -95,14 +124,20 @@ func (o *Object) Get(name string) ([]byte, bool) {
 	return nil, false
 }
 
-// each calls fn with every member in order.
-func (o *Object) each(fn func(name, value []byte)) {
+// Each calls fn with every member in order, duplicates included, until fn returns
+// false; it reports whether fn never did.
+func (o *Object) Each(fn func(name, value []byte) bool) bool {
 	for _, m := range o.inline[:o.n] {
-		fn(m.name, m.value)
+		if !fn(m.name, m.value) {
+			return false
+		}
 	}
 	for _, m := range o.extra {
-		fn(m.name, m.value)
+		if !fn(m.name, m.value) {
+			return false
+		}
 	}
+	return true
 }
 
 // Has reports whether the object has a member called name.
@@ -161,52 +196,4 @@ func skipSpace(data []byte, i int) int {
 		}
 	}
 	return i
-}
-
-// stringEnd is the index just past the string that starts at data[i] ('"').
-func stringEnd(data []byte, i int) int {
-	for i++; i < len(data); i++ {
-		switch data[i] {
-		case '\\':
-			i++ // the escaped byte (\uXXXX's digits are plain bytes)
-		case '"':
-			return i + 1
-		}
-	}
-	return i
-}
-
-// valueEnd is the index just past the value that starts at data[i].
-func valueEnd(data []byte, i int) int {
-	switch data[i] {
-	case '"':
-		return stringEnd(data, i)
-	case '{', '[':
-		depth := 0
-		for i < len(data) {
-			switch data[i] {
-			case '"':
-				i = stringEnd(data, i)
-				continue
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return i + 1
-				}
-			}
-			i++
-		}
-		return i
-	default: // a number or a literal: up to the next delimiter
-		for i < len(data) {
-			switch data[i] {
-			case ',', '}', ']', ' ', '\t', '\n', '\r':
-				return i
-			}
-			i++
-		}
-		return i
-	}
 }

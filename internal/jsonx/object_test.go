@@ -56,7 +56,7 @@ func compareObject(t *testing.T, data []byte) {
 		return
 	}
 	names := map[string]bool{}
-	o.each(func(name, _ []byte) { names[string(name)] = true })
+	o.Each(func(name, _ []byte) bool { names[string(name)] = true; return true })
 	if len(names) != len(m) {
 		t.Fatalf("%q: %d distinct names, StrictObject has %d", data, len(names), len(m))
 	}
