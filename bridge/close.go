@@ -27,6 +27,10 @@ func (s *session) closeLocked(r closeReason, dropQueue bool) {
 		return
 	}
 	r = s.br.closeVerdict(s, r) // a failed auth counts (admit.go)
+	if s.corked && !dropQueue {
+		s.uncorkLocked() // what the handshake sent goes out before the close frame
+	}
+	s.corked, s.cork = false, nil
 	if dropQueue {
 		if s.queueBegun {
 			s.queue = s.queue[:1] // the rest of a frame half on the wire: the stream needs it

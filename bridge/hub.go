@@ -220,6 +220,7 @@ func (h *hub) attach(ctx context.Context, s *session, since uint64, epoch string
 	// tell. Read it while live events wait in s.pending; the hub's later deliveries of
 	// what the log sent are skipped by lastSent.
 	s.startCatchUp()
+	s.uncork() // the welcome need not wait for the read
 	floor := h.head // the read must reach it: the hub has seen every event up to it
 	h.mu.Unlock()
 

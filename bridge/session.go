@@ -97,6 +97,8 @@ type session struct {
 	mu          sync.Mutex
 	queue       [][]byte
 	queueBegun  bool      // queue[0] is the rest of a frame the socket has taken part of
+	corked      bool      // the handshake's frames gather in cork, for one write (write.go)
+	cork        []byte
 	state       connState // how far the socket is on its way to the end (state.go)
 	writing     bool      // a drain goroutine is running
 	reading     bool      // a reader goroutine is at work
@@ -236,6 +238,8 @@ func (s *session) handshake(m clientMsg) {
 	inForce := br.overrides.idsFor(s.feed) // the overrides in force (override.go)
 	// The feed's schedule (schedule.go).
 	sched, schedGen := br.schedules.forWelcome(s.feed)
+	s.startCork() // the welcome, the catch-up and synced go out in one write
+	defer s.uncork()
 	s.send(jsonFrame(map[string]any{
 		"type": "welcome", "device_id": s.device, "feed": s.feed,
 		"heartbeat_s": int(br.cfg.Heartbeat / time.Second),

@@ -48,6 +48,10 @@ func (s *session) catchUpLocked(frame []byte) bool {
 }
 
 func (s *session) putLocked(frame []byte) bool {
+	if s.corked {
+		s.cork = append(s.cork, frame...)
+		return true
+	}
 	if !s.writing && len(s.queue) == 0 && s.polled {
 		// Nothing queued and no writer: try the socket right away, without blocking.
 		// Almost always it takes the whole frame, and a fan-out to thousands of
@@ -66,6 +70,36 @@ func (s *session) putLocked(frame []byte) bool {
 	s.queue = append(s.queue, frame)
 	s.startDrainLocked()
 	return true
+}
+
+// startCork gathers the frames sent from now until uncork in one buffer, written with
+// one system call: a handshake's welcome, its catch-up from memory (reset, state or
+// replayed events) and synced, and whatever live event or heartbeat comes meanwhile, in
+// the order they were sent. A reconnect storm then costs one write per tablet instead of
+// three or more (each a loopback send the kernel does the receiver's work for).
+func (s *session) startCork() {
+	s.mu.Lock()
+	s.corked = true
+	s.mu.Unlock()
+}
+
+// uncork writes what the cork gathered; a no-op when nothing is corked.
+func (s *session) uncork() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.uncorkLocked()
+}
+
+func (s *session) uncorkLocked() {
+	if !s.corked {
+		return
+	}
+	s.corked = false
+	b := s.cork
+	s.cork = nil
+	if len(b) > 0 && !s.state.closing() {
+		s.putLocked(b)
+	}
 }
 
 // deliver hands one live event to the session: held back while a replay is read, and
