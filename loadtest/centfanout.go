@@ -30,6 +30,7 @@ type PeerResult struct {
 	FanoutWindowS        float64 `json:"fanout_window_s"`
 	FanoutServerCPUPct   float64 `json:"fanout_server_cpu_pct"`
 	FanoutServerCPUUsDel float64 `json:"fanout_server_cpu_us_per_delivery"`
+	FanoutWorkerCPUUsDel float64 `json:"fanout_worker_cpu_us_per_delivery"` // the load generator's, same window
 	Deliveries           int     `json:"deliveries"`
 	Missing              int     `json:"missing"`
 	Duplicates           int     `json:"duplicates"`
@@ -96,6 +97,10 @@ func (r *run) centrifugoFanout(ctx context.Context) (*PeerResult, error) {
 	if cpu, err = StartCPU(p.c.pid()); err != nil {
 		return nil, err
 	}
+	wcpu, err := r.startWorkersCPU()
+	if err != nil {
+		return nil, err
+	}
 	if err := r.pace(ctx, r.opts.Events, func(n int) error {
 		return p.publish(ctx, centChannel, payload(r.opts.Payload, 1, n))
 	}); err != nil {
@@ -115,8 +120,9 @@ func (r *run) centrifugoFanout(ctx context.Context) (*PeerResult, error) {
 	res.FanoutWindowS = span.Wall.Seconds()
 	res.FanoutServerCPUPct = span.Pct()
 	res.FanoutServerCPUUsDel = float64(span.Per(len(lat)).Nanoseconds()) / 1000
-	r.logf("centrifugo fan-out: p50 %.1fms p99 %.1fms max %.1fms; %d delivered, %d missing; server %.1f%% of a core (%.1f µs per delivery)",
-		pc[0], pc[2], pc[3], len(lat), missing, res.FanoutServerCPUPct, res.FanoutServerCPUUsDel)
+	res.FanoutWorkerCPUUsDel = wcpu.usPer(len(lat))
+	r.logf("centrifugo fan-out: p50 %.1fms p99 %.1fms max %.1fms; %d delivered, %d missing; server %.1f%% of a core (%.1f µs per delivery, the workers %.1f µs)",
+		pc[0], pc[2], pc[3], len(lat), missing, res.FanoutServerCPUPct, res.FanoutServerCPUUsDel, res.FanoutWorkerCPUUsDel)
 	_, err = r.callAll(func(int) command { return command{Op: "nats_close"} })
 	return res, err
 }

@@ -210,6 +210,10 @@ func (r *run) fanout(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	wcpu, err := r.startWorkersCPU()
+	if err != nil {
+		return err
+	}
 	lat, missing, dups, err := r.groupPhase(ctx, 1, r.opts.Events, groupAll)
 	if err != nil {
 		return err
@@ -218,6 +222,7 @@ func (r *run) fanout(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	r.res.FanoutWorkerCPUUsPerDelivery = wcpu.usPer(len(lat))
 	seqs1, _ := scrapeSeries(ctx, r.base+"/metrics", "kioskfeed_jetstream_last_seq")
 	p := percentiles(lat)
 	r.res.FanoutP50Ms, r.res.FanoutP90Ms, r.res.FanoutP99Ms, r.res.FanoutMaxMs = p[0], p[1], p[2], p[3]
@@ -233,8 +238,8 @@ func (r *run) fanout(ctx context.Context) error {
 	r.res.FanoutJSWritesPerS = total / span.Wall.Seconds()
 	r.res.FanoutJSShownWritesPerS = r.res.FanoutJSWrites[shownStream] / span.Wall.Seconds()
 	r.logf("fan-out: p50 %.1fms p99 %.1fms max %.1fms; %d delivered, %d missing, %d repeated", p[0], p[2], p[3], len(lat), missing, dups)
-	r.logf("fan-out: server %.1f%% of a core over %.1fs (%.1f µs per delivery); JetStream %.1f writes/s (%.1f/s shown records) %v",
-		r.res.FanoutServerCPUPct, r.res.FanoutWindowS, r.res.FanoutServerCPUUsPerDelivery, r.res.FanoutJSWritesPerS, r.res.FanoutJSShownWritesPerS, r.res.FanoutJSWrites)
+	r.logf("fan-out: server %.1f%% of a core over %.1fs (%.1f µs per delivery, the workers %.1f µs); JetStream %.1f writes/s (%.1f/s shown records) %v",
+		r.res.FanoutServerCPUPct, r.res.FanoutWindowS, r.res.FanoutServerCPUUsPerDelivery, r.res.FanoutWorkerCPUUsPerDelivery, r.res.FanoutJSWritesPerS, r.res.FanoutJSShownWritesPerS, r.res.FanoutJSWrites)
 	return nil
 }
 
@@ -363,6 +368,10 @@ func (r *run) natsFanout(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	wcpu, err := r.startWorkersCPU()
+	if err != nil {
+		return err
+	}
 	if err := r.pace(ctx, r.opts.Events, func(n int) error {
 		return nc.Publish(subject, payload(r.opts.Payload, 1, n))
 	}); err != nil {
@@ -375,6 +384,7 @@ func (r *run) natsFanout(ctx context.Context) error {
 	if span, err := cpu.End(); err == nil {
 		r.res.NATSWSServerCPUUsPerDelivery = float64(span.Per(len(lat)).Nanoseconds()) / 1000
 	}
+	r.res.NATSWSWorkerCPUUsPerDelivery = wcpu.usPer(len(lat))
 	p := percentiles(lat)
 	r.res.NATSWSFanoutP50Ms, r.res.NATSWSFanoutP90Ms, r.res.NATSWSFanoutP99Ms, r.res.NATSWSFanoutMaxMs = p[0], p[1], p[2], p[3]
 	r.res.NATSDeliveries, r.res.NATSMissing, r.res.NATSDuplicates = len(lat), missing, dups

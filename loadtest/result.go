@@ -24,6 +24,10 @@ type Result struct {
 	NATSWSRSSBytesPerSub float64 `json:"nats_ws_rss_bytes_per_sub"`
 	// The nats-server's CPU per delivery over its publish window.
 	NATSWSServerCPUUsPerDelivery float64 `json:"nats_ws_server_cpu_us_per_delivery"`
+	// The workers' CPU per delivery over the same windows: the load generator's share
+	// of the two cores, which differs by protocol.
+	NATSWSWorkerCPUUsPerDelivery float64 `json:"nats_ws_worker_cpu_us_per_delivery"`
+	FanoutWorkerCPUUsPerDelivery float64 `json:"fanout_worker_cpu_us_per_delivery"`
 	// Centrifugo's figures, in the same run (nil with NoCentrifugo).
 	Centrifugo *PeerResult `json:"centrifugo,omitempty"`
 	// The kioskfeed server's CPU over the connect storm, per handshake.
