@@ -81,10 +81,20 @@ func serve(ctx context.Context, args []string, lookupEnv func(string) (string, b
 	}
 	defer ln.Close()
 
+	// Each step of the start-up is timed, for the "serving" line (issue 15: a restart's
+	// start is part of the time tablets are away).
+	var steps []any
+	stepAt := time.Now()
+	step := func(name string) {
+		now := time.Now()
+		steps = append(steps, slog.Duration("start_"+name, now.Sub(stepAt)))
+		stepAt = now
+	}
 	b, err := broker.New(ctx, brokerConfig(cfg, dataDir, log, reg))
 	if err != nil {
 		return err
 	}
+	step("broker")
 	defer func() {
 		closeCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 		defer cancel()
@@ -106,6 +116,7 @@ func serve(ctx context.Context, args []string, lookupEnv func(string) (string, b
 		return err
 	}
 	defer auth.Close()
+	step("pairing")
 
 	br, err := bridge.New(ctx, bridge.Config{
 		PublicURL:      cfg.PublicURL,
@@ -132,11 +143,13 @@ func serve(ctx context.Context, args []string, lookupEnv func(string) (string, b
 	if err != nil {
 		return err
 	}
+	step("bridge")
 	al, err := startAlerts(ctx, cfg, b, auth, br, log)
 	if err != nil {
 		return err
 	}
 	defer stopAlerts(al)
+	step("alerts")
 	adm, err := newAdmin(ctx, cfg, keys, adminHash, b, auth, br, al, log)
 	if err != nil {
 		return err
@@ -146,6 +159,7 @@ func serve(ctx context.Context, args []string, lookupEnv func(string) (string, b
 	if err != nil {
 		return err
 	}
+	step("admin")
 
 	mux := http.NewServeMux()
 	b.RegisterHealth(mux)
@@ -198,8 +212,8 @@ func serve(ctx context.Context, args []string, lookupEnv func(string) (string, b
 		g.Go(func() error { return runDemo(gctx, b, demoEvery, log) })
 	}
 	printBanner(stdout, cfg, ln.Addr().String(), dataDir, b, newAdminToken, newPassword, demo)
-	log.Info("serving", slog.String("listen", ln.Addr().String()), slog.String("public_url", cfg.PublicURL),
-		slog.Bool("embedded_nats", cfg.Embedded()), slog.String("data_dir", dataDir))
+	log.Info("serving", append([]any{slog.String("listen", ln.Addr().String()), slog.String("public_url", cfg.PublicURL),
+		slog.Bool("embedded_nats", cfg.Embedded()), slog.String("data_dir", dataDir)}, steps...)...)
 
 	g.Go(func() error {
 		<-gctx.Done()
