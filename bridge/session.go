@@ -3,7 +3,6 @@ package bridge
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net"
@@ -156,7 +155,7 @@ func (s *session) message(payload []byte) {
 		return
 	}
 	var m clientMsg
-	if err := json.Unmarshal(payload, &m); err != nil {
+	if err := decodeClientMsg(payload, &m); err != nil { // encoding/json's verdict (clientmsg.go)
 		s.closeWith(reasonMalformed)
 		return
 	}
