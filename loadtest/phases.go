@@ -268,7 +268,11 @@ func streamDeltas(before, after map[string]float64) map[string]float64 {
 func (r *run) restart(ctx context.Context) error {
 	begin := time.Now()
 	r.logf("restart: stopping the server with %d tablets connected", r.opts.Tablets)
-	if err := r.restartServer(ctx, "server-3"); err != nil {
+	if err := r.server.stop(30 * time.Second); err != nil {
+		return err
+	}
+	exited := time.Now()
+	if err := r.startServer(ctx, "server-3"); err != nil {
 		return err
 	}
 	ready := time.Now()
@@ -281,24 +285,42 @@ func (r *run) restart(ctx context.Context) error {
 	if failed, first := sumFailed(reps); failed > 0 {
 		return fmt.Errorf("restart: %d tablets not back within 2 minutes, last error: %s", failed, first)
 	}
-	var first, last int64
+	var first, last, retryFirst, retryLast, backFirst, backLast int64
 	r.res.RestartCloses = map[string]int{}
 	for _, rep := range reps {
-		last = max(last, rep.Last)
-		if first == 0 || rep.First < first {
-			first = rep.First
-		}
+		first, last = spread(first, last, rep.First, 0)
+		first, last = spread(first, last, rep.Last, 0)
+		retryFirst, retryLast = spread(retryFirst, retryLast, rep.RetryFirst, 0)
+		retryFirst, retryLast = spread(retryFirst, retryLast, rep.RetryLast, 0)
+		backFirst, backLast = spread(backFirst, backLast, rep.BackFirst, 0)
+		backFirst, backLast = spread(backFirst, backLast, rep.BackLast, 0)
 		for k, v := range rep.Closes {
 			r.res.RestartCloses[k] += v
 		}
 	}
-	r.res.ReconnectAllS = time.Duration(last - begin.UnixNano()).Seconds()
+	from := func(ns int64) float64 {
+		if ns == 0 {
+			return 0
+		}
+		return time.Duration(ns - begin.UnixNano()).Seconds()
+	}
+	r.res.ReconnectAllS = from(last)
+	rs := &RestartResult{
+		DrainS: exited.Sub(begin).Seconds(), StartS: ready.Sub(exited).Seconds(), ReadyS: ready.Sub(begin).Seconds(),
+		JitterFirstS: from(retryFirst), JitterLastS: from(retryLast), JitterS: time.Duration(retryLast - retryFirst).Seconds(),
+		BackFirstS: from(backFirst), BackLastS: from(backLast),
+		SyncedFirstS: from(first), HandshakesS: time.Duration(last - first).Seconds(),
+	}
 	// The rate the server kept up while the tablets came back (the PWA spreads them
 	// over 2 s after a 1012, so this is not the server's ceiling: connect_s shows that).
-	if span := time.Duration(last - first).Seconds(); span > 0 {
-		r.res.HandshakesPerS = float64(r.opts.Tablets) / span
+	if rs.HandshakesS > 0 {
+		rs.HandshakesPerS = float64(r.opts.Tablets) / rs.HandshakesS
+		r.res.HandshakesPerS = rs.HandshakesPerS
 	}
-	r.logf("restart: all %d back and synced %.2fs after the stop began (server ready after %.2fs)", r.opts.Tablets, r.res.ReconnectAllS, ready.Sub(begin).Seconds())
+	r.res.Restart = rs
+	r.logf("restart: all %d back and synced %.2fs after the stop began: drain %.2fs, start %.2fs (ready at %.2fs); first attempts after the 1012 at %.2f–%.2fs (%.2fs window), the ones that came back at %.2f–%.2fs; handshakes %.2fs (synced at %.2f–%.2fs, %.0f/s)",
+		r.opts.Tablets, r.res.ReconnectAllS, rs.DrainS, rs.StartS, rs.ReadyS, rs.JitterFirstS, rs.JitterLastS, rs.JitterS,
+		rs.BackFirstS, rs.BackLastS, rs.HandshakesS, rs.SyncedFirstS, r.res.ReconnectAllS, rs.HandshakesPerS)
 	// And the feed still reaches every one of them.
 	_, missing, dups, err := r.groupPhase(ctx, 2, 1, groupAll)
 	if err != nil {

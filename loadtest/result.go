@@ -36,6 +36,9 @@ type Result struct {
 	HandshakesPerS                 float64 `json:"handshakes_per_s"`
 	IdleLeaseCPUPct                float64 `json:"idle_lease_cpu_pct"` // the server's CPU over the idle window, % of one core
 
+	// The restart's parts (ReconnectAllS is their whole, from the stop signal).
+	Restart *RestartResult `json:"restart,omitempty"`
+
 	// The publish window of the fan-out: from just before the first publish until every
 	// tablet reported every event. The server's CPU over it (% of one core, and per
 	// delivery), and what it stored in JetStream: messages per stream (deltas of
@@ -82,6 +85,31 @@ type Result struct {
 	Scenario string        `json:"scenario"`
 	Outage   *OutageResult `json:"outage,omitempty"`
 	Storm    *StormResult  `json:"storm,omitempty"`
+}
+
+// RestartResult breaks the restart down, in seconds. The phases overlap: the tablets
+// retry while the server is down, and handshake as soon as it is up.
+type RestartResult struct {
+	// DrainS: SIGTERM to the old process's exit (it closes its sockets 1012 first).
+	DrainS float64 `json:"drain_s"`
+	// StartS: the old process's exit (the new one's exec follows at once) until the
+	// new one's /readyz answers 200 (polled every 50 ms).
+	StartS float64 `json:"start_s"`
+	// ReadyS: the stop signal until the new server is ready (DrainS + StartS).
+	ReadyS float64 `json:"ready_s"`
+	// The jitter window: the first and last tablet's first connect attempt after its
+	// 1012, from the stop signal, and their distance (the PWA waits a random 0–2 s).
+	JitterFirstS float64 `json:"jitter_first_s"`
+	JitterLastS  float64 `json:"jitter_last_s"`
+	JitterS      float64 `json:"jitter_s"`
+	// The attempts that brought the tablets back (the first attempt that reached the
+	// new server and was welcomed): first and last, from the stop signal.
+	BackFirstS float64 `json:"back_first_s"`
+	BackLastS  float64 `json:"back_last_s"`
+	// The handshakes: the first to the last tablet synced again, and the rate over it.
+	SyncedFirstS   float64 `json:"synced_first_s"`
+	HandshakesS    float64 `json:"handshakes_s"`
+	HandshakesPerS float64 `json:"handshakes_per_s"`
 }
 
 // percentiles are p50, p90, p99 and max of latencies in µs, in ms.

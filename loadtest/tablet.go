@@ -76,6 +76,9 @@ type tablet struct {
 	forgotten   atomic.Bool // closed 4403: the PWA would show the pairing screen
 	firstSynced chan struct{}
 	firstOnce   sync.Once
+	// After a 1012 that ended a welcomed socket (a restart): when the tablet first
+	// tried again, and when the attempt that got it welcomed began (unix ns).
+	retryAt, backAt atomic.Int64
 }
 
 // connectConfig is how a worker's tablets reach the server. The socket's public URL
@@ -110,6 +113,7 @@ func (t *tablet) countClose(code int) {
 func (t *tablet) loop(ctx context.Context) {
 	var policy client.Policy // the protocol's defaults
 	first := true
+	restarting, retried := false, false // a welcomed socket ended 1012; tried again since
 	for ctx.Err() == nil {
 		if t.isDead() {
 			<-ctx.Done()
@@ -122,7 +126,16 @@ func (t *tablet) loop(ctx context.Context) {
 				return
 			}
 		}
+		began := time.Now()
+		if restarting && !retried {
+			retried = true
+			t.retryAt.Store(began.UnixNano())
+		}
 		welcomed, code, err := t.session(ctx, func() {
+			if restarting { // synced again: this attempt brought it back
+				restarting = false
+				t.backAt.Store(began.UnixNano())
+			}
 			if first {
 				first = false
 				<-t.cfg.gate
@@ -134,6 +147,9 @@ func (t *tablet) loop(ctx context.Context) {
 		}
 		if ctx.Err() != nil {
 			return
+		}
+		if code == 1012 && !welcomed.IsZero() {
+			restarting, retried = true, false
 		}
 		t.ends.Add(1)
 		t.countClose(code)

@@ -77,6 +77,13 @@ type reply struct {
 	Welcomes   int64          `json:"welcomes,omitempty"`
 	Closes     map[string]int `json:"closes,omitempty"`
 
+	// await_sync after a restart: the first and last of the tablets' first attempts
+	// after their 1012 (the jitter window), and of the attempts that brought them back.
+	RetryFirst int64 `json:"retry_first,omitempty"` // unix ns
+	RetryLast  int64 `json:"retry_last,omitempty"`
+	BackFirst  int64 `json:"back_first,omitempty"`
+	BackLast   int64 `json:"back_last,omitempty"`
+
 	Gaps       []int32 `json:"gaps,omitempty"`    // ms between heartbeats (gaps)
 	Dropped    int     `json:"dropped,omitempty"` // tablets whose socket ended since watch (gaps)
 	Sockets    int     `json:"sockets,omitempty"` // check: sockets welcomed while checked

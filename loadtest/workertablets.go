@@ -355,5 +355,20 @@ func (w *worker) awaitSync(ctx context.Context, cmd command) reply {
 		sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
 		rep.First, rep.Last = times[0], times[len(times)-1]
 	}
+	for _, t := range live {
+		rep.RetryFirst, rep.RetryLast = spread(rep.RetryFirst, rep.RetryLast, t.retryAt.Load(), cmd.Since)
+		rep.BackFirst, rep.BackLast = spread(rep.BackFirst, rep.BackLast, t.backAt.Load(), cmd.Since)
+	}
 	return rep
+}
+
+// spread widens [first, last] (zero: empty) to hold at, if at is after since.
+func spread(first, last, at, since int64) (int64, int64) {
+	if at <= since {
+		return first, last
+	}
+	if first == 0 || at < first {
+		first = at
+	}
+	return first, max(last, at)
 }

@@ -159,6 +159,12 @@ func printLoadTable(w io.Writer, r *loadtest.Result, o loadtest.Options) {
 	fmt.Fprintf(tw, "connect all (256 at a time per worker)\t%.1f s (%.0f handshakes/s)\t\n", r.ConnectS, r.ConnectHandshakesPerS)
 	if !o.NoRestart {
 		fmt.Fprintf(tw, "back and synced after restart\t%.2f s (%.0f handshakes/s)\t\n", r.ReconnectAllS, r.HandshakesPerS)
+		if rs := r.Restart; rs != nil {
+			fmt.Fprintf(tw, "  restart: drain, start (ready at)\t%.2f s, %.2f s (%.2f s)\t\n", rs.DrainS, rs.StartS, rs.ReadyS)
+			fmt.Fprintf(tw, "  restart: jitter (first attempts after the 1012)\t%.2f s (%.2f–%.2f s)\t\n", rs.JitterS, rs.JitterFirstS, rs.JitterLastS)
+			fmt.Fprintf(tw, "  restart: attempts that came back\t%.2f–%.2f s\t\n", rs.BackFirstS, rs.BackLastS)
+			fmt.Fprintf(tw, "  restart: handshakes (first to last synced)\t%.2f s (%.2f–%.2f s)\t\n", rs.HandshakesS, rs.SyncedFirstS, r.ReconnectAllS)
+		}
 	}
 	fmt.Fprintf(tw, "server CPU, %s idle (its last %.0f s)\t%.2f %% (%.2f %%) of a core\t\n", o.Idle, r.IdleTailS, r.IdleLeaseCPUPct, r.IdleTailCPUPct)
 	fmt.Fprintf(tw, "server CPU, publish window (%.1f s)\t%.1f %% of a core, %.1f µs per delivery\t\n", r.FanoutWindowS, r.FanoutServerCPUPct, r.FanoutServerCPUUsPerDelivery)
