@@ -30,6 +30,11 @@
 // far-behind reconnect storm (a share leave, fall hundreds of events behind, and come
 // back at once), each measured on the healthy tablets and the server's memory.
 //
+// Options.Instances and Options.NATSCluster make it a cluster run instead (cluster.go
+// and the other cluster*.go files): several instances on a real NATS cluster of child
+// processes ("kioskfeed loadtest nats-node"), the tablets spread over the instances as
+// behind a load balancer, and one instance killed with SIGKILL under its tablets.
+//
 // Plot ("kioskfeed loadtest plot", plot.go, plotdraw.go) draws the results of several
 // runs as one PNG: fan-out p99 and RSS per tablet against N for the three peers, with
 // the standard library's image packages and golang.org/x/image's bitmap font.

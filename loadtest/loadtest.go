@@ -73,10 +73,12 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	stop := context.AfterFunc(ctx, r.killAll)
 	defer stop()
 	var err error
-	switch opts.Scenario {
-	case ScenarioOutage:
+	switch {
+	case opts.isCluster():
+		err = r.cluster(ctx)
+	case opts.Scenario == ScenarioOutage:
 		err = r.outage(ctx)
-	case ScenarioStorm:
+	case opts.Scenario == ScenarioStorm:
 		err = r.storm(ctx)
 	default:
 		err = r.phases(ctx)

@@ -55,6 +55,16 @@ type Options struct {
 	// ServerExe is the kioskfeed binary run as the server; default Exe. The workers are
 	// always Exe: so one build of the tool can measure another build's server.
 	ServerExe string
+
+	// A cluster run (cluster.go) instead of the full run: Instances kioskfeed instances
+	// (1 to 8) on a real NATS cluster of NATSCluster nodes (1, 3 or 5; R3 streams and
+	// buckets from 3 nodes), the tablets spread over the instances. It is a cluster run
+	// when NATSCluster > 0 or Instances > 1; then Instances defaults to 1 and
+	// NATSCluster to 3. NoKill skips its kill phase (one instance SIGKILLed under its
+	// tablets), which needs at least 2 instances.
+	Instances   int
+	NATSCluster int
+	NoKill      bool
 }
 
 // The scenarios of Options.Scenario.
@@ -126,11 +136,15 @@ func (o *Options) defaults() error {
 	case o.Behind < 1 || o.Behind > 100000:
 		return fmt.Errorf("behind must be 1 to 100000, not %d", o.Behind)
 	}
+	if err := o.clusterDefaults(); err != nil {
+		return err
+	}
 	switch {
-	case o.Tablets < 1 || o.Tablets > 19000:
+	case o.Tablets < 1 || o.Tablets > maxInstanceTablets*max(o.Instances, 1):
 		// One server process may hold 20,000 files on these machines (NOTES); the
-		// server needs some for NATS, JetStream and its listener.
-		return fmt.Errorf("tablets must be 1 to 19000, not %d", o.Tablets)
+		// server needs some for NATS, JetStream and its listener. A cluster run's
+		// bound is per instance (clusterDefaults).
+		return fmt.Errorf("tablets must be 1 to %d%s, not %d", maxInstanceTablets*max(o.Instances, 1), o.perInstanceNote(), o.Tablets)
 	case o.PerWorker < 1 || o.PerWorker > 15000:
 		return fmt.Errorf("per-worker must be 1 to 15000, not %d", o.PerWorker)
 	case o.Events < 1 || o.Events > 10000:

@@ -85,6 +85,9 @@ type Result struct {
 	Scenario string        `json:"scenario"`
 	Outage   *OutageResult `json:"outage,omitempty"`
 	Storm    *StormResult  `json:"storm,omitempty"`
+	// A cluster run's figures (Options.Instances, NATSCluster: cluster.go); the fields
+	// above then hold its shape and its fan-out and connect across the instances.
+	Cluster *ClusterResult `json:"cluster,omitempty"`
 }
 
 // RestartResult breaks the restart down, in seconds. The phases overlap: the tablets

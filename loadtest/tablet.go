@@ -60,6 +60,9 @@ type tablet struct {
 	cancel   context.CancelFunc // ends this tablet's loop
 	done     chan struct{}      // closed when the loop has returned
 
+	// backend is the index in cfg.addrs of the instance it dials (loop goroutine only).
+	backend int
+
 	deadMu sync.Mutex
 	dead   bool         // Wi-Fi gone: nothing more is read or written, the socket stays open
 	conn   net.Conn     // the current socket, for kill
@@ -88,6 +91,10 @@ type connectConfig struct {
 	origin string
 	ack    bool          // acknowledge events with shown, at most once a second (the newest then)
 	gate   chan struct{} // bounds the first connects in flight
+
+	// addrs are a cluster run's instances, the worker's own first; when set they are
+	// dialled instead of addr, falling over to the next (clustertablet.go).
+	addrs []string
 }
 
 // serverMsg holds the fields of every server message the tablet needs.
@@ -191,6 +198,9 @@ func (t *tablet) session(ctx context.Context, synced func()) (welcomed time.Time
 		Header:  ws.HandshakeHeaderString("Origin: " + t.cfg.origin + "\r\n"),
 		NetDial: func(ctx context.Context, network, _ string) (net.Conn, error) {
 			nd := net.Dialer{LocalAddr: &net.TCPAddr{IP: t.src}}
+			if len(t.cfg.addrs) > 0 {
+				return t.dialBackends(ctx, &nd, network)
+			}
 			return nd.DialContext(ctx, network, t.cfg.addr)
 		},
 	}

@@ -35,6 +35,10 @@ type command struct {
 	Ramp   int    `json:"ramp,omitempty"` // first connects in flight at once
 	Ack    bool   `json:"ack,omitempty"`  // acknowledge events with shown, at most once a second
 
+	// connect in a cluster run: every instance's address, the worker's own first, to
+	// fall over to (clustertablet.go)
+	Addrs []string `json:"addrs,omitempty"`
+
 	Subject string `json:"subject,omitempty"`
 	// cent_connect: the key that signs the subscribers' connection tokens (PKCS#8 PEM);
 	// the users are NamePrefix plus a number.

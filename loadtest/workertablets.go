@@ -162,7 +162,7 @@ func (w *worker) gaps(cmd command) reply {
 
 // connect starts every tablet's connection loop and waits until each has synced once.
 func (w *worker) connect(ctx context.Context, cmd command) reply {
-	cfg := &connectConfig{addr: cmd.Addr, origin: cmd.Origin, ack: cmd.Ack, gate: make(chan struct{}, max(cmd.Ramp, 1))}
+	cfg := &connectConfig{addr: cmd.Addr, addrs: cmd.Addrs, origin: cmd.Origin, ack: cmd.Ack, gate: make(chan struct{}, max(cmd.Ramp, 1))}
 	tctx, cancel := context.WithCancel(w.ctx)
 	w.tctx, w.cancelT, w.cfg = tctx, cancel, cfg
 	for i, t := range w.tablets {

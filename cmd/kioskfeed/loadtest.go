@@ -32,6 +32,21 @@ func loadtestCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 				return usageError{err.Error()}
 			}
 			return loadtest.RunNATSServer(ctx, *port, *wsPort)
+		case "nats-node":
+			// One node of a cluster run's NATS cluster.
+			fs := flag.NewFlagSet("kioskfeed loadtest nats-node", flag.ContinueOnError)
+			fs.SetOutput(stderr)
+			var o loadtest.NATSNodeOptions
+			fs.StringVar(&o.Name, "name", "", "server name")
+			fs.IntVar(&o.Port, "port", 0, "client port")
+			fs.IntVar(&o.ClusterPort, "cluster-port", 0, "route port")
+			routes := fs.String("routes", "", "every node's route URL, comma-separated")
+			fs.StringVar(&o.StoreDir, "store", "", "JetStream store directory")
+			if err := fs.Parse(args[1:]); err != nil {
+				return usageError{err.Error()}
+			}
+			o.Routes = strings.Split(*routes, ",")
+			return loadtest.RunNATSNode(ctx, o)
 		case "centrifugo":
 			// The Centrifugo the tool measures beside kioskfeed: built on first use
 			// (go tool task test runs this first, so no test waits for the build).
@@ -73,11 +88,24 @@ all are synced, how each caught up (replay, or reset and state) and the healthy
 tablets' latency. It fails if a catch-up broke the contract (a gap, a repeat), a
 tablet never synced, or a healthy tablet was dropped or missed an event.
 
+--instances N --nats-cluster K: a cluster run. K nats-server nodes (1, 3 or 5; R3
+streams and buckets from 3) and N kioskfeed instances pointed at them, all child
+processes on loopback, sharing one signing key; worker i's tablets go to instance
+i mod N, as behind a load balancer, and fall over to another instance when theirs
+cannot be dialled. It measures the fan-out across and per instance, each process's RSS
+per tablet, the lease conflicts over the connect and fan-out (servers'
+kioskfeed_lease_conflicts_total and the 4409s the tablets saw: must be 0), and with
+--kill (on for N >= 2) the last instance killed with SIGKILL while events flow: the time
+until all its tablets are synced on the survivors, the survivors' refusals meanwhile,
+and that no tablet missed an event. The kill is skipped, and says why, when the
+survivors' share would not fit the open-files limit. --tablets is at most 19000 per
+instance; the nats-server and Centrifugo comparisons and the restart are not run.
+
 `)
 		fs.PrintDefaults()
 	}
 	var o loadtest.Options
-	fs.IntVar(&o.Tablets, "tablets", 1000, "tablets (and NATS WebSocket subscribers), at most 19000")
+	fs.IntVar(&o.Tablets, "tablets", 1000, "tablets (and NATS WebSocket subscribers), at most 19000 (per instance in a cluster run)")
 	fs.IntVar(&o.PerWorker, "per-worker", 5000, "tablets per worker process")
 	fs.IntVar(&o.Events, "events", 20, "events per fan-out")
 	fs.Float64Var(&o.Rate, "rate", 2, "events per second")
@@ -97,6 +125,9 @@ tablet never synced, or a healthy tablet was dropped or missed an event.
 	fs.DurationVar(&o.DropWait, "drop-wait", 0, "outage: the most it lasts, waiting for the server to drop the dead links (default outage-for + 30s)")
 	fs.IntVar(&o.Behind, "behind", 300, "storm: events published while the tablets are away")
 	fs.StringVar(&o.ServerExe, "server-exe", "", "the kioskfeed binary to run as the server (default this one), e.g. another build to compare")
+	fs.IntVar(&o.Instances, "instances", 0, "a cluster run: kioskfeed instances, 1 to 8 (see above)")
+	fs.IntVar(&o.NATSCluster, "nats-cluster", 0, "a cluster run: NATS nodes, 1, 3 or 5 (default 3 with --instances)")
+	kill := fs.Bool("kill", true, "a cluster run of 2 or more instances: SIGKILL one under its tablets and measure the move")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of the table")
 	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
 	var env multiFlag
@@ -111,6 +142,7 @@ tablet never synced, or a healthy tablet was dropped or missed an event.
 		return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
 	}
 	o.ServerEnv = env
+	o.NoKill = !*kill
 	if !*quiet {
 		o.Progress = stderr
 	}
@@ -123,6 +155,8 @@ tablet never synced, or a healthy tablet was dropped or missed an event.
 			printOutageTable(stdout, res)
 		case res.Storm != nil:
 			printStormTable(stdout, res)
+		case res.Cluster != nil:
+			res.Cluster.WriteTable(stdout, res)
 		default:
 			printLoadTable(stdout, res, o)
 		}
