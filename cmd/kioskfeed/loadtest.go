@@ -17,7 +17,8 @@ import (
 
 // loadtestCmd runs the load tool, or one of its child processes (worker, nats-server),
 // which it starts as "kioskfeed loadtest worker" and "kioskfeed loadtest nats-server".
-// "kioskfeed loadtest centrifugo" builds (once) and prints the pinned Centrifugo.
+// "kioskfeed loadtest centrifugo" builds (once) and prints the pinned Centrifugo;
+// "kioskfeed loadtest plot" draws result files as a PNG (loadtestplot.go).
 func loadtestCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 {
 		switch args[0] {
@@ -56,6 +57,8 @@ func loadtestCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			}
 			fmt.Fprintln(stdout, exe)
 			return nil
+		case "plot":
+			return loadtestPlotCmd(args[1:], stdout, stderr) // loadtestplot.go
 		}
 	}
 	fs := flag.NewFlagSet("kioskfeed loadtest", flag.ContinueOnError)
@@ -100,6 +103,10 @@ until all its tablets are synced on the survivors, the survivors' refusals meanw
 and that no tablet missed an event. The kill is skipped, and says why, when the
 survivors' share would not fit the open-files limit. --tablets is at most 19000 per
 instance; the nats-server and Centrifugo comparisons and the restart are not run.
+
+kioskfeed loadtest plot [-o FILE.png] RESULT.json...: draws the results of several runs
+(--json's output, or --dir's result.json) as one PNG, p99 and RSS per tablet against N
+for the three peers ("kioskfeed loadtest plot -h").
 
 `)
 		fs.PrintDefaults()
