@@ -1,12 +1,18 @@
 package loadtest
 
 import (
+	"context"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // TestClusterRefusesBadOptions: a cluster run's options are checked before anything
@@ -160,4 +166,45 @@ func TestDialBackendsFallsOver(t *testing.T) {
 	if _, err := tb.dialBackends(t.Context(), &net.Dialer{Timeout: 5 * time.Second}, "tcp"); err == nil || strings.Count(err.Error(), dead) != 2 {
 		t.Errorf("dialBackends with every instance dead: %v, want an error naming both tries", err)
 	}
+}
+
+// TestRunNATSNodeAlone: a "cluster" of one node (--nats-cluster 1) serves JetStream
+// standalone; with its own route alone it would wait for peers that never come and
+// elect no meta leader.
+func TestRunNATSNodeAlone(t *testing.T) {
+	port, err1 := freePort()
+	route, err2 := freePort()
+	if err := errors.Join(err1, err2); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		done <- RunNATSNode(ctx, NATSNodeOptions{Name: "alone", Port: port, ClusterPort: route,
+			Routes: []string{"nats-route://127.0.0.1:" + strconv.Itoa(route)}, StoreDir: t.TempDir()})
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("RunNATSNode: %v", err)
+		}
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	var last error
+	for time.Now().Before(deadline) {
+		nc, err := nats.Connect("nats://127.0.0.1:"+strconv.Itoa(port), nats.Timeout(time.Second))
+		if err == nil {
+			js, _ := jetstream.New(nc)
+			actx, acancel := context.WithTimeout(ctx, 2*time.Second)
+			_, err = js.AccountInfo(actx)
+			acancel()
+			nc.Close()
+			if err == nil {
+				return
+			}
+		}
+		last = err
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("JetStream on a lone node did not answer within 30s: %v", last)
 }

@@ -62,6 +62,11 @@ func RunNATSNode(ctx context.Context, o NATSNodeOptions) error {
 		NoLog:      true,
 		MaxConn:    1 << 16,
 	}
+	if len(routes) < 2 {
+		// One node is not a cluster: a clustered JetStream of one would wait for peers
+		// that never come, and no meta leader would be elected.
+		opts.Cluster, opts.Routes = server.ClusterOpts{}, nil
+	}
 	s, err := server.NewServer(opts)
 	if err != nil {
 		return fmt.Errorf("nats-node: %w", err)
