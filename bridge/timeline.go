@@ -122,11 +122,17 @@ func (tl *timeline) closed(s *session) {
 }
 
 // note records that device entered state at at; here is 1 for a socket that opened
-// here, -1 for one that closed, 0 for neither. O(1), under tl.mu: the write is the
-// loop's.
+// here, -1 for one that closed, 0 for neither (a sweep's: ignored once the device has
+// no socket here). O(1), under tl.mu: the write is the loop's.
 func (tl *timeline) note(device, state string, at time.Time, here int) {
 	tl.mu.Lock()
 	d := tl.devs[device]
+	if here == 0 && (d == nil || !d.here) {
+		// A sweep's look at a socket that closed since: its offline stands (else the
+		// stale online would undo it, as a flap, and the device would stay online).
+		tl.mu.Unlock()
+		return
+	}
 	if d == nil {
 		d = &timelineDev{}
 		tl.devs[device] = d
