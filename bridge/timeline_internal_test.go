@@ -18,8 +18,8 @@ func TestTimelineSweepDoesNotUndoAClose(t *testing.T) {
 	tl.note(dev, broker.TimelineOnline, t0, 1)
 	d := tl.devs[dev]
 	d.written, d.writtenAt, d.pending = broker.TimelineOnline, t0, "" // the online is written
-	tl.note(dev, broker.TimelineOffline, t0.Add(time.Second), -1)    // the socket closes
-	tl.note(dev, broker.TimelineOnline, t0.Add(time.Second), 0)      // the sweep's stale look
+	tl.note(dev, broker.TimelineOffline, t0.Add(time.Second), -1)     // the socket closes
+	tl.note(dev, broker.TimelineOnline, t0.Add(time.Second), 0)       // the sweep's stale look
 	if d.pending != broker.TimelineOffline || d.flaps != 0 {
 		t.Fatalf("after a close and a stale sweep: pending %q, flaps %d; want the offline waiting, no flap", d.pending, d.flaps)
 	}
