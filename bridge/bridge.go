@@ -55,6 +55,7 @@ type Bridge struct {
 	sessions map[string]*session // every open socket, by connection id
 	byDevice map[string]*session // authenticated sessions
 	hubs     map[string]*hub
+	writers  []*writer // the fan-out's, shared by every hub (fanout.go)
 	draining bool
 
 	wg       sync.WaitGroup // a slot per open session, from add to its cleanup
@@ -139,6 +140,7 @@ func New(ctx context.Context, cfg Config, b *broker.Broker, src FeedSource, auth
 		br.cancel()
 		return nil, err
 	}
+	br.startWriters()                    // the fan-out's (fanout.go)
 	br.goSafe("heartbeat", br.heartbeat) // Shutdown cannot have begun: br is not returned yet
 	br.goSafe("shown flush", br.shown.flushLoop)
 	br.goSafe("timeline", br.timeline.run)

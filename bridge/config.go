@@ -62,9 +62,10 @@ type Config struct {
 	// catch-up leaves room for live events (config validation asks the same of
 	// queue_frames).
 	QueueFrames int
-	// FanoutWriters is how many writers each feed's hub spreads its tablets over: each
-	// tablet belongs to one writer, which delivers the feed's events to its tablets in
-	// order, and the writers of one event run at once. Default GOMAXPROCS (one a core).
+	// FanoutWriters is how many writers the fan-out has, shared by every feed: each
+	// tablet belongs to one, which delivers its feed's events in order, and the writers
+	// of one event run at once. Default 8 a core (8 × GOMAXPROCS): a write waits in the
+	// kernel far longer than it runs (fanout.go).
 	FanoutWriters int
 	// WindowSize is how many recent events per feed are kept in memory for replay; a
 	// hub that starts fills it with one bounded read of the log, so a reconnect storm
@@ -158,7 +159,7 @@ func (c *Config) setDefaults() {
 		c.QueueFrames = max(256, max(c.ReplayLimit, c.CatchupLimit)+16)
 	}
 	if c.FanoutWriters <= 0 {
-		c.FanoutWriters = runtime.GOMAXPROCS(0)
+		c.FanoutWriters = 8 * runtime.GOMAXPROCS(0)
 	}
 	if c.WindowSize == 0 {
 		c.WindowSize = max(512, c.CatchupLimit)

@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"slices"
 	"testing"
 	"time"
 )
@@ -59,8 +60,9 @@ func StrictStates() { strictStates = true }
 // begun.
 func (br *Bridge) GoSafe(name string, f func()) bool { return br.goSafe(name, f) }
 
-// WriterLoads is how many tablets each of the feed's fan-out writers owns on this
-// instance, or nil when the feed has no hub here.
+// WriterLoads is how many tablets of the feed each of the bridge's fan-out writers
+// owns on this instance, fewest first, leaving out writers with none of them; nil when
+// the feed has no hub here.
 func (br *Bridge) WriterLoads(feed string) []int {
 	br.mu.Lock()
 	h := br.hubs[feed]
@@ -70,9 +72,12 @@ func (br *Bridge) WriterLoads(feed string) []int {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	loads := make([]int, len(h.writers))
-	for i, w := range h.writers {
-		loads[i] = len(w.subs)
+	var loads []int
+	for _, set := range h.bySlot {
+		if len(set) > 0 {
+			loads = append(loads, len(set))
+		}
 	}
+	slices.Sort(loads)
 	return loads
 }

@@ -1,43 +1,50 @@
 package bridge
 
-// This file owns a hub's fan-out: each event is encoded once, into one frame, and
-// written to the feed's tablets by the hub's writers. Each tablet belongs to one writer
-// from its attach to its detach; each writer delivers the events in the consumer's
-// order, so a tablet's order holds, and the writers of one event run on every core at
+// This file owns the fan-out: each event is encoded once, into one frame, and written
+// to the feed's tablets by the bridge's writers, a pool shared by every feed. Each tablet
+// belongs to one writer from its attach to its detach; each writer delivers the events
+// it is handed in order, so a tablet's order holds, and the writers of one event run at
 // once, so the last tablet of a big feed does not wait for every write before its own.
+//
+// Why more writers than cores: a write to a socket is a system call that, on a busy
+// machine, spends far longer off the CPU than on it (over loopback the kernel does the
+// receiver's work in the sender's call and wakes the receiver, which may preempt it).
+// While one writer waits in the kernel, the others keep writing. Measured at 10,000
+// tablets and 5 events/s on two cores (BENCHMARKS.md): two writers left the feed seconds
+// behind, sixteen kept it within a few hundred milliseconds.
 //
 // A delivery is a non-blocking write (write.go), so a slow tablet delays neither its
 // writer nor the others; a tablet whose queue is full is closed 1013 there.
 
 import (
-	"fmt"
+	"hash/fnv"
 	"sync/atomic"
 	"time"
 
 	"github.com/kioskfeed/kioskfeed/broker"
 )
 
-// writerBacklog is how many events a writer may have waiting before the consumer waits
-// for it: a feed published faster than its tablets can be written to slows its
-// consumer (whose pending messages JetStream bounds) instead of growing a queue here.
+// writerBacklog is how many events a writer may have waiting before a hub waits for
+// it: a feed published faster than its tablets can be written to slows its consumer
+// (whose pending messages JetStream bounds) instead of growing a queue here.
 const writerBacklog = 64
 
-// writer is one of a hub's writers: the tablets it owns (guarded by the hub's mu) and
-// the events waiting for it.
+// writer is one of the bridge's writers and the deliveries waiting for it.
 type writer struct {
-	subs map[*session]struct{}
-	in   chan delivery
+	in chan delivery
 }
 
-// delivery is one event for one writer: the writer's tablets as onEvent found them.
+// delivery is one event for one writer: the writer's tablets of the event's feed as
+// onEvent found them.
 type delivery struct {
 	ev   *fanEvent
 	subs []*session
 }
 
-// fanEvent is one event on its way to every writer that had tablets for it; the last
-// writer to finish records the fan-out.
+// fanEvent is one event of one hub on its way to every writer that had tablets for
+// it; the last writer to finish records the fan-out.
 type fanEvent struct {
+	h       *hub
 	seq     uint64
 	stored  time.Time
 	frame   []byte
@@ -45,45 +52,69 @@ type fanEvent struct {
 	left    atomic.Int32 // writers still delivering it
 }
 
-func newHub(br *Bridge, feed string) *hub {
-	h := &hub{br: br, feed: feed, ready: make(chan struct{}), subs: map[*session]*writer{}, done: make(chan struct{})}
-	h.writers = make([]*writer, br.cfg.FanoutWriters)
-	for i := range h.writers {
-		h.writers[i] = &writer{subs: map[*session]struct{}{}, in: make(chan delivery, writerBacklog)}
+// startWriters starts the bridge's FanoutWriters writers; they end with Shutdown.
+func (br *Bridge) startWriters() {
+	br.writers = make([]*writer, br.cfg.FanoutWriters)
+	for i := range br.writers {
+		w := &writer{in: make(chan delivery, writerBacklog)}
+		br.writers[i] = w
+		br.goSafe("fan-out writer", func() { br.write(w) })
 	}
+}
+
+// write is one writer's loop: each event to each of its tablets, in order.
+func (br *Bridge) write(w *writer) {
+	for {
+		select {
+		case d := <-w.in:
+			for i, s := range d.subs {
+				s.deliver(d.ev.seq, d.ev.frame)
+				d.subs[i] = nil // keep no ended session alive while the event is recorded
+			}
+			if d.ev.left.Add(-1) == 0 {
+				d.ev.h.fannedOut(d.ev)
+			}
+		case <-br.stop:
+			return
+		}
+	}
+}
+
+func newHub(br *Bridge, feed string) *hub {
+	h := &hub{br: br, feed: feed, ready: make(chan struct{}), subs: map[*session]int{}, done: make(chan struct{})}
+	h.bySlot = make([]map[*session]struct{}, len(br.writers))
+	// Where this feed starts counting the writers: feeds of a few tablets each then
+	// spread over the pool instead of all sharing the first writer.
+	f := fnv.New32a()
+	_, _ = f.Write([]byte(feed))
+	h.first = int(f.Sum32() % uint32(len(br.writers)))
 	return h
 }
 
-// startWriters starts the hub's writers; they end when the hub shuts down.
-func (h *hub) startWriters() error {
-	for i, w := range h.writers {
-		if !h.br.goSafe("fan-out writer", func() { h.write(w) }) {
-			h.shutdown() // ends the writers already started
-			return fmt.Errorf("feed %s: fan-out writer %d not started: shutting down", h.feed, i)
-		}
-	}
-	return nil
-}
-
-// joinLocked adds s to the hub, with the writer that owns the fewest tablets.
+// joinLocked adds s to the hub, with the writer that has the fewest of its tablets.
 func (h *hub) joinLocked(s *session) {
 	if _, ok := h.subs[s]; ok {
 		return
 	}
-	w := h.writers[0]
-	for _, o := range h.writers[1:] {
-		if len(o.subs) < len(w.subs) {
-			w = o
+	n := len(h.bySlot)
+	best := h.first
+	for k := range n {
+		i := (h.first + k) % n
+		if len(h.bySlot[i]) < len(h.bySlot[best]) {
+			best = i
 		}
 	}
-	w.subs[s] = struct{}{}
-	h.subs[s] = w
+	if h.bySlot[best] == nil {
+		h.bySlot[best] = map[*session]struct{}{}
+	}
+	h.bySlot[best][s] = struct{}{}
+	h.subs[s] = best
 }
 
-// leaveLocked removes s from the hub and its writer.
+// leaveLocked removes s from the hub and its writer's set.
 func (h *hub) leaveLocked(s *session) {
-	if w, ok := h.subs[s]; ok {
-		delete(w.subs, s)
+	if i, ok := h.subs[s]; ok {
+		delete(h.bySlot[i], s)
 		delete(h.subs, s)
 	}
 }
@@ -109,24 +140,21 @@ func (h *hub) onEvent(ev broker.Event) {
 	// this is in no list and gets this event from the window or the state, and one in a
 	// list that attached anyway skips it by its lastSent. The lists are the writers'
 	// until they are done with them, so each event has its own.
-	fan := &fanEvent{seq: ev.Seq, stored: ev.Time, frame: frame, tablets: len(h.subs)}
+	fan := &fanEvent{h: h, seq: ev.Seq, stored: ev.Time, frame: frame, tablets: len(h.subs)}
 	type handOff struct {
 		w *writer
 		d delivery
 	}
-	var (
-		batch [8]handOff
-		out   = batch[:0]
-	)
-	for _, w := range h.writers {
-		if len(w.subs) == 0 {
+	var out []handOff
+	for i, set := range h.bySlot {
+		if len(set) == 0 {
 			continue
 		}
-		subs := make([]*session, 0, len(w.subs))
-		for s := range w.subs {
+		subs := make([]*session, 0, len(set))
+		for s := range set {
 			subs = append(subs, s)
 		}
-		out = append(out, handOff{w, delivery{ev: fan, subs: subs}})
+		out = append(out, handOff{h.br.writers[i], delivery{ev: fan, subs: subs}})
 	}
 	h.mu.Unlock()
 	if hk := hooks.Load(); hk != nil && hk.fanning != nil {
@@ -141,24 +169,8 @@ func (h *hub) onEvent(ev broker.Event) {
 		select {
 		case o.w.in <- o.d:
 		case <-h.done:
-			return // shut down: its tablets are being closed
-		}
-	}
-}
-
-// write is one writer's loop: each event to each of its tablets, in order.
-func (h *hub) write(w *writer) {
-	for {
-		select {
-		case d := <-w.in:
-			for i, s := range d.subs {
-				s.deliver(d.ev.seq, d.ev.frame)
-				d.subs[i] = nil // keep no ended session alive while the event is recorded
-			}
-			if d.ev.left.Add(-1) == 0 {
-				h.fannedOut(d.ev)
-			}
-		case <-h.done:
+			return // the hub stopped: its tablets are being closed
+		case <-h.br.stop:
 			return
 		}
 	}

@@ -26,9 +26,9 @@ type hub struct {
 	epoch string
 
 	mu   sync.Mutex
-	subs map[*session]*writer // each tablet and the writer it belongs to (fanout.go)
-	head uint64               // newest seq of the feed this hub has seen
-	base uint64               // window holds every event of the feed with base < seq <= head
+	subs map[*session]int // each tablet and the writer it belongs to (fanout.go)
+	head uint64           // newest seq of the feed this hub has seen
+	base uint64           // window holds every event of the feed with base < seq <= head
 	// The log's retention (FeedSource.Retention), which the window mirrors: what the log
 	// dropped is not replayed from memory either (docs/protocol.md §5 step 4).
 	perKind int
@@ -39,8 +39,9 @@ type hub struct {
 	linger  *time.Timer
 	closed  bool
 
-	writers []*writer     // the fan-out's writers, FanoutWriters of them (fanout.go)
-	done    chan struct{} // closed by shutdown: the writers end
+	bySlot []map[*session]struct{} // the tablets of each of the bridge's writers (fanout.go)
+	first  int                     // the writer this feed starts counting from
+	done   chan struct{}           // closed by shutdown
 }
 
 var errHubClosed = errors.New("hub closed")
@@ -102,13 +103,9 @@ func (h *hub) start() error {
 		}
 	}
 	// Follow from the state's newest seq: nothing between the reads and the consumer
-	// is lost. The writers run first: the consumer hands them its first event at once.
-	if err := h.startWriters(); err != nil {
-		return err
-	}
+	// is lost.
 	stop, err := h.br.src.Follow(h.feed, st.Seq, h.onEvent)
 	if err != nil {
-		h.shutdown() // ends the writers
 		return err
 	}
 	h.mu.Lock()
@@ -220,7 +217,7 @@ func (h *hub) attach(ctx context.Context, s *session, since uint64, epoch string
 	// tell. Read it while live events wait in s.pending; the hub's later deliveries of
 	// what the log sent are skipped by lastSent.
 	s.startCatchUp()
-	s.uncork() // the welcome need not wait for the read
+	s.uncork()      // the welcome need not wait for the read
 	floor := h.head // the read must reach it: the hub has seen every event up to it
 	h.mu.Unlock()
 
