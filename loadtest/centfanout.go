@@ -31,6 +31,8 @@ type PeerResult struct {
 	FanoutServerCPUPct   float64 `json:"fanout_server_cpu_pct"`
 	FanoutServerCPUUsDel float64 `json:"fanout_server_cpu_us_per_delivery"`
 	FanoutWorkerCPUUsDel float64 `json:"fanout_worker_cpu_us_per_delivery"` // the load generator's, same window
+	PublishP50Ms         float64 `json:"publish_p50_ms"`                    // one publish over its HTTP API
+	PublishMaxMs         float64 `json:"publish_max_ms"`
 	Deliveries           int     `json:"deliveries"`
 	Missing              int     `json:"missing"`
 	Duplicates           int     `json:"duplicates"`
@@ -121,6 +123,7 @@ func (r *run) centrifugoFanout(ctx context.Context) (*PeerResult, error) {
 	res.FanoutServerCPUPct = span.Pct()
 	res.FanoutServerCPUUsDel = float64(span.Per(len(lat)).Nanoseconds()) / 1000
 	res.FanoutWorkerCPUUsDel = wcpu.usPer(len(lat))
+	res.PublishP50Ms, res.PublishMaxMs = r.publishTimes()
 	r.logf("centrifugo fan-out: p50 %.1fms p99 %.1fms max %.1fms; %d delivered, %d missing; server %.1f%% of a core (%.1f µs per delivery, the workers %.1f µs)",
 		pc[0], pc[2], pc[3], len(lat), missing, res.FanoutServerCPUPct, res.FanoutServerCPUUsDel, res.FanoutWorkerCPUUsDel)
 	_, err = r.callAll(func(int) command { return command{Op: "nats_close"} })

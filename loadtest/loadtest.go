@@ -40,6 +40,7 @@ type run struct {
 	children   []*child
 	mu         sync.Mutex
 	res        Result
+	paced      []time.Duration // how long each publish of the last pace took (pace)
 }
 
 func (r *run) logf(format string, args ...any) {

@@ -127,6 +127,7 @@ func payload(size, phase, n int) []byte {
 func (r *run) pace(ctx context.Context, events int, publish func(n int) error) error {
 	interval := time.Duration(float64(time.Second) / r.opts.Rate)
 	start := time.Now()
+	r.paced = r.paced[:0]
 	for n := 1; n <= events; n++ {
 		if d := time.Until(start.Add(time.Duration(n-1) * interval)); d > 0 {
 			select {
@@ -135,9 +136,11 @@ func (r *run) pace(ctx context.Context, events int, publish func(n int) error) e
 			case <-time.After(d):
 			}
 		}
+		began := time.Now()
 		if err := publish(n); err != nil {
 			return err
 		}
+		r.paced = append(r.paced, time.Since(began))
 	}
 	return nil
 }
@@ -223,6 +226,7 @@ func (r *run) fanout(ctx context.Context) error {
 		return err
 	}
 	r.res.FanoutWorkerCPUUsPerDelivery = wcpu.usPer(len(lat))
+	r.res.FanoutPublishP50Ms, r.res.FanoutPublishMaxMs = r.publishTimes()
 	seqs1, _ := scrapeSeries(ctx, r.base+"/metrics", "kioskfeed_jetstream_last_seq")
 	p := percentiles(lat)
 	r.res.FanoutP50Ms, r.res.FanoutP90Ms, r.res.FanoutP99Ms, r.res.FanoutMaxMs = p[0], p[1], p[2], p[3]
@@ -237,7 +241,7 @@ func (r *run) fanout(ctx context.Context) error {
 	}
 	r.res.FanoutJSWritesPerS = total / span.Wall.Seconds()
 	r.res.FanoutJSShownWritesPerS = r.res.FanoutJSWrites[shownStream] / span.Wall.Seconds()
-	r.logf("fan-out: p50 %.1fms p99 %.1fms max %.1fms; %d delivered, %d missing, %d repeated", p[0], p[2], p[3], len(lat), missing, dups)
+	r.logf("fan-out: p50 %.1fms p99 %.1fms max %.1fms; %d delivered, %d missing, %d repeated; a publish took %.1fms (p50), %.1fms at most", p[0], p[2], p[3], len(lat), missing, dups, r.res.FanoutPublishP50Ms, r.res.FanoutPublishMaxMs)
 	r.logf("fan-out: server %.1f%% of a core over %.1fs (%.1f µs per delivery, the workers %.1f µs); JetStream %.1f writes/s (%.1f/s shown records) %v",
 		r.res.FanoutServerCPUPct, r.res.FanoutWindowS, r.res.FanoutServerCPUUsPerDelivery, r.res.FanoutWorkerCPUUsPerDelivery, r.res.FanoutJSWritesPerS, r.res.FanoutJSShownWritesPerS, r.res.FanoutJSWrites)
 	return nil

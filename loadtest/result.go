@@ -28,6 +28,9 @@ type Result struct {
 	// of the two cores, which differs by protocol.
 	NATSWSWorkerCPUUsPerDelivery float64 `json:"nats_ws_worker_cpu_us_per_delivery"`
 	FanoutWorkerCPUUsPerDelivery float64 `json:"fanout_worker_cpu_us_per_delivery"`
+	// How long one publish over the HTTP API took, until its 202 (the median, the most).
+	FanoutPublishP50Ms float64 `json:"fanout_publish_p50_ms"`
+	FanoutPublishMaxMs float64 `json:"fanout_publish_max_ms"`
 	// Centrifugo's figures, in the same run (nil with NoCentrifugo).
 	Centrifugo *PeerResult `json:"centrifugo,omitempty"`
 	// The kioskfeed server's CPU over the connect storm, per handshake.

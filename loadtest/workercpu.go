@@ -5,6 +5,11 @@ package loadtest
 // a fan-out's latency, and it differs by the peer's protocol (a kioskfeed event, a NATS
 // MSG, a Centrifugo push).
 
+import (
+	"slices"
+	"time"
+)
+
 // workersCPU is one CPU window per worker process.
 type workersCPU []*CPUWindow
 
@@ -33,4 +38,15 @@ func (ws workersCPU) usPer(n int) float64 {
 		sum.CPU += s.CPU
 	}
 	return float64(sum.Per(n).Nanoseconds()) / 1000
+}
+
+// publishTimes is the median and the longest of the last pace's publishes, in ms.
+func (r *run) publishTimes() (p50, maxMs float64) {
+	if len(r.paced) == 0 {
+		return 0, 0
+	}
+	d := slices.Clone(r.paced)
+	slices.Sort(d)
+	ms := func(x time.Duration) float64 { return float64(x.Microseconds()) / 1000 }
+	return ms(d[len(d)/2]), ms(d[len(d)-1])
 }
