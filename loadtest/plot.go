@@ -252,7 +252,7 @@ func layoutPlot(results []*Result, opts PlotOptions) (*plotChart, error) {
 	}
 	title := opts.Title
 	if title == "" {
-		title = "kioskfeed, Centrifugo and nats-server's WebSocket: fan-out p99 and RSS per tablet against N"
+		title = "Fan-out p99 and RSS per tablet against N"
 	}
 	runs := map[int]int{}
 	for _, r := range results {

@@ -242,6 +242,23 @@ func TestPlotSaysWhichRSS(t *testing.T) {
 	if got := c.legend[0].label; !strings.Contains(got, rssAfterIdle+" in 1 of 6 runs") || !strings.Contains(got, rssAfterConnect+" in 5 of 6 runs") {
 		t.Errorf("kioskfeed's legend %q: want both readings counted", got)
 	}
+	// That legend is too long for one row: it takes two, each within the picture.
+	rows := c.legendRows()
+	if len(rows) < 2 {
+		t.Errorf("legend in %d rows, want 2 or more for labels this long", len(rows))
+	}
+	for i, row := range rows {
+		w := 0
+		for _, e := range row {
+			w += legendWidth(e)
+		}
+		if w > c.w {
+			t.Errorf("legend row %d is %d pixels wide, the picture %d", i, w, c.w)
+		}
+	}
+	if top := c.legendY + len(rows)*legendRow; top > c.panels[0].area.Min.Y-22 {
+		t.Errorf("legend ends at y %d, into the panels' titles (frame at %d)", top, c.panels[0].area.Min.Y)
+	}
 	if pt := point(t, c.panels[1], "kioskfeed", 2000); pt.mid != 3 {
 		t.Errorf("kioskfeed's RSS at 2k: %g KiB, want the reading after the idle, 3", pt.mid)
 	}
@@ -339,6 +356,19 @@ func TestPlotFiguresOutOfAllMeasure(t *testing.T) {
 		}
 		if _, err := png.Decode(&buf); err != nil {
 			t.Errorf("%s: the PNG does not decode: %v", name, err)
+		}
+	}
+}
+
+// TestPlotTitleFits: a title too wide at twice the font's size is drawn at its size.
+func TestPlotTitleFits(t *testing.T) {
+	for _, tc := range []struct {
+		title string
+		want  int
+	}{{"", 2}, {"2 vCPU AMD EPYC VM, 24 GiB", 2}, {strings.Repeat("a long title ", 10), 1}} {
+		c, _ := mustLayout(t, threeN(), PlotOptions{Title: tc.title})
+		if c.titleScale != tc.want || 2*textWidth(c.title) <= c.w-20 && c.titleScale != 2 {
+			t.Errorf("title %q (%d characters) drawn at %dx, want %dx", c.title, len(c.title), c.titleScale, tc.want)
 		}
 	}
 }

@@ -57,8 +57,11 @@ type plotChart struct {
 	subtitle []string // lines, each wrapped to the width
 	legend   []legendEntry
 	panels   []plotPanel
-	subLines []string
-	legendY  int
+	// Set by place:
+	subLines   []string
+	titleScale int
+	subTop     int // the subtitle's first line
+	legendY    int
 }
 
 // place lays the picture out: the header's lines, then the panels side by side on one
@@ -68,11 +71,17 @@ func (c *plotChart) place() {
 	for _, line := range c.subtitle {
 		c.subLines = append(c.subLines, wrapText(line, (c.w-40)/basicfont.Face7x13.Advance)...)
 	}
-	y := 12 + 2*13 + 8 // the title, drawn at twice the font's size
+	// The title at twice the font's size, or its size when that does not fit.
+	c.titleScale = 2
+	if 2*textWidth(c.title) > c.w-20 {
+		c.titleScale = 1
+	}
+	c.subTop = 12 + c.titleScale*13 + 8
+	y := c.subTop
 	y += len(c.subLines) * 15
 	c.legendY = y + 4
-	top := c.legendY + 15 + 30 // the legend, then the panels' titles
-	bottom := c.h - 48         // x tick labels and the x axis' label below
+	top := c.legendY + len(c.legendRows())*legendRow + 30 // the legend, then the panels' titles
+	bottom := c.h - 48                                    // x tick labels and the x axis' label below
 	xmax := 0.0
 	for _, p := range c.panels {
 		for _, s := range p.series {
@@ -130,25 +139,44 @@ func (c *plotChart) place() {
 	}
 }
 
+const legendRow = 16 // pixels from one legend row to the next
+
+func legendWidth(e legendEntry) int { return 30 + textWidth(e.label) + 24 }
+
+// legendRows breaks the legend into rows that fit the picture's width.
+func (c *plotChart) legendRows() [][]legendEntry {
+	var rows [][]legendEntry
+	width := 0
+	for _, e := range c.legend {
+		if len(rows) == 0 || width+legendWidth(e) > c.w-20 {
+			rows, width = append(rows, nil), 0
+		}
+		rows[len(rows)-1] = append(rows[len(rows)-1], e)
+		width += legendWidth(e)
+	}
+	return rows
+}
+
 func (c *plotChart) draw() *image.RGBA {
 	img := image.NewRGBA(image.Rect(0, 0, c.w, c.h))
 	draw.Draw(img, img.Bounds(), image.NewUniform(plotPaper), image.Point{}, draw.Src)
-	drawText(img, c.w/2, 12, c.title, plotInk, 2, 0)
+	drawText(img, c.w/2, 12, c.title, plotInk, c.titleScale, 0)
 	for i, line := range c.subLines {
-		drawText(img, c.w/2, 12+2*13+8+i*15, line, plotMuted, 1, 0)
+		drawText(img, c.w/2, c.subTop+i*15, line, plotMuted, 1, 0)
 	}
-	// The legend, one row, centred: a swatch (a line through a marker) and the label.
-	width := 0
-	for _, e := range c.legend {
-		width += 30 + textWidth(e.label) + 24
-	}
-	x := (c.w - width) / 2
-	for _, e := range c.legend {
-		cy := c.legendY + 6
-		drawLine(img, img.Bounds(), x, cy, x+24, cy, 1, e.color)
-		drawMarker(img, img.Bounds(), x+12, cy, e.color)
-		drawText(img, x+30, c.legendY, e.label, plotInk, 1, -1)
-		x += 30 + textWidth(e.label) + 24
+	// The legend, centred rows: a swatch (a line through a marker) and the label.
+	for i, row := range c.legendRows() {
+		width := 0
+		for _, e := range row {
+			width += legendWidth(e)
+		}
+		x, y := (c.w-width)/2, c.legendY+i*legendRow
+		for _, e := range row {
+			drawLine(img, img.Bounds(), x, y+6, x+24, y+6, 1, e.color)
+			drawMarker(img, img.Bounds(), x+12, y+6, e.color)
+			drawText(img, x+30, y, e.label, plotInk, 1, -1)
+			x += legendWidth(e)
+		}
 	}
 	for i := range c.panels {
 		c.drawPanel(img, &c.panels[i])
