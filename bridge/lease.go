@@ -283,20 +283,40 @@ func (l *leases) holderAlive(ctx context.Context, device string, holder leaseRec
 	if holder.Instance == l.instance {
 		return l.localAlive(holder.Conn)
 	}
-	if !l.instanceAlive(ctx, holder.Instance) {
+	live, err := l.inst.Get(ctx, holder.Instance)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
 		return false
 	}
 	req, _ := json.Marshal(probeRequest{Device: device, Conn: holder.Conn})
-	ctx, cancel := context.WithTimeout(ctx, l.br.cfg.ProbeTimeout+time.Second)
+	pctx, cancel := context.WithTimeout(ctx, l.br.cfg.ProbeTimeout+time.Second)
 	defer cancel()
-	msg, err := l.nc.RequestWithContext(ctx, "kioskfeed.lease.probe."+holder.Instance, req)
-	if err != nil {
+	msg, perr := l.nc.RequestWithContext(pctx, "kioskfeed.lease.probe."+holder.Instance, req)
+	if perr != nil {
+		if errors.Is(perr, nats.ErrNoResponders) && err == nil && l.missedRenewal(live) {
+			// Nobody holds the instance's probe subscription, and its liveness key
+			// missed a renewal: the process is gone (killed, not drained), and its key
+			// only waits for the bucket's TTL. Its tablets need not wait with it.
+			return false
+		}
 		// An instance that is alive but does not answer keeps its lease: refusing a
 		// tablet for a while is safe, two live connections are not.
 		return true
 	}
 	return string(msg.Data) == "alive"
 }
+
+// missedRenewal reports whether a liveness key is older than one renewal (lease_ttl/3)
+// and a margin for the clocks of the NATS server and this instance: its instance missed
+// at least one renewal. With the probe unanswered by anyone, that instance is dead; a
+// live one briefly away from NATS either renews on its return, or closes its sockets
+// when its key lapses (upkeep).
+func (l *leases) missedRenewal(live jetstream.KeyValueEntry) bool {
+	return l.br.cfg.Now().Sub(live.Created()) > l.br.cfg.LeaseTTL/3+missedRenewalMargin
+}
+
+// missedRenewalMargin is the slack missedRenewal allows between the NATS server's clock,
+// which stamps a liveness key, and this instance's.
+const missedRenewalMargin = 2 * time.Second
 
 // instanceAlive reports whether an instance's liveness key exists.
 func (l *leases) instanceAlive(ctx context.Context, instance string) bool {
