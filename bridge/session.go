@@ -95,8 +95,8 @@ type session struct {
 
 	mu          sync.Mutex
 	queue       [][]byte
-	queueBegun  bool      // queue[0] is the rest of a frame the socket has taken part of
-	corked      bool      // the handshake's frames gather in cork, for one write (write.go)
+	queueBegun  bool // queue[0] is the rest of a frame the socket has taken part of
+	corked      bool // the handshake's frames gather in cork, for one write (write.go)
 	cork        []byte
 	state       connState // how far the socket is on its way to the end (state.go)
 	writing     bool      // a drain goroutine is running
