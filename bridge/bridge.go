@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -56,7 +57,9 @@ type Bridge struct {
 	byDevice map[string]*session // authenticated sessions
 	hubs     map[string]*hub
 	writers  []*writer // the fan-out's, shared by every hub (fanout.go)
-	draining bool
+	// Handshakes that ended welcomed, and what memrelease.go did with them.
+	handshakesOK, memReleases, releaseTicks atomic.Uint64
+	draining                                bool
 
 	wg       sync.WaitGroup // a slot per open session, from add to its cleanup
 	routines sync.WaitGroup // the goroutines goSafe started (owner.go)
@@ -144,6 +147,7 @@ func New(ctx context.Context, cfg Config, b *broker.Broker, src FeedSource, auth
 	br.goSafe("heartbeat", br.heartbeat) // Shutdown cannot have begun: br is not returned yet
 	br.goSafe("shown flush", br.shown.flushLoop)
 	br.goSafe("timeline", br.timeline.run)
+	br.goSafe("memory release", br.releaseAfterStorms)
 	return br, nil
 }
 

@@ -81,3 +81,17 @@ func (br *Bridge) WriterLoads(feed string) []int {
 	slices.Sort(loads)
 	return loads
 }
+
+// SetStorm sets what makes a storm of handshakes, and its end, for the rest of the test
+// (memrelease.go); set it before the bridge starts.
+func SetStorm(tb testing.TB, storm, calm uint64) {
+	oldStorm, oldCalm := stormHandshakes, calmHandshakes
+	stormHandshakes, calmHandshakes = storm, calm
+	tb.Cleanup(func() { stormHandshakes, calmHandshakes = oldStorm, oldCalm })
+}
+
+// MemReleases is how many times the bridge returned a storm's memory, and how many
+// seconds its loop has looked so far.
+func (br *Bridge) MemReleases() (releases, ticks uint64) {
+	return br.memReleases.Load(), br.releaseTicks.Load()
+}

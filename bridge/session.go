@@ -282,6 +282,7 @@ func (s *session) handshake(m clientMsg) {
 	s.joined.Store(true)
 	br.timeline.connected(s) // online in the device's timeline (timeline.go)
 	br.metrics.handshakes.WithLabelValues("ok").Inc()
+	br.handshakesOK.Add(1)
 	br.log.Debug("tablet connected", slog.String("device_id", s.device), slog.String("feed", s.feed), slog.String("remote_addr", s.remote))
 }
 
