@@ -56,7 +56,7 @@ type Bridge struct {
 	sessions map[string]*session // every open socket, by connection id
 	byDevice map[string]*session // authenticated sessions
 	hubs     map[string]*hub
-	writers  []*writer // the fan-out's, shared by every hub (fanout.go)
+	writers  []chan delivery // the fan-out's writers, shared by every hub (fanout.go)
 	// Handshakes that ended welcomed, and what memrelease.go did with them.
 	handshakesOK, memReleases, releaseTicks atomic.Uint64
 	draining                                bool

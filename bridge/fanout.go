@@ -29,11 +29,6 @@ import (
 // (whose pending messages JetStream bounds) instead of growing a queue here.
 const writerBacklog = 64
 
-// writer is one of the bridge's writers and the deliveries waiting for it.
-type writer struct {
-	in chan delivery
-}
-
 // delivery is one event for one writer: the writer's tablets of the event's feed as
 // onEvent found them.
 type delivery struct {
@@ -44,29 +39,28 @@ type delivery struct {
 // fanEvent is one event of one hub on its way to every writer that had tablets for
 // it; the last writer to finish records the fan-out.
 type fanEvent struct {
-	h       *hub
-	seq     uint64
-	stored  time.Time
-	frame   []byte
-	tablets int
-	left    atomic.Int32 // writers still delivering it
+	h      *hub
+	seq    uint64
+	stored time.Time
+	frame  []byte
+	left   atomic.Int32 // writers still delivering it
 }
 
 // startWriters starts the bridge's FanoutWriters writers; they end with Shutdown.
 func (br *Bridge) startWriters() {
-	br.writers = make([]*writer, br.cfg.FanoutWriters)
+	br.writers = make([]chan delivery, br.cfg.FanoutWriters)
 	for i := range br.writers {
-		w := &writer{in: make(chan delivery, writerBacklog)}
-		br.writers[i] = w
-		br.goSafe("fan-out writer", func() { br.write(w) })
+		in := make(chan delivery, writerBacklog)
+		br.writers[i] = in
+		br.goSafe("fan-out writer", func() { br.write(in) })
 	}
 }
 
-// write is one writer's loop: each event to each of its tablets, in order.
-func (br *Bridge) write(w *writer) {
+// write is one writer's loop: each event handed to it to each of its tablets, in order.
+func (br *Bridge) write(in <-chan delivery) {
 	for {
 		select {
-		case d := <-w.in:
+		case d := <-in:
 			for i, s := range d.subs {
 				s.deliver(d.ev.seq, d.ev.frame)
 				d.subs[i] = nil // keep no ended session alive while the event is recorded
@@ -140,9 +134,9 @@ func (h *hub) onEvent(ev broker.Event) {
 	// this is in no list and gets this event from the window or the state, and one in a
 	// list that attached anyway skips it by its lastSent. The lists are the writers'
 	// until they are done with them, so each event has its own.
-	fan := &fanEvent{h: h, seq: ev.Seq, stored: ev.Time, frame: frame, tablets: len(h.subs)}
+	fan := &fanEvent{h: h, seq: ev.Seq, stored: ev.Time, frame: frame}
 	type handOff struct {
-		w *writer
+		w chan<- delivery
 		d delivery
 	}
 	var out []handOff
@@ -160,14 +154,16 @@ func (h *hub) onEvent(ev broker.Event) {
 	if hk := hooks.Load(); hk != nil && hk.fanning != nil {
 		hk.fanning(ev.Seq)
 	}
-	if len(out) == 0 {
-		h.fannedOut(fan)
+	if len(out) == 0 { // no tablet here: nothing to time
+		if hk := hooks.Load(); hk != nil && hk.fannedOut != nil {
+			hk.fannedOut(ev.Seq)
+		}
 		return
 	}
 	fan.left.Store(int32(len(out)))
 	for _, o := range out {
 		select {
-		case o.w.in <- o.d:
+		case o.w <- o.d:
 		case <-h.done:
 			return // the hub stopped: its tablets are being closed
 		case <-h.br.stop:
@@ -178,9 +174,7 @@ func (h *hub) onEvent(ev broker.Event) {
 
 // fannedOut records an event every writer has delivered.
 func (h *hub) fannedOut(fan *fanEvent) {
-	if fan.tablets > 0 {
-		h.br.metrics.fanout.Observe(time.Since(fan.stored).Seconds())
-	}
+	h.br.metrics.fanout.Observe(time.Since(fan.stored).Seconds())
 	if hk := hooks.Load(); hk != nil && hk.fannedOut != nil {
 		hk.fannedOut(fan.seq)
 	}

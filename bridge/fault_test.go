@@ -53,19 +53,29 @@ func reconnect(t testing.TB, s *stack, tab *pairingtest.Tablet, since uint64, ep
 	return nil, nil
 }
 
-// TestKilledInstanceFreesItsLeasesWithinTTL: instance A dies without a clean close (its
-// NATS connection and the tablet's socket drop at once, so its lease stays behind).
-// The tablet's reconnect through instance B is refused (4409) while A might be alive,
-// and welcomed once A's liveness key has expired, with exactly the missed events.
-func TestKilledInstanceFreesItsLeasesWithinTTL(t *testing.T) {
+// killedUnderATablet is two instances, A and B, on one NATS with lease TTL ttl, and a
+// tablet synced on A when A dies without a clean close: its NATS connection and the
+// tablet's socket drop at the same instant, so its lease stays behind. An event is
+// published through B meanwhile; the tablet, refreshed through B, is ready to come back.
+type killedUnderATablet struct {
+	b      *stack
+	bB     *broker.Broker
+	tab    *pairingtest.Tablet
+	since  uint64 // the tablet's last seq on A
+	epoch  string
+	missed uint64 // published while A was dead
+	killed time.Time
+}
+
+func killUnderATablet(t *testing.T, ttl time.Duration) killedUnderATablet {
+	t.Helper()
 	n := brokertest.StartNATS(t)
 	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	keys := []*ecdsa.PrivateKey{k}
-	const ttl = 2 * time.Second
-	short := func(c *bridge.Config) { c.LeaseTTL = ttl }
+	withTTL := func(c *bridge.Config) { c.LeaseTTL = ttl }
 	bA, bB := externalBroker(t, n), externalBroker(t, n)
-	a := startStack(t, stackOpts{broker: bA, keys: keys, bridge: short})
-	b := startStack(t, stackOpts{broker: bB, keys: keys, bridge: short})
+	a := startStack(t, stackOpts{broker: bA, keys: keys, bridge: withTTL})
+	b := startStack(t, stackOpts{broker: bB, keys: keys, bridge: withTTL})
 
 	tab := a.pair(t, "lobby")
 	a.publish(t, "lobby", "state", `{"title":"before"}`)
@@ -74,30 +84,45 @@ func TestKilledInstanceFreesItsLeasesWithinTTL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-
-	// The crash: A loses NATS and the socket at the same instant.
-	_ = bA.Close(bg)
+	_ = bA.Close(bg) // the crash
 	_ = c.Abort()
-	killed := time.Now()
-	missed := b.publish(t, "lobby", "item", `{"text":"while A was dead"}`)
+	k2 := killedUnderATablet{b: b, bB: bB, tab: tab, since: synced.Seq(), epoch: w.Str("epoch"), killed: time.Now()}
+	k2.missed = b.publish(t, "lobby", "item", `{"text":"while A was dead"}`)
 
 	tab.BaseURL = b.public
 	b.route(tab)
 	if err := tab.Refresh(bg); err != nil {
 		t.Fatal(err)
 	}
-	c2, codes := reconnect(t, b, tab, synced.Seq(), w.Str("epoch"), 5*ttl)
-	took := time.Since(killed)
+	return k2
+}
+
+// comeBack reconnects the tablet through B, retrying for up to d: only 4409s may be
+// met on the way, and the tablet gets exactly the event it missed.
+func (k killedUnderATablet) comeBack(t *testing.T, d time.Duration) (codes []int) {
+	t.Helper()
+	c, codes := reconnect(t, k.b, k.tab, k.since, k.epoch, d)
 	for _, code := range codes {
 		if code != 4409 {
 			t.Fatalf("refusals while A's lease stood: %v, want only 4409", codes)
 		}
 	}
+	if got := eventsUntil(t, c, k.missed); fmt.Sprint(got) != fmt.Sprint([]uint64{k.missed}) {
+		t.Fatalf("after the move: %v, want exactly [%d]", got, k.missed)
+	}
+	return codes
+}
+
+// TestKilledInstanceFreesItsLeasesWithinTTL: instance A dies without a clean close.
+// The tablet's reconnect through instance B is refused (4409) while A might be alive,
+// and welcomed once A's liveness key has expired, with exactly the missed events.
+func TestKilledInstanceFreesItsLeasesWithinTTL(t *testing.T) {
+	const ttl = 2 * time.Second
+	k := killUnderATablet(t, ttl)
+	codes := k.comeBack(t, 5*ttl)
+	took := time.Since(k.killed)
 	if took > 3*ttl {
 		t.Fatalf("back after %v, want within a few lease TTLs (%v)", took, ttl)
-	}
-	if got := eventsUntil(t, c2, missed); fmt.Sprint(got) != fmt.Sprint([]uint64{missed}) {
-		t.Fatalf("after the move: %v, want exactly [%d]", got, missed)
 	}
 	t.Logf("welcomed on B %v after A died (lease TTL %v, %d refusals first)", took.Round(10*time.Millisecond), ttl, len(codes))
 }

@@ -283,8 +283,8 @@ func (l *leases) holderAlive(ctx context.Context, device string, holder leaseRec
 	if holder.Instance == l.instance {
 		return l.localAlive(holder.Conn)
 	}
-	live, err := l.inst.Get(ctx, holder.Instance)
-	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+	live, alive := l.liveness(ctx, holder.Instance)
+	if !alive {
 		return false
 	}
 	req, _ := json.Marshal(probeRequest{Device: device, Conn: holder.Conn})
@@ -292,7 +292,7 @@ func (l *leases) holderAlive(ctx context.Context, device string, holder leaseRec
 	defer cancel()
 	msg, perr := l.nc.RequestWithContext(pctx, "kioskfeed.lease.probe."+holder.Instance, req)
 	if perr != nil {
-		if errors.Is(perr, nats.ErrNoResponders) && err == nil && l.missedRenewal(live) {
+		if errors.Is(perr, nats.ErrNoResponders) && live != nil && l.missedRenewal(live) {
 			// Nobody holds the instance's probe subscription, and its liveness key
 			// missed a renewal: the process is gone (killed, not drained), and its key
 			// only waits for the bucket's TTL. Its tablets need not wait with it.
@@ -320,8 +320,18 @@ const missedRenewalMargin = 2 * time.Second
 
 // instanceAlive reports whether an instance's liveness key exists.
 func (l *leases) instanceAlive(ctx context.Context, instance string) bool {
-	_, err := l.inst.Get(ctx, instance)
-	return err == nil || !(errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted))
+	_, alive := l.liveness(ctx, instance)
+	return alive
+}
+
+// liveness reads an instance's liveness key: alive unless the key is gone (a failed
+// read, NATS away, counts as alive), and the entry when it was read.
+func (l *leases) liveness(ctx context.Context, instance string) (jetstream.KeyValueEntry, bool) {
+	e, err := l.inst.Get(ctx, instance)
+	if err != nil {
+		return nil, !(errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted))
+	}
+	return e, true
 }
 
 // onProbe answers another instance's question about one of our sockets.

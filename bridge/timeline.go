@@ -3,8 +3,9 @@ package bridge
 // This file owns the bridge's part of the devices' timelines (docs/protocol.md §6,
 // #http-get-api-admin-devices-id-timeline; broker/timeline.go keeps the stream): it
 // notes the state changes of the tablets whose socket is here — connected (online),
-// closed (offline; a drain writes one record for all its sockets instead), and behind, caught up or asleep as DeviceShown says, looked at
-// every Timeline.Sweep — and writes them to the TIMELINE stream from one goroutine.
+// closed (offline; a drain writes one record for all its sockets instead), and behind,
+// caught up or asleep as DeviceShown says, looked at every Timeline.Sweep — and writes
+// them to the TIMELINE stream from one goroutine.
 //
 // A device costs at most one record per Timeline.MinGap from an instance: a change
 // within the gap waits for it, and a change the next one undoes within the gap (a
@@ -188,7 +189,7 @@ func (tl *timeline) run() {
 		}
 		// Ended by Shutdown: a write in flight must not hold the drain up (final
 		// writes what is left, bounded).
-		tl.flushCtx(tl.br.ctx, false, all)
+		tl.flush(tl.br.ctx, false, all)
 	}
 }
 
@@ -208,7 +209,7 @@ func (tl *timeline) final() {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		tl.flushCtx(ctx, true, true)
+		tl.flush(ctx, true, true)
 	}()
 	select {
 	case <-done:
@@ -298,10 +299,8 @@ func (tl *timeline) deadHolders(now time.Time) {
 // state once its refresh is due. It forgets the devices closed here a gap ago with
 // nothing waiting. It looks at the devices with something waiting (todo), or at every
 // device when all (each sweep: the refreshes). A failed write waits for the next flush.
-func (tl *timeline) flush(force, all bool) { tl.flushCtx(context.Background(), force, all) }
-
-// flushCtx is flush whose writes end with ctx.
-func (tl *timeline) flushCtx(ctx context.Context, force, all bool) {
+// Its writes end with ctx.
+func (tl *timeline) flush(ctx context.Context, force, all bool) {
 	now := tl.br.cfg.Now()
 	gap := tl.br.cfg.Timeline.MinGap
 	by := tl.br.leases.instance
