@@ -48,78 +48,88 @@ func (t *TokenIssuer) verifySigned(token, kid string) (*AccessClaims, error) {
 // (WithValidate, WithAcceptableSkew, WithRequiredClaim(exp), WithAudience, WithIssuer),
 // then reads the ones the server needs.
 func (t *TokenIssuer) checkClaims(payload []byte) (*AccessClaims, error) {
+	r, err := readClaims(payload)
+	if err != nil {
+		return nil, err
+	}
+	return t.validClaims(r)
+}
+
+// tokenClaims are a token's claims as read, before any is checked against the issuer,
+// the clock or what the server needs.
+type tokenClaims struct {
+	iss, sub, jti, feed, jkt                               string
+	aud                                                    []string
+	iat, exp, nbf                                          time.Time
+	hasIss, hasSub, hasJTI, hasAud, hasIAT, hasExp, hasNbf bool
+}
+
+// readClaims reads a token's claims: the registered ones must have their types, or the
+// token does not parse; feed and cnf's jkt are empty unless they are strings.
+func readClaims(payload []byte) (tokenClaims, error) {
 	var m jsonx.Object
 	if err := m.Parse(payload); err != nil {
-		return nil, tokenErr(reasonMalformedToken)
+		return tokenClaims{}, tokenErr(reasonMalformedToken)
 	}
-	// The registered claims must have their types, or the token does not parse.
-	var c AccessClaims
-	var iss string
-	var hasIss, hasSub, hasJTI bool
+	var r tokenClaims
 	var err error
-	if iss, hasIss, err = stringClaim(&m, "iss"); err != nil {
-		return nil, err
+	if r.iss, r.hasIss, err = stringClaim(&m, "iss"); err != nil {
+		return r, err
 	}
-	if c.DeviceID, hasSub, err = stringClaim(&m, "sub"); err != nil {
-		return nil, err
+	if r.sub, r.hasSub, err = stringClaim(&m, "sub"); err != nil {
+		return r, err
 	}
-	if c.JTI, hasJTI, err = stringClaim(&m, "jti"); err != nil {
-		return nil, err
+	if r.jti, r.hasJTI, err = stringClaim(&m, "jti"); err != nil {
+		return r, err
 	}
 	rawAud, _ := m.Get("aud")
-	aud, hasAud, err := audClaim(rawAud)
-	if err != nil {
-		return nil, err
+	if r.aud, r.hasAud, err = audClaim(rawAud); err != nil {
+		return r, err
 	}
-	iat, hasIAT, err := dateClaim(&m, "iat")
-	if err != nil {
-		return nil, err
+	if r.iat, r.hasIAT, err = dateClaim(&m, "iat"); err != nil {
+		return r, err
 	}
-	exp, hasExp, err := dateClaim(&m, "exp")
-	if err != nil {
-		return nil, err
+	if r.exp, r.hasExp, err = dateClaim(&m, "exp"); err != nil {
+		return r, err
 	}
-	nbf, hasNbf, err := dateClaim(&m, "nbf")
-	if err != nil {
-		return nil, err
+	if r.nbf, r.hasNbf, err = dateClaim(&m, "nbf"); err != nil {
+		return r, err
 	}
-	// jwx's validators, in its order, on times truncated to the second.
+	r.feed, _ = m.String("feed")
+	rawCnf, _ := m.Get("cnf")
+	r.jkt = cnfJKT(rawCnf)
+	return r, nil
+}
+
+// validClaims checks read claims: jwx's validators, in its order, on times truncated
+// to the second, then what this server needs of them.
+func (t *TokenIssuer) validClaims(r tokenClaims) (*AccessClaims, error) {
 	now := t.now().Truncate(time.Second)
 	switch {
-	case hasIAT && now.Before(iat.Truncate(time.Second).Add(-t.leeway)):
+	case r.hasIAT && now.Before(r.iat.Truncate(time.Second).Add(-t.leeway)):
 		return nil, tokenErr(reasonTokenIATFuture)
-	case hasExp && !now.Before(exp.Truncate(time.Second).Add(t.leeway)):
+	case r.hasExp && !now.Before(r.exp.Truncate(time.Second).Add(t.leeway)):
 		return nil, tokenErr(reasonTokenExpired)
-	case hasNbf && now.Before(nbf.Truncate(time.Second).Add(-t.leeway)):
+	case r.hasNbf && now.Before(r.nbf.Truncate(time.Second).Add(-t.leeway)):
 		return nil, tokenErr(reasonTokenNotYetValid)
-	case !hasExp:
+	case !r.hasExp:
 		return nil, tokenErr(reasonMissingClaim)
-	case !hasAud || !containsString(aud, Audience):
+	case !r.hasAud || !containsString(r.aud, Audience):
 		return nil, tokenErr(reasonWrongAudience)
-	case !hasIss || iss != t.issuer:
+	case !r.hasIss || r.iss != t.issuer:
 		return nil, tokenErr(reasonWrongIssuer)
-	}
-	// What this server needs of them.
-	if !hasSub || c.DeviceID == "" {
+	case !r.hasSub || r.sub == "":
 		return nil, tokenErr(reasonMissingSubject)
-	}
-	if feed, ok := m.String("feed"); ok && feed != "" {
-		c.Feed = feed
-	} else {
+	case r.feed == "":
 		return nil, tokenErr(reasonMissingFeed)
-	}
-	rawCnf, _ := m.Get("cnf")
-	if c.JKT = cnfJKT(rawCnf); c.JKT == "" {
+	case r.jkt == "":
 		return nil, tokenErr(reasonMissingCnf)
-	}
-	if !hasJTI || c.JTI == "" {
+	case !r.hasJTI || r.jti == "":
 		return nil, tokenErr(reasonMissingTokenJTI)
-	}
-	if !hasIAT {
+	case !r.hasIAT:
 		return nil, tokenErr(reasonMissingTokenIAT)
 	}
-	c.IssuedAt, c.Expires = iat, exp
-	return &c, nil
+	return &AccessClaims{DeviceID: r.sub, Feed: r.feed, JKT: r.jkt, JTI: r.jti, IssuedAt: r.iat, Expires: r.exp}, nil
 }
 
 // stringClaim is the claim name (iss, sub or jti) when it is a JSON string; present but

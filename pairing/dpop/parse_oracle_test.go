@@ -5,8 +5,6 @@ import (
 	"crypto/elliptic"
 	"encoding/base64"
 	"encoding/json"
-	"math"
-	"strconv"
 	"testing"
 
 	"github.com/kioskfeed/kioskfeed/internal/jsonx"
@@ -96,17 +94,7 @@ func mapParseProofClaims(payload []byte) (proofClaims, error) {
 		return proofClaims{}, proofErr(reasonMalformedClaims)
 	}
 	var c proofClaims
-	for _, f := range []struct {
-		name string
-		dst  *string
-		has  *bool
-	}{
-		{"jti", &c.jti, nil},
-		{"htm", &c.htm, nil},
-		{"htu", &c.htu, nil},
-		{"nonce", &c.nonce, nil},
-		{"ath", &c.ath, &c.hasATH},
-	} {
+	for _, f := range c.stringClaims() {
 		raw, ok := m[f.name]
 		if !ok {
 			continue
@@ -119,12 +107,8 @@ func mapParseProofClaims(payload []byte) (proofClaims, error) {
 		}
 	}
 	if raw, ok := m["iat"]; ok {
-		// A JSON number only: json.Number would also take a quoted one.
-		if raw[0] != '-' && (raw[0] < '0' || raw[0] > '9') {
-			return proofClaims{}, proofErr(reasonMalformedClaims)
-		}
-		iat, err := strconv.ParseFloat(string(raw), 64)
-		if err != nil || math.IsInf(iat, 0) || math.IsNaN(iat) {
+		iat, ok := iatClaim(raw)
+		if !ok {
 			return proofClaims{}, proofErr(reasonMalformedClaims)
 		}
 		c.iat, c.hasIAT = iat, true

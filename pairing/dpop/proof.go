@@ -363,6 +363,24 @@ type proofClaims struct {
 	hasIAT, hasATH            bool
 }
 
+// proofStringClaim is one of a proof's string claims: where it goes, and (ath) whether
+// it was there.
+type proofStringClaim struct {
+	name string
+	dst  *string
+	has  *bool
+}
+
+func (c *proofClaims) stringClaims() [5]proofStringClaim {
+	return [...]proofStringClaim{
+		{"jti", &c.jti, nil},
+		{"htm", &c.htm, nil},
+		{"htu", &c.htu, nil},
+		{"nonce", &c.nonce, nil},
+		{"ath", &c.ath, &c.hasATH},
+	}
+}
+
 // parseProofClaims reads the claims this package checks from a verified
 // payload. Members of the wrong JSON type are refused rather than ignored.
 func parseProofClaims(payload []byte) (proofClaims, error) {
@@ -371,17 +389,7 @@ func parseProofClaims(payload []byte) (proofClaims, error) {
 		return proofClaims{}, proofErr(reasonMalformedClaims)
 	}
 	var c proofClaims
-	for _, f := range [...]struct {
-		name string
-		dst  *string
-		has  *bool
-	}{
-		{"jti", &c.jti, nil},
-		{"htm", &c.htm, nil},
-		{"htu", &c.htu, nil},
-		{"nonce", &c.nonce, nil},
-		{"ath", &c.ath, &c.hasATH},
-	} {
+	for _, f := range c.stringClaims() {
 		raw, ok := m.Get(f.name)
 		if !ok {
 			continue
@@ -396,17 +404,23 @@ func parseProofClaims(payload []byte) (proofClaims, error) {
 		}
 	}
 	if raw, ok := m.Get("iat"); ok {
-		// A JSON number only: json.Number would also take a quoted one.
-		if raw[0] != '-' && (raw[0] < '0' || raw[0] > '9') {
-			return proofClaims{}, proofErr(reasonMalformedClaims)
-		}
-		iat, err := strconv.ParseFloat(string(raw), 64)
-		if err != nil || math.IsInf(iat, 0) || math.IsNaN(iat) {
+		iat, ok := iatClaim(raw)
+		if !ok {
 			return proofClaims{}, proofErr(reasonMalformedClaims)
 		}
 		c.iat, c.hasIAT = iat, true
 	}
 	return c, nil
+}
+
+// iatClaim is a proof's iat: a finite JSON number only (json.Number would also take a
+// quoted one).
+func iatClaim(raw []byte) (float64, bool) {
+	if raw[0] != '-' && (raw[0] < '0' || raw[0] > '9') {
+		return 0, false
+	}
+	iat, err := strconv.ParseFloat(string(raw), 64)
+	return iat, err == nil && !math.IsInf(iat, 0) && !math.IsNaN(iat)
 }
 
 func printableASCII(s string) bool {
