@@ -324,20 +324,14 @@ func (cr *clusterRun) connect(ctx context.Context) error {
 			return err
 		}
 	}
-	start := time.Now()
-	reps, err := cr.callAll(func(i int) command {
+	err := cr.connectStorm(func(i int) command {
 		b := cr.backends(i)
 		return command{Op: "connect", Addr: b[0], Addrs: b, Origin: cr.base, Sources: sources(i, sourcesPerWorker), Ramp: 256, Ack: cr.opts.Ack, Timeout: timeoutMS(5 * time.Minute)}
 	})
 	if err != nil {
 		return err
 	}
-	if failed, first := sumFailed(reps); failed > 0 {
-		return fmt.Errorf("connect: %d of %d tablets never synced, first error: %s", failed, cr.opts.Tablets, first)
-	}
-	cr.res.ConnectS = time.Since(start).Seconds()
-	cr.res.ConnectHandshakesPerS = float64(cr.opts.Tablets) / cr.res.ConnectS
-	cr.run.res.ConnectS, cr.run.res.ConnectHandshakesPerS = cr.res.ConnectS, cr.res.ConnectHandshakesPerS
+	cr.res.ConnectS, cr.res.ConnectHandshakesPerS = cr.run.res.ConnectS, cr.run.res.ConnectHandshakesPerS
 	cr.res.PerInstance = make([]ClusterInstance, len(cr.inst))
 	for k, in := range cr.inst {
 		pi := &cr.res.PerInstance[k]

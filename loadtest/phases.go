@@ -42,10 +42,24 @@ func (r *run) connect(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	start := time.Now()
-	reps, err := r.callAll(func(i int) command {
+	err = r.connectStorm(func(i int) command {
 		return command{Op: "connect", WSURL: "ws://127.0.0.1:" + strconv.Itoa(r.port) + "/ws", Addr: "127.0.0.1:" + strconv.Itoa(r.port), Origin: r.base, Sources: sources(i, 4), Ramp: 256, Ack: r.opts.Ack, Timeout: timeoutMS(5 * time.Minute)}
 	})
+	if err != nil {
+		return err
+	}
+	if span, err := cpu.End(); err == nil {
+		r.res.ConnectServerCPUUsPerHandshake = float64(span.Per(r.opts.Tablets).Nanoseconds()) / 1000
+	}
+	r.logf("%d tablets connected and synced in %.1fs (%.0f handshakes/s)", r.opts.Tablets, r.res.ConnectS, r.res.ConnectHandshakesPerS)
+	return nil
+}
+
+// connectStorm has every worker connect its tablets with the command cmd(i) gives it,
+// fails unless every tablet synced, and records how long the storm took.
+func (r *run) connectStorm(cmd func(i int) command) error {
+	start := time.Now()
+	reps, err := r.callAll(cmd)
 	if err != nil {
 		return err
 	}
@@ -54,10 +68,6 @@ func (r *run) connect(ctx context.Context) error {
 	}
 	r.res.ConnectS = time.Since(start).Seconds()
 	r.res.ConnectHandshakesPerS = float64(r.opts.Tablets) / r.res.ConnectS
-	if span, err := cpu.End(); err == nil {
-		r.res.ConnectServerCPUUsPerHandshake = float64(span.Per(r.opts.Tablets).Nanoseconds()) / 1000
-	}
-	r.logf("%d tablets connected and synced in %.1fs (%.0f handshakes/s)", r.opts.Tablets, r.res.ConnectS, r.res.ConnectHandshakesPerS)
 	return nil
 }
 
