@@ -48,6 +48,12 @@ func (b *Broker) startEmbedded() error {
 		NoSigs:     true,
 		Users:      []*server.User{{Username: internalUser, Password: string(internalHash)}},
 		DontListen: true,
+		// nats-server PINGs a client 2 s after its CONNECT, not after the PingInterval,
+		// unless told not to. Checking a producer's bcrypt hash can take that long on a
+		// loaded machine, and that early PING then reaches the client before the PONG
+		// its connect waits for, which nats.go and other clients treat as a failed
+		// connect. Dead producers are still found by the normal PING interval (2 min).
+		DisableShortFirstPing: true,
 	}
 	// Producers exist only where something listens for them.
 	if b.cfg.Listen != "" {

@@ -1,10 +1,13 @@
 package broker_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -260,5 +263,40 @@ func TestAuditNewestFirst(t *testing.T) {
 		if r.Type != "pair_ok" || r.Time.IsZero() {
 			t.Fatalf("record %+v, want type pair_ok with a time", r)
 		}
+	}
+}
+
+// A producer's CONNECT is checked against a bcrypt hash, which on a loaded machine can take
+// longer than nats-server's short first PING (2 s after the CONNECT arrives). A PING that
+// comes before the PONG of the client's own connect PING breaks nats.go ("expected 'PONG',
+// got 'PING'", seen in CI) and other client libraries alike, so the embedded server must not
+// PING a client that is still connecting. The test plays the slow exchange: it sends
+// CONNECT, and its PING only after the short first PING's latest time (2 s + 20 %).
+func TestSlowProducerConnectGetsItsPongFirst(t *testing.T) {
+	b := brokertest.New(t, func(c *broker.Config) { c.Listen = "127.0.0.1:0" })
+	user, pw := b.ProducerCredentials()
+	c, err := net.DialTimeout("tcp", b.NATSAddr(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := bufio.NewReader(c)
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	info, err := r.ReadString('\n')
+	if err != nil || !strings.HasPrefix(info, "INFO ") {
+		t.Fatalf("first line %q, %v; want INFO", info, err)
+	}
+	connect, _ := json.Marshal(map[string]any{"verbose": false, "pedantic": false, "user": user, "pass": pw, "protocol": 1})
+	if _, err := fmt.Fprintf(c, "CONNECT %s\r\n", connect); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2600 * time.Millisecond) // the slow exchange itself, not a wait for the server
+	if _, err := fmt.Fprint(c, "PING\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	line, err := r.ReadString('\n')
+	if err != nil || line != "PONG\r\n" {
+		t.Fatalf("after a slow CONNECT the server sent %q (%v), want the PONG first", line, err)
 	}
 }
