@@ -36,3 +36,24 @@ func BenchmarkIssueToken(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkVerifyTokenUnknown is BenchmarkVerifyToken for a token the issuer has not
+// signed or seen (another instance's, or after a restart): the ES256 check every time.
+// BenchmarkVerifyToken's token is known after its first check (tokencache.go).
+func BenchmarkVerifyTokenUnknown(b *testing.B) {
+	f := newTokenFixture(b)
+	tok, _, err := f.iss.Issue("dev_1", "lobby", f.dev.JKT())
+	if err != nil {
+		b.Fatal(err)
+	}
+	d := digestToken(tok)
+	b.ReportAllocs()
+	for b.Loop() {
+		f.iss.known.mu.Lock()
+		delete(f.iss.known.m, d)
+		f.iss.known.mu.Unlock()
+		if _, err := f.iss.Verify(tok); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -113,6 +113,7 @@ type TokenIssuer struct {
 	pubs    map[string]*ecdsa.PublicKey // by kid: what verifies (tokenverify.go)
 	set     jwk.Set                     // the published key set
 	jwks    []byte
+	known   *knownTokens // tokens whose signature is known good (tokencache.go)
 }
 
 // AccessClaims are the checked claims of a verified access token.
@@ -143,7 +144,7 @@ func NewTokenIssuer(cfg TokenConfig) (*TokenIssuer, error) {
 	if cfg.TTL < 0 || cfg.Leeway < 0 {
 		return nil, errors.New("token issuer: negative TTL or leeway")
 	}
-	t := &TokenIssuer{issuer: cfg.Issuer, ttl: cfg.TTL, now: cfg.Now, kids: make(map[string]bool), pubs: make(map[string]*ecdsa.PublicKey)}
+	t := &TokenIssuer{issuer: cfg.Issuer, ttl: cfg.TTL, now: cfg.Now, kids: make(map[string]bool), pubs: make(map[string]*ecdsa.PublicKey), known: newKnownTokens()}
 	if t.ttl == 0 {
 		t.ttl = DefaultTokenTTL
 	}
@@ -240,6 +241,8 @@ func (t *TokenIssuer) Issue(deviceID, feed, jkt string) (string, time.Time, erro
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("issue token: sign: %w", err)
 	}
+	// Signed here: its first handshake need not check the signature (tokencache.go).
+	t.known.add(digestToken(string(signed)), exp.Add(t.leeway), iat)
 	return string(signed), exp, nil
 }
 
