@@ -21,6 +21,8 @@ Usage:
                                             an emergency override on every tablet of the
                                             feeds; --list, --clear ID ("alert --help")
   kioskfeed config check [config flags]     print the effective config and check it
+  kioskfeed healthcheck [--url URL]         exit 0 if this instance's /readyz answers 200
+                                            (the container's HEALTHCHECK)
   kioskfeed display --server URL [--state-dir DIR] [--name NAME] [--pin FEED:PIN]
                                             a terminal display: pair (shows a code for an
                                             admin to approve) and print the feed live
@@ -74,6 +76,8 @@ func dispatch(ctx context.Context, args []string, lookupEnv func(string) (string
 		return displayCmd(ctx, rest, stdout, stderr)
 	case "loadtest":
 		return loadtestCmd(ctx, rest, stdout, stderr)
+	case "healthcheck":
+		return healthcheckCmd(ctx, rest, lookupEnv, stdout, stderr)
 	case "config":
 		if len(rest) == 0 || rest[0] != "check" {
 			return usageError{"usage: kioskfeed config check [config flags]"}
