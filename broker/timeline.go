@@ -126,9 +126,25 @@ type Timeline struct {
 const timelineReadWait = 5 * time.Second
 
 // NewTimeline sets up the stream.
+//
+// On one server (Replicas 1) the stream is written in JetStream's async persist mode:
+// with nats_sync_always every message of a file stream is fsynced before its ack, one
+// fsync per handshake for the "online" record alone (~100 µs of a handshake's server
+// CPU, issue 15), while a timeline record is a view of the last hour that a power cut
+// may cost its last seconds of. A process kill loses at most what was not yet flushed
+// (milliseconds). Replicated streams are synced by their Raft log, and JetStream refuses
+// the mode there. A stream made before (or by an older version) keeps its mode: JetStream
+// cannot change it, and dropping the stream would lose the hour.
 func NewTimeline(ctx context.Context, b *Broker) (*Timeline, error) {
 	ctx, cancel := b.opCtx(ctx)
 	defer cancel()
+	persist := jetstream.DefaultPersistMode
+	if b.cfg.Replicas <= 1 {
+		persist = jetstream.AsyncPersistMode
+	}
+	if st, err := b.js.Stream(ctx, StreamTimeline); err == nil {
+		persist = st.CachedInfo().Config.PersistMode
+	}
 	_, err := b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:              StreamTimeline,
 		Description:       "kioskfeed: each device's state changes, for its last hour",
@@ -141,6 +157,7 @@ func NewTimeline(ctx context.Context, b *Broker) (*Timeline, error) {
 		MaxBytes:          timelineMaxBytes,
 		MaxMsgSize:        1024,
 		Replicas:          b.cfg.Replicas,
+		PersistMode:       persist,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("set up stream %s: %w", StreamTimeline, err)

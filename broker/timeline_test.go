@@ -142,3 +142,50 @@ func TestTimelineOverlay(t *testing.T) {
 		})
 	}
 }
+
+// On one server the TIMELINE stream is written without an fsync per record (async
+// persist), and a stream an older version made with the default mode is kept as it is,
+// records and all: JetStream cannot change a stream's persist mode.
+func TestTimelinePersistMode(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	mode := func(b *broker.Broker) jetstream.PersistModeType {
+		t.Helper()
+		st, err := b.JetStream().Stream(ctx, broker.StreamTimeline)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.CachedInfo().Config.PersistMode
+	}
+
+	b := brokertest.New(t)
+	if _, err := broker.NewTimeline(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	if m := mode(b); m != jetstream.AsyncPersistMode {
+		t.Fatalf("a new TIMELINE stream on one server has persist mode %v, want async", m)
+	}
+
+	old := brokertest.New(t)
+	if _, err := old.JetStream().CreateStream(ctx, jetstream.StreamConfig{
+		Name: broker.StreamTimeline, Subjects: []string{"kioskfeed.timeline.*"}, Storage: jetstream.FileStorage,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.JetStream().Publish(ctx, "kioskfeed.timeline.dev_old", []byte(`{"state":"online","at":"2026-12-01T10:00:00Z"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := broker.NewTimeline(ctx, old); err != nil {
+		t.Fatalf("NewTimeline over an older version's stream: %v", err)
+	}
+	if m := mode(old); m != jetstream.DefaultPersistMode {
+		t.Fatalf("an older stream's persist mode became %v, want it kept (default)", m)
+	}
+	st, err := old.JetStream().Stream(ctx, broker.StreamTimeline)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, err := st.Info(ctx); err != nil || info.State.Msgs != 1 || info.Config.MaxMsgsPerSubject != broker.TimelineMaxPerDevice {
+		t.Fatalf("older stream after set-up: %+v, %v; want its record kept and the new limits", info, err)
+	}
+}
