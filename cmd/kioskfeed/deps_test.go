@@ -41,7 +41,7 @@ func TestBinaryDoesNotLinkTesting(t *testing.T) {
 			t.Fatalf("go list -deps does not list %s: not the binary's packages?\n%s", want, out)
 		}
 	}
-	for _, bad := range []string{"testing", "github.com/kioskfeed/kioskfeed/pairing/pairingtest", "github.com/kioskfeed/kioskfeed/bridge/bridgetest", "github.com/kioskfeed/kioskfeed/broker/brokertest"} {
+	for _, bad := range []string{"testing", "github.com/kioskfeed/kioskfeed/pairing/pairingtest", "github.com/kioskfeed/kioskfeed/bridge/bridgetest", "github.com/kioskfeed/kioskfeed/broker/brokertest", "github.com/kioskfeed/kioskfeed/internal/schematest"} {
 		if seen[bad] {
 			why, _ := exec.CommandContext(ctx, goCmd, "list", "-f", "{{.ImportPath}}: {{join .Imports \" \"}}", "-deps", "github.com/kioskfeed/kioskfeed/cmd/kioskfeed").Output()
 			var importers []string
