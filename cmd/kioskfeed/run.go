@@ -28,7 +28,8 @@ Usage:
                                             admin to approve) and print the feed live
   kioskfeed loadtest [--tablets N] [--json]  measure a local server with N tablets, side by
                                             side with nats-server's WebSocket listener
-  kioskfeed version                         print the version
+  kioskfeed version [--json]                print the version, commit and Go of this build
+                                            (also --version)
 
 Config comes from defaults, then a YAML file (--config or KIOSKFEED_CONFIG), then
 KIOSKFEED_* environment variables, then flags. "kioskfeed serve --help" lists them.
@@ -84,8 +85,7 @@ func dispatch(ctx context.Context, args []string, lookupEnv func(string) (string
 		}
 		return configCheck(rest[1:], lookupEnv, stdout, stderr)
 	case "version", "--version", "-version":
-		fmt.Fprintln(stdout, versionString())
-		return nil
+		return versionCmd(rest, stdout, stderr)
 	case "help", "-h", "--help", "-help":
 		fmt.Fprint(stdout, usage)
 		return nil
