@@ -182,6 +182,7 @@ func TestAttackUpgradeOrigin(t *testing.T) {
 				if _, err := io.ReadFull(br, p); err != nil || !bytes.Contains(p, []byte(`"type":"challenge"`)) {
 					t.Fatalf("first message after 101: %q, %v; want the challenge", p, err)
 				}
+				checkServerText(t, p)
 				return
 			}
 			var body map[string]string
@@ -345,7 +346,7 @@ func TestAttackHandshake(t *testing.T) {
 			if _, err := c.Expect("challenge", wait); err != nil {
 				t.Fatal(err)
 			}
-			if err := c.Send(tc.msg); err != nil {
+			if err := c.SendUnchecked(tc.msg); err != nil { // malformed on purpose
 				t.Fatal(err)
 			}
 			if code, err := c.ExpectClose(wait); err != nil || code != 4401 {
@@ -443,6 +444,8 @@ func TestAttackNoAuth(t *testing.T) {
 					t.Fatalf("after %d pings: %v", pings, err)
 				}
 				switch h.OpCode {
+				case ws.OpText:
+					checkServerText(t, p) // the challenge
 				case ws.OpPong:
 					pong = true
 				case ws.OpClose:

@@ -99,9 +99,11 @@ func TestShutdownCancelsASlowHandshake(t *testing.T) {
 		io.Reader
 		io.Writer
 	}{r, conn}
-	if _, err := wsutil.ReadServerText(rw); err != nil { // the challenge
+	challenge, err := wsutil.ReadServerText(rw)
+	if err != nil {
 		t.Fatal(err)
 	}
+	checkServerText(t, challenge)
 	if err := wsutil.WriteClientText(conn, []byte(`{"type":"auth","token":"t","proof":"p"}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -132,6 +134,9 @@ func TestShutdownCancelsASlowHandshake(t *testing.T) {
 		payload := make([]byte, hdr.Length)
 		if _, err := io.ReadFull(rw, payload); err != nil {
 			t.Fatal(err)
+		}
+		if hdr.OpCode == ws.OpText {
+			checkServerText(t, payload)
 		}
 		if hdr.OpCode == ws.OpClose {
 			code, _ = ws.ParseCloseFrameData(payload)

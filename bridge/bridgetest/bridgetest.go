@@ -20,6 +20,7 @@ import (
 	"github.com/gobwas/ws/wsutil"
 
 	"github.com/kioskfeed/kioskfeed/client"
+	"github.com/kioskfeed/kioskfeed/internal/schematest"
 )
 
 const (
@@ -272,6 +273,13 @@ func parseMsg(raw []byte) (Msg, error) {
 	if m.Type == "" {
 		return m, fmt.Errorf("bridgetest: server message without a type: %s", raw)
 	}
+	// Every server message must be valid against its JSON Schema (docs/schemas/): a
+	// new member, a member of another type or a type the contract lacks fails here,
+	// and is recorded for TestMain in case the caller tolerates the error.
+	if err := schematest.Frame(schematest.FromServer, raw); err != nil {
+		schematest.Record(err)
+		return m, fmt.Errorf("bridgetest: %w", err)
+	}
 	return m, nil
 }
 
@@ -373,8 +381,32 @@ func (c *Conn) write(h ws.Header, payload []byte) error {
 	return nil
 }
 
-// Send writes one client text message, JSON-encoding v, masked as clients must.
+// Send writes one client text message, JSON-encoding v, masked as clients must. The
+// message must be valid against its JSON Schema (docs/schemas/: a type a tablet sends,
+// its members as documented); one that is not is refused with the reason and not sent.
+// A test that means to send a malformed or unknown message uses SendUnchecked, or
+// SendFrame for anything that is not a JSON text message at all.
 func (c *Conn) Send(v any) error {
+	p, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("bridgetest: encode: %w", err)
+	}
+	return c.sendChecked(p)
+}
+
+// sendChecked writes a client text message once it passed its schema.
+func (c *Conn) sendChecked(p []byte) error {
+	if err := schematest.Frame(schematest.FromClient, p); err != nil {
+		schematest.Record(err)
+		return fmt.Errorf("bridgetest: %w", err)
+	}
+	return c.write(ws.Header{Fin: true, OpCode: ws.OpText}, p)
+}
+
+// SendUnchecked writes one client text message, JSON-encoding v, without checking it
+// against the schemas: for a test that sends a malformed message, or one of a type the
+// protocol lacks, on purpose.
+func (c *Conn) SendUnchecked(v any) error {
 	p, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("bridgetest: encode: %w", err)

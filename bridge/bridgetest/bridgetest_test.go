@@ -27,6 +27,12 @@ const (
 	publicURL  = "ws://kiosk.example/ws"
 	testOrigin = "http://kiosk.example"
 	wait       = 5 * time.Second
+	// The fake server speaks the contract (the schemas check every message it sends):
+	// a device id and a re-auth nonce of the protocol's forms.
+	testDevice  = "dev_5KQ2M8V3W1XJ4T7R9P0A"
+	reauthNonce = "UmVhdXRoTm9uY2VSZWF1dGhOb25jZVJlYXV0aE5vbmM"
+	testToken   = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ0b2stMSJ9.c2ln" // a JWS in form only
+	testToken2  = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ0b2stMiJ9.c2ln"
 )
 
 // mode is what the fake server does after a good auth.
@@ -36,7 +42,7 @@ const (
 	modeNormal    mode = iota // welcome, catch-up (reset, event 5 unless since=5), synced 5
 	modeDuplicate             // close 4409 instead of a welcome
 	modePing                  // normal, then pings (one between fragments) and wants pongs
-	modeReauth                // normal, then reauth with nonce n2, then a heartbeat
+	modeReauth                // normal, then reauth with nonce reauthNonce, then a heartbeat
 	modeRestart               // normal, then close 1012
 	modeDrop                  // TCP close without a close frame instead of a welcome
 )
@@ -171,7 +177,7 @@ func (s *fakeServer) serve(nc net.Conn) (res result) {
 		res.end = "refused: " + err.Error()
 		return res
 	}
-	var nb [16]byte
+	var nb [32]byte // as the protocol has it: the schema checks its length
 	_, _ = rand.Read(nb[:])
 	challenge := base64.RawURLEncoding.EncodeToString(nb[:])
 	ch := text(`{"type":"challenge","nonce":"` + challenge + `"}`)
@@ -200,7 +206,7 @@ func (s *fakeServer) serve(nc net.Conn) (res result) {
 	}
 
 	var out []byte
-	out = append(out, text(`{"type":"welcome","device_id":"dev_test","feed":"lobby","heartbeat_s":20,"token_exp":1900000000,"epoch":"e1"}`)...)
+	out = append(out, text(`{"type":"welcome","device_id":"`+testDevice+`","feed":"lobby","heartbeat_s":20,"token_exp":"2030-03-17T17:46:40Z","epoch":"e1","overrides":[],"schedule":null}`)...)
 	if res.auth.since != 5 || (res.auth.hasEpoch && res.auth.epoch != "e1") {
 		out = append(out, text(`{"type":"reset"}`)...)
 		out = append(out, text(`{"type":"event","seq":5,"id":"e-5","kind":"item","time":"2026-01-02T03:04:05Z","data":{"n":5}}`)...)
@@ -215,7 +221,7 @@ func (s *fakeServer) serve(nc net.Conn) (res result) {
 		// A fragmented message with a ping between its fragments.
 		out = append(out, frame(ws.OpText, false, `{"type":"heart`)...)
 		out = append(out, frame(ws.OpPing, true, "p2")...)
-		out = append(out, frame(ws.OpContinuation, true, `beat"}`)...)
+		out = append(out, frame(ws.OpContinuation, true, `beat","time":"2026-01-02T03:04:05Z"}`)...)
 		_, _ = nc.Write(out)
 		for range 2 {
 			h, p, err := readFrame(rd)
@@ -230,8 +236,8 @@ func (s *fakeServer) serve(nc net.Conn) (res result) {
 			res.pongs = append(res.pongs, string(p))
 		}
 	case modeReauth:
-		_, _ = nc.Write(text(`{"type":"reauth","nonce":"n2"}`))
-		res.reauth = readAuth(rd, "n2")
+		_, _ = nc.Write(text(`{"type":"reauth","nonce":"` + reauthNonce + `"}`))
+		res.reauth = readAuth(rd, reauthNonce)
 		_, _ = nc.Write(text(`{"type":"heartbeat","time":"2026-01-02T03:04:05Z"}`))
 	case modeRestart:
 		_, _ = nc.Write(closeFrame(1012, "restarting"))
@@ -329,7 +335,7 @@ func newTablet(t *testing.T) *pairingtest.Tablet {
 	if err != nil {
 		t.Fatalf("NewTablet: %v", err)
 	}
-	tab.Token = "tok-1"
+	tab.Token = testToken
 	return tab
 }
 
@@ -390,7 +396,7 @@ func TestHandshakeAndCatchUp(t *testing.T) {
 			if got, want := welcome.Str("epoch"), "e1"; got != want {
 				t.Errorf("welcome epoch = %q, want %q", got, want)
 			}
-			if got, want := welcome.Str("device_id"), "dev_test"; got != want {
+			if got, want := welcome.Str("device_id"), testDevice; got != want {
 				t.Errorf("welcome device_id = %q, want %q", got, want)
 			}
 			if got, want := welcome.Int("heartbeat_s"), int64(20); got != want {
@@ -419,8 +425,8 @@ func TestHandshakeAndCatchUp(t *testing.T) {
 			if r.host != "kiosk.example" || r.origin != testOrigin {
 				t.Errorf("server saw Host %q Origin %q, want %q %q", r.host, r.origin, "kiosk.example", testOrigin)
 			}
-			if r.auth.token != "tok-1" || r.auth.since != 0 || r.auth.hasEpoch {
-				t.Errorf("server saw auth %+v, want token tok-1, since 0, no epoch", r.auth)
+			if r.auth.token != testToken || r.auth.since != 0 || r.auth.hasEpoch {
+				t.Errorf("server saw auth %+v, want token testToken, since 0, no epoch", r.auth)
 			}
 			if got, want := r.end, "close 1000"; got != want {
 				t.Errorf("server saw end %q, want %q", got, want)
@@ -453,7 +459,7 @@ func TestCloseAndAbortSeenByServer(t *testing.T) {
 	t.Run("close", func(t *testing.T) {
 		s := newFakeServer(t, modeNormal, false)
 		c := handshake(t, s, newTablet(t))
-		if err := c.Send(map[string]string{"type": "hello"}); err != nil {
+		if err := c.SendUnchecked(map[string]string{"type": "hello"}); err != nil {
 			t.Fatalf("Send: %v", err)
 		}
 		if err := c.SendFrame(ws.NewBinaryFrame([]byte{1, 2, 3})); err != nil {
@@ -489,7 +495,7 @@ func TestCloseAndAbortSeenByServer(t *testing.T) {
 		if _, err := c.Next(wait); !errors.Is(err, net.ErrClosed) {
 			t.Errorf("Next after Abort = %v, want net.ErrClosed", err)
 		}
-		if err := c.Send(map[string]string{"type": "hello"}); err == nil {
+		if err := c.SendUnchecked(map[string]string{"type": "hello"}); err == nil {
 			t.Errorf("Send after Abort = nil, want an error")
 		}
 	})
@@ -508,7 +514,7 @@ func TestDuplicateClose(t *testing.T) {
 	if _, err := c.Next(wait); !errors.As(err, &ce) || ce.Code != 4409 {
 		t.Errorf("Next after the close = %v, want the same *CloseError", err)
 	}
-	if err := c.Send(map[string]string{"type": "hello"}); err == nil {
+	if err := c.SendUnchecked(map[string]string{"type": "hello"}); err == nil {
 		t.Errorf("Send after the close = nil, want an error")
 	}
 	if err := c.Close(); err != nil {
@@ -595,7 +601,7 @@ func TestReauth(t *testing.T) {
 	if err := c.Reauth(tab, publicURL, Msg{Type: "heartbeat"}); err == nil {
 		t.Errorf("Reauth with a heartbeat = nil, want an error")
 	}
-	tab.Token = "tok-2"
+	tab.Token = testToken2
 	if err := c.Reauth(tab, publicURL, m); err != nil {
 		t.Fatalf("Reauth: %v", err)
 	}
@@ -606,8 +612,8 @@ func TestReauth(t *testing.T) {
 		t.Fatalf("Close: %v", err)
 	}
 	r := s.result(t)
-	if r.reauth.err != nil || r.reauth.token != "tok-2" || r.reauth.since != 0 || r.reauth.hasEpoch {
-		t.Errorf("server saw reauth %+v (err %v), want token tok-2, since 0, no epoch", r.reauth, r.reauth.err)
+	if r.reauth.err != nil || r.reauth.token != testToken2 || r.reauth.since != 0 || r.reauth.hasEpoch {
+		t.Errorf("server saw reauth %+v (err %v), want token testToken2, since 0, no epoch", r.reauth, r.reauth.err)
 	}
 }
 
@@ -723,7 +729,7 @@ func TestReadClose(t *testing.T) {
 		defer client.Close()
 		go func() {
 			defer server.Close()
-			_, _ = server.Write(append(text(`{"type":"heartbeat"}`), closeFrame(4403, "revoked")...))
+			_, _ = server.Write(append(text(`{"type":"heartbeat","time":"2026-01-02T03:04:05Z"}`), closeFrame(4403, "revoked")...))
 		}()
 		code, err := ReadClose(client, wait)
 		if err != nil || code != 4403 {
@@ -747,7 +753,7 @@ func TestReadClose(t *testing.T) {
 		defer client.Close()
 		go func() {
 			defer server.Close()
-			_, _ = server.Write(text(`{"type":"heartbeat"}`))
+			_, _ = server.Write(text(`{"type":"heartbeat","time":"2026-01-02T03:04:05Z"}`))
 		}()
 		if _, err := ReadClose(client, wait); !errors.Is(err, ErrNoCloseFrame) || !errors.Is(err, io.EOF) {
 			t.Fatalf("ReadClose = %v, want ErrNoCloseFrame wrapping io.EOF", err)
@@ -781,7 +787,11 @@ func TestWriteFrameHeader(t *testing.T) {
 }
 
 func TestMsg(t *testing.T) {
-	m, err := parseMsg([]byte(`{"type":"event","seq":18446744073709551615,"kind":"item","heartbeat_s":20,"data":{"x":1}}`))
+	m, err := parseMsg([]byte(`{"type":"event","seq":18446744073709551615,"id":"e","kind":"item","time":"2026-01-02T03:04:05Z","data":{"x":1}}`))
+	if err != nil {
+		t.Fatalf("parseMsg: %v", err)
+	}
+	w, err := parseMsg([]byte(`{"type":"welcome","device_id":"` + testDevice + `","feed":"lobby","heartbeat_s":20,"token_exp":"2030-03-17T17:46:40Z","epoch":"e1","overrides":[],"schedule":null}`))
 	if err != nil {
 		t.Fatalf("parseMsg: %v", err)
 	}
@@ -791,7 +801,7 @@ func TestMsg(t *testing.T) {
 	if got, want := m.Str("kind"), "item"; got != want {
 		t.Errorf("Str(kind) = %q, want %q", got, want)
 	}
-	if got, want := m.Int("heartbeat_s"), int64(20); got != want {
+	if got, want := w.Int("heartbeat_s"), int64(20); got != want {
 		t.Errorf("Int(heartbeat_s) = %d, want %d", got, want)
 	}
 	if got := m.Str("seq"); got != "" {
@@ -827,7 +837,7 @@ func TestStreamErrors(t *testing.T) {
 			var out []byte
 			out = append(out, frame(ws.OpBinary, true, "\x01\x02")...)
 			out = append(out, text(`{"type":`)...)
-			out = append(out, text(`{"type":"heartbeat"}`)...)
+			out = append(out, text(`{"type":"heartbeat","time":"2026-01-02T03:04:05Z"}`)...)
 			_, _ = server.Write(out)
 		}()
 		if _, err := c.Next(wait); err == nil || !strings.Contains(err.Error(), "binary") {
@@ -842,7 +852,7 @@ func TestStreamErrors(t *testing.T) {
 	})
 	t.Run("deadline inside a frame breaks the stream", func(t *testing.T) {
 		c, server := pipeConn(t)
-		go func() { _, _ = server.Write(text(`{"type":"heartbeat"}`)[:3]) }()
+		go func() { _, _ = server.Write(text(`{"type":"heartbeat","time":"2026-01-02T03:04:05Z"}`)[:3]) }()
 		_, err := c.Next(100 * time.Millisecond)
 		if !errors.Is(err, os.ErrDeadlineExceeded) || !strings.Contains(err.Error(), "inside a frame") {
 			t.Fatalf("Next on half a frame = %v, want a deadline inside a frame", err)
@@ -876,4 +886,59 @@ func TestStreamErrors(t *testing.T) {
 			t.Errorf("server saw %q, want %q", g, want)
 		}
 	})
+}
+
+// TestSchemasChecked: Next refuses a server message its JSON Schema refuses (a member
+// the contract lacks, one missing, a type it lacks) and the stream stays usable; Send
+// refuses a client message that is not valid and sends nothing, while SendUnchecked
+// and SendFrame send what they are given.
+func TestSchemasChecked(t *testing.T) {
+	c, server := pipeConn(t)
+	go func() {
+		var out []byte
+		out = append(out, text(`{"type":"synced","seq":5,"extra":true}`)...)
+		out = append(out, text(`{"type":"heartbeat"}`)...)
+		out = append(out, text(`{"type":"hello"}`)...)
+		out = append(out, text(`{"type":"synced","seq":5}`)...)
+		_, _ = server.Write(out)
+	}()
+	for _, want := range []string{"extra", "time", "unknown type"} {
+		if m, err := c.Next(wait); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Next = %s, %v; want a schema error saying %q", m.Raw, err, want)
+		}
+	}
+	if m, err := c.Next(wait); err != nil || m.Type != "synced" {
+		t.Errorf("Next after them = %q, %v; want the synced", m.Type, err)
+	}
+
+	got := make(chan string, 4)
+	go func() {
+		_ = server.SetDeadline(time.Now().Add(wait))
+		rd := &wsutil.Reader{Source: server, State: ws.StateServerSide}
+		for range 2 {
+			_, p, err := readFrame(rd)
+			if err != nil {
+				got <- err.Error()
+				return
+			}
+			got <- string(p)
+		}
+	}()
+	if err := c.Send(map[string]any{"type": "shown", "seq": 0}); err == nil || !strings.Contains(err.Error(), "/seq") {
+		t.Errorf("Send of a shown with seq 0 = %v, want a schema error", err)
+	}
+	if err := c.Send(map[string]any{"type": "hello"}); err == nil {
+		t.Error("Send of an unknown type passed")
+	}
+	if err := c.SendUnchecked(map[string]any{"type": "hello"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Send(map[string]any{"type": "shown", "seq": 3}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`{"type":"hello"}`, `{"seq":3,"type":"shown"}`} {
+		if g := <-got; g != want {
+			t.Errorf("server read %s, want %s (a refused Send sends nothing)", g, want)
+		}
+	}
 }

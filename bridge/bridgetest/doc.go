@@ -15,6 +15,12 @@
 // one goroutine at a time; writes are serialized with the pongs and close answers Next
 // makes, so another goroutine may Send, SendFrame or Abort while one reads.
 //
-// It imports client and pairingtest of ours, never bridge: a test helper, it must not
-// be linked into the binary (cmd/kioskfeed/deps_test.go checks that).
+// Every message either side sends through it is checked against the JSON Schemas of
+// docs/schemas/ (internal/schematest): what the server sends always (Next fails on a
+// message its schema refuses), and what the test sends with Send and the protocol
+// steps; SendUnchecked and SendFrame send malformed messages on purpose.
+//
+// It imports client, pairingtest and internal/schematest (with docs) of ours, never
+// bridge: a test helper, it must not be linked into the binary
+// (cmd/kioskfeed/deps_test.go checks that).
 package bridgetest

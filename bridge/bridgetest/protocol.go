@@ -6,7 +6,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/gobwas/ws"
 	"github.com/kioskfeed/kioskfeed/client"
 	"github.com/kioskfeed/kioskfeed/pairing/pairingtest"
 )
@@ -62,7 +61,7 @@ func (c *Conn) sendAuth(t *pairingtest.Tablet, wsURL, nonce string, since uint64
 	if err != nil {
 		return fmt.Errorf("bridgetest: auth message: %w", err)
 	}
-	return c.write(ws.Header{Fin: true, OpCode: ws.OpText}, msg)
+	return c.sendChecked(msg)
 }
 
 // Handshake plays steps 1–3 of docs/protocol.md §5 as the tablet t: it reads the challenge,

@@ -22,6 +22,8 @@ import (
 	"weak"
 
 	"github.com/gobwas/ws"
+
+	"github.com/kioskfeed/kioskfeed/internal/schematest"
 )
 
 // rawReaders maps the *bufio.Reader RawUpgrade returns to its connection, so that
@@ -129,7 +131,8 @@ func WriteFrameHeader(w io.Writer, h ws.Header) error {
 
 // ReadClose reads server frames from r until a close frame and returns its code (1005
 // when it has none): the verdict a raw attack test asserts. Other frames are skipped
-// unread, pings unanswered and nothing is written, so the test sees the server exactly
+// unread (a whole text message is checked against its JSON Schema, and one that fails
+// is an error), pings unanswered and nothing is written, so the test sees the server exactly
 // as its raw writes left it. r must be a net.Conn (or have SetReadDeadline) or the
 // reader RawUpgrade returned: the wait is bounded by d through the connection's read
 // deadline, which stays set. A timeout wraps os.ErrDeadlineExceeded; an end of the
@@ -154,6 +157,21 @@ func ReadClose(r io.Reader, d time.Duration) (code int, err error) {
 		h, err := ws.ReadHeader(r)
 		if err != nil {
 			return 0, rawErr(err, d)
+		}
+		if h.OpCode == ws.OpText && h.Fin && h.Length <= maxMessage {
+			// A whole server message: checked against its JSON Schema, as Next does.
+			p := make([]byte, h.Length)
+			if _, err := io.ReadFull(r, p); err != nil {
+				return 0, rawErr(err, d)
+			}
+			if h.Masked {
+				ws.Cipher(p, h.Mask, 0)
+			}
+			if err := schematest.Frame(schematest.FromServer, p); err != nil {
+				schematest.Record(err)
+				return 0, fmt.Errorf("bridgetest: %w", err)
+			}
+			continue
 		}
 		if h.OpCode != ws.OpClose {
 			if _, err := io.CopyN(io.Discard, r, h.Length); err != nil {
