@@ -51,6 +51,16 @@ Flags of every command:
   --json         print the raw JSON answer
 `
 
+// adminCommands are the commands adminUsage lists, a second word after the first
+// ("token create"), for the shell completion; TestAdminCommandsMatchUsage keeps the
+// two alike.
+func adminCommands() []string {
+	return []string{"pin", "devices", "revoke", "edit", "bulk revoke", "bulk move", "bulk reload",
+		"schedule", "timeline", "requests", "approve", "deny", "audit",
+		"token create", "token list", "token revoke", "passwd",
+		"producer-key create", "producer-key list", "producer-key delete"}
+}
+
 // adminClient calls the admin API with a bearer token.
 type adminClient struct {
 	base, token string

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 )
 
 const usage = `kioskfeed: a live feed for public wall tablets, with no credential on them.
@@ -28,6 +29,8 @@ Usage:
                                             admin to approve) and print the feed live
   kioskfeed loadtest [--tablets N] [--json]  measure a local server with N tablets, side by
                                             side with nats-server's WebSocket listener
+  kioskfeed completion bash|zsh|fish        print a shell completion script (README: "Shell
+                                            completion" says where to put it)
   kioskfeed version [--json]                print the version, commit and Go of this build
                                             (also --version)
 
@@ -63,34 +66,61 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	return err
 }
 
-func dispatch(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) error {
-	switch cmd, rest := args[0], args[1:]; cmd {
-	case "serve":
-		return serve(ctx, rest, lookupEnv, stdout, stderr)
-	case "publish":
-		return publishCmd(ctx, rest, lookupEnv, stdout, stderr)
-	case "admin":
-		return adminCmd(ctx, rest, lookupEnv, stdout, stderr)
-	case "alert":
-		return alertCmd(ctx, rest, lookupEnv, stdout, stderr)
-	case "display":
-		return displayCmd(ctx, rest, stdout, stderr)
-	case "loadtest":
-		return loadtestCmd(ctx, rest, stdout, stderr)
-	case "healthcheck":
-		return healthcheckCmd(ctx, rest, lookupEnv, stdout, stderr)
-	case "config":
-		if len(rest) == 0 || rest[0] != "check" {
-			return usageError{"usage: kioskfeed config check [config flags]"}
+// cmdFunc is what every subcommand is: its arguments after its name, the environment,
+// and where to print.
+type cmdFunc func(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) error
+
+// subcommand is one entry of the command table: dispatch runs it, and the shell
+// completion (completion.go) offers its name, its words (the subcommands it takes
+// first, such as admin's) and the flags its --help lists, so a new entry is completed
+// without editing a script.
+type subcommand struct {
+	name    string
+	aliases []string
+	run     cmdFunc
+	words   func() []string // its own subcommands, "token create" for a second level; nil: none
+	hidden  bool            // not offered by completion (help's aliases)
+}
+
+// subcommands is the command table.
+func subcommands() []subcommand {
+	noEnv := func(f func(context.Context, []string, io.Writer, io.Writer) error) cmdFunc {
+		return func(ctx context.Context, args []string, _ func(string) (string, bool), stdout, stderr io.Writer) error {
+			return f(ctx, args, stdout, stderr)
 		}
-		return configCheck(rest[1:], lookupEnv, stdout, stderr)
-	case "version", "--version", "-version":
-		return versionCmd(rest, stdout, stderr)
-	case "help", "-h", "--help", "-help":
-		fmt.Fprint(stdout, usage)
-		return nil
-	default:
-		fmt.Fprint(stderr, usage)
-		return usageError{fmt.Sprintf("unknown command %q", cmd)}
 	}
+	return []subcommand{
+		{name: "serve", run: serve},
+		{name: "publish", run: publishCmd},
+		{name: "admin", run: adminCmd, words: adminCommands},
+		{name: "alert", run: alertCmd},
+		{name: "display", run: noEnv(displayCmd)},
+		{name: "loadtest", run: noEnv(loadtestCmd), words: func() []string { return []string{"plot"} }},
+		{name: "healthcheck", run: healthcheckCmd},
+		{name: "config", run: func(_ context.Context, rest []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) error {
+			if len(rest) == 0 || rest[0] != "check" {
+				return usageError{"usage: kioskfeed config check [config flags]"}
+			}
+			return configCheck(rest[1:], lookupEnv, stdout, stderr)
+		}, words: func() []string { return []string{"check"} }},
+		{name: "completion", run: completionCmd},
+		{name: "version", aliases: []string{"--version", "-version"}, run: func(_ context.Context, rest []string, _ func(string) (string, bool), stdout, stderr io.Writer) error {
+			return versionCmd(rest, stdout, stderr)
+		}},
+		{name: "help", aliases: []string{"-h", "--help", "-help"}, hidden: true, run: func(_ context.Context, _ []string, _ func(string) (string, bool), stdout, _ io.Writer) error {
+			fmt.Fprint(stdout, usage)
+			return nil
+		}},
+	}
+}
+
+func dispatch(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) error {
+	cmd, rest := args[0], args[1:]
+	for _, sc := range subcommands() {
+		if sc.name == cmd || slices.Contains(sc.aliases, cmd) {
+			return sc.run(ctx, rest, lookupEnv, stdout, stderr)
+		}
+	}
+	fmt.Fprint(stderr, usage)
+	return usageError{fmt.Sprintf("unknown command %q", cmd)}
 }
