@@ -16,6 +16,7 @@ import (
 
 	"github.com/kioskfeed/kioskfeed/broker"
 	"github.com/kioskfeed/kioskfeed/broker/brokertest"
+	"github.com/kioskfeed/kioskfeed/internal/schematest"
 )
 
 var ctx = context.Background()
@@ -186,7 +187,13 @@ func TestNATSProducers(t *testing.T) {
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
 
-	pub := func(subject, id, body string) (*jetstream.PubAck, error) {
+	// valid says whether the test means the body for a tablet: then it is valid
+	// against the contract's schema (docs/schemas/producer-event.json); a body the
+	// server stores but never shows is not.
+	pub := func(subject, id, body string, valid bool) (*jetstream.PubAck, error) {
+		if err := schematest.Producer(subject, []byte(body)); (err == nil) != valid {
+			t.Errorf("schema verdict on %s %s: %v; the test means it valid: %v", subject, body, err, valid)
+		}
 		m := &nats.Msg{Subject: subject, Data: []byte(body), Header: nats.Header{}}
 		if id != "" {
 			m.Header.Set("Nats-Msg-Id", id)
@@ -195,22 +202,22 @@ func TestNATSProducers(t *testing.T) {
 		defer cancel()
 		return js.PublishMsg(c, m)
 	}
-	good, err := pub("feeds.lobby.state", "lobby/welcome", `{"kind":"state","data":{"title":"hi"}}`)
+	good, err := pub("feeds.lobby.state", "lobby/welcome", `{"kind":"state","data":{"title":"hi"}}`, true)
 	if err != nil {
 		t.Fatalf("producer publish: %v", err)
 	}
-	dup, err := pub("feeds.lobby.state", "lobby/welcome", `{"kind":"state","data":{"title":"again"}}`)
+	dup, err := pub("feeds.lobby.state", "lobby/welcome", `{"kind":"state","data":{"title":"again"}}`, true)
 	if err != nil || !dup.Duplicate || dup.Sequence != good.Sequence {
 		t.Fatalf("repeat over NATS = %+v, %v; want duplicate of %d", dup, err, good.Sequence)
 	}
 	// Shapes a tablet cannot use are stored by JetStream but never shown.
 	for _, body := range []string{`not json`, `{"kind":"item","data":{}}`, `{"data":[1,2]}`} {
-		if _, err := pub("feeds.lobby.state", "", body); err != nil {
+		if _, err := pub("feeds.lobby.state", "", body, false); err != nil {
 			t.Fatalf("publish %q: %v", body, err)
 		}
 	}
 	// A subject outside the three kinds is not captured at all.
-	if _, err := pub("feeds.lobby.bogus", "", `{"data":{}}`); err == nil {
+	if _, err := pub("feeds.lobby.bogus", "", `{"data":{}}`, false); err == nil {
 		t.Fatal("publish to feeds.lobby.bogus was acknowledged, want no stream to take it")
 	}
 	hist, err := b.History(ctx, "lobby", 0)

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io/fs"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -35,6 +36,9 @@ func (d Direction) String() string {
 
 // maxShown bounds how much of a failing frame an error quotes.
 const maxShown = 300
+
+// feedID is a feed id (docs/protocol.md #names), the subject's middle token.
+var feedID = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 
 // compiled is every schema, compiled once per test binary.
 type compiled struct {
@@ -181,7 +185,7 @@ func Message(d Direction, payload []byte) error {
 func Producer(subject string, body []byte) error {
 	rest, ok := strings.CutPrefix(subject, "feeds.")
 	feed, kind, ok2 := strings.Cut(rest, ".")
-	if !ok || !ok2 || feed == "" || !slices.Contains([]string{"state", "item", "clear"}, kind) {
+	if !ok || !ok2 || !feedID.MatchString(feed) || !slices.Contains([]string{"state", "item", "clear"}, kind) {
 		return fmt.Errorf("schematest: subject %q is not feeds.<feed>.<state|item|clear>", subject)
 	}
 	if err := against("producer-event.json", body); err != nil {
