@@ -141,14 +141,14 @@ func hasToken(v, token string) bool {
 	return false
 }
 
-// refuse closes an upgraded socket the bridge does not take (draining: 1012; full:
-// 4429), without making it a session: the close frame, FIN, and a short bounded wait
+// refuse closes a socket the bridge does not take (draining: 1012; full: 4429), without
+// making it a session: the 101 and the close frame in one write, FIN, and a short bounded wait
 // for the tablet's reply, on the HTTP handler's own goroutine. It is not counted in
 // br.wg, so a drain never waits for it.
-func (br *Bridge) refuse(conn net.Conn, r closeReason) {
+func (br *Bridge) refuse(conn net.Conn, key string, r closeReason) {
 	br.metrics.closes.WithLabelValues(r.label()).Inc()
 	_ = conn.SetWriteDeadline(time.Now().Add(closeGrace))
-	if _, err := conn.Write(closeFrame(r.code, r.reason)); err != nil {
+	if _, err := conn.Write(upgradeResponse(key, closeFrame(r.code, r.reason))); err != nil {
 		_ = conn.Close()
 		return
 	}

@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gobwas/ws"
 	"github.com/nats-io/nats.go"
 
 	"github.com/kioskfeed/kioskfeed/broker"
@@ -176,8 +175,6 @@ func (br *Bridge) Presence(deviceID string) (online bool, lastSeen time.Time) {
 // instances), for the dashboard's live count.
 func (br *Bridge) OnlineCount() int { return br.leases.onlineCount() }
 
-var upgrader = ws.HTTPUpgrader{Timeout: 10 * time.Second}
-
 func (br *Bridge) serveWS(w http.ResponseWriter, r *http.Request) {
 	origin := r.Header.Get("Origin")
 	if origin == "" || !br.origins[strings.ToLower(origin)] {
@@ -200,30 +197,27 @@ func (br *Bridge) serveWS(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, err)
 		return
 	}
-	conn, rw, _, err := upgrader.Upgrade(r, w)
+	conn, early, err := hijack(w)
 	if err != nil {
-		// The request was checked above: only a failed hijack or write gets here.
+		// The request was checked above: only a failed hijack gets here.
 		br.metrics.handshakes.WithLabelValues("bad_upgrade").Inc()
 		return
 	}
 	if h := upgradedHook.Load(); h != nil {
 		(*h)()
 	}
-	// Keep no per-connection bufio buffers: read from the conn itself, after whatever
-	// bytes the HTTP server had already buffered (a client may send early).
-	var early []byte
-	if n := rw.Reader.Buffered(); n > 0 {
-		p, _ := rw.Reader.Peek(n)
-		early = append([]byte(nil), p...)
-	}
+	key := r.Header.Get("Sec-Websocket-Key")
 	s := newSession(br, conn, early, remote)
+	// The 101 and the challenge wait in the cork for start (upgrade.go).
+	s.challenge = newChallenge()
+	s.corked, s.cork = true, upgradeResponse(key, jsonFrame(map[string]string{"type": "challenge", "nonce": s.challenge}))
 	if refused, ok := br.add(s); !ok {
 		label := "too_many"
 		if refused.code == CloseRestarting {
 			label = "draining"
 		}
 		br.metrics.handshakes.WithLabelValues(label).Inc()
-		br.refuse(conn, refused)
+		br.refuse(conn, key, refused)
 		return
 	}
 	s.start()

@@ -11,11 +11,11 @@ import (
 	"time"
 )
 
-// start sends the challenge, arms the auth deadline and starts reading: through the
-// poller, or with a reader goroutine of its own where the poller cannot watch the conn.
+// start arms the auth deadline and starts reading: through the poller, or with a reader
+// goroutine of its own where the poller cannot watch the conn. The 101 and the
+// challenge wait in the cork until then (upgrade.go), and are written once the socket is
+// polled: at once, without a writer goroutine.
 func (s *session) start() {
-	s.challenge = newChallenge()
-	s.send(jsonFrame(map[string]string{"type": "challenge", "nonce": s.challenge}))
 	s.mu.Lock()
 	if !s.state.closing() {
 		s.timer = time.AfterFunc(s.br.cfg.AuthTimeout, s.authTimedOut)
@@ -29,6 +29,7 @@ func (s *session) start() {
 		if err == nil {
 			s.mu.Lock() // sendLocked reads them from other goroutines (the auth timer's)
 			s.poll, s.polled = h, true
+			s.uncorkLocked() // the 101 and the challenge, written right here
 			s.mu.Unlock()
 			if err := s.br.poller.arm(h); err == nil {
 				if early {
@@ -45,6 +46,7 @@ func (s *session) start() {
 			s.mu.Unlock()
 		}
 	}
+	s.uncork() // queued for a writer goroutine: the conn is not polled
 	go s.readLoop()
 }
 
