@@ -15,6 +15,7 @@ import (
 
 	"github.com/kioskfeed/kioskfeed/alerts"
 	"github.com/kioskfeed/kioskfeed/broker"
+	"github.com/kioskfeed/kioskfeed/internal/schematest"
 )
 
 // fleet stands in for the bridge's presence and pairing's registry, which the rules
@@ -101,6 +102,9 @@ func storedAlerts(t *testing.T, b *broker.Broker) []alerts.Alert {
 		if err := json.Unmarshal(m.Data, &a); err != nil {
 			t.Fatalf("alert %d is not JSON: %v", seq, err)
 		}
+		if err := schematest.Alert(m.Subject, m.Data); err != nil { // the contract's body, on its type's subject
+			t.Errorf("alert %d: %v", seq, err)
+		}
 		out = append(out, a)
 	}
 	return out
@@ -150,6 +154,7 @@ func newReceiver(t *testing.T, answers ...int) *receiver {
 		body, _ := io.ReadAll(req.Body)
 		h := hit{delivery: req.Header.Get(alerts.HeaderDelivery), signature: req.Header.Get(alerts.HeaderSignature), body: body}
 		_ = json.Unmarshal(body, &h.alert)
+		schematest.Record(schematest.Alert("", body)) // a delivery's body is the alert's; TestMain reports a failure
 		r.mu.Lock()
 		r.hits = append(r.hits, h)
 		status := http.StatusOK
