@@ -1,8 +1,11 @@
 package docs
 
 import (
+	"crypto/sha256"
 	"embed"
+	"encoding/base64"
 	"io/fs"
+	"net/http"
 	"path"
 	"slices"
 	"strings"
@@ -60,3 +63,55 @@ func Schema(name string) ([]byte, bool) {
 
 // AsyncAPI is the AsyncAPI document (YAML), as committed.
 func AsyncAPI() []byte { return slices.Clone(asyncAPI) }
+
+// SchemasHandler serves the schema files as GET /api/schemas/{name} (a route with a
+// {name} wildcard), and AsyncAPIHandler the AsyncAPI document as GET /api/asyncapi.yaml:
+// no credential (they hold no secret), cacheable for an hour and revalidated by their
+// ETag, so a generator or a producer's tooling can take them from any running server.
+// An unknown name is 404 in the JSON error format.
+func SchemasHandler() http.Handler {
+	files := map[string]published{}
+	for _, name := range SchemaNames() {
+		b, _ := Schema(name)
+		files[name] = publish(b, "application/schema+json")
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f, ok := files[r.PathValue("name")]
+		if !ok {
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("X-Content-Type-Options", "nosniff")
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = w.Write([]byte(`{"error":"not_found","message":"no such schema: the names are listed in the AsyncAPI document, /api/asyncapi.yaml"}`))
+			return
+		}
+		f.ServeHTTP(w, r)
+	})
+}
+
+// AsyncAPIHandler serves the AsyncAPI document: see SchemasHandler.
+func AsyncAPIHandler() http.Handler { return publish(asyncAPI, "application/yaml") }
+
+// published is one embedded file as served: its bytes, type and strong ETag.
+type published struct {
+	body        []byte
+	contentType string
+	etag        string
+}
+
+func publish(body []byte, contentType string) published {
+	sum := sha256.Sum256(body)
+	return published{body: body, contentType: contentType, etag: `"` + base64.RawURLEncoding.EncodeToString(sum[:16]) + `"`}
+}
+
+func (p published) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Cache-Control", "public, max-age=3600")
+	h.Set("ETag", p.etag)
+	h.Set("X-Content-Type-Options", "nosniff")
+	if r.Header.Get("If-None-Match") == p.etag {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	h.Set("Content-Type", p.contentType)
+	_, _ = w.Write(p.body)
+}
