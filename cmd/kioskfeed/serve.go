@@ -24,6 +24,7 @@ import (
 	"github.com/kioskfeed/kioskfeed/bridge"
 	"github.com/kioskfeed/kioskfeed/broker"
 	"github.com/kioskfeed/kioskfeed/config"
+	"github.com/kioskfeed/kioskfeed/docs"
 	"github.com/kioskfeed/kioskfeed/internal/httpx"
 	"github.com/kioskfeed/kioskfeed/pairing"
 	"github.com/kioskfeed/kioskfeed/pwa"
@@ -167,6 +168,7 @@ func serve(ctx context.Context, args []string, lookupEnv func(string) (string, b
 	auth.Register(mux)
 	adm.Register(mux)
 	br.Register(mux)
+	mux.Handle("GET /api/openapi.json", docs.OpenAPIHandler())
 	app, err := pwa.New(pwa.Config{Name: "kioskfeed", Logger: log.With(slog.String("component", "pwa"))})
 	if err != nil {
 		return err
