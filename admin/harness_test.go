@@ -18,6 +18,7 @@ import (
 	"github.com/kioskfeed/kioskfeed/admin"
 	"github.com/kioskfeed/kioskfeed/broker"
 	"github.com/kioskfeed/kioskfeed/broker/brokertest"
+	"github.com/kioskfeed/kioskfeed/internal/apitest"
 	"github.com/kioskfeed/kioskfeed/internal/httpx"
 	"github.com/kioskfeed/kioskfeed/pairing"
 	"github.com/kioskfeed/kioskfeed/pairing/pairingtest"
@@ -119,7 +120,7 @@ func startService(t *testing.T, b *broker.Broker, keys []*ecdsa.PrivateKey, mod 
 	broker.NewAPI(b, s.ad).Register(mux)
 	a.Register(mux)
 	s.ad.Register(mux)
-	srv.Config.Handler = httpx.JSONErrors(mux)
+	srv.Config.Handler = apitest.Handler(t, httpx.JSONErrors(mux))
 	srv.Start()
 	t.Cleanup(srv.Close)
 	return s

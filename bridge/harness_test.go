@@ -19,6 +19,7 @@ import (
 	"github.com/kioskfeed/kioskfeed/bridge/bridgetest"
 	"github.com/kioskfeed/kioskfeed/broker"
 	"github.com/kioskfeed/kioskfeed/broker/brokertest"
+	"github.com/kioskfeed/kioskfeed/internal/apitest"
 	"github.com/kioskfeed/kioskfeed/pairing"
 	"github.com/kioskfeed/kioskfeed/pairing/pairingtest"
 )
@@ -102,7 +103,7 @@ func startStack(t testing.TB, o stackOpts) *stack {
 	auth.Register(mux)
 	adm.Register(mux)
 	br.Register(mux)
-	srv.Config.Handler = mux
+	srv.Config.Handler = apitest.Handler(t, mux)
 	srv.Config.ReadHeaderTimeout = 2 * time.Second
 	srv.Start()
 	s := &stack{Server: srv, b: o.broker, auth: auth, br: br, wsURL: "ws" + strings.TrimPrefix(public, "http") + "/ws", origin: public, public: public}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/kioskfeed/kioskfeed/broker"
 	"github.com/kioskfeed/kioskfeed/broker/brokertest"
+	"github.com/kioskfeed/kioskfeed/internal/apitest"
 	"github.com/kioskfeed/kioskfeed/internal/httpx"
 )
 
@@ -37,7 +38,7 @@ func startAPI(t *testing.T, b *broker.Broker) *apiServer {
 	mux := http.NewServeMux()
 	broker.NewAPI(b, staticAdmin{}).Register(mux)
 	b.RegisterHealth(mux)
-	srv := httptest.NewServer(mux)
+	srv := httptest.NewServer(apitest.Handler(t, mux))
 	t.Cleanup(srv.Close)
 	return &apiServer{Server: srv, b: b}
 }

@@ -31,6 +31,10 @@ func TestMain(m *testing.M) {
 	shared = s
 	code := m.Run()
 	stop()
+	for _, err := range s.takeAPIFailures() {
+		fmt.Fprintln(os.Stderr, "apitest (the examples' server):", err)
+		code = 1
+	}
 	os.Exit(code)
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/kioskfeed/kioskfeed/admin"
 	"github.com/kioskfeed/kioskfeed/bridge"
 	"github.com/kioskfeed/kioskfeed/broker"
+	"github.com/kioskfeed/kioskfeed/internal/apitest"
 	"github.com/kioskfeed/kioskfeed/pairing"
 )
 
@@ -51,6 +52,18 @@ type testServer struct {
 	br  *bridge.Bridge
 	adm *admin.Admin
 	h   atomic.Pointer[http.ServeMux]
+
+	// apiFailures are the exchanges docs/openapi.json does not allow (internal/apitest).
+	apiFailures []error
+}
+
+// takeAPIFailures returns the contract failures seen so far and forgets them.
+func (s *testServer) takeAPIFailures() []error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := s.apiFailures
+	s.apiFailures = nil
+	return f
 }
 
 // newServer starts a server; stop ends it. It takes no testing.TB so that TestMain can
@@ -79,8 +92,16 @@ func newServer(opts serverOpts) (s *testServer, stop func(), err error) {
 	cleanups = append(cleanups, func() { _ = b.Close(context.Background()) })
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	s = &testServer{b: b, opts: opts}
-	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	v, err := apitest.Default()
+	if err != nil {
+		return nil, nil, err
+	}
+	s.srv = httptest.NewUnstartedServer(v.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.h.Load().ServeHTTP(w, r)
+	}), func(err error) {
+		s.mu.Lock()
+		s.apiFailures = append(s.apiFailures, err)
+		s.mu.Unlock()
 	}))
 	s.URL = "http://" + s.srv.Listener.Addr().String()
 	s.auth, err = pairing.New(context.Background(), pairing.Config{
@@ -110,6 +131,11 @@ func startServer(tb testing.TB, opts serverOpts) *testServer {
 	if err != nil {
 		tb.Fatalf("start server: %v", err)
 	}
+	tb.Cleanup(func() { // after stop
+		for _, err := range s.takeAPIFailures() {
+			tb.Errorf("apitest: %v", err)
+		}
+	})
 	tb.Cleanup(stop)
 	return s
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/kioskfeed/kioskfeed/broker"
 	"github.com/kioskfeed/kioskfeed/broker/brokertest"
+	"github.com/kioskfeed/kioskfeed/internal/apitest"
 	"github.com/kioskfeed/kioskfeed/internal/httpx"
 	"github.com/kioskfeed/kioskfeed/pairing"
 	"github.com/kioskfeed/kioskfeed/pairing/pairingtest"
@@ -73,7 +74,7 @@ func startService(t *testing.T, b *broker.Broker, keys []*ecdsa.PrivateKey, mod 
 	// package's, and tested there).
 	mux := http.NewServeMux()
 	a.Register(mux)
-	srv.Config.Handler = httpx.JSONErrors(mux)
+	srv.Config.Handler = apitest.Handler(t, httpx.JSONErrors(mux))
 	srv.Start()
 	t.Cleanup(srv.Close)
 	return s

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/kioskfeed/kioskfeed/internal/apitest"
 )
 
 // syncBuffer is an io.Writer that tests read while run writes.
@@ -98,7 +100,7 @@ func (s *served) call(t *testing.T, method, path, auth, body string) (int, map[s
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := apitest.Client(t).Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
 	}
