@@ -48,7 +48,8 @@ Commands (each talks to a running kioskfeed over its HTTP API):
 Flags of every command:
   --url URL      kioskfeed's URL (env KIOSKFEED_PUBLIC_URL, default http://localhost:8080)
   --token T      an admin token (env KIOSKFEED_ADMIN_TOKEN)
-  --json         print the raw JSON answer
+  --json         print the API's JSON answers as received, one a line, and a
+                 refusal's error document too (README: "Output for scripts")
 `
 
 // adminCommands are the commands adminUsage lists, a second word after the first
@@ -166,7 +167,9 @@ func adminCmd(ctx context.Context, args []string, lookupEnv func(string) (string
 		if err := c.call(ctx, "DELETE", "/api/admin/devices/"+url.PathEscape(id), nil, http.StatusNoContent, nil); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "revoked %s\n", id)
+		if !c.json { // a 204 has no document to print
+			fmt.Fprintf(stdout, "revoked %s\n", id)
+		}
 		return nil
 	case "requests":
 		var reqs []map[string]any
@@ -210,7 +213,9 @@ func adminCmd(ctx context.Context, args []string, lookupEnv func(string) (string
 		if err := c.call(ctx, "POST", "/api/admin/pair-requests/"+url.PathEscape(code)+"/deny", nil, http.StatusNoContent, nil); err != nil {
 			return err
 		}
-		fmt.Fprintln(stdout, "denied: the tablet shows a new code")
+		if !c.json { // a 204 has no document to print
+			fmt.Fprintln(stdout, "denied: the tablet shows a new code")
+		}
 		return nil
 	case "audit":
 		q := url.Values{"limit": {strconv.Itoa(*limit)}}
@@ -232,9 +237,15 @@ func adminCmd(ctx context.Context, args []string, lookupEnv func(string) (string
 		if err := c.call(ctx, "POST", "/api/admin/password", map[string]any{"password": pw}, http.StatusNoContent, nil); err != nil {
 			return err
 		}
-		if *password == "" {
+		switch {
+		case c.json && *password == "":
+			// The API answers 204; the password this command chose is the one thing
+			// to print, and a script must get it.
+			return json.NewEncoder(stdout).Encode(map[string]string{"password": pw})
+		case c.json:
+		case *password == "":
 			fmt.Fprintf(stdout, "new dashboard password: %s\nIt is shown this once; every dashboard session has ended.\n", pw)
-		} else {
+		default:
 			fmt.Fprintln(stdout, "dashboard password set; every dashboard session has ended")
 		}
 		return nil
@@ -259,7 +270,9 @@ func adminCmd(ctx context.Context, args []string, lookupEnv func(string) (string
 		if err := c.call(ctx, "DELETE", "/api/admin/tokens/"+url.PathEscape(id), nil, http.StatusNoContent, nil); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "revoked admin token %s\n", id)
+		if !c.json { // a 204 has no document to print
+			fmt.Fprintf(stdout, "revoked admin token %s\n", id)
+		}
 		return nil
 	case "producer-key create":
 		var key map[string]any
@@ -286,7 +299,9 @@ func adminCmd(ctx context.Context, args []string, lookupEnv func(string) (string
 		if err := c.call(ctx, "DELETE", "/api/admin/producer-keys/"+url.PathEscape(id), nil, http.StatusNoContent, nil); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "deleted producer key %s\n", id)
+		if !c.json { // a 204 has no document to print
+			fmt.Fprintf(stdout, "deleted producer key %s\n", id)
+		}
 		return nil
 	default:
 		if handled, err := adminFleetCmd(ctx, c, fs, cmd, positional, *feed, *name, ff, stdout); handled {
@@ -332,13 +347,15 @@ func (c *adminClient) call(ctx context.Context, method, path string, body any, w
 	if resp.StatusCode != want {
 		var e struct{ Error, Message string }
 		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
+			if c.json {
+				_ = c.printJSON(raw) // the refusal's document too: a script reads .error
+			}
 			return fmt.Errorf("refused (%d %s): %s", resp.StatusCode, escapeCell(e.Error), escapeCell(e.Message))
 		}
 		return fmt.Errorf("refused: HTTP %d", resp.StatusCode)
 	}
 	if c.json && len(raw) > 0 {
-		_, err := c.stdout.Write(raw)
-		return err
+		return c.printJSON(raw)
 	}
 	if out != nil {
 		if err := json.Unmarshal(raw, out); err != nil {
@@ -347,6 +364,9 @@ func (c *adminClient) call(ctx context.Context, method, path string, body any, w
 	}
 	return nil
 }
+
+// printJSON prints one document of the API as received, one a line (printJSONLine).
+func (c *adminClient) printJSON(raw []byte) error { return printJSONLine(c.stdout, raw) }
 
 // table prints rows with the given columns, aligned.
 func (c *adminClient) table(rows []map[string]any, cols ...string) error {

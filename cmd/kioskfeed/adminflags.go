@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 )
 
@@ -21,7 +24,7 @@ func newAdminClient(fs *flag.FlagSet, lookupEnv func(string) (string, bool), std
 	c := &adminClient{stdout: stdout}
 	fs.StringVar(&c.base, "url", envOr("KIOSKFEED_PUBLIC_URL", "http://localhost:8080"), "kioskfeed's URL")
 	fs.StringVar(&c.token, "token", envOr("KIOSKFEED_ADMIN_TOKEN", ""), "admin token")
-	fs.BoolVar(&c.json, "json", false, "print the raw JSON answer")
+	fs.BoolVar(&c.json, "json", false, "print the API's JSON answer as received, one document a line; a refusal's error document too")
 	return c
 }
 
@@ -43,4 +46,17 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 		positional = append(positional, fs.Arg(0))
 		rest = fs.Args()[1:]
 	}
+}
+
+// printJSONLine prints one JSON document as received, on one line (json.Compact keeps
+// every field and value and drops only the whitespace between them), so that a script
+// reads one document per line whatever the server's formatting: what --json prints.
+func printJSONLine(w io.Writer, raw []byte) error {
+	var b bytes.Buffer
+	if err := json.Compact(&b, raw); err != nil {
+		return fmt.Errorf("unreadable answer: %w", err)
+	}
+	b.WriteByte('\n')
+	_, err := w.Write(b.Bytes())
+	return err
 }

@@ -40,7 +40,9 @@ func adminSchedule(ctx context.Context, c *adminClient, feed, setFile string, de
 		if err := c.call(ctx, "DELETE", path, nil, http.StatusNoContent, nil); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "deleted the schedule of feed %q: its tablets stay awake\n", feed)
+		if !c.json { // a 204 has no document to print
+			fmt.Fprintf(stdout, "deleted the schedule of feed %q: its tablets stay awake\n", feed)
+		}
 		return nil
 	}
 	var ans scheduleAnswer

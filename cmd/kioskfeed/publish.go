@@ -22,7 +22,10 @@ import (
 )
 
 // publishCmd sends one event, as a producer would: over HTTP with a producer key, or
-// over NATS with --nats. It prints the answer as JSON.
+// over NATS with --nats. It prints the answer as JSON: by default the fields it knows
+// (id, seq, duplicate...), with --json the API's answer as received, on one line, and
+// the API's error document too when it refuses (over NATS, where there is no API
+// answer, the same fields as the API's, from the JetStream acknowledgement).
 func publishCmd(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("kioskfeed publish", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -40,6 +43,7 @@ func publishCmd(ctx context.Context, args []string, lookupEnv func(string) (stri
 	key := fs.String("key", "", "producer key (default: env KIOSKFEED_PRODUCER_KEY)")
 	overNATS := fs.Bool("nats", false, "publish over NATS instead of HTTP")
 	natsURL := fs.String("nats-url", "nats://127.0.0.1:4222", "NATS URL for --nats (user:password@ may be in it)")
+	asJSON := fs.Bool("json", false, "print the API's JSON answer as received, one line; a refusal's error document too (on stdout, besides the message on stderr)")
 	dataDir := fs.String("data-dir", envOr("KIOSKFEED_DATA_DIR", "./data"), "with --nats and no password in --nats-url: read the embedded server's producer password from here")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -63,6 +67,7 @@ func publishCmd(ctx context.Context, args []string, lookupEnv func(string) (stri
 	defer cancel()
 
 	var res broker.PublishResult
+	var answer []byte
 	var err error
 	if *overNATS {
 		res, err = publishNATS(ctx, *natsURL, *dataDir, *feed, in)
@@ -70,7 +75,13 @@ func publishCmd(ctx context.Context, args []string, lookupEnv func(string) (stri
 		if *key == "" {
 			*key, _ = lookupEnv("KIOSKFEED_PRODUCER_KEY")
 		}
-		res, err = publishHTTP(ctx, *base, *key, *feed, in)
+		res, answer, err = publishHTTP(ctx, *base, *key, *feed, in)
+	}
+	if *asJSON && len(answer) > 0 {
+		if perr := printJSONLine(stdout, answer); err == nil {
+			err = perr
+		}
+		return err
 	}
 	if err != nil {
 		return err
@@ -78,39 +89,41 @@ func publishCmd(ctx context.Context, args []string, lookupEnv func(string) (stri
 	return json.NewEncoder(stdout).Encode(res)
 }
 
-func publishHTTP(ctx context.Context, base, key, feed string, in broker.EventInput) (broker.PublishResult, error) {
+// publishHTTP posts in and returns the answer, and its body as received (the error
+// document of a refusal; nil when no answer came).
+func publishHTTP(ctx context.Context, base, key, feed string, in broker.EventInput) (broker.PublishResult, []byte, error) {
 	if key == "" {
-		return broker.PublishResult{}, usageError{"a producer key is needed: --key or KIOSKFEED_PRODUCER_KEY (an admin makes one with POST /api/admin/producer-keys)"}
+		return broker.PublishResult{}, nil, usageError{"a producer key is needed: --key or KIOSKFEED_PRODUCER_KEY (an admin makes one with POST /api/admin/producer-keys)"}
 	}
 	body, err := json.Marshal(in)
 	if err != nil {
-		return broker.PublishResult{}, fmt.Errorf("--data is not a JSON object: %w", err)
+		return broker.PublishResult{}, nil, fmt.Errorf("--data is not a JSON object: %w", err)
 	}
 	u := strings.TrimRight(base, "/") + "/api/feeds/" + url.PathEscape(feed) + "/events"
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
 	if err != nil {
-		return broker.PublishResult{}, fmt.Errorf("--url: %w", err)
+		return broker.PublishResult{}, nil, fmt.Errorf("--url: %w", err)
 	}
 	req.Header.Set("Authorization", "Bearer "+key)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return broker.PublishResult{}, fmt.Errorf("publish: %w", err)
+		return broker.PublishResult{}, nil, fmt.Errorf("publish: %w", err)
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode != http.StatusAccepted {
 		var e struct{ Error, Message string }
 		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
-			return broker.PublishResult{}, fmt.Errorf("publish refused (%d %s): %s", resp.StatusCode, e.Error, e.Message)
+			return broker.PublishResult{}, raw, fmt.Errorf("publish refused (%d %s): %s", resp.StatusCode, e.Error, e.Message)
 		}
-		return broker.PublishResult{}, fmt.Errorf("publish refused: HTTP %d", resp.StatusCode)
+		return broker.PublishResult{}, nil, fmt.Errorf("publish refused: HTTP %d", resp.StatusCode)
 	}
 	var res broker.PublishResult
 	if err := json.Unmarshal(raw, &res); err != nil {
-		return res, fmt.Errorf("publish: unreadable answer: %w", err)
+		return res, raw, fmt.Errorf("publish: unreadable answer: %w", err)
 	}
-	return res, nil
+	return res, raw, nil
 }
 
 // publishConnectTimeout bounds "kioskfeed publish --nats"'s connection to NATS.

@@ -13,7 +13,7 @@ const usage = `kioskfeed: a live feed for public wall tablets, with no credentia
 
 Usage:
   kioskfeed serve [--demo] [config flags]   run everything (embedded NATS unless --nats-url)
-  kioskfeed publish --feed F --kind K --data JSON|@file [--id ID] [--url URL]
+  kioskfeed publish --feed F --kind K --data JSON|@file [--id ID] [--url URL] [--json]
                                             publish one event over HTTP (producer key in
                                             KIOSKFEED_PRODUCER_KEY or --key), or --nats
   kioskfeed admin <command>                 pair devices, revoke, audit, tokens, producer keys
