@@ -169,6 +169,8 @@ func serve(ctx context.Context, args []string, lookupEnv func(string) (string, b
 	adm.Register(mux)
 	br.Register(mux)
 	mux.Handle("GET /api/openapi.json", docs.OpenAPIHandler())
+	mux.Handle("GET /api/schemas/{name}", docs.SchemasHandler())
+	mux.Handle("GET /api/asyncapi.yaml", docs.AsyncAPIHandler())
 	app, err := pwa.New(pwa.Config{Name: "kioskfeed", Logger: log.With(slog.String("component", "pwa"))})
 	if err != nil {
 		return err

@@ -319,3 +319,29 @@ func TestAsyncAPINamesEverySchema(t *testing.T) {
 		t.Errorf("components.messages has %d messages, want %d", len(doc.Components.Messages), len(wantSchema))
 	}
 }
+
+// TestAsyncAPIHasNoLostText: every description the YAML carries reaches its reader
+// whole (an unquoted " #" would start a YAML comment and cut it short).
+func TestAsyncAPIHasNoLostText(t *testing.T) {
+	var doc any
+	if err := yaml.Unmarshal(docs.AsyncAPI(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, x := range v {
+				if s, ok := x.(string); ok && (k == "description" || k == "summary") && strings.Count(s, "(") != strings.Count(s, ")") {
+					t.Errorf("%s %q is cut short (quote it)", k, s)
+				}
+				walk(x)
+			}
+		case []any:
+			for _, x := range v {
+				walk(x)
+			}
+		}
+	}
+	walk(doc)
+}
