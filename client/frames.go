@@ -18,6 +18,13 @@ import (
 // The frame layer of a Conn: reading whole text messages with their bounds, answering
 // control frames, classifying how a stream ended, and writing masked frames.
 
+// frameCheck, when set, sees every text message a Conn reads (toServer false) before
+// it is decoded, and every one it writes (toServer true) before it is sent; an error
+// fails the socket as a malformed message would. Only the client's tests set it
+// (export_test.go), to check each frame against the protocol's JSON Schemas; it is nil
+// otherwise, and costs a nil check.
+var frameCheck func(c *Conn, toServer bool, payload []byte) error
+
 // read returns the next text message by deadline, answering control frames.
 func (c *Conn) read(deadline time.Time) (*wireMsg, error) {
 	if c.err != nil {
@@ -47,6 +54,11 @@ func (c *Conn) read(deadline time.Time) (*wireMsg, error) {
 		payload, err := c.payload(hdr)
 		if err != nil {
 			return nil, c.fail(err)
+		}
+		if frameCheck != nil {
+			if err := frameCheck(c, false, payload); err != nil {
+				return nil, c.fail(err)
+			}
 		}
 		var m wireMsg
 		if err := json.Unmarshal(payload, &m); err != nil {
@@ -117,6 +129,11 @@ func (c *Conn) fail(err error) error {
 // write sends one masked frame in a single write, so the server never waits for a
 // payload after its header.
 func (c *Conn) write(op ws.OpCode, payload []byte) error {
+	if op == ws.OpText && frameCheck != nil {
+		if err := frameCheck(c, true, payload); err != nil {
+			return err
+		}
+	}
 	h := ws.Header{Fin: true, OpCode: op, Masked: true, Mask: ws.NewMask(), Length: int64(len(payload))}
 	var b bytes.Buffer
 	b.Grow(ws.HeaderSize(h) + len(payload))

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kioskfeed/kioskfeed/client"
+	"github.com/kioskfeed/kioskfeed/internal/schematest"
 )
 
 // shared is the server the examples run against (they take no testing.T).
@@ -29,7 +30,8 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	shared = s
-	code := m.Run()
+	client.SetFrameCheck(checkFrame) // every frame to and from a real server (schema_test.go)
+	code := schematest.Main(m.Run)   // fails the run if any frame failed its schema
 	stop()
 	for _, err := range s.takeAPIFailures() {
 		fmt.Fprintln(os.Stderr, "apitest (the examples' server):", err)

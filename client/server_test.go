@@ -104,6 +104,7 @@ func newServer(opts serverOpts) (s *testServer, stop func(), err error) {
 		s.mu.Unlock()
 	}))
 	s.URL = "http://" + s.srv.Listener.Addr().String()
+	realServers.Store(s.srv.Listener.Addr().String(), true) // its frames are schema-checked
 	s.auth, err = pairing.New(context.Background(), pairing.Config{
 		PublicURL: s.URL, SigningKeys: []*ecdsa.PrivateKey{key},
 		TokenTTL: opts.tokenTTL, PairBurst: 10000, Now: b.Now, // each new key pairs with two calls (nonce)
