@@ -85,6 +85,7 @@ type Authority struct {
 	b        *broker.Broker
 	log      *slog.Logger
 	tokens   *TokenIssuer
+	known    *knownShare // the tokens' known digests, shared (knownshare.go)
 	verifier *dpop.Verifier
 	nonces   *dpop.NonceSource
 	devices  *Registry
@@ -169,6 +170,12 @@ func New(ctx context.Context, cfg Config, b *broker.Broker) (*Authority, error) 
 	// A tablet polls every 5 s (RFC 8628): this bounds only a script.
 	a.pollLimit = newPrefixLimiter(200*time.Millisecond, 120, bits, cfg.Now)
 	a.guessLimit = newPrefixLimiter(codeGuessEvery, codeGuessBurst, bits, cfg.Now)
+	// Last: the only part with goroutines besides the registry's.
+	if a.known, err = newKnownShare(ctx, b, a.tokens.known, a.tokens.ttl+a.tokens.leeway, cfg.Now, a.log); err != nil {
+		a.devices.stop()
+		return nil, err
+	}
+	a.tokens.issued = a.known.offer
 	return a, nil
 }
 
@@ -176,8 +183,11 @@ func New(ctx context.Context, cfg Config, b *broker.Broker) (*Authority, error) 
 // admin device list.
 func (a *Authority) Devices() *Registry { return a.devices }
 
-// Close stops the registry's watcher.
-func (a *Authority) Close() { a.devices.stop() }
+// Close stops the registry's watcher and the known tokens' sharing.
+func (a *Authority) Close() {
+	a.devices.stop()
+	a.known.stop()
+}
 
 // DeriveKey derives an n-byte secret for one purpose from a signing key (HKDF-SHA256
 // over its private scalar), so that every instance sharing the key file shares it.

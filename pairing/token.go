@@ -114,6 +114,8 @@ type TokenIssuer struct {
 	set     jwk.Set                     // the published key set
 	jwks    []byte
 	known   *knownTokens // tokens whose signature is known good (tokencache.go)
+	// issued, when set, is told of each token signed (knownshare.go).
+	issued func(d tokenDigest, until time.Time)
 }
 
 // AccessClaims are the checked claims of a verified access token.
@@ -241,8 +243,13 @@ func (t *TokenIssuer) Issue(deviceID, feed, jkt string) (string, time.Time, erro
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("issue token: sign: %w", err)
 	}
-	// Signed here: its first handshake need not check the signature (tokencache.go).
-	t.known.add(digestToken(string(signed)), exp.Add(t.leeway), iat)
+	// Signed here: its first handshake need not check the signature (tokencache.go),
+	// on this instance or, once shared, on any (knownshare.go).
+	d, until := digestToken(string(signed)), exp.Add(t.leeway)
+	t.known.add(d, until, iat)
+	if t.issued != nil {
+		t.issued(d, until)
+	}
 	return string(signed), exp, nil
 }
 

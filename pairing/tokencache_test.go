@@ -89,7 +89,9 @@ func TestKnownTokensAreBounded(t *testing.T) {
 	k.max = 64
 	now := time.Unix(1_800_000_000, 0)
 	k.swept = now
-	d := func(i int) tokenDigest { return digestToken("token-" + string(rune('a'+i%26)) + strings.Repeat("x", i)) }
+	d := func(i int) tokenDigest {
+		return digestToken("token-" + string(rune('a'+i%26)) + strings.Repeat("x", i))
+	}
 	for i := range 200 {
 		k.add(d(i), now.Add(time.Hour), now)
 		if n := k.len(); n > k.max {
