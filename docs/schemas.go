@@ -11,9 +11,10 @@ import (
 	"strings"
 )
 
-// SchemaBase is the base of the schemas' $id: each file's $id is SchemaBase and its
-// name, and their $refs are relative to it. It names them; it is not where they are
-// fetched from (they are embedded here, and the server may serve them itself).
+// SchemaBase is the base URI validators in this module load the schemas under (each
+// file as SchemaBase and its name). The files have no $id: their $refs are relative
+// ("defs.json#/$defs/seq"), so they resolve wherever the files are read from together
+// (docs/schemas/ in the repository, or /api/schemas/ on a running server).
 const SchemaBase = "https://github.com/kioskfeed/kioskfeed/docs/schemas/"
 
 // The JSON Schemas (draft 2020-12) of the socket's messages, one file per message type

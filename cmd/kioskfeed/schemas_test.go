@@ -2,9 +2,13 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/kioskfeed/kioskfeed/docs"
 	"github.com/kioskfeed/kioskfeed/internal/apitest"
@@ -43,4 +47,34 @@ func TestServesTheSchemas(t *testing.T) {
 	if resp, body := get("/api/schemas/nope.json"); resp.StatusCode != http.StatusNotFound || !bytes.Contains(body, []byte(`"error":"not_found"`)) {
 		t.Errorf("GET /api/schemas/nope.json: %d %s; want 404 not_found", resp.StatusCode, body)
 	}
+
+	// A validator given only the served address of server-message.json finds the rest
+	// beside it (relative $refs, no $id), and judges frames with it.
+	c := jsonschema.NewCompiler()
+	c.UseLoader(jsonschema.SchemeURLLoader{"http": httpLoader{client}})
+	sch, err := c.Compile(s.base + "/api/schemas/server-message.json")
+	if err != nil {
+		t.Fatalf("compile the served schemas: %v", err)
+	}
+	for frame, ok := range map[string]bool{`{"type":"synced","seq":3}`: true, `{"type":"synced","seq":3,"x":1}`: false, `{"type":"hello"}`: false} {
+		v, _ := jsonschema.UnmarshalJSON(strings.NewReader(frame))
+		if err := sch.Validate(v); (err == nil) != ok {
+			t.Errorf("served server-message.json on %s: %v, want valid %v", frame, err, ok)
+		}
+	}
+}
+
+// httpLoader loads a schema over HTTP, for the compiler.
+type httpLoader struct{ c *http.Client }
+
+func (l httpLoader) Load(url string) (any, error) {
+	resp, err := l.c.Get(url)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %d", url, resp.StatusCode)
+	}
+	return jsonschema.UnmarshalJSON(resp.Body)
 }

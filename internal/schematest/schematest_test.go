@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/santhosh-tekuri/jsonschema/v6"
 	"gopkg.in/yaml.v3"
 
 	"github.com/kioskfeed/kioskfeed/docs"
@@ -344,4 +345,26 @@ func TestAsyncAPIHasNoLostText(t *testing.T) {
 		}
 	}
 	walk(doc)
+}
+
+// TestSchemasLoadFromTheirFolder: a validator given the file docs/schemas/
+// server-message.json alone resolves the rest beside it (relative $refs, no $id).
+func TestSchemasLoadFromTheirFolder(t *testing.T) {
+	sch, err := jsonschema.NewCompiler().Compile(filepath.Join("..", "..", "docs", "schemas", "server-message.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range valid {
+		if tc.d != schematest.FromServer {
+			continue
+		}
+		v, _ := jsonschema.UnmarshalJSON(strings.NewReader(tc.frame))
+		if err := sch.Validate(v); err != nil {
+			t.Errorf("%s: %v", tc.frame, err)
+		}
+	}
+	v, _ := jsonschema.UnmarshalJSON(strings.NewReader(`{"type":"reset","x":1}`))
+	if sch.Validate(v) == nil {
+		t.Error("a reset with a member it lacks passed")
+	}
 }
