@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 
@@ -19,15 +20,25 @@ import (
 	"github.com/kioskfeed/kioskfeed/docs"
 )
 
-// maxBody bounds what is read of a request or an answer to validate it: a test that
-// sends a huge body on purpose still has it streamed to the server, unvalidated.
-const maxBody = 4 << 20
+// maxRequestBody bounds what is read of a request's body to validate it (the server
+// takes at most some 80 KiB): a test that sends a huge body on purpose still has it
+// streamed to the server, unvalidated. maxBody bounds what is kept of an answer.
+const (
+	maxRequestBody = 1 << 20
+	maxBody        = 4 << 20
+)
 
 // Validator checks exchanges against one OpenAPI document.
 type Validator struct {
 	doc    *openapi3.T
 	router routers.Router
+	seen   sync.Map // "METHOD /path/template status" → true, for SeenEnv
 }
+
+// SeenEnv names a file to which each validator appends every documented operation and
+// status it saw answered, once per process: concatenated over the suites, it shows
+// which answers of the document no test exercises.
+const SeenEnv = "KIOSKFEED_APITEST_SEEN"
 
 var registerDecoders sync.Once
 
@@ -60,7 +71,7 @@ var Default = sync.OnceValues(func() (*Validator, error) { return New(docs.OpenA
 type Exchange struct {
 	Request *http.Request
 	// RequestBody is the body the request carried; BodyTooLarge says it was over
-	// maxBody, and is then not validated.
+	// maxRequestBody, and is then not validated.
 	RequestBody  []byte
 	BodyTooLarge bool
 	Status       int
@@ -123,6 +134,7 @@ func (v *Validator) Check(x Exchange) error {
 	reqErr := openapi3filter.ValidateRequest(context.Background(), in)
 	out := &openapi3filter.ResponseValidationInput{RequestValidationInput: in, Status: x.Status, Header: x.Header, Options: opts}
 	out.SetBodyBytes(x.Body)
+	v.markSeen(route, x.Status)
 	if err := openapi3filter.ValidateResponse(context.Background(), out); err != nil {
 		return fmt.Errorf("%s: the answer does not follow docs/openapi.json: %s", where, reason(err))
 	}
@@ -130,6 +142,23 @@ func (v *Validator) Check(x Exchange) error {
 		return fmt.Errorf("%s: the server accepted a request docs/openapi.json refuses: %s", where, reason(reqErr))
 	}
 	return nil
+}
+
+func (v *Validator) markSeen(route *routers.Route, status int) {
+	file := os.Getenv(SeenEnv)
+	if file == "" {
+		return
+	}
+	key := fmt.Sprintf("%s %s %d", route.Method, route.Path, status)
+	if _, dup := v.seen.LoadOrStore(key, true); dup {
+		return
+	}
+	f, err := os.OpenFile(file, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	_, _ = fmt.Fprintln(f, key)
 }
 
 // checkError checks that an answer is the error format with the given code.

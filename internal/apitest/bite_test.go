@@ -3,6 +3,7 @@ package apitest_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -124,5 +125,35 @@ func TestARemovedStatusFails(t *testing.T) {
 	err = exchange(t, without, unready, "GET", "/readyz", "", nil)
 	if err == nil || !strings.Contains(err.Error(), "GET /readyz → 503") || !strings.Contains(err.Error(), "status is not supported") {
 		t.Fatalf("without its 503, the validator said %v; want a failure naming GET /readyz → 503 and the status", err)
+	}
+}
+
+// spy is a testing.TB that keeps what would fail the test.
+type spy struct {
+	testing.TB
+	failures []string
+}
+
+func (s *spy) Errorf(format string, args ...any) {
+	s.failures = append(s.failures, fmt.Sprintf(format, args...))
+}
+
+// TestTheTransportBites: the client side reports what the server side does, for a
+// server a test cannot wrap.
+func TestTheTransportBites(t *testing.T) {
+	srv := httptest.NewServer(answer(200, `{"status":"ready","since":"5m"}`))
+	defer srv.Close()
+	tb := &spy{TB: t}
+	resp, err := apitest.Client(tb).Get(srv.URL + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(got) != `{"status":"ready","since":"5m"}` {
+		t.Fatalf("the caller read %q: the transport must hand on the body it checked", got)
+	}
+	if len(tb.failures) != 1 || !strings.Contains(tb.failures[0], "GET /readyz → 200") || !strings.Contains(tb.failures[0], "since") {
+		t.Fatalf("failures %q, want one naming GET /readyz → 200 and the extra field", tb.failures)
 	}
 }

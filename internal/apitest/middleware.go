@@ -81,18 +81,18 @@ func (v *Validator) Wrap(next http.Handler, fail func(error)) http.Handler {
 	})
 }
 
-// readBounded reads up to maxBody of r's body for the validator and leaves the body
+// readBounded reads up to maxRequestBody of r's body for the validator and leaves the body
 // whole for the handler.
 func readBounded(r *http.Request) (body []byte, tooLarge bool) {
 	if r.Body == nil || r.Body == http.NoBody {
 		return nil, false
 	}
-	head, _ := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	head, _ := io.ReadAll(io.LimitReader(r.Body, maxRequestBody+1))
 	r.Body = struct {
 		io.Reader
 		io.Closer
 	}{io.MultiReader(bytes.NewReader(head), r.Body), r.Body}
-	if len(head) > maxBody {
+	if len(head) > maxRequestBody {
 		return nil, true
 	}
 	return head, false
@@ -169,7 +169,7 @@ func (t *transport) RoundTrip(r *http.Request) (*http.Response, error) {
 	var body []byte
 	tooLarge := false
 	if r.Body != nil && r.Body != http.NoBody {
-		head, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+		head, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBody+1))
 		if err != nil {
 			return nil, err
 		}
@@ -179,7 +179,7 @@ func (t *transport) RoundTrip(r *http.Request) (*http.Response, error) {
 			io.Closer
 		}{io.MultiReader(bytes.NewReader(head), r.Body), r.Body}
 		r = r2
-		if len(head) > maxBody {
+		if len(head) > maxRequestBody {
 			tooLarge = true
 		} else {
 			body = head
