@@ -95,3 +95,6 @@ func SetStorm(tb testing.TB, storm, calm uint64) {
 func (br *Bridge) MemReleases() (releases, ticks uint64) {
 	return br.memReleases.Load(), br.releaseTicks.Load()
 }
+
+// InstanceID is the instance's key in BucketInstances.
+func (br *Bridge) InstanceID() string { return br.leases.instance }

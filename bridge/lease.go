@@ -143,6 +143,8 @@ func (l *leases) upkeep() {
 			ctx, cancel := context.WithTimeout(context.Background(), ttl/3)
 			l.br.checkEpoch(ctx)
 			cancel()
+		case broker.IsKVConflict(err) && l.adoptLateRenewal():
+			// A renewal that timed out was applied after all: the key stands, ours.
 		case broker.IsKVConflict(err) || errors.Is(err, jetstream.ErrKeyNotFound):
 			// Others may have taken us for dead and taken over leases. Come back to
 			// life first, so no new takeover starts, then keep only the sockets whose
@@ -172,6 +174,32 @@ func (l *leases) upkeep() {
 			}
 		}
 	}
+}
+
+// adoptLateRenewal handles a renewal refused for its revision: when NATS is slow (a
+// JetStream cluster saturated by a killed instance's takeovers), a renewal can time out
+// here and still be applied, so the next one names a revision that is no longer the
+// key's. No other instance ever writes this instance's key, so a key that stands is
+// ours: its revision is taken and renewal goes on, where closing every socket would
+// only add a reconnect storm to the load. It reports false when the key is gone or
+// cannot be read (the caller then comes back to life and checks every lease).
+func (l *leases) adoptLateRenewal() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), l.br.cfg.LeaseTTL/3)
+	defer cancel()
+	e, err := l.inst.Get(ctx, l.instance)
+	if err != nil {
+		return false
+	}
+	l.mu.Lock()
+	adopt := e.Revision() > l.instRev
+	if adopt {
+		l.instRev, l.renewed = e.Revision(), e.Created()
+	}
+	l.mu.Unlock()
+	if adopt {
+		l.br.log.Info("instance liveness: a renewal that timed out was applied; going on from it", slog.String("instance", l.instance))
+	}
+	return adopt
 }
 
 // restore handles a NATS that came back without the lease buckets (memory storage is
