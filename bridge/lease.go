@@ -168,7 +168,7 @@ func (l *leases) upkeep() {
 			l.mu.Lock()
 			lapsed := now.Sub(l.renewed) >= ttl
 			l.mu.Unlock()
-			if lapsed {
+			if lapsed && !l.adoptLateRenewal() {
 				l.br.log.Warn("cannot renew instance liveness; closing every socket", slog.String("error", err.Error()))
 				l.br.closeAll(reasonBrokerDown)
 			}
@@ -181,8 +181,10 @@ func (l *leases) upkeep() {
 // here and still be applied, so the next one names a revision that is no longer the
 // key's. No other instance ever writes this instance's key, so a key that stands is
 // ours: its revision is taken and renewal goes on, where closing every socket would
-// only add a reconnect storm to the load. It reports false when the key is gone or
-// cannot be read (the caller then comes back to life and checks every lease).
+// only add a reconnect storm to the load. The same holds when renewals have timed out
+// for a whole TTL: a key that still stands at a newer revision was renewed within it.
+// It reports false when the key is gone, not newer, or cannot be read (the caller then
+// comes back to life and checks every lease, or closes every socket).
 func (l *leases) adoptLateRenewal() bool {
 	ctx, cancel := context.WithTimeout(context.Background(), l.br.cfg.LeaseTTL/3)
 	defer cancel()
