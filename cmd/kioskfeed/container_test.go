@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -63,15 +64,24 @@ func requireContainerTools(t *testing.T) {
 	}
 }
 
-// buildImage builds the image through `go tool task image`, as an operator would.
+// buildImage builds the image through the Taskfile's image task, as an operator would:
+// with the go-task that runs test:container (KIOSKFEED_TASK, its TASK_EXE), else with
+// the pinned one, `go tool task` (from tools/go.mod when the tools are kept there).
 func buildImage(t *testing.T, tag string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "tool", "task", "image", "TAG="+tag)
+	name, args := "go", []string{"tool", "task"}
+	if _, err := os.Stat("../../tools/go.mod"); err == nil {
+		args = []string{"tool", "-modfile=tools/go.mod", "task"}
+	}
+	if exe := os.Getenv("KIOSKFEED_TASK"); exe != "" {
+		name, args = exe, nil
+	}
+	cmd := exec.CommandContext(ctx, name, append(args, "image", "TAG="+tag)...)
 	cmd.Dir = "../.."
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go tool task image TAG=%s: %v\n%s", tag, err, out)
+		t.Fatalf("%s %s image TAG=%s: %v\n%s", name, strings.Join(args, " "), tag, err, out)
 	}
 }
 
