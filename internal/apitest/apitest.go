@@ -32,6 +32,7 @@ const (
 type Validator struct {
 	doc    *openapi3.T
 	router routers.Router
+	bodies *bodies
 	seen   sync.Map // "METHOD /path/template status" → true, for SeenEnv
 }
 
@@ -61,7 +62,11 @@ func New(spec []byte) (*Validator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("route the OpenAPI document: %w", err)
 	}
-	return &Validator{doc: doc, router: router}, nil
+	b, err := newBodies(spec)
+	if err != nil {
+		return nil, fmt.Errorf("read the OpenAPI document's schemas: %w", err)
+	}
+	return &Validator{doc: doc, router: router, bodies: b}, nil
 }
 
 // Default is the validator of docs/openapi.json, loaded once.
@@ -125,18 +130,31 @@ func (v *Validator) Check(x Exchange) error {
 		}
 		return nil
 	}
+	// JSON bodies are checked here with schemas compiled once (bodies.go); the rest,
+	// by kin-openapi.
+	jsonRequest := isJSON(r.Header.Get("Content-Type"))
+	jsonAnswer := isJSON(x.Header.Get("Content-Type"))
 	opts := &openapi3filter.Options{
 		IncludeResponseStatus: true,
-		ExcludeRequestBody:    x.BodyTooLarge,
+		ExcludeRequestBody:    x.BodyTooLarge || jsonRequest,
+		ExcludeResponseBody:   jsonAnswer,
 		AuthenticationFunc:    credentialPresent,
 	}
 	in := &openapi3filter.RequestValidationInput{Request: cloneWithBody(r, x.RequestBody), PathParams: params, Route: route, Options: opts}
 	reqErr := openapi3filter.ValidateRequest(context.Background(), in)
+	if reqErr == nil && jsonRequest && !x.BodyTooLarge {
+		reqErr = v.bodies.checkRequestBody(route, r, x.RequestBody)
+	}
 	out := &openapi3filter.ResponseValidationInput{RequestValidationInput: in, Status: x.Status, Header: x.Header, Options: opts}
 	out.SetBodyBytes(x.Body)
 	v.markSeen(route, x.Status)
 	if err := openapi3filter.ValidateResponse(context.Background(), out); err != nil {
 		return fmt.Errorf("%s: the answer does not follow docs/openapi.json: %s", where, reason(err))
+	}
+	if jsonAnswer {
+		if err := v.bodies.checkResponseBody(route, x.Status, x.Header.Get("Content-Type"), x.Body); err != nil {
+			return fmt.Errorf("%s: the answer does not follow docs/openapi.json: %s", where, truncate(err.Error(), 1500))
+		}
 	}
 	if reqErr != nil && (x.Status < 400 || x.Status >= 500) {
 		return fmt.Errorf("%s: the server accepted a request docs/openapi.json refuses: %s", where, reason(reqErr))
