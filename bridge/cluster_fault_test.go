@@ -21,7 +21,7 @@ import (
 
 // These tests run kioskfeed instances against a real 3-node JetStream cluster on loopback
 // and break it: nodes killed, quorum lost, an instance cut off. They take tens of seconds
-// each, so they run with `go tool task test:faults` (-tags faults), which CI runs too.
+// each, so they run with `go tool -modfile=tools/go.mod task test:faults` (-tags faults), which CI runs too.
 
 const clusterPublic = "http://kiosk.test" // one cluster, one public URL
 

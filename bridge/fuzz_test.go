@@ -34,7 +34,7 @@ import (
 // Where the outside comes into the bridge: the bytes of a tablet's socket. Each target
 // checks a property the code must keep for every input, not only the seeds. Run one
 // with: go test -run '^$' -fuzz '^FuzzReadFrame$' -fuzztime 30s ./bridge/
-// (go tool task fuzz runs them all).
+// (go tool -modfile=tools/go.mod task fuzz runs them all).
 
 // FuzzCloseReply: whatever a tablet's close frame holds, the code we answer with may be
 // sent on the wire (RFC 6455 §7.4.1: never 1004, 1005, 1006 or 1015, nothing below

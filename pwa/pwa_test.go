@@ -474,7 +474,7 @@ func chromiumPath(t testing.TB) string {
 		}
 	}
 	t.Fatal("Chromium not found. Install it with 'apt-get update && apt-get install -y chromium' " +
-		"('go tool task test' does this when it can), or set KIOSKFEED_CHROMIUM to its path.")
+		"('go tool -modfile=tools/go.mod task test' does this when it can), or set KIOSKFEED_CHROMIUM to its path.")
 	return ""
 }
 

@@ -21,7 +21,7 @@ import (
 	"github.com/kioskfeed/kioskfeed/client"
 )
 
-// The container test (go tool task test:container, run by .ci/run) builds the image with
+// The container test (go tool -modfile=tools/go.mod task test:container, run by .ci/run) builds the image with
 // the same task an operator runs and starts the real container with Podman and runc, the
 // way README "Run in a container" says. It fails, never skips, when either is missing or
 // the image does not run.
@@ -59,14 +59,15 @@ func requireContainerTools(t *testing.T) {
 	t.Helper()
 	for _, tool := range []string{"podman", "runc"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s is missing, so the container image cannot be built and run here: install Debian's podman and runc (apt-get install -y podman runc), or run 'go tool task test:container', which installs them", tool)
+			t.Fatalf("%s is missing, so the container image cannot be built and run here: install Debian's podman and runc (apt-get install -y podman runc), or run 'go tool -modfile=tools/go.mod task test:container', which installs them", tool)
 		}
 	}
 }
 
 // buildImage builds the image through the Taskfile's image task, as an operator would:
 // with the go-task that runs test:container (KIOSKFEED_TASK, its TASK_EXE), else with
-// the pinned one, `go tool task` (from tools/go.mod when the tools are kept there).
+// the pinned one, `go tool -modfile=tools/go.mod task` (plain `go tool task` in a tree
+// from before the tools module).
 func buildImage(t *testing.T, tag string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -85,7 +86,7 @@ func buildImage(t *testing.T, tag string) {
 	}
 }
 
-// TestContainer: the image built by `go tool task image` runs as its non-root user with
+// TestContainer: the image built by `go tool -modfile=tools/go.mod task image` runs as its non-root user with
 // its data in a fresh volume it may write; its HEALTHCHECK (kioskfeed healthcheck, run by
 // podman healthcheck run) turns healthy; the first admin token it prints in its log pairs
 // a tablet by PIN through the public client; an event published with a producer key

@@ -50,7 +50,7 @@ func loadtestCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			return loadtest.RunNATSNode(ctx, o)
 		case "centrifugo":
 			// The Centrifugo the tool measures beside kioskfeed: built on first use
-			// (go tool task test runs this first, so no test waits for the build).
+			// (go tool -modfile=tools/go.mod task test runs this first, so no test waits for the build).
 			exe, err := loadtest.CentrifugoBinary(ctx, "", func(f string, a ...any) { fmt.Fprintf(stderr, f+"\n", a...) })
 			if err != nil {
 				return err
