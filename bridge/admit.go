@@ -147,10 +147,10 @@ func hasToken(v, token string) bool {
 // br.wg, so a drain never waits for it.
 func (br *Bridge) refuse(conn net.Conn, key string, r closeReason) {
 	br.metrics.closes.WithLabelValues(r.label()).Inc()
-	_ = conn.SetWriteDeadline(time.Now().Add(closeGrace))
+	_ = conn.SetWriteDeadline(time.Now().Add(br.cfg.CloseGrace))
 	if _, err := conn.Write(upgradeResponse(key, closeFrame(r.code, r.reason))); err != nil {
 		_ = conn.Close()
 		return
 	}
-	closeGracefully(conn)
+	closeGracefully(conn, br.cfg.CloseGrace)
 }

@@ -11,11 +11,8 @@ import (
 	"time"
 )
 
-// closeGrace is how long a closing socket waits for the tablet's close reply.
-const closeGrace = 2 * time.Second
-
 // closeWith sends a close frame after what is queued (or instead of it, for a tablet
-// too slow to take it) and gives the tablet closeGrace to answer.
+// too slow to take it) and gives the tablet Config.CloseGrace to answer.
 func (s *session) closeWith(r closeReason) {
 	s.mu.Lock()
 	s.closeLocked(r, r.code == CloseTooSlow)
@@ -38,14 +35,15 @@ func (s *session) closeLocked(r closeReason, dropQueue bool) {
 			s.queue = nil
 		}
 	}
-	s.queue = append(s.queue, closeFrame(r.code, r.reason))
+	// Written at once when nothing is queued, as any frame is (putLocked): a drain's
+	// 1012s to thousands of tablets then start no writer goroutine each.
+	s.putLocked(closeFrame(r.code, r.reason))
 	s.endSendingLocked()
 	s.br.metrics.closes.WithLabelValues(r.label()).Inc()
 	if s.timer != nil {
 		s.timer.Stop()
 	}
-	s.closeTimer = time.AfterFunc(closeGrace, s.closeTimedOut)
-	s.startDrainLocked()
+	s.closeTimer = time.AfterFunc(s.br.cfg.CloseGrace, s.closeTimedOut)
 }
 
 func (s *session) isClosing() bool {
@@ -62,28 +60,37 @@ func (s *session) isClosing() bool {
 // A dead tablet's socket (abort) is closed at once instead, with a reset: it has no
 // close frame to protect, and waiting for a dead peer only holds a goroutine and the
 // kernel's buffers.
+//
+// So is one whose close handshake is over (closeRead: the tablet's close frame was
+// read, and ours is out): the tablet has nothing more to send, so nothing unread makes
+// a reset, and RFC 6455 §7.1.1 has the server close the TCP connection first. The
+// kernel still sends what it holds of our close frame, then FIN. A drain's 10,000
+// sockets are then closed as their echoes arrive, with no FIN-and-wait each.
 func (s *session) hangUp() {
 	s.mu.Lock()
-	dead := s.dead
+	dead, done := s.dead, s.closeRead
 	s.mu.Unlock()
-	if dead {
+	switch {
+	case dead:
 		if tc, ok := s.conn.(*net.TCPConn); ok {
 			_ = tc.SetLinger(0)
 		}
 		_ = s.conn.Close()
-		return
+	case done:
+		_ = s.conn.Close()
+	default:
+		closeGracefully(s.conn, s.br.cfg.CloseGrace)
 	}
-	closeGracefully(s.conn)
 }
 
 // closeGracefully sends FIN and discards what the peer still sends (its close reply),
-// for at most closeGrace, before it closes conn: closing with unread input makes the
+// for at most grace, before it closes conn: closing with unread input makes the
 // kernel answer with a reset, which can destroy a close frame not yet read.
-func closeGracefully(conn net.Conn) {
+func closeGracefully(conn net.Conn, grace time.Duration) {
 	if cw, ok := conn.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite()
-		_ = conn.SetReadDeadline(time.Now().Add(closeGrace))
-		// Bounded by closeGrace; the byte cap only stops a fast peer spinning us longer.
+		_ = conn.SetReadDeadline(time.Now().Add(grace))
+		// Bounded by grace; the byte cap only stops a fast peer spinning us longer.
 		_, _ = io.Copy(io.Discard, io.LimitReader(conn, 64<<20))
 	}
 	_ = conn.Close()

@@ -55,6 +55,9 @@ type Config struct {
 	ProbeTimeout time.Duration
 	// WriteTimeout bounds one write to a tablet. Default 10s.
 	WriteTimeout time.Duration
+	// CloseGrace is how long a socket we closed waits for the tablet's close reply, and
+	// a refused socket's hang-up for the tablet's FIN. Default 2s.
+	CloseGrace time.Duration
 	// QueueFrames bounds a tablet's queue of unsent frames; a tablet whose queue fills
 	// is closed (1013) so it never slows the others. A catch-up (a reset and the state,
 	// or a replay) is never cut short by it: the queue may hold one whole catch-up more.
@@ -137,6 +140,7 @@ func (c *Config) setDefaults() {
 	def(&c.ProbeTimeout, 2*time.Second)
 	def(&c.ReauthGrace, 30*time.Second)
 	def(&c.WriteTimeout, 10*time.Second)
+	def(&c.CloseGrace, 2*time.Second)
 	def(&c.HubLinger, 60*time.Second)
 	def(&c.WSConnectEvery, DefaultWSConnectEvery)
 	def(&c.WSFailEvery, DefaultWSFailEvery)

@@ -196,7 +196,7 @@ func (s *session) endReading() {
 func (s *session) abort() { s.stop(true) }
 
 // closeTimedOut ends a socket whose tablet did not answer our close frame within
-// closeGrace. Unlike abort it keeps the close frame: a slow tablet may still be
+// Config.CloseGrace. Unlike abort it keeps the close frame: a slow tablet may still be
 // reading the backlog in front of it (1013), so the socket gets FIN after it and a
 // bounded drain, on the session's own goroutine.
 func (s *session) closeTimedOut() { s.stop(false) }

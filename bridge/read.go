@@ -114,7 +114,10 @@ func (s *session) controlFrame(op ws.OpCode, payload []byte) (closed bool) {
 		f, _ := ws.CompileFrame(ws.NewPongFrame(payload))
 		s.send(f)
 	case ws.OpClose:
-		s.closeWith(echoReason(closeReply(payload)))
+		s.mu.Lock()
+		s.closeRead = true
+		s.closeLocked(echoReason(closeReply(payload)), false)
+		s.mu.Unlock()
 		return true
 	}
 	return false

@@ -50,6 +50,10 @@ import (
 //     cleared. closeTimedOut aborts without it, so the close frame still gets FIN and a
 //     drain. It is how the socket is hung up, not a state: a write that fails after
 //     cleanup (finished) still sets it, for the drain's hang-up.
+//   - closeRead: the tablet's close frame was read (controlFrame), ours is queued or
+//     out, so the close handshake is over once the queue is written: hangUp closes the
+//     TCP connection at once, as RFC 6455 §7.1.1 has the server do, with no FIN-and-drain.
+//     Never cleared.
 //
 // Catch-up (write.go, hub.go):
 //   - catchingUp: live events wait in pending while a replay is read. Set by
@@ -102,6 +106,7 @@ type session struct {
 	writing     bool      // a drain goroutine is running
 	reading     bool      // a reader goroutine is at work
 	dead        bool      // the tablet is gone: reset the socket, there is nothing to protect
+	closeRead   bool      // the tablet's close frame was read: the close handshake ends with our queue
 	catchingUp  bool      // live events wait in pending while a replay is read
 	overflowed  bool      // pending filled during the catch-up: it ends in a reset
 	pending     []pendingFrame
@@ -111,7 +116,7 @@ type session struct {
 	tokenSum    [32]byte  // SHA-256 of the access token in force: a re-auth needs another
 	exp         time.Time
 	timer       *time.Timer // the auth deadline, then the re-auth schedule
-	closeTimer  *time.Timer // closeGrace after our close frame
+	closeTimer  *time.Timer // Config.CloseGrace after our close frame
 	probeWait   chan struct{}
 	leaseRev    uint64 // 0 once the lease is no longer ours
 	hub         *hub

@@ -28,7 +28,7 @@ import "log/slog"
 //   - open: frames are sent and read.
 //   - closing: nothing more is sent (sendLocked, catchUpLocked, askReauth, a second
 //     closeLocked and probe do nothing), no message is acted on, and the reader goes on
-//     reading for the tablet's close reply; closeGrace runs when closeLocked queued a
+//     reading for the tablet's close reply; CloseGrace runs when closeLocked queued a
 //     close frame.
 //   - aborted: a reader at work got a read deadline in the past and fails its next read;
 //     setReadDeadline leaves that deadline alone and doneReading ends reading instead of
