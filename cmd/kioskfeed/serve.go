@@ -225,15 +225,21 @@ func serve(ctx context.Context, args []string, lookupEnv func(string) (string, b
 		began := time.Now()
 		shutCtx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 		defer cancel()
-		// The alert rules first, so the drain is not taken for tablets going offline;
-		// then the tablets (1012, leases released), so they reconnect elsewhere at
-		// once; then the HTTP requests in flight.
+		// The alert rules first, so the drain is not taken for tablets going offline.
+		// The listener closes next, while the requests in flight finish: an attempt
+		// made during the drain is refused by the kernel at no cost, where it used to
+		// take an accept, a request and a 503 from a server whose CPU the drain needs
+		// (issue 15: 2,500–9,500 of them in a 10,000-tablet restart, which made the
+		// drain 1.0–2.2 s). Then the tablets (1012, leases released), so they
+		// reconnect elsewhere at once.
 		stopAlerts(al)
+		httpDone := make(chan error, 1)
+		go func() { httpDone <- srv.Shutdown(shutCtx) }()
 		if err := br.Shutdown(shutCtx); err != nil {
 			log.Warn("bridge drain", slog.String("error", err.Error()))
 		}
 		log.Info("tablets drained", slog.Duration("took", time.Since(began)))
-		return srv.Shutdown(shutCtx)
+		return <-httpDone
 	})
 	return g.Wait()
 }
