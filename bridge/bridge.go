@@ -359,8 +359,11 @@ func (br *Bridge) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	br.draining = true
+	sockets := len(br.sessions)
 	br.mu.Unlock()
+	began := time.Now()
 	br.closeAll(reasonRestarting)
+	closed := time.Since(began)
 	_ = br.reloadSub.Unsubscribe()
 	close(br.stop)
 	br.cancel() // after closeAll: a handshake cut short finds its socket closing 1012
@@ -378,6 +381,13 @@ func (br *Bridge) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		err = ctx.Err()
 	}
+	// The drain's parts, for an operator timing a restart (issue 15): the 1012s queued
+	// or written, every socket ended (answered, or its close grace over), the rest.
+	ended := time.Since(began)
+	defer func() {
+		br.log.Info("bridge drained", slog.Int("sockets", sockets), slog.Duration("close_frames", closed),
+			slog.Duration("sockets_ended", ended), slog.Duration("rest", time.Since(began)-ended))
+	}()
 	br.mu.Lock()
 	hubs := br.hubs
 	br.hubs = map[string]*hub{}
