@@ -44,7 +44,8 @@ type offlineRecord struct {
 // maxSeenPerTick bounds the first-seen records one tick writes: after a thousand
 // tablets are paired at once their records are spread over a few ticks instead of
 // holding one tick (and the store's fsyncs) for all of them. A device not yet recorded
-// that goes offline is still recorded then, from the bridge's last-seen time.
+// that goes offline is still recorded, from the bridge's last-seen time (which the bridge
+// keeps), within the same bound.
 const maxSeenPerTick = 256
 
 // forgetAfter is how long a state record of a device the registry does not list is
@@ -131,8 +132,12 @@ func (o *offlineRule) tick(ctx context.Context, stop <-chan struct{}) {
 			o.checkBehind(ctx, d, st, have, now)
 			continue
 		}
-		if !have && !lastSeen.IsZero() {
-			// Online and gone again between two ticks: the bridge saw it go.
+		if !have && !lastSeen.IsZero() && seenWrites < maxSeenPerTick {
+			// Online and gone again between two ticks, or gone before a tick had its
+			// turn to record it: the bridge saw it go. Within the same bound as the
+			// online ones: a killed instance's 12,000 unrecorded tablets used to be 12,000
+			// KV creates in one tick, on the cluster that was taking their leases over.
+			seenWrites++
 			o.markSeen(ctx, d, lastSeen)
 			st, have = o.states.Get(d.ID)
 		}
