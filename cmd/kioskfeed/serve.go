@@ -233,8 +233,18 @@ func serve(ctx context.Context, args []string, lookupEnv func(string) (string, b
 		// drain 1.0–2.2 s). Then the tablets (1012, leases released), so they
 		// reconnect elsewhere at once.
 		stopAlerts(al)
+		// srv.Shutdown closes the listener first, then waits for the requests; the
+		// bridge's drain begins once the listener is closed, not before (the hook runs
+		// right after it).
+		closed := make(chan struct{})
+		srv.RegisterOnShutdown(func() { close(closed) })
 		httpDone := make(chan error, 1)
 		go func() { httpDone <- srv.Shutdown(shutCtx) }()
+		select {
+		case <-closed:
+		case err := <-httpDone: // Shutdown ended without running its hooks
+			httpDone <- err
+		}
 		if err := br.Shutdown(shutCtx); err != nil {
 			log.Warn("bridge drain", slog.String("error", err.Error()))
 		}
