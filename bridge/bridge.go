@@ -381,13 +381,7 @@ func (br *Bridge) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		err = ctx.Err()
 	}
-	// The drain's parts, for an operator timing a restart (issue 15): the 1012s queued
-	// or written, every socket ended (answered, or its close grace over), the rest.
 	ended := time.Since(began)
-	defer func() {
-		br.log.Info("bridge drained", slog.Int("sockets", sockets), slog.Duration("close_frames", closed),
-			slog.Duration("sockets_ended", ended), slog.Duration("rest", time.Since(began)-ended))
-	}()
 	br.mu.Lock()
 	hubs := br.hubs
 	br.hubs = map[string]*hub{}
@@ -402,6 +396,10 @@ func (br *Bridge) Shutdown(ctx context.Context) error {
 		err = werr
 	}
 	br.shown.mirror.Stop() // after the flush loop's last flush
+	// The drain's parts, for an operator timing a restart (issue 15): the 1012s queued
+	// or written, every socket ended (answered, or its close grace over), the rest.
+	br.log.Info("bridge drained", slog.Int("sockets", sockets), slog.Duration("close_frames", closed),
+		slog.Duration("sockets_ended", ended), slog.Duration("rest", time.Since(began)-ended))
 	return err
 }
 

@@ -15,9 +15,12 @@ import (
 // too slow to take it) and gives the tablet Config.CloseGrace to answer.
 func (s *session) closeWith(r closeReason) {
 	s.mu.Lock()
-	s.closeLocked(r, r.code == CloseTooSlow)
+	s.closeWithLocked(r)
 	s.mu.Unlock()
 }
+
+// closeWithLocked is closeWith for a caller that holds s.mu.
+func (s *session) closeWithLocked(r closeReason) { s.closeLocked(r, r.code == CloseTooSlow) }
 
 func (s *session) closeLocked(r closeReason, dropQueue bool) {
 	if s.state.closing() {

@@ -12,9 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gobwas/ws"
 	"golang.org/x/sys/unix"
 
 	"github.com/kioskfeed/kioskfeed/bridge"
+	"github.com/kioskfeed/kioskfeed/bridge/bridgetest"
 )
 
 // TestFailedDrainAfterCleanupHangsUp: a tablet that stops reading is closed 1013; it
@@ -116,5 +118,28 @@ func tcpState(t *testing.T, nc *net.TCPConn) func() uint8 {
 			}
 		})
 		return st
+	}
+}
+
+// TestTabletsCloseIsEchoedThenHungUp: a tablet that closes first gets its code echoed
+// and then the server's FIN, not a reset: with the close handshake over, the server
+// closes the TCP connection at once (closeRead), and the echo it had just written must
+// still reach the tablet ahead of the FIN.
+func TestTabletsCloseIsEchoedThenHungUp(t *testing.T) {
+	s := startStack(t, stackOpts{})
+	c, _ := s.connect(t, s.pair(t, "lobby"), 0, "")
+	if _, _, _, err := c.Collect(wait); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SendFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(4000, "bye"))); err != nil {
+		t.Fatal(err)
+	}
+	nc := c.NetConn()
+	if code, err := bridgetest.ReadClose(nc, wait); err != nil || code != 4000 {
+		t.Fatalf("the server's answer to our close 4000: %d, %v; want 4000 echoed", code, err)
+	}
+	_ = nc.SetReadDeadline(time.Now().Add(wait))
+	if n, err := nc.Read(make([]byte, 64)); n != 0 || !errors.Is(err, io.EOF) {
+		t.Fatalf("after the echo: read %d bytes, %v; want EOF (the server's FIN, not a reset)", n, err)
 	}
 }

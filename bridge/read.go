@@ -116,7 +116,7 @@ func (s *session) controlFrame(op ws.OpCode, payload []byte) (closed bool) {
 	case ws.OpClose:
 		s.mu.Lock()
 		s.closeRead = true
-		s.closeLocked(echoReason(closeReply(payload)), false)
+		s.closeWithLocked(echoReason(closeReply(payload)))
 		s.mu.Unlock()
 		return true
 	}

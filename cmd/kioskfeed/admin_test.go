@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
-	"net/http"
 	"regexp"
 	"strings"
 	"testing"
@@ -35,14 +33,8 @@ func TestAdminCLIPairsAndRevokes(t *testing.T) {
 	}
 
 	// The tablet signs proofs for the public URL; its HTTP client reaches the listener.
-	tab, err := pairingtest.NewTablet(public)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tab := s.routedTablet(t, public)
 	addr := strings.TrimPrefix(s.base, "http://")
-	tab.HTTP = &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, network, addr)
-	}}}
 	if err := tab.Pair(context.Background(), "lobby", m[1], "Lobby left"); err != nil {
 		t.Fatalf("pair with the CLI's PIN: %v", err)
 	}
@@ -137,17 +129,7 @@ func TestAdminCLIApprovesACode(t *testing.T) {
 		}), &out, io.Discard)
 		return out.String(), err
 	}
-	addr := strings.TrimPrefix(s.base, "http://")
-	tablet := func() *pairingtest.Tablet {
-		tab, err := pairingtest.NewTablet(public)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tab.HTTP = &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, network, addr)
-		}}}
-		return tab
-	}
+	tablet := func() *pairingtest.Tablet { return s.routedTablet(t, public) }
 	tab := tablet()
 	pr, err := tab.RequestPairing(context.Background(), "Lobby left")
 	if err != nil {

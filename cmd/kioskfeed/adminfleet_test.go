@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"io"
-	"net"
-	"net/http"
 	"regexp"
 	"strings"
 	"testing"
@@ -25,7 +23,6 @@ func TestAdminCLIFleet(t *testing.T) {
 		}), &out, io.Discard)
 		return out.String(), err
 	}
-	addr := strings.TrimPrefix(s.base, "http://")
 	pair := func(feed string, pinArgs ...string) *pairingtest.Tablet {
 		t.Helper()
 		out, err := admin(append([]string{"pin", "--feed", feed}, pinArgs...)...)
@@ -33,13 +30,7 @@ func TestAdminCLIFleet(t *testing.T) {
 		if err != nil || m == nil {
 			t.Fatalf("admin pin: %v, printed %q", err, out)
 		}
-		tab, err := pairingtest.NewTablet(public)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tab.HTTP = &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, network, addr)
-		}}}
+		tab := s.routedTablet(t, public)
 		if err := tab.Pair(context.Background(), feed, m[1], "screen"); err != nil {
 			t.Fatal(err)
 		}

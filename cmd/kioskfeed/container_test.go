@@ -66,16 +66,12 @@ func requireContainerTools(t *testing.T) {
 
 // buildImage builds the image through the Taskfile's image task, as an operator would:
 // with the go-task that runs test:container (KIOSKFEED_TASK, its TASK_EXE), else with
-// the pinned one, `go tool -modfile=tools/go.mod task` (plain `go tool task` in a tree
-// from before the tools module).
+// the pinned one, `go tool -modfile=tools/go.mod task`.
 func buildImage(t *testing.T, tag string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	name, args := "go", []string{"tool", "task"}
-	if _, err := os.Stat("../../tools/go.mod"); err == nil {
-		args = []string{"tool", "-modfile=tools/go.mod", "task"}
-	}
+	name, args := "go", []string{"tool", "-modfile=tools/go.mod", "task"}
 	if exe := os.Getenv("KIOSKFEED_TASK"); exe != "" {
 		name, args = exe, nil
 	}

@@ -3,17 +3,12 @@ package main
 import (
 	"context"
 	"errors"
-	"io"
 	"net"
-	"net/http"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/gobwas/ws"
-
 	"github.com/kioskfeed/kioskfeed/bridge/bridgetest"
-	"github.com/kioskfeed/kioskfeed/pairing/pairingtest"
 )
 
 // TestDrainStopsListeningFirst: once serve begins to drain, a new connection is refused
@@ -34,13 +29,7 @@ func TestDrainStopsListeningFirst(t *testing.T) {
 	if code != 201 || pin == "" {
 		t.Fatalf("create PIN = %d %v", code, res)
 	}
-	tab, err := pairingtest.NewTablet(public)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tab.HTTP = &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, network, addr)
-	}}}
+	tab := s.routedTablet(t, public)
 	if err := tab.Pair(context.Background(), "lobby", pin, "Lobby"); err != nil {
 		t.Fatalf("pair: %v", err)
 	}
@@ -64,25 +53,9 @@ func TestDrainStopsListeningFirst(t *testing.T) {
 
 	stopped := make(chan error, 1)
 	go func() { stopped <- s.stop() }()
-	// The next frame on the socket is the drain's close; read it without answering.
-	nc := c.NetConn()
-	_ = nc.SetReadDeadline(time.Now().Add(10 * time.Second))
-	for {
-		hdr, err := ws.ReadHeader(nc)
-		if err != nil {
-			t.Fatalf("waiting for the drain's close frame: %v", err)
-		}
-		payload := make([]byte, hdr.Length)
-		if _, err := io.ReadFull(nc, payload); err != nil {
-			t.Fatalf("waiting for the drain's close frame: %v", err)
-		}
-		if hdr.OpCode != ws.OpClose {
-			continue // a heartbeat ping, say: not answered either
-		}
-		if code, _ := ws.ParseCloseFrameData(payload); code != 1012 {
-			t.Fatalf("the drain closed the socket %d, want 1012", code)
-		}
-		break
+	// The drain's close, read without answering it (ReadClose answers nothing).
+	if code, err := bridgetest.ReadClose(c.NetConn(), 10*time.Second); err != nil || code != 1012 {
+		t.Fatalf("the drain's close: %d, %v; want 1012", code, err)
 	}
 	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	select {

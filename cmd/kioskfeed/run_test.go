@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/kioskfeed/kioskfeed/internal/apitest"
+	"github.com/kioskfeed/kioskfeed/pairing/pairingtest"
 )
 
 // syncBuffer is an io.Writer that tests read while run writes.
@@ -89,6 +90,21 @@ func startServe(t *testing.T, dataDir string, extra ...string) *served {
 		s.natsAddr = m[1]
 	}
 	return s
+}
+
+// routedTablet is a new tablet whose proofs name public (the public URL the server was
+// given), while its HTTP client reaches s's listener whatever host public names.
+func (s *served) routedTablet(t *testing.T, public string) *pairingtest.Tablet {
+	t.Helper()
+	tab, err := pairingtest.NewTablet(public)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := strings.TrimPrefix(s.base, "http://")
+	tab.HTTP = &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}}}
+	return tab
 }
 
 func (s *served) call(t *testing.T, method, path, auth, body string) (int, map[string]any) {

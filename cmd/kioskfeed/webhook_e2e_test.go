@@ -280,17 +280,11 @@ func TestWebhookTamperAlertsFromARealSocket(t *testing.T) {
 		t.Fatalf("create webhook = %d %v", code, hook)
 	}
 	_, pin := s.call(t, "POST", "/api/admin/feeds/lobby/pins", s.token, `{}`)
-	tab, err := pairingtest.NewTablet(public)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := strings.TrimPrefix(s.base, "http://")
-	tab.HTTP = &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, network, addr)
-	}}}
+	tab := s.routedTablet(t, public)
 	if err := tab.Pair(context.Background(), "lobby", pin["pin"].(string), ""); err != nil {
 		t.Fatalf("pair: %v", err)
 	}
+	addr := strings.TrimPrefix(s.base, "http://")
 	dial := func() *bridgetest.Conn {
 		ws, err := bridgetest.Dial(context.Background(), wsURL, public, addr)
 		if err != nil {
@@ -315,7 +309,7 @@ func TestWebhookTamperAlertsFromARealSocket(t *testing.T) {
 	}()
 	defer func() { _ = first.Abort(); <-reading }()
 	second := dial()
-	_, err = second.Handshake(tab, wsURL, 0, "", 5*time.Second)
+	_, err := second.Handshake(tab, wsURL, 0, "", 5*time.Second)
 	var ce *client.CloseError
 	if !errors.As(err, &ce) || ce.Code != 4409 {
 		t.Fatalf("second connection: %v, want a 4409 close", err)

@@ -74,7 +74,7 @@ func (b *bodies) lookup(pointer string) (map[string]any, string) {
 		if !ok {
 			return nil, ""
 		}
-		cur = m[strings.NewReplacer("~1", "/", "~0", "~").Replace(tok)]
+		cur = m[unescapePointer.Replace(tok)]
 	}
 	m, _ := cur.(map[string]any)
 	if ref, ok := m["$ref"].(string); ok && strings.HasPrefix(ref, "#/") {
@@ -86,7 +86,13 @@ func (b *bodies) lookup(pointer string) (map[string]any, string) {
 	return m, pointer
 }
 
-func escape(s string) string { return strings.NewReplacer("~", "~0", "/", "~1").Replace(s) }
+// JSON pointer tokens (RFC 6901): "~" and "/" escaped.
+var (
+	escapePointer   = strings.NewReplacer("~", "~0", "/", "~1")
+	unescapePointer = strings.NewReplacer("~1", "/", "~0", "~")
+)
+
+func escape(s string) string { return escapePointer.Replace(s) }
 
 // mediaPointer is the pointer of the schema of contentType in the content object at
 // pointer, or "" when it has none.
@@ -166,13 +172,16 @@ func (b *bodies) checkRequestBody(route *routers.Route, r *http.Request, body []
 	return nil
 }
 
-// checkResponseBody validates a JSON answer against the schema of its status; an
-// undocumented status is kin-openapi's to report.
+// checkResponseBody validates a JSON answer against the schema of its status, or of
+// the operation's "default" answer; an undocumented status is kin-openapi's to report.
 func (b *bodies) checkResponseBody(route *routers.Route, status int, contentType string, body []byte) error {
 	base := opPointer(route) + "/responses/"
 	at := base + strconv.Itoa(status)
 	if obj, _ := b.lookup(at); obj == nil {
-		return nil
+		at = base + "default"
+		if obj, _ := b.lookup(at); obj == nil {
+			return nil
+		}
 	}
 	p, err := b.mediaPointer(at, contentType)
 	if err != nil || p == "" {
