@@ -48,6 +48,15 @@ type offlineRecord struct {
 // keeps), within the same bound.
 const maxSeenPerTick = 256
 
+// maxEdgesPerTick bounds the alert edges (raises and resolutions, each two or three KV
+// operations and a publish) one tick makes, whatever the outage: 12,000 tablets gone
+// take twelve ticks, a minute at the default 5 s. The rest wait for the next tick with
+// the times they began kept (offFrom, behindFrom, the state record), so a late edge
+// carries the same since. One tick used to try all of a killed instance's 12,000
+// tablets, ran past its deadline on the busy cluster, and logged an "alert state
+// unreadable" for each device after that.
+const maxEdgesPerTick = 1024
+
 // forgetAfter is how long a state record of a device the registry does not list is
 // kept: a device paired a moment ago on another instance may not have reached this
 // one's registry yet.
@@ -69,6 +78,9 @@ type offlineRule struct {
 	// paired is the tick's set of paired devices, kept from tick to tick so that a
 	// tick over 10,000 devices does not allocate and grow a new one.
 	paired map[string]bool
+	// edges is what is left of the tick's maxEdgesPerTick; deferred counts the edges
+	// left for the next tick (spend).
+	edges, deferred int
 }
 
 func newOfflineRule(ctx context.Context, s *Service) (*offlineRule, error) {
@@ -108,6 +120,8 @@ func (o *offlineRule) tick(ctx context.Context, stop <-chan struct{}) {
 	}
 	paired := o.paired
 	clear(paired)
+	o.edges, o.deferred = maxEdgesPerTick, 0
+	defer o.reportDeferred(ctx)
 	seenWrites, withState := 0, 0
 	for _, d := range devs {
 		select {
@@ -193,6 +207,30 @@ func (o *offlineRule) tick(ctx context.Context, stop <-chan struct{}) {
 	}
 }
 
+// spend takes one edge from the tick's allowance, or counts it deferred when none is
+// left or the tick is past its deadline (its KV calls would only time out, one log
+// line each).
+func (o *offlineRule) spend(ctx context.Context) bool {
+	if o.edges <= 0 || ctx.Err() != nil {
+		o.deferred++
+		return false
+	}
+	o.edges--
+	return true
+}
+
+// reportDeferred logs, once a tick, the edges it left for the next.
+func (o *offlineRule) reportDeferred(ctx context.Context) {
+	if o.deferred == 0 {
+		return
+	}
+	attrs := []any{slog.Int("deferred", o.deferred), slog.Int("per_tick", maxEdgesPerTick)}
+	if err := ctx.Err(); err != nil {
+		attrs = append(attrs, slog.String("error", err.Error()))
+	}
+	o.s.log.Info("alert edges left for the next tick", attrs...)
+}
+
 func (o *offlineRule) markSeen(ctx context.Context, d Device, now time.Time) {
 	val, _ := json.Marshal(deviceState{Device: d.ID, Feed: d.Feed, Seen: now.UTC()})
 	_, err := o.states.KV().Create(ctx, d.ID, val)
@@ -271,6 +309,9 @@ func msgID(typ, device string, since time.Time) string {
 // the two writes) and records none: the mirror that asked may be behind the bucket,
 // and an episode already resolved must not be opened again with its old time.
 func (o *offlineRule) raise(ctx context.Context, d Device, ep episode, from time.Time, retry bool) {
+	if !o.spend(ctx) {
+		return
+	}
 	st, rev, err := o.current(ctx, d.ID)
 	if err != nil {
 		if !errors.Is(err, jetstream.ErrKeyNotFound) {
@@ -309,6 +350,9 @@ func (o *offlineRule) raise(ctx context.Context, d Device, ep episode, from time
 // Publishing first means a crash in between repeats the publish, which the
 // Nats-Msg-Id (<clear type>/<device>/<since unix>) de-duplicates.
 func (o *offlineRule) resolve(ctx context.Context, d Device, ep episode) {
+	if !o.spend(ctx) {
+		return
+	}
 	st, rev, err := o.current(ctx, d.ID)
 	rec := ep.field(&st)
 	if err != nil || *rec == nil {

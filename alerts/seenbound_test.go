@@ -22,6 +22,15 @@ func (c *tickCounter) Devices() []alerts.Device {
 	return c.fleet.Devices()
 }
 
+// lobbyDevices is n devices of the feed "lobby".
+func lobbyDevices(n int) []alerts.Device {
+	devs := make([]alerts.Device, n)
+	for i := range devs {
+		devs[i] = alerts.Device{ID: fmt.Sprintf("dev_%020d", i), Feed: "lobby"}
+	}
+	return devs
+}
+
 // TestUnrecordedOfflineDevicesAreRecordedWithinTheBound: 600 devices that went offline
 // before any tick recorded them (a killed instance's tablets, say) are recorded from the
 // bridge's last-seen time, at most 256 a tick, as first-seen records are: one tick used
@@ -29,10 +38,7 @@ func (c *tickCounter) Devices() []alerts.Device {
 func TestUnrecordedOfflineDevicesAreRecordedWithinTheBound(t *testing.T) {
 	const n, perTick = 600, 256
 	b := brokertest.New(t)
-	devs := make([]alerts.Device, n)
-	for i := range devs {
-		devs[i] = alerts.Device{ID: fmt.Sprintf("dev_%020d", i), Feed: "lobby"}
-	}
+	devs := lobbyDevices(n)
 	fl := &tickCounter{fleet: newFleet(devs...)}
 	gone := time.Now().Add(-time.Second)
 	fl.mu.Lock()
@@ -61,5 +67,75 @@ func TestUnrecordedOfflineDevicesAreRecordedWithinTheBound(t *testing.T) {
 			t.Fatalf("%d of %d offline devices recorded after %d ticks", len(keys), n, ticks)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestAlertEdgesPerTickAreBounded: 2,500 recorded devices go offline at once, long past
+// the threshold (a killed instance's tablets). One tick raises at most 1,024 of them and
+// the next ticks the rest; one tick used to try them all, and on a busy cluster run past
+// its deadline with one "alert state unreadable" line per device after it. Every device
+// gets its device_offline once, with the since it went, deferred or not.
+func TestAlertEdgesPerTickAreBounded(t *testing.T) {
+	const n, perTick = 2500, 1024
+	b := brokertest.New(t)
+	devs := lobbyDevices(n)
+	fl := &tickCounter{fleet: newFleet(devs...)}
+	for _, d := range devs {
+		fl.set(d.ID, true)
+	}
+	startService(t, b, fl, alerts.Config{OfflineAfter: time.Minute, Every: 50 * time.Millisecond})
+
+	ctx := context.Background()
+	kv, err := b.JetStream().KeyValue(ctx, alerts.BucketState)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "every device's first-seen record", func() bool {
+		keys, _ := kv.Keys(ctx)
+		return len(keys) == n
+	})
+
+	gone := time.Now().Add(-5 * time.Minute)
+	fl.mu.Lock()
+	for _, d := range devs {
+		fl.online[d.ID], fl.lastSeen[d.ID] = false, gone
+	}
+	fl.mu.Unlock()
+	before := fl.ticks.Load() // a tick counted here may be under way and see some of them
+
+	st, err := b.JetStream().Stream(ctx, alerts.StreamAlerts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		info, err := st.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raised := info.State.Msgs
+		ticks := fl.ticks.Load() - before // after the count: each alert counted came from one of these or the one under way
+		if raised > uint64(perTick*(ticks+1)) {
+			t.Fatalf("%d alerts raised within %d ticks of the outage (and the one under way), want at most %d a tick", raised, ticks, perTick)
+		}
+		if raised >= n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d offline devices raised after %d ticks", raised, n, ticks)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	as := storedAlerts(t, b)
+	since := gone.UTC().Truncate(time.Second)
+	per := map[string]int{}
+	for _, a := range ofType(as, alerts.TypeDeviceOffline, "") {
+		per[a.DeviceID]++
+		if a.Since == nil || !a.Since.Equal(since) {
+			t.Errorf("%s: since %v, want %v (when it went, however late the edge)", a.DeviceID, a.Since, since)
+		}
+	}
+	if len(as) != n || len(per) != n {
+		t.Fatalf("%d alerts for %d devices, want one device_offline for each of %d", len(as), len(per), n)
 	}
 }
