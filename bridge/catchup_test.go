@@ -431,3 +431,51 @@ func TestFarBehindResetNeedsNoLogRead(t *testing.T) {
 		t.Fatalf("resets: %v, want at least 1", n)
 	}
 }
+
+// TestResetWaitsForTheLaggingHub: a reset carries the feed's current state. A hub whose
+// consumer lags the log (here held, by a hook, right after the first of five items
+// acknowledged to their producer) used to send the state as of the one it had, synced at
+// that seq, and the other four live after it. Now the reset waits, at most a second, for
+// the hub to reach the log's newest event: the tablet gets all five in its state.
+func TestResetWaitsForTheLaggingHub(t *testing.T) {
+	var holdAt atomic.Uint64
+	var releaseOnce sync.Once
+	release := make(chan struct{})
+	bridge.SetHooks(t, bridge.Hooks{
+		Fanning: func(seq uint64) {
+			if seq != holdAt.Load() {
+				return
+			}
+			select { // the consumer is held: the next items wait in it
+			case <-release:
+			case <-time.After(wait):
+			}
+		},
+		ResetAwaits: func() { releaseOnce.Do(func() { close(release) }) },
+	})
+	s := startStack(t, stackOpts{})
+	obs := observe(t, s, "lobby")
+	tab := s.pair(t, "lobby")
+	state := s.publish(t, "lobby", "state", `{"title":"the state"}`)
+	if ev := obs.expect(t, "event"); ev.Seq() != state {
+		t.Fatalf("the observer got %s, want the state %d", ev.Raw, state)
+	}
+	holdAt.Store(state + 1) // the next seq of the stream: the first item
+	want := []uint64{state}
+	for i := range 5 {
+		want = append(want, s.publish(t, "lobby", "item", fmt.Sprintf(`{"n":%d}`, i+1)))
+	}
+	if want[1] != state+1 {
+		t.Fatalf("the first item has seq %d, want %d (the hold is on it)", want[1], state+1)
+	}
+
+	c, _ := s.connect(t, tab, 0, "")
+	events, reset, synced, err := c.Collect(wait)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reset || fmt.Sprint(seqsOf(events)) != fmt.Sprint(want) || synced.Seq() != want[len(want)-1] {
+		t.Fatalf("reset %v carried %v, synced %s; want a reset with the state %v and synced %d",
+			reset, seqsOf(events), synced.Raw, want, want[len(want)-1])
+	}
+}

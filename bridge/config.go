@@ -25,6 +25,9 @@ type FeedSource interface {
 	// Retention is how the log drops events, which a hub's window mirrors.
 	Retention() (perKind int, maxAge time.Duration)
 	Follow(feed string, after uint64, fn func(broker.Event)) (stop func(), err error)
+	// LastSeq is the seq of the feed's newest event in the log (0: none), which a
+	// reset from a hub that may lag the log waits for (hub.go).
+	LastSeq(ctx context.Context, feed string) (uint64, error)
 	// CheckEpoch reads the log's epoch now (Epoch is the newest one seen): a hub
 	// starts on it, and the lease upkeep looks for a log made anew.
 	CheckEpoch(ctx context.Context) (string, error)

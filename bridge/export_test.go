@@ -32,6 +32,8 @@ type Hooks struct {
 	Fanning func(seq uint64)
 	// FannedOut runs once a hub handed an event to every tablet of its feed.
 	FannedOut func(seq uint64)
+	// ResetAwaits runs when a reset waits for its hub to reach the log's newest event.
+	ResetAwaits func()
 }
 
 // SetHooks sets h for the rest of the test. Set it before the bridge starts; tests that
@@ -44,6 +46,9 @@ func SetHooks(tb testing.TB, h Hooks) {
 	}
 	if h.LiveAgain != nil {
 		th.liveAgain = func(*session) { h.LiveAgain() }
+	}
+	if h.ResetAwaits != nil {
+		th.resetAwaits = func(*session) { h.ResetAwaits() }
 	}
 	hooks.Store(th)
 	tb.Cleanup(func() { hooks.Store(nil) })

@@ -123,6 +123,11 @@ func (h *hub) onEvent(ev broker.Event) {
 		return
 	}
 	h.head = ev.Seq
+	h.lastAt = h.br.cfg.Now()
+	if h.advanced != nil {
+		close(h.advanced) // the resets waiting for this head (hub.awaitLogLocked)
+	}
+	h.advanced = make(chan struct{})
 	h.window = append(h.window, e)
 	if n := len(h.window) - h.br.cfg.WindowSize; n > 0 {
 		h.base = h.window[n-1].seq

@@ -38,6 +38,10 @@ type hub struct {
 	stop    func()
 	linger  *time.Timer
 	closed  bool
+	// lastAt is when the hub last applied an event, and advanced is closed (and made
+	// anew) each time it does: a reset waits on it for the hub to reach the log's head.
+	lastAt   time.Time
+	advanced chan struct{}
 
 	bySlot []map[*session]struct{} // the tablets of each of the bridge's writers (fanout.go)
 	first  int                     // the writer this feed starts counting from
@@ -189,14 +193,14 @@ func (h *hub) attach(ctx context.Context, s *session, since uint64, epoch string
 	current := epoch == "" || epoch == h.epoch
 	switch {
 	case since == 0 || !current:
-		h.resetLocked(s)
+		h.resetFreshLocked(ctx, s)
 		h.mu.Unlock()
 		return nil
 	case since >= h.base && since <= h.head:
 		// The window holds every event after since: how many decides.
 		first := sort.Search(len(h.window), func(i int) bool { return h.window[i].seq > since })
 		if len(h.window)-first > h.br.cfg.CatchupLimit {
-			h.resetLocked(s)
+			h.resetFreshLocked(ctx, s)
 		} else {
 			h.br.metrics.replays.WithLabelValues("memory").Inc()
 			h.replayLocked(s, h.window[first:])
@@ -208,7 +212,7 @@ func (h *hub) attach(ctx context.Context, s *session, since uint64, epoch string
 		// the answer is a reset, and the log need not be read to know it. A storm of
 		// far-behind tablets then costs no JetStream read each (BENCHMARKS.md: at 800
 		// behind, a third of 1,000 such reads timed out waiting for a slot).
-		h.resetLocked(s)
+		h.resetFreshLocked(ctx, s)
 		h.mu.Unlock()
 		return nil
 	}
@@ -299,6 +303,53 @@ func (h *hub) resetLocked(s *session) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	h.resetBothLocked(s)
+}
+
+// resetFreshLocked is resetLocked once the hub has applied every event the log held
+// when the reset began (awaitLogLocked): a reset carries the feed's current state
+// (docs/protocol.md §5 step 4), and a producer whose publish was acknowledged before
+// the tablet connected finds it in that state, not after synced.
+func (h *hub) resetFreshLocked(ctx context.Context, s *session) {
+	h.awaitLogLocked(ctx, s)
+	h.resetLocked(s)
+}
+
+// awaitLogLocked waits, at most resetWait, until the hub has applied the feed's newest
+// event in the log, when the hub had one within busyFeed (a burst its consumer may
+// still be working through; an idle hub is not asked about). Meanwhile s's live events
+// are held back as in a catch-up, and the reset then drops them: they are in the state
+// or before it. Called and returns with h.mu held; it is released while waiting.
+func (h *hub) awaitLogLocked(ctx context.Context, s *session) {
+	if h.lastAt.IsZero() || h.br.cfg.Now().Sub(h.lastAt) > busyFeed {
+		return
+	}
+	s.startCatchUp()
+	h.mu.Unlock()
+	defer h.mu.Lock()
+	if hk := hooks.Load(); hk != nil && hk.resetAwaits != nil {
+		hk.resetAwaits(s)
+	}
+	ctx, cancel := context.WithTimeout(ctx, resetWait)
+	defer cancel()
+	last, err := h.br.src.LastSeq(ctx, h.feed)
+	if err != nil {
+		return // the state the hub has: the newer events follow live
+	}
+	for {
+		h.mu.Lock()
+		head, advanced := h.head, h.advanced
+		h.mu.Unlock()
+		if head >= last {
+			return
+		}
+		select {
+		case <-advanced:
+		case <-ctx.Done():
+			h.br.log.Debug("reset sent before the hub reached the log's head",
+				slog.String("feed", h.feed), slog.Uint64("head", head), slog.Uint64("log_head", last))
+			return
+		}
+	}
 }
 
 // resetBothLocked is resetLocked with s.mu held too.

@@ -23,6 +23,13 @@ const (
 	reauthTimeout = 10 * time.Second
 	// hubStartTimeout bounds a hub's first reads of the log (epoch, state, window).
 	hubStartTimeout = 10 * time.Second
+	// resetWait bounds how long a reset waits for its hub to reach the log's newest
+	// event (hub.awaitLogLocked); past it the reset carries the state the hub has, and
+	// the newer events follow it live.
+	resetWait = time.Second
+	// busyFeed is how recently a hub must have had an event for a reset to ask the log
+	// whether it lags: an idle feed's hub has long applied all there is.
+	busyFeed = 2 * time.Second
 )
 
 // goSafe runs f on a goroutine the bridge owns, as nats-server's startGoRoutine does:
