@@ -28,7 +28,8 @@ type Bridge struct {
 	src     FeedSource
 	auth    Authenticator
 	leases  *leases
-	poller  *poller // nil where epoll is not available: a reader goroutine per socket
+	poller  *poller     // nil where epoll is not available: a reader goroutine per socket
+	readers *readerPool // the goroutines the poller hands frames to (readers.go)
 	metrics *metrics
 	origins map[string]bool
 	wsURL   string
@@ -99,6 +100,7 @@ func New(ctx context.Context, cfg Config, b *broker.Broker, src FeedSource, auth
 		br.origins[strings.ToLower(strings.TrimRight(o, "/"))] = true
 	}
 	br.admission = newAdmission(cfg)
+	br.readers = newReaderPool(br.stop)
 	var err error
 	if br.addr, err = httpx.NewClientAddr(cfg.TrustedProxies); err != nil {
 		return nil, err
@@ -210,7 +212,7 @@ func (br *Bridge) serveWS(w http.ResponseWriter, r *http.Request) {
 	s := newSession(br, conn, early, remote)
 	// The 101 and the challenge wait in the cork for start (upgrade.go).
 	s.challenge = newChallenge()
-	s.corked, s.cork = true, upgradeResponse(key, jsonFrame(map[string]string{"type": "challenge", "nonce": s.challenge}))
+	s.corked, s.cork = true, upgradeResponse(key, jsonFrame(nonceMsg{Type: "challenge", Nonce: s.challenge}))
 	if refused, ok := br.add(s); !ok {
 		label := "too_many"
 		if refused.code == CloseRestarting {

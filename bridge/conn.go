@@ -65,7 +65,7 @@ func (s *session) readable() {
 		if b := takeInput(s.poll.fd); b != nil {
 			s.early = b
 			if !inlineFrame(b) {
-				go s.readFrames()
+				s.br.readers.run(s.readFrames)
 				return
 			}
 			if over := s.readFrame(); over {
@@ -76,7 +76,7 @@ func (s *session) readable() {
 			return
 		}
 	}
-	go s.readFrames()
+	s.br.readers.run(s.readFrames)
 }
 
 // maxTakeInput is how much takeInput reads at once: a ping, pong or shown frame
