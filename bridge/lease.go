@@ -240,13 +240,14 @@ func (l *leases) reassert(ctx context.Context) {
 		if !held {
 			continue
 		}
-		val, _ := json.Marshal(leaseRecord{Instance: l.instance, Conn: s.id, Since: l.br.cfg.Now().UTC(), Remote: s.remote})
+		rec := leaseRecord{Instance: l.instance, Conn: s.id, Since: l.br.cfg.Now().UTC(), Remote: s.remote}
+		val, _ := json.Marshal(rec)
 		rev, err := l.kv.Create(ctx, s.device, val)
 		if err != nil {
 			s.closeWith(reasonLeaseLost)
 			continue
 		}
-		l.mirror.Put(s.device, val)
+		l.mirror.Set(s.device, rec)
 		s.mu.Lock()
 		s.leaseRev = rev
 		s.mu.Unlock()
@@ -273,11 +274,12 @@ func (l *leases) verifyAll() {
 // connection holds it. A holder that does not answer a ping, or whose instance is
 // gone, loses the lease to s.
 func (l *leases) acquire(ctx context.Context, s *session) (uint64, error) {
-	val, _ := json.Marshal(leaseRecord{Instance: l.instance, Conn: s.id, Since: l.br.cfg.Now().UTC(), Remote: s.remote})
+	rec := leaseRecord{Instance: l.instance, Conn: s.id, Since: l.br.cfg.Now().UTC(), Remote: s.remote}
+	val, _ := json.Marshal(rec)
 	for range 4 {
 		rev, err := l.kv.Create(ctx, s.device, val)
 		if err == nil {
-			l.mirror.Put(s.device, val)
+			l.mirror.Set(s.device, rec)
 			return rev, nil
 		}
 		if !broker.IsKVConflict(err) {
@@ -297,7 +299,7 @@ func (l *leases) acquire(ctx context.Context, s *session) (uint64, error) {
 		}
 		rev, err = l.kv.Update(ctx, s.device, val, e.Revision())
 		if err == nil {
-			l.mirror.Put(s.device, val)
+			l.mirror.Set(s.device, rec)
 			l.notifyLost(s.device, holder)
 			return rev, nil
 		}

@@ -245,11 +245,11 @@ func (s *session) handshake(m clientMsg) {
 	sched, schedGen := br.schedules.forWelcome(s.feed)
 	s.startCork() // the welcome, the catch-up and synced go out in one write
 	defer s.uncork()
-	s.send(jsonFrame(map[string]any{
-		"type": "welcome", "device_id": s.device, "feed": s.feed,
-		"heartbeat_s": int(br.cfg.Heartbeat / time.Second),
-		"token_exp":   id.Expires.UTC().Format(time.RFC3339), "epoch": h.epoch,
-		"overrides": inForce, "schedule": sched,
+	s.send(jsonFrame(welcomeMsg{
+		Type: "welcome", DeviceID: s.device, Feed: s.feed,
+		HeartbeatS: int(br.cfg.Heartbeat / time.Second),
+		TokenExp:   id.Expires.UTC().Format(time.RFC3339), Epoch: h.epoch,
+		Overrides: inForce, Schedule: sched,
 	}))
 	s.heardAt.Store(time.Now().UnixNano()) // the silence sweep counts from the welcome
 	// Registered (for heartbeats and revocation kicks) only once the welcome is queued:
@@ -378,7 +378,7 @@ func (s *session) askReauth() {
 	deadline := s.exp.Add(s.br.cfg.ReauthGrace).Sub(s.br.cfg.Now())
 	s.timer = time.AfterFunc(deadline, func() { s.closeWith(reasonTokenExpired) })
 	s.mu.Unlock()
-	s.send(jsonFrame(map[string]string{"type": "reauth", "nonce": nonce}))
+	s.send(jsonFrame(nonceMsg{Type: "reauth", Nonce: nonce}))
 }
 
 func (s *session) reauth(m clientMsg, nonce string) {

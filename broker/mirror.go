@@ -101,6 +101,12 @@ func (m *Mirror[T]) Put(key string, val []byte) {
 		m.log.Warn("unreadable KV record", slog.String("bucket", m.kv.Bucket()), slog.String("key", key))
 		return
 	}
+	m.Set(key, v)
+}
+
+// Set stores v under key: what a writer that has just stored v's encoding in the
+// bucket knows without decoding it again (a lease per handshake).
+func (m *Mirror[T]) Set(key string, v T) {
 	m.mu.Lock()
 	old, had := m.vals[key]
 	m.vals[key] = v
