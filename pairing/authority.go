@@ -118,6 +118,10 @@ const (
 	tokenFailEvery = 3 * time.Second
 )
 
+// tokenLimitClock is the clock of the token endpoint's allowance: cfg.Now, unless a test
+// holds its refill (export_test.go).
+var tokenLimitClock = func(now func() time.Time) func() time.Time { return now }
+
 // New sets up the buckets pairing keeps its state in and returns the service.
 func New(ctx context.Context, cfg Config, b *broker.Broker) (*Authority, error) {
 	cfg.setDefaults()
@@ -165,7 +169,7 @@ func New(ctx context.Context, cfg Config, b *broker.Broker) (*Authority, error) 
 	}
 	bits := cfg.IPv6Prefix
 	a.pairLimit = newPrefixLimiter(cfg.PairEvery, cfg.PairBurst, bits, cfg.Now)
-	a.tokenLimit = newPrefixLimiter(tokenEvery, tokenBurst, bits, cfg.Now)
+	a.tokenLimit = newPrefixLimiter(tokenEvery, tokenBurst, bits, tokenLimitClock(cfg.Now))
 	a.tokenFails = newPrefixLimiter(tokenFailEvery, cfg.TokenFailBurst, bits, cfg.Now)
 	// A tablet polls every 5 s (RFC 8628): this bounds only a script.
 	a.pollLimit = newPrefixLimiter(200*time.Millisecond, 120, bits, cfg.Now)

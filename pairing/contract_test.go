@@ -175,6 +175,7 @@ func TestContractDeviceEndpointsWant415(t *testing.T) {
 // TestContractTokenRateLimited: one address calling /api/token without pause is answered
 // 429 rate_limited with Retry-After before long (docs/protocol.md §1).
 func TestContractTokenRateLimited(t *testing.T) {
+	pairing.HoldTokenRefill(t) // a call slower than the refill (a loaded machine) must not keep it full
 	s := startService(t, nil, nil)
 	tab := s.paired(t, "lobby")
 	var err error
