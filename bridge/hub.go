@@ -82,16 +82,28 @@ func (br *Bridge) hub(feed string) (*hub, error) {
 func (h *hub) start() error {
 	ctx, cancel := h.br.opContext(hubStartTimeout)
 	defer cancel()
+	// Every tablet of the feed on this instance waits for the start: after a restart,
+	// all of them. A slow one is logged with its parts.
+	began := time.Now()
+	var tEpoch, tState, tWindow time.Duration
+	defer func() {
+		if took := time.Since(began); took >= slowHubStart {
+			h.br.log.Info("feed hub slow to start", slog.String("feed", h.feed), slog.Duration("took", took),
+				slog.Duration("epoch", tEpoch), slog.Duration("state", tState), slog.Duration("window", tWindow))
+		}
+	}()
 	h.perKind, h.maxAge = h.br.src.Retention()
 	epoch, err := h.br.src.CheckEpoch(ctx)
 	if err != nil {
 		return err
 	}
+	tEpoch = time.Since(began)
 	h.epoch = epoch
 	st, err := h.br.src.State(ctx, h.feed)
 	if err != nil {
 		return err
 	}
+	tState = time.Since(began) - tEpoch
 	h.head, h.base = st.Seq, st.Seq
 	for _, ev := range st.Events {
 		h.state = append(h.state, entry{seq: ev.Seq, kind: ev.Kind, time: ev.Time, frame: eventFrame(ev)})
@@ -106,6 +118,7 @@ func (h *hub) start() error {
 			h.window = append(h.window, entry{seq: ev.Seq, kind: ev.Kind, time: ev.Time, frame: h.shared(ev)})
 		}
 	}
+	tWindow = time.Since(began) - tEpoch - tState
 	// Follow from the state's newest seq: nothing between the reads and the consumer
 	// is lost.
 	stop, err := h.br.src.Follow(h.feed, st.Seq, h.onEvent)

@@ -23,6 +23,8 @@ const (
 	reauthTimeout = 10 * time.Second
 	// hubStartTimeout bounds a hub's first reads of the log (epoch, state, window).
 	hubStartTimeout = 10 * time.Second
+	// slowHubStart is when a hub's start is logged, with its parts.
+	slowHubStart = 250 * time.Millisecond
 	// resetWait bounds how long a reset waits for its hub to reach the log's newest
 	// event (hub.awaitLogLocked); past it the reset carries the state the hub has, and
 	// the newer events follow it live.
