@@ -1,6 +1,7 @@
 package bridge_test
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -477,5 +478,93 @@ func TestResetWaitsForTheLaggingHub(t *testing.T) {
 	if !reset || fmt.Sprint(seqsOf(events)) != fmt.Sprint(want) || synced.Seq() != want[len(want)-1] {
 		t.Fatalf("reset %v carried %v, synced %s; want a reset with the state %v and synced %d",
 			reset, seqsOf(events), synced.Raw, want, want[len(want)-1])
+	}
+}
+
+// countingSource counts the bridge's questions to the log for a feed's newest seq, and
+// holds the first until hold is closed.
+type countingSource struct {
+	bridge.FeedSource
+	asks  atomic.Int32
+	first chan struct{} // closed when the first question comes
+	hold  chan struct{}
+}
+
+func (c *countingSource) LastSeq(ctx context.Context, feed string) (uint64, error) {
+	if c.asks.Add(1) == 1 {
+		close(c.first)
+		<-c.hold
+	}
+	return c.FeedSource.LastSeq(ctx, feed)
+}
+
+// TestResetsShareTheirQuestionToTheLog: resets on a busy feed each need the log's newest
+// seq from a question asked after they began. Those that come while one question is out
+// share the next: seven resets behind a first one ask the log twice in all, not eight
+// times. Each still gets the whole state, synced at the newest seq.
+func TestResetsShareTheirQuestionToTheLog(t *testing.T) {
+	const behind = 7
+	var joined atomic.Int32
+	allJoined := make(chan struct{})
+	bridge.SetHooks(t, bridge.Hooks{ResetAwaits: func() {
+		if joined.Add(1) == behind+1 {
+			close(allJoined)
+		}
+	}})
+	src := &countingSource{first: make(chan struct{}), hold: make(chan struct{})}
+	s := startStack(t, stackOpts{source: func(b *broker.Broker) bridge.FeedSource { src.FeedSource = b; return src }})
+	obs := observe(t, s, "lobby")
+	tabs := make([]*pairingtest.Tablet, behind+1)
+	for i := range tabs {
+		tabs[i] = s.pair(t, "lobby")
+	}
+	state := s.publish(t, "lobby", "state", `{"title":"busy"}`) // the hub had an event just now
+	if ev := obs.expect(t, "event"); ev.Seq() != state {
+		t.Fatalf("the observer got %s, want %d", ev.Raw, state)
+	}
+
+	type result struct {
+		events []bridgetest.Msg
+		reset  bool
+		synced bridgetest.Msg
+		err    error
+	}
+	results := make(chan result, len(tabs))
+	connect := func(tab *pairingtest.Tablet) {
+		c, err := bridgetest.Dial(bg, s.wsURL, s.origin, s.Listener.Addr().String())
+		if err != nil {
+			results <- result{err: err}
+			return
+		}
+		defer c.Abort()
+		if _, err := c.Handshake(tab, s.wsURL, 0, "", wait); err != nil {
+			results <- result{err: err}
+			return
+		}
+		events, reset, synced, err := c.Collect(wait)
+		results <- result{events, reset, synced, err}
+	}
+	go connect(tabs[0])
+	<-src.first // its question is out, and held
+	for _, tab := range tabs[1:] {
+		go connect(tab)
+	}
+	select {
+	case <-allJoined:
+	case <-time.After(wait):
+		t.Fatalf("%d of %d resets waiting for the log's answer", joined.Load(), len(tabs))
+	}
+	close(src.hold)
+	for range tabs {
+		r := <-results
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		if !r.reset || fmt.Sprint(seqsOf(r.events)) != fmt.Sprint([]uint64{state}) || r.synced.Seq() != state {
+			t.Fatalf("reset %v, %v, synced %s; want a reset with [%d], synced %d", r.reset, seqsOf(r.events), r.synced.Raw, state, state)
+		}
+	}
+	if n := src.asks.Load(); n != 2 {
+		t.Fatalf("%d resets asked the log %d times, want 2 (the first, and one the rest shared)", len(tabs), n)
 	}
 }

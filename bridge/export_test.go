@@ -32,7 +32,8 @@ type Hooks struct {
 	Fanning func(seq uint64)
 	// FannedOut runs once a hub handed an event to every tablet of its feed.
 	FannedOut func(seq uint64)
-	// ResetAwaits runs when a reset waits for its hub to reach the log's newest event.
+	// ResetAwaits runs when a reset has asked the log for its newest seq (or joined the
+	// next question), before it waits for the answer.
 	ResetAwaits func()
 }
 
@@ -40,16 +41,14 @@ type Hooks struct {
 // use hooks must not run in parallel with others (the hooks are the package's).
 func SetHooks(tb testing.TB, h Hooks) {
 	th := &testHooks{registered: h.Registered, fanning: h.Fanning, fannedOut: h.FannedOut,
-		catchUpWait: h.CatchUpWait, catchUpReading: h.CatchUpReading}
+		catchUpWait: h.CatchUpWait, catchUpReading: h.CatchUpReading, resetAwaits: h.ResetAwaits}
 	if h.CatchUpRead != nil {
 		th.catchUpRead = func(*session) { h.CatchUpRead() }
 	}
 	if h.LiveAgain != nil {
 		th.liveAgain = func(*session) { h.LiveAgain() }
 	}
-	if h.ResetAwaits != nil {
-		th.resetAwaits = func(*session) { h.ResetAwaits() }
-	}
+
 	hooks.Store(th)
 	tb.Cleanup(func() { hooks.Store(nil) })
 }

@@ -137,7 +137,7 @@ type testHooks struct {
 	catchUpReading func()           // a JetStream catch-up holds a read slot
 	fanning        func(seq uint64) // onEvent took its list of subscribers for seq
 	fannedOut      func(seq uint64) // onEvent handed seq to every subscriber
-	resetAwaits    func(s *session) // a reset to s waits for its hub to reach the log's head
+	resetAwaits    func()           // a reset waits for the log's answer: its newest seq
 }
 
 var hooks atomic.Pointer[testHooks]
