@@ -69,8 +69,11 @@ func startServe(t *testing.T, dataDir string, extra ...string) *served {
 	t.Cleanup(func() { _ = s.stop() })
 
 	addrRe := regexp.MustCompile(`serving on (\S+)`)
+	// The banner's admin token line comes after the data dir's, in a write of its own:
+	// reading at "data dir:" could miss the token (a test then called with none: 401).
+	tokenLine := regexp.MustCompile(`admin token:[^\n]*\n`)
 	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(s.stdout.String(), "data dir:") {
+	for !tokenLine.MatchString(s.stdout.String()) {
 		select {
 		case err := <-done:
 			t.Fatalf("serve exited early: %v\nstderr: %s", err, s.stderr)
