@@ -451,7 +451,7 @@ func (s *session) probe(timeout time.Duration) bool {
 	defer t.Stop()
 	select {
 	case <-ch:
-		return true
+		return !s.isClosing() // a close frame is heard too, and is no answer
 	case <-t.C:
 		s.closeWith(reasonNoPingAnswer)
 		return false
