@@ -48,7 +48,6 @@ func SetHooks(tb testing.TB, h Hooks) {
 	if h.LiveAgain != nil {
 		th.liveAgain = func(*session) { h.LiveAgain() }
 	}
-
 	hooks.Store(th)
 	tb.Cleanup(func() { hooks.Store(nil) })
 }

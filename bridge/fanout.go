@@ -124,10 +124,10 @@ func (h *hub) onEvent(ev broker.Event) {
 	}
 	h.head = ev.Seq
 	h.lastAt = h.br.cfg.Now()
-	if h.advanced != nil {
-		close(h.advanced) // the resets waiting for this head (hub.awaitLogLocked)
+	if h.advanced != nil { // resets wait for a newer head (awaitLogLocked)
+		close(h.advanced)
+		h.advanced = nil
 	}
-	h.advanced = make(chan struct{})
 	h.window = append(h.window, e)
 	if n := len(h.window) - h.br.cfg.WindowSize; n > 0 {
 		h.base = h.window[n-1].seq

@@ -41,6 +41,9 @@ func (h *hub) awaitLogLocked(ctx context.Context, s *session) {
 	}
 	for {
 		h.mu.Lock()
+		if h.advanced == nil {
+			h.advanced = make(chan struct{})
+		}
 		head, advanced := h.head, h.advanced
 		h.mu.Unlock()
 		if head >= last {

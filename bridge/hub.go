@@ -38,8 +38,8 @@ type hub struct {
 	stop    func()
 	linger  *time.Timer
 	closed  bool
-	// lastAt is when the hub last applied an event, and advanced is closed (and made
-	// anew) each time it does: a reset waits on it for the hub to reach the log's head.
+	// lastAt is when the hub last applied an event. advanced, made by the first reset
+	// that waits for a newer head (awaitLogLocked), is closed by the next event.
 	lastAt   time.Time
 	advanced chan struct{}
 	// asks coalesces the resets' questions to the log for the feed's newest seq

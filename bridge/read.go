@@ -65,18 +65,15 @@ func (s *session) readFrame() (over bool) {
 		return true
 	}
 	ws.Cipher(payload, hdr.Mask, 0)
-	if hdr.OpCode == ws.OpClose {
-		// Taken first, then heard: a lease probe waiting on this tablet wakes to a
-		// socket closing, which is not an answer (session.probe). A tablet that closes
-		// and at once connects again was refused 4409 by its own old socket's close.
+	if hdr.OpCode.IsControl() {
+		// Handled, then heard: a lease probe woken by a close frame finds the socket
+		// closing, which is no answer (session.probe). A tablet that closed and at once
+		// connected again was refused 4409 by its own old socket's close.
 		closed := s.controlFrame(hdr.OpCode, payload)
 		s.heard()
 		return closed
 	}
 	s.heard()
-	if hdr.OpCode.IsControl() {
-		return s.controlFrame(hdr.OpCode, payload)
-	}
 	switch {
 	case hdr.OpCode == ws.OpContinuation:
 		s.frag = append(s.frag, payload...)
