@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/kioskfeed/kioskfeed/alerts"
 	"github.com/kioskfeed/kioskfeed/broker"
 	"github.com/kioskfeed/kioskfeed/internal/schematest"
@@ -77,6 +79,16 @@ func startService(t *testing.T, b *broker.Broker, fl alerts.Fleet, cfg alerts.Co
 	}
 	t.Cleanup(func() { _ = s.Shutdown(context.Background()) })
 	return s
+}
+
+// stateBucket is the rules' BucketState on b, which the service has made.
+func stateBucket(t *testing.T, b *broker.Broker) jetstream.KeyValue {
+	t.Helper()
+	kv, err := b.JetStream().KeyValue(context.Background(), alerts.BucketState)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kv
 }
 
 // storedAlerts is every alert in the ALERTS stream, oldest first.

@@ -25,10 +25,7 @@ func TestOfflineThenOnlineOnceAcrossInstances(t *testing.T) {
 
 	// Both instances look at the device while it is online; then it goes.
 	ctx := context.Background()
-	kv, err := b.JetStream().KeyValue(ctx, alerts.BucketState)
-	if err != nil {
-		t.Fatal(err)
-	}
+	kv := stateBucket(t, b)
 	waitFor(t, 5*time.Second, "the device's state record", func() bool {
 		_, err := kv.Get(ctx, seen.ID)
 		return err == nil
@@ -92,10 +89,7 @@ func TestBehindThenCaughtUp(t *testing.T) {
 	startService(t, b, fl, cfg)
 	startService(t, b, fl, cfg)
 	ctx := context.Background()
-	kv, err := b.JetStream().KeyValue(ctx, alerts.BucketState)
-	if err != nil {
-		t.Fatal(err)
-	}
+	kv := stateBucket(t, b)
 	waitFor(t, 5*time.Second, "both state records", func() bool {
 		_, e1 := kv.Get(ctx, slow.ID)
 		_, e2 := kv.Get(ctx, blip.ID)

@@ -44,10 +44,7 @@ func TestQuietHours(t *testing.T) {
 	const after = time.Second
 	startService(t, b, fl, alerts.Config{OfflineAfter: after, Every: 50 * time.Millisecond})
 
-	kv, err := b.JetStream().KeyValue(ctx, alerts.BucketState)
-	if err != nil {
-		t.Fatal(err)
-	}
+	kv := stateBucket(t, b)
 	waitFor(t, 5*time.Second, "both devices' state records", func() bool {
 		_, err1 := kv.Get(ctx, sleeper.ID)
 		_, err2 := kv.Get(ctx, control.ID)

@@ -22,6 +22,29 @@ func (c *tickCounter) Devices() []alerts.Device {
 	return c.fleet.Devices()
 }
 
+// boundedProgress polls done() until it reaches n, failing if it ever exceeds perTick
+// for each tick the rule has begun after its first from, or if it has not reached n
+// within d. done is read before the ticks, so everything it counts came from a tick
+// counted.
+func boundedProgress(t *testing.T, d time.Duration, what string, n, perTick int, from int64, fl *tickCounter, done func() int) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		got := done()
+		ticks := int(fl.ticks.Load() - from)
+		if got > perTick*ticks {
+			t.Fatalf("%d %s within %d ticks, want at most %d a tick", got, what, ticks, perTick)
+		}
+		if got >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d %s after %d ticks", got, n, what, ticks)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // lobbyDevices is n devices of the feed "lobby".
 func lobbyDevices(n int) []alerts.Device {
 	devs := make([]alerts.Device, n)
@@ -49,25 +72,11 @@ func TestUnrecordedOfflineDevicesAreRecordedWithinTheBound(t *testing.T) {
 	startService(t, b, fl, alerts.Config{OfflineAfter: time.Minute, Every: 50 * time.Millisecond})
 
 	ctx := context.Background()
-	kv, err := b.JetStream().KeyValue(ctx, alerts.BucketState)
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	kv := stateBucket(t, b)
+	boundedProgress(t, 20*time.Second, "offline devices recorded", n, perTick, 0, fl, func() int { // every tick since the start
 		keys, _ := kv.Keys(ctx)
-		ticks := fl.ticks.Load() // after the count: every record read was written by one of these ticks
-		if len(keys) > perTick*int(ticks) {
-			t.Fatalf("%d state records after %d ticks, want at most %d a tick", len(keys), ticks, perTick)
-		}
-		if len(keys) == n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d offline devices recorded after %d ticks", len(keys), n, ticks)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return len(keys)
+	})
 }
 
 // TestAlertEdgesPerTickAreBounded: 2,500 recorded devices go offline at once, long past
@@ -86,10 +95,7 @@ func TestAlertEdgesPerTickAreBounded(t *testing.T) {
 	startService(t, b, fl, alerts.Config{OfflineAfter: time.Minute, Every: 50 * time.Millisecond})
 
 	ctx := context.Background()
-	kv, err := b.JetStream().KeyValue(ctx, alerts.BucketState)
-	if err != nil {
-		t.Fatal(err)
-	}
+	kv := stateBucket(t, b)
 	waitFor(t, 30*time.Second, "every device's first-seen record", func() bool {
 		keys, _ := kv.Keys(ctx)
 		return len(keys) == n
@@ -101,31 +107,18 @@ func TestAlertEdgesPerTickAreBounded(t *testing.T) {
 		fl.online[d.ID], fl.lastSeen[d.ID] = false, gone
 	}
 	fl.mu.Unlock()
-	before := fl.ticks.Load() // a tick counted here may be under way and see some of them
-
+	before := fl.ticks.Load() // the tick counted last may be under way and see some of them
 	st, err := b.JetStream().Stream(ctx, alerts.StreamAlerts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	boundedProgress(t, 60*time.Second, "offline devices raised", n, perTick, before-1, fl, func() int {
 		info, err := st.Info(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		raised := info.State.Msgs
-		ticks := fl.ticks.Load() - before // after the count: each alert counted came from one of these or the one under way
-		if raised > uint64(perTick*(ticks+1)) {
-			t.Fatalf("%d alerts raised within %d ticks of the outage (and the one under way), want at most %d a tick", raised, ticks, perTick)
-		}
-		if raised >= n {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d offline devices raised after %d ticks", raised, n, ticks)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return int(info.State.Msgs)
+	})
 	as := storedAlerts(t, b)
 	since := gone.UTC().Truncate(time.Second)
 	per := map[string]int{}
