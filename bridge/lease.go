@@ -77,10 +77,10 @@ func newLeases(ctx context.Context, br *Bridge) (*leases, error) {
 		lastSeen: map[string]time.Time{}, alive: map[string]aliveCache{},
 		stop: make(chan struct{}), done: make(chan struct{}),
 	}
+	l.renewed = br.cfg.Now() // before the write: the key's TTL runs from the write, later
 	if l.instRev, err = inst.Create(ctx, l.instance, []byte(`{}`)); err != nil {
 		return nil, err
 	}
-	l.renewed = br.cfg.Now()
 	if l.mirror, err = broker.NewMirror[leaseRecord](kv, br.log); err != nil {
 		return nil, err
 	}
@@ -131,6 +131,10 @@ func (l *leases) upkeep() {
 			return
 		case <-t.C:
 		}
+		// A renewal counts from when it was sent: the key's TTL runs from the server's
+		// write of it, which comes later, so the lapse check below never comes after
+		// the key's expiry for want of counting the call's own latency.
+		sent := l.br.cfg.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), ttl/3)
 		rev, err := l.inst.Update(ctx, l.instance, []byte(`{}`), l.instRev)
 		cancel()
@@ -138,7 +142,7 @@ func (l *leases) upkeep() {
 		switch {
 		case err == nil:
 			l.mu.Lock()
-			l.instRev, l.renewed = rev, now
+			l.instRev, l.renewed = rev, sent
 			l.mu.Unlock()
 			ctx, cancel := context.WithTimeout(context.Background(), ttl/3)
 			l.br.checkEpoch(ctx)
@@ -150,6 +154,7 @@ func (l *leases) upkeep() {
 			// life first, so no new takeover starts, then keep only the sockets whose
 			// lease is still ours.
 			l.br.log.Warn("instance liveness lapsed; checking every lease", slog.String("instance", l.instance))
+			sent := l.br.cfg.Now()
 			ctx, cancel := context.WithTimeout(context.Background(), ttl/3)
 			rev, err := l.inst.Create(ctx, l.instance, []byte(`{}`))
 			cancel()
@@ -158,7 +163,7 @@ func (l *leases) upkeep() {
 				continue
 			}
 			l.mu.Lock()
-			l.instRev, l.renewed = rev, now
+			l.instRev, l.renewed = rev, sent
 			l.mu.Unlock()
 			l.verifyAll()
 		default:
@@ -218,12 +223,13 @@ func (l *leases) restore() bool {
 	if _, _, err := openLeaseBuckets(ctx, l.br); err != nil {
 		return false
 	}
+	sent := l.br.cfg.Now()
 	rev, err := l.inst.Create(ctx, l.instance, []byte(`{}`))
 	if err != nil {
 		return false
 	}
 	l.mu.Lock()
-	l.instRev, l.renewed = rev, l.br.cfg.Now()
+	l.instRev, l.renewed = rev, sent
 	l.mu.Unlock()
 	l.br.log.Warn("lease buckets were lost (NATS restarted) and are set up again", slog.String("instance", l.instance))
 	l.reassert(ctx)
