@@ -22,6 +22,7 @@ type PeerResult struct {
 	ConnectS             float64 `json:"connect_s"`
 	ConnectsPerS         float64 `json:"connects_per_s"`
 	ConnectServerCPUUs   float64 `json:"connect_server_cpu_us_per_conn"`
+	ConnectWorkerCPUUs   float64 `json:"connect_worker_cpu_us_per_conn"` // the load generator's, same window
 	RSSBytesPerSub       float64 `json:"rss_bytes_per_sub"`
 	FanoutP50Ms          float64 `json:"fanout_p50_ms"`
 	FanoutP90Ms          float64 `json:"fanout_p90_ms"`
@@ -65,6 +66,10 @@ func (r *run) centrifugoFanout(ctx context.Context) (*PeerResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	wcpu, err := r.startWorkersCPU()
+	if err != nil {
+		return nil, err
+	}
 	start := time.Now()
 	reps, err := r.callAll(func(i int) command {
 		return command{Op: "cent_connect", WSURL: p.wsURL(), Addr: "127.0.0.1:" + strconv.Itoa(p.port), Origin: p.origin,
@@ -84,6 +89,7 @@ func (r *run) centrifugoFanout(ctx context.Context) (*PeerResult, error) {
 	res.ConnectS = time.Since(start).Seconds()
 	res.ConnectsPerS = float64(r.opts.Tablets) / res.ConnectS
 	res.ConnectServerCPUUs = float64(connect.Per(r.opts.Tablets).Nanoseconds()) / 1000
+	res.ConnectWorkerCPUUs = wcpu.usPer(r.opts.Tablets)
 	time.Sleep(r.opts.Settle)
 	full, err := readProc(p.c.pid())
 	if err != nil {
@@ -99,8 +105,7 @@ func (r *run) centrifugoFanout(ctx context.Context) (*PeerResult, error) {
 	if cpu, err = StartCPU(p.c.pid()); err != nil {
 		return nil, err
 	}
-	wcpu, err := r.startWorkersCPU()
-	if err != nil {
+	if wcpu, err = r.startWorkersCPU(); err != nil {
 		return nil, err
 	}
 	if err := r.pace(ctx, r.opts.Events, func(n int) error {

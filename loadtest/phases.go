@@ -42,6 +42,10 @@ func (r *run) connect(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	wcpu, err := r.startWorkersCPU()
+	if err != nil {
+		return err
+	}
 	err = r.connectStorm(func(i int) command {
 		return command{Op: "connect", WSURL: "ws://127.0.0.1:" + strconv.Itoa(r.port) + "/ws", Addr: "127.0.0.1:" + strconv.Itoa(r.port), Origin: r.base, Sources: sources(i, 4), Ramp: 256, Ack: r.opts.Ack, Timeout: timeoutMS(5 * time.Minute)}
 	})
@@ -51,6 +55,7 @@ func (r *run) connect(ctx context.Context) error {
 	if span, err := cpu.End(); err == nil {
 		r.res.ConnectServerCPUUsPerHandshake = float64(span.Per(r.opts.Tablets).Nanoseconds()) / 1000
 	}
+	r.res.ConnectWorkerCPUUsPerHandshake = wcpu.usPer(r.opts.Tablets)
 	r.logf("%d tablets connected and synced in %.1fs (%.0f handshakes/s)", r.opts.Tablets, r.res.ConnectS, r.res.ConnectHandshakesPerS)
 	return nil
 }

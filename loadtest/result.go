@@ -33,8 +33,11 @@ type Result struct {
 	FanoutPublishMaxMs float64 `json:"fanout_publish_max_ms"`
 	// Centrifugo's figures, in the same run (nil with NoCentrifugo).
 	Centrifugo *PeerResult `json:"centrifugo,omitempty"`
-	// The kioskfeed server's CPU over the connect storm, per handshake.
+	// The kioskfeed server's CPU over the connect storm, per handshake, and the load
+	// generator's (the workers', which share the cores: what they spend also sets how
+	// many connects a second the machine makes).
 	ConnectServerCPUUsPerHandshake float64 `json:"connect_server_cpu_us_per_handshake"`
+	ConnectWorkerCPUUsPerHandshake float64 `json:"connect_worker_cpu_us_per_handshake"`
 	ReconnectAllS                  float64 `json:"reconnect_all_s"`
 	HandshakesPerS                 float64 `json:"handshakes_per_s"`
 	IdleLeaseCPUPct                float64 `json:"idle_lease_cpu_pct"` // the server's CPU over the idle window, % of one core

@@ -196,6 +196,7 @@ func printLoadTable(w io.Writer, r *loadtest.Result, o loadtest.Options) {
 	fmt.Fprintf(tw, "delivered (missing, repeated)\t%d (%d, %d)\t%d (%d, %d)\t%d (%d, %d)\n", r.Deliveries, r.Missing, r.Duplicates, r.NATSDeliveries, r.NATSMissing, r.NATSDuplicates, c.Deliveries, c.Missing, c.Duplicates)
 	fmt.Fprintf(tw, "server CPU per delivery, publish window\t%.1f µs\t%.1f µs\t%.1f µs\n", r.FanoutServerCPUUsPerDelivery, r.NATSWSServerCPUUsPerDelivery, c.FanoutServerCPUUsDel)
 	fmt.Fprintf(tw, "connects per second (server CPU each)\t%.0f (%.0f µs)\t\t%.0f (%.0f µs)\n", r.ConnectHandshakesPerS, r.ConnectServerCPUUsPerHandshake, c.ConnectsPerS, c.ConnectServerCPUUs)
+	fmt.Fprintf(tw, "  load generator's CPU per connect\t%.0f µs\t\t%.0f µs\n", r.ConnectWorkerCPUUsPerHandshake, c.ConnectWorkerCPUUs)
 	fmt.Fprintf(tw, "pair all\t%.1f s\t\n", r.PairS)
 	fmt.Fprintf(tw, "connect all (256 at a time per worker)\t%.1f s (%.0f handshakes/s)\t\n", r.ConnectS, r.ConnectHandshakesPerS)
 	if !o.NoRestart {
