@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"encoding/base64"
+	"errors"
 	"net"
 	"net/http"
 	"strconv"
@@ -92,9 +93,10 @@ var upgradedHook atomic.Pointer[func()]
 
 // checkUpgrade checks what ws.HTTPUpgrader would, so that a bad upgrade is answered in
 // the JSON error format of docs/protocol.md §1 rather than the library's plain text: 400
-// invalid_request, or 426 with Sec-WebSocket-Version: 13 for another protocol version
-// (RFC 6455 §4.4). It reads the first value of each header, as the library does.
-func checkUpgrade(w http.ResponseWriter, r *http.Request) error {
+// invalid_request, or 426 (isUpgradeRequired: answered with Sec-WebSocket-Version: 13)
+// for another protocol version (RFC 6455 §4.4). It reads the first value of each
+// header, as the library does.
+func checkUpgrade(r *http.Request) error {
 	bad := func(msg string) error { return httpx.Errorf(httpx.CodeInvalidRequest, msg) }
 	first := func(name string) string {
 		if v := r.Header[name]; len(v) > 0 {
@@ -120,10 +122,15 @@ func checkUpgrade(w http.ResponseWriter, r *http.Request) error {
 	case "":
 		return bad("the upgrade request needs Sec-WebSocket-Version: 13")
 	default:
-		w.Header().Set("Sec-WebSocket-Version", "13")
 		return &httpx.Error{Code: httpx.CodeInvalidRequest, HTTPStatus: http.StatusUpgradeRequired,
 			Message: "only WebSocket version 13 is spoken here"}
 	}
+}
+
+// isUpgradeRequired reports whether err is checkUpgrade's 426.
+func isUpgradeRequired(err error) bool {
+	var e *httpx.Error
+	return errors.As(err, &e) && e.HTTPStatus == http.StatusUpgradeRequired
 }
 
 func validKey(k string) bool {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -178,19 +179,14 @@ func (br *Bridge) Presence(deviceID string) (online bool, lastSeen time.Time) {
 func (br *Bridge) OnlineCount() int { return br.leases.onlineCount() }
 
 func (br *Bridge) serveWS(w http.ResponseWriter, r *http.Request) {
-	origin := r.Header.Get("Origin")
-	if origin == "" || !br.origins[strings.ToLower(origin)] {
-		br.metrics.handshakes.WithLabelValues("bad_origin").Inc()
-		httpx.WriteError(w, httpx.Errorf(httpx.CodeForbidden, "this origin may not open the feed socket"))
-		return
-	}
-	if err := checkUpgrade(w, r); err != nil {
-		br.metrics.handshakes.WithLabelValues("bad_upgrade").Inc()
+	if label, err := br.refusal(r); err != nil {
+		if label != "" {
+			br.metrics.handshakes.WithLabelValues(label).Inc()
+		}
+		if isUpgradeRequired(err) {
+			w.Header().Set("Sec-WebSocket-Version", "13")
+		}
 		httpx.WriteError(w, err)
-		return
-	}
-	if br.isDraining() {
-		httpx.WriteError(w, &httpx.Error{Code: httpx.CodeUnavailable, Message: "this server is restarting; reconnect shortly", RetryAfter: 1})
 		return
 	}
 	remote := br.addr.Of(r)
@@ -205,12 +201,53 @@ func (br *Bridge) serveWS(w http.ResponseWriter, r *http.Request) {
 		br.metrics.handshakes.WithLabelValues("bad_upgrade").Inc()
 		return
 	}
+	br.upgrade(conn, early, remote, r.Header.Get("Sec-Websocket-Key"))
+}
+
+// TakeUpgrade is serveWS for a request the main listener's lane read off the socket
+// itself (httpx.Lane). When the request passes every check serveWS makes, the socket is
+// upgraded and it reports true. Otherwise it reports false, having written and counted
+// nothing, and the lane hands the connection on to net/http, whose serveWS answers the
+// refusal exactly as it answers any other. (An address's admission is asked twice
+// then: a refused one stays refused, and nothing is taken from an allowance by a
+// refusal.)
+func (br *Bridge) TakeUpgrade(conn net.Conn, r *http.Request, early []byte) bool {
+	if _, err := br.refusal(r); err != nil {
+		return false
+	}
+	remote := br.addr.Of(r)
+	if br.admit(remote) != nil {
+		return false
+	}
+	br.upgrade(conn, early, remote, r.Header.Get("Sec-Websocket-Key"))
+	return true
+}
+
+// refusal is the answer to an upgrade request refused before its address's admission,
+// in the order of docs/protocol.md §5, with its label for the handshakes metric ("" when
+// it is not counted), or nil.
+func (br *Bridge) refusal(r *http.Request) (label string, err error) {
+	origin := r.Header.Get("Origin")
+	if origin == "" || !br.origins[strings.ToLower(origin)] {
+		return "bad_origin", httpx.Errorf(httpx.CodeForbidden, "this origin may not open the feed socket")
+	}
+	if err := checkUpgrade(r); err != nil {
+		return "bad_upgrade", err
+	}
+	if br.isDraining() {
+		return "", &httpx.Error{Code: httpx.CodeUnavailable, Message: "this server is restarting; reconnect shortly", RetryAfter: 1}
+	}
+	return "", nil
+}
+
+// upgrade makes the socket taken over from net/http, or from the lane, a session: its
+// 101 and challenge wait in the cork for start (upgrade.go), or a draining or full
+// instance refuses it.
+func (br *Bridge) upgrade(conn net.Conn, early []byte, remote, key string) {
 	if h := upgradedHook.Load(); h != nil {
 		(*h)()
 	}
-	key := r.Header.Get("Sec-Websocket-Key")
 	s := newSession(br, conn, early, remote)
-	// The 101 and the challenge wait in the cork for start (upgrade.go).
 	s.challenge = newChallenge()
 	s.corked, s.cork = true, upgradeResponse(key, jsonFrame(nonceMsg{Type: "challenge", Nonce: s.challenge}))
 	if refused, ok := br.add(s); !ok {

@@ -20,6 +20,7 @@ import (
 	"github.com/kioskfeed/kioskfeed/broker"
 	"github.com/kioskfeed/kioskfeed/broker/brokertest"
 	"github.com/kioskfeed/kioskfeed/internal/apitest"
+	"github.com/kioskfeed/kioskfeed/internal/httpx"
 	"github.com/kioskfeed/kioskfeed/pairing"
 	"github.com/kioskfeed/kioskfeed/pairing/pairingtest"
 )
@@ -105,6 +106,9 @@ func startStack(t testing.TB, o stackOpts) *stack {
 	br.Register(mux)
 	srv.Config.Handler = apitest.Handler(t, mux)
 	srv.Config.ReadHeaderTimeout = 2 * time.Second
+	// As the main listener of `kioskfeed serve`: the upgrades the bridge takes come in
+	// through the lane, the refusals and everything else through net/http.
+	srv.Listener = httpx.NewLane(srv.Listener, "/ws", srv.Config.ReadHeaderTimeout, br.TakeUpgrade)
 	srv.Start()
 	s := &stack{Server: srv, b: o.broker, auth: auth, br: br, wsURL: "ws" + strings.TrimPrefix(public, "http") + "/ws", origin: public, public: public}
 	t.Cleanup(func() {

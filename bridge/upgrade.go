@@ -33,6 +33,9 @@ func hijack(w http.ResponseWriter) (net.Conn, []byte, error) {
 		_ = conn.Close()
 		return nil, nil, errors.New("hijacked with unwritten response bytes")
 	}
+	if u, ok := conn.(interface{ NetConn() net.Conn }); ok {
+		conn = u.NetConn() // a connection the lane handed on (httpx.Lane): its socket
+	}
 	_ = conn.SetDeadline(time.Time{})
 	var early []byte
 	if n := rw.Reader.Buffered(); n > 0 {

@@ -206,8 +206,15 @@ func serve(ctx context.Context, args []string, lookupEnv func(string) (string, b
 		defer stop()
 		cfg.MetricsListen = bound // the port taken, for the banner
 	}
+	// The tablets' upgrades are read off the socket by the lane, past net/http's
+	// per-connection buffers (issue 15): the front door's Host check, then the bridge's
+	// own; every other request, and any upgrade either refuses, goes on to srv.
+	hosts := allowedHosts(cfg)
+	lane := httpx.NewLane(ln, "/ws", srv.ReadHeaderTimeout, func(c net.Conn, r *http.Request, early []byte) bool {
+		return hostAllowed(hosts, r.Host) && br.TakeUpgrade(c, r, early)
+	})
 	g.Go(func() error {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(lane); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http: %w", err)
 		}
 		return nil
