@@ -22,7 +22,9 @@ import (
 )
 
 // laneHeadMax is the longest request head the lane reads: a tablet's upgrade is about
-// 500 bytes. A longer head goes on to net/http, whose MaxHeaderBytes applies.
+// 200 bytes, a browser's about 500. A longer head goes on to net/http, whose
+// MaxHeaderBytes applies, and whose ReadHeaderTimeout starts again there: a client
+// that trickles more than this gets at most twice the head timeout in all.
 const laneHeadMax = 4 << 10
 
 // Lane is a net.Listener for an http.Server (srv.Serve(lane)) in front of the real one.
