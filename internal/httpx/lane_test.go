@@ -37,7 +37,7 @@ func echoHandler(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(w, "net/http %s %s host=%s body=%q", r.Method, r.RequestURI, r.Host, body)
 }
 
-func startLane(t *testing.T, headTimeout time.Duration, h http.Handler) *laneServer {
+func startLane(t testing.TB, headTimeout time.Duration, h http.Handler) *laneServer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -68,7 +68,7 @@ func startLane(t *testing.T, headTimeout time.Duration, h http.Handler) *laneSer
 }
 
 // startPlain is the same handler with no lane, for what net/http answers by itself.
-func startPlain(t *testing.T, h http.Handler) string {
+func startPlain(t testing.TB, h http.Handler) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
