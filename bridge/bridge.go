@@ -178,6 +178,8 @@ func (br *Bridge) Presence(deviceID string) (online bool, lastSeen time.Time) {
 // instances), for the dashboard's live count.
 func (br *Bridge) OnlineCount() int { return br.leases.onlineCount() }
 
+// serveWS is GET /ws through net/http: every refusal of docs/protocol.md §5, answered
+// and counted, and the upgrades that did not come in through the lane (TakeUpgrade).
 func (br *Bridge) serveWS(w http.ResponseWriter, r *http.Request) {
 	if label, err := br.refusal(r); err != nil {
 		if label != "" {
