@@ -5,7 +5,7 @@ package httpx
 // hijacked socket never gives back: at a restart, 10,000 tablets upgrade at once, and
 // those were a fifth of all a connect storm allocated and 5-7 % of its CPU. The lane
 // reads each new connection's first request head itself, into a pooled buffer, and
-// offers a well-formed GET of its path to Take. Anything else, and any request Take
+// offers a well-formed GET of its path to take. Anything else, and any request take
 // declines, goes on to the http.Server with the bytes already read, to be parsed again
 // and answered exactly as it would be without the lane. So the lane has no error
 // answers of its own, and a request it is unsure of is never its to answer.
