@@ -15,6 +15,8 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/kioskfeed/kioskfeed/internal/httpx"
 )
 
 // wsGUID is RFC 6455's fixed suffix of the accept hash.
@@ -33,9 +35,7 @@ func hijack(w http.ResponseWriter) (net.Conn, []byte, error) {
 		_ = conn.Close()
 		return nil, nil, errors.New("hijacked with unwritten response bytes")
 	}
-	if u, ok := conn.(interface{ NetConn() net.Conn }); ok {
-		conn = u.NetConn() // a connection the lane handed on (httpx.Lane): its socket
-	}
+	conn = httpx.Socket(conn) // a connection the lane handed on: its socket
 	_ = conn.SetDeadline(time.Time{})
 	var early []byte
 	if n := rw.Reader.Buffered(); n > 0 {

@@ -249,12 +249,12 @@ func (c *replayConn) Read(p []byte) (int, error) {
 	return c.Conn.Read(p)
 }
 
-// NetConn is the connection underneath once everything the lane read has been read
-// again (a handler that hijacks it, the WebSocket upgrade, wants the socket itself),
-// and c until then.
-func (c *replayConn) NetConn() net.Conn {
-	if len(c.pending) > 0 {
-		return c
+// Socket is the connection underneath a connection the lane handed on, once everything
+// the lane read has been read again (a handler that hijacks it, the WebSocket upgrade,
+// wants the socket itself: its file descriptor, its linger), and c itself otherwise.
+func Socket(c net.Conn) net.Conn {
+	if rc, ok := c.(*replayConn); ok && len(rc.pending) == 0 {
+		return rc.Conn
 	}
-	return c.Conn
+	return c
 }

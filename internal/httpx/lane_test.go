@@ -267,7 +267,7 @@ func TestLaneClosesASilentConnection(t *testing.T) {
 }
 
 // TestLaneHijackGetsTheSocket: a handler that hijacks a connection the lane handed on
-// gets, through NetConn, the TCP connection itself once the bytes the lane read have
+// gets, through Socket, the TCP connection itself once the bytes the lane read have
 // been read again (the WebSocket upgrade polls the socket and sets its linger).
 func TestLaneHijackGetsTheSocket(t *testing.T) {
 	got := make(chan net.Conn, 1)
@@ -277,10 +277,7 @@ func TestLaneHijackGetsTheSocket(t *testing.T) {
 			t.Error(err)
 			return
 		}
-		if u, ok := c.(interface{ NetConn() net.Conn }); ok {
-			c = u.NetConn()
-		}
-		got <- c
+		got <- httpx.Socket(c)
 		_ = c.Close()
 	})
 	s := startLane(t, 10*time.Second, h)
