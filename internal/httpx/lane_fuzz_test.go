@@ -39,6 +39,11 @@ func FuzzLaneAnswersAsNetHTTP(f *testing.F) {
 	declining.mu.Unlock()
 	taking := startLane(f, 2*time.Second, h)
 	f.Fuzz(func(t *testing.T, raw string) {
+		// What fits net/http's first read of a connection: a server that closes with a
+		// client's bytes still unread resets the connection, and whether the answer is
+		// read before the reset is the kernel's race, not the lane's. The lane's own
+		// limit is the same 4 KiB, and TestLaneHandsOnWhatIsNotItsOwn sends a longer head.
+		raw = raw[:min(len(raw), 4<<10)]
 		want := exchange(t, plain, raw)
 		if got := exchange(t, declining.addr, raw); withoutDate(got) != withoutDate(want) {
 			t.Fatalf("through a declining lane\n%q\nwithout it\n%q", got, want)
