@@ -122,8 +122,7 @@ func openLeaseBuckets(ctx context.Context, br *Bridge) (inst, kv jetstream.KeyVa
 // be taken over, and two live connections for one device must never be.
 func (l *leases) upkeep() {
 	defer close(l.done)
-	ttl := l.br.cfg.LeaseTTL
-	t := time.NewTicker(ttl / 3)
+	t := time.NewTicker(l.br.cfg.LeaseTTL / 3)
 	defer t.Stop()
 	for {
 		select {
@@ -131,67 +130,102 @@ func (l *leases) upkeep() {
 			return
 		case <-t.C:
 		}
-		// A renewal counts from when it was sent: the key's TTL runs from the server's
-		// write of it, which comes later, so the lapse check below never comes after
-		// the key's expiry for want of counting the call's own latency.
-		sent := l.br.cfg.Now()
-		ctx, cancel := context.WithTimeout(context.Background(), ttl/3)
-		rev, err := l.inst.Update(ctx, l.instance, []byte(`{}`), l.instRev)
+		l.renew()
+	}
+}
+
+// renew makes one renewal of the liveness key. A renewal counts from when it was sent:
+// the key's TTL runs from the server's write of it, which comes later, so the lapse is
+// never counted after the key's expiry for want of counting the call's own latency.
+//
+// Every call here ends by the lapse (lease_ttl after the last renewal that took was
+// sent): a renewal may take all the time left, so a saturated JetStream that answers
+// late still keeps the key, but not a moment more. A NATS cut off without a word (a
+// blackholed network, where calls hang instead of failing) thus closes the sockets at
+// the lapse, not one call's timeout or three after it, when another instance may
+// already have taken their leases over.
+func (l *leases) renew() {
+	sent := l.br.cfg.Now()
+	ctx, cancel := l.untilLapse(sent)
+	rev, err := l.inst.Update(ctx, l.instance, []byte(`{}`), l.instRev)
+	cancel()
+	switch {
+	case err == nil:
+		l.mu.Lock()
+		l.instRev, l.renewed = rev, sent
+		l.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), l.br.cfg.LeaseTTL/3)
+		l.br.checkEpoch(ctx)
 		cancel()
-		now := l.br.cfg.Now()
-		switch {
-		case err == nil:
-			l.mu.Lock()
-			l.instRev, l.renewed = rev, sent
-			l.mu.Unlock()
-			ctx, cancel := context.WithTimeout(context.Background(), ttl/3)
-			l.br.checkEpoch(ctx)
-			cancel()
-		case broker.IsKVConflict(err) && l.adoptLateRenewal():
-			// A renewal that timed out was applied after all: the key stands, ours.
-		case broker.IsKVConflict(err) || errors.Is(err, jetstream.ErrKeyNotFound):
-			// Others may have taken us for dead and taken over leases. Come back to
-			// life first, so no new takeover starts, then keep only the sockets whose
-			// lease is still ours.
-			l.br.log.Warn("instance liveness lapsed; checking every lease", slog.String("instance", l.instance))
-			sent := l.br.cfg.Now()
-			ctx, cancel := context.WithTimeout(context.Background(), ttl/3)
-			rev, err := l.inst.Create(ctx, l.instance, []byte(`{}`))
-			cancel()
-			if err != nil {
-				l.br.closeAll(reasonLeaseLost)
-				continue
-			}
-			l.mu.Lock()
-			l.instRev, l.renewed = rev, sent
-			l.mu.Unlock()
-			l.verifyAll()
-		default:
-			if l.restore() {
-				continue
-			}
-			l.mu.Lock()
-			lapsed := now.Sub(l.renewed) >= ttl
-			l.mu.Unlock()
-			if lapsed && !l.adoptLateRenewal() {
-				l.br.log.Warn("cannot renew instance liveness; closing every socket", slog.String("error", err.Error()))
-				l.br.closeAll(reasonBrokerDown)
-			}
+	case broker.IsKVConflict(err) && l.adoptLateRenewal():
+		// A renewal that failed was applied after all: the key stands, ours.
+	case broker.IsKVConflict(err) || errors.Is(err, jetstream.ErrKeyNotFound):
+		// Others may have taken us for dead and taken over leases. Come back to
+		// life first, so no new takeover starts, then keep only the sockets whose
+		// lease is still ours.
+		l.br.log.Warn("instance liveness lapsed; checking every lease", slog.String("instance", l.instance))
+		sent := l.br.cfg.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), l.br.cfg.LeaseTTL/3)
+		rev, err := l.inst.Create(ctx, l.instance, []byte(`{}`))
+		cancel()
+		if err != nil {
+			l.br.closeAll(reasonLeaseLost)
+			return
+		}
+		l.mu.Lock()
+		l.instRev, l.renewed = rev, sent
+		l.mu.Unlock()
+		l.verifyAll()
+	default:
+		// Past the lapse the sockets close first: restore may wait on NATS.
+		if l.lapsed() {
+			l.closeLapsed(err)
+			l.restore() // NATS may be back without the buckets, which new sockets need
+			return
+		}
+		if !l.restore() && l.lapsed() {
+			l.closeLapsed(err)
 		}
 	}
 }
 
+// closeLapsed closes every socket: liveness could not be renewed within lease_ttl.
+func (l *leases) closeLapsed(err error) {
+	l.br.log.Warn("cannot renew instance liveness; closing every socket", slog.String("error", err.Error()))
+	l.br.closeAll(reasonBrokerDown)
+}
+
+// untilLapse is the context of one call of the renewal: it ends at the lapse, or, once
+// the key has lapsed (its sockets are closed, nothing is left to keep), after
+// lease_ttl/3.
+func (l *leases) untilLapse(now time.Time) (context.Context, context.CancelFunc) {
+	l.mu.Lock()
+	left := l.renewed.Add(l.br.cfg.LeaseTTL).Sub(now)
+	l.mu.Unlock()
+	if left <= 0 {
+		left = l.br.cfg.LeaseTTL / 3
+	}
+	return context.WithTimeout(context.Background(), left)
+}
+
+// lapsed reports whether lease_ttl has passed since the last renewal that took was sent.
+func (l *leases) lapsed() bool {
+	now := l.br.cfg.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return now.Sub(l.renewed) >= l.br.cfg.LeaseTTL
+}
+
 // adoptLateRenewal handles a renewal refused for its revision: when NATS is slow (a
-// JetStream cluster saturated by a killed instance's takeovers), a renewal can time out
+// JetStream cluster saturated by a killed instance's takeovers), a renewal can fail
 // here and still be applied, so the next one names a revision that is no longer the
 // key's. No other instance ever writes this instance's key, so a key that stands is
 // ours: its revision is taken and renewal goes on, where closing every socket would
-// only add a reconnect storm to the load. The same holds when renewals have timed out
-// for a whole TTL: a key that still stands at a newer revision was renewed within it.
-// It reports false when the key is gone, not newer, or cannot be read (the caller then
+// only add a reconnect storm to the load. Its read ends by the lapse too. It reports
+// false when the key is gone, not newer, or cannot be read in time (the caller then
 // comes back to life and checks every lease, or closes every socket).
 func (l *leases) adoptLateRenewal() bool {
-	ctx, cancel := context.WithTimeout(context.Background(), l.br.cfg.LeaseTTL/3)
+	ctx, cancel := l.untilLapse(l.br.cfg.Now())
 	defer cancel()
 	e, err := l.inst.Get(ctx, l.instance)
 	if err != nil {
@@ -204,7 +238,7 @@ func (l *leases) adoptLateRenewal() bool {
 	}
 	l.mu.Unlock()
 	if adopt {
-		l.br.log.Info("instance liveness: a renewal that timed out was applied; going on from it", slog.String("instance", l.instance))
+		l.br.log.Info("instance liveness: a renewal that failed was applied; going on from it", slog.String("instance", l.instance))
 	}
 	return adopt
 }
@@ -212,10 +246,10 @@ func (l *leases) adoptLateRenewal() bool {
 // restore handles a NATS that came back without the lease buckets (memory storage is
 // lost when every node restarts): it sets them up again, comes back to life, and takes
 // the leases of the sockets still open here again. It reports whether liveness is
-// renewed; while NATS is away it fails fast and upkeep goes on counting the lapse.
+// renewed; while NATS is away it fails fast and upkeep goes on counting the lapse. Its
+// calls end by the lapse; taking the leases again has the new TTL.
 func (l *leases) restore() bool {
-	ttl := l.br.cfg.LeaseTTL
-	ctx, cancel := context.WithTimeout(context.Background(), ttl/3)
+	ctx, cancel := l.untilLapse(l.br.cfg.Now())
 	defer cancel()
 	if _, err := l.inst.Status(ctx); !errors.Is(err, jetstream.ErrBucketNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) {
 		return false // the buckets are there (or NATS is not): nothing to restore
@@ -232,7 +266,9 @@ func (l *leases) restore() bool {
 	l.instRev, l.renewed = rev, sent
 	l.mu.Unlock()
 	l.br.log.Warn("lease buckets were lost (NATS restarted) and are set up again", slog.String("instance", l.instance))
-	l.reassert(ctx)
+	rctx, rcancel := l.untilLapse(l.br.cfg.Now())
+	defer rcancel()
+	l.reassert(rctx)
 	return true
 }
 

@@ -2,7 +2,6 @@ package bridge_test
 
 import (
 	"bytes"
-	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -25,28 +24,9 @@ import (
 // had the clock gone on).
 func TestRenewalCountsFromItsSending(t *testing.T) {
 	const ttl = 3 * time.Second
-	n := brokertest.StartNATS(t)
-	px := startNATSProxy(t, n.URL()[len("nats://"):])
-	b, err := broker.New(bg, broker.Config{URL: "nats://" + px.addr(), OpTimeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close(bg) })
-
-	var shift atomic.Int64               // added to the broker's clock
-	var frozen atomic.Pointer[time.Time] // when set, the instance's clock stands here
-	now := func() time.Time {
-		if f := frozen.Load(); f != nil {
-			return *f
-		}
-		return b.Now().Add(time.Duration(shift.Load()))
-	}
-	s := startStack(t, stackOpts{broker: b, bridge: func(c *bridge.Config) { c.LeaseTTL, c.Now = ttl, now }})
-	c, _ := s.connect(t, s.pair(t, "lobby"), 0, "")
-	p := startPump(c)
-	p.expect(t, "synced")
-
-	renewal := []byte("PUB $KV." + bridge.BucketInstances + "." + s.br.InstanceID() + " ")
+	r := startRenewalRig(t, ttl)
+	px, p, clock, renewal := r.px, r.p, r.clock, r.renewal
+	now := clock.now
 	var sent time.Time
 	var renewals atomic.Int32
 	cut := make(chan struct{})
@@ -54,7 +34,7 @@ func TestRenewalCountsFromItsSending(t *testing.T) {
 		switch renewals.Add(1) {
 		case 1: // in flight: its answer comes half a TTL later by this clock
 			sent = now()
-			shift.Add(int64(ttl / 2))
+			clock.shift.Add(int64(ttl / 2))
 			return true
 		case 2: // the next one is lost, and so is NATS
 			close(cut)
@@ -68,11 +48,87 @@ func TestRenewalCountsFromItsSending(t *testing.T) {
 	}
 	px.cutAll()
 	stop := sent.Add(ttl + ttl/10) // lapsed counting from the sending, not from the answer
-	frozen.Store(&stop)
+	clock.frozen.Store(&stop)
 
 	if code := p.closed(t, 5*ttl); code != 1011 {
 		t.Fatalf("socket closed with %d after the liveness key lapsed, want 1011", code)
 	}
+}
+
+// TestUpkeepEndsByTheLapse: a NATS cut off without a word (the network drops every
+// packet, so calls hang until their deadline and none fails) must not keep the sockets
+// open past the lapse either. The instance's clock is moved on so that the next renewal
+// is sent with a tenth of lease_ttl left before the lapse, and the proxy then stalls.
+// The socket must close 1011 at the lapse; the test waits half a TTL for it. On the old
+// code every call of the upkeep had a timeout of lease_ttl/3 of its own, whatever was
+// left, and three of them ran before it closed (the renewal, the buckets' status, a read
+// of the key): it closed a whole TTL after the stall, two thirds of a TTL after the key
+// could have expired.
+func TestUpkeepEndsByTheLapse(t *testing.T) {
+	const ttl = 6 * time.Second
+	r := startRenewalRig(t, ttl)
+	px, p, renewal := r.px, r.p, r.renewal
+	var renewals atomic.Int32
+	stalled := make(chan struct{})
+	px.onSend(renewal, func() bool {
+		switch renewals.Add(1) {
+		case 1: // this one takes; the next, lease_ttl/3 later, has a tenth of the TTL left
+			r.clock.shift.Add(int64(ttl - ttl/3 - ttl/10))
+		case 2: // and hangs, as everything after it
+			px.stall()
+			close(stalled)
+		}
+		return true
+	})
+	t.Cleanup(px.cutAll) // before the stack's shutdown: a silent NATS would hold it up
+	select {
+	case <-stalled:
+	case <-time.After(4 * ttl):
+		t.Fatalf("saw %d liveness renewals in %v, want 2 (one each lease_ttl/3)", renewals.Load(), 4*ttl)
+	}
+	if code := p.closed(t, ttl/2); code != 1011 {
+		t.Fatalf("socket closed with %d at the lapse of a NATS that went silent, want 1011", code)
+	}
+}
+
+// renewalRig is one instance whose broker reaches NATS through a natsProxy, with
+// lease_ttl ttl and a clock the test moves, and one tablet connected and synced.
+type renewalRig struct {
+	px      *natsProxy
+	p       *pump
+	clock   *testClock
+	renewal []byte // what the broker sends to renew the instance's liveness key
+}
+
+func startRenewalRig(t *testing.T, ttl time.Duration) renewalRig {
+	t.Helper()
+	n := brokertest.StartNATS(t)
+	px := startNATSProxy(t, n.URL()[len("nats://"):])
+	b, err := broker.New(bg, broker.Config{URL: "nats://" + px.addr(), OpTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close(bg) })
+	clock := &testClock{base: b.Now}
+	s := startStack(t, stackOpts{broker: b, bridge: func(c *bridge.Config) { c.LeaseTTL, c.Now = ttl, clock.now }})
+	c, _ := s.connect(t, s.pair(t, "lobby"), 0, "")
+	p := startPump(c)
+	p.expect(t, "synced")
+	return renewalRig{px: px, p: p, clock: clock, renewal: []byte("PUB $KV." + bridge.BucketInstances + "." + s.br.InstanceID() + " ")}
+}
+
+// testClock is the broker's clock moved on by shift, or standing at frozen once set.
+type testClock struct {
+	base   func() time.Time
+	shift  atomic.Int64
+	frozen atomic.Pointer[time.Time]
+}
+
+func (c *testClock) now() time.Time {
+	if f := c.frozen.Load(); f != nil {
+		return *f
+	}
+	return c.base().Add(time.Duration(c.shift.Load()))
 }
 
 // natsProxy forwards TCP between the broker and NATS, so a test can watch what the
@@ -81,11 +137,13 @@ type natsProxy struct {
 	ln     net.Listener
 	target string
 
-	mu     sync.Mutex
-	conns  []net.Conn
-	match  []byte
-	hook   func() bool // called on match, in the sending goroutine; false drops the connection
-	closed bool
+	mu      sync.Mutex
+	conns   []net.Conn
+	match   []byte
+	hook    func() bool // called on match, in the sending goroutine; false drops the connection
+	closed  bool
+	stalled chan struct{} // closed by stall: nothing more is forwarded, either way
+	cut     chan struct{} // closed by cutAll
 }
 
 func startNATSProxy(t *testing.T, target string) *natsProxy {
@@ -94,7 +152,7 @@ func startNATSProxy(t *testing.T, target string) *natsProxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	px := &natsProxy{ln: ln, target: target}
+	px := &natsProxy{ln: ln, target: target, stalled: make(chan struct{}), cut: make(chan struct{})}
 	t.Cleanup(px.cutAll)
 	go px.accept()
 	return px
@@ -109,9 +167,36 @@ func (px *natsProxy) onSend(match []byte, hook func() bool) {
 	px.mu.Unlock()
 }
 
+// stall stops forwarding, either way, and leaves every connection open: a network
+// that drops everything without a word, where calls hang rather than fail. New
+// connections are accepted and stall too.
+func (px *natsProxy) stall() {
+	px.mu.Lock()
+	defer px.mu.Unlock()
+	select {
+	case <-px.stalled:
+	default:
+		close(px.stalled)
+	}
+}
+
+// wait blocks a stalled copy until the proxy is cut; it reports whether to go on.
+func (px *natsProxy) wait() bool {
+	select {
+	case <-px.stalled:
+		<-px.cut
+		return false
+	default:
+		return true
+	}
+}
+
 // cutAll closes the listener and every connection through the proxy.
 func (px *natsProxy) cutAll() {
 	px.mu.Lock()
+	if !px.closed {
+		close(px.cut)
+	}
 	px.closed = true
 	conns := px.conns
 	px.conns = nil
@@ -142,7 +227,7 @@ func (px *natsProxy) accept() {
 		}
 		px.conns = append(px.conns, in, out)
 		px.mu.Unlock()
-		go func() { _, _ = io.Copy(in, out); _ = in.Close() }()
+		go px.receive(in, out)
 		go px.send(in, out)
 	}
 }
@@ -167,7 +252,31 @@ func (px *natsProxy) send(in, out net.Conn) {
 				}
 				tail = append(tail[:0], seen[max(0, len(seen)-len(match)+1):]...)
 			}
+			if !px.wait() {
+				return
+			}
 			if _, werr := out.Write(buf[:k]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// receive copies NATS's bytes to the broker until either side closes or the proxy
+// stalls.
+func (px *natsProxy) receive(in, out net.Conn) {
+	defer in.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		k, err := out.Read(buf)
+		if k > 0 {
+			if !px.wait() {
+				return
+			}
+			if _, werr := in.Write(buf[:k]); werr != nil {
 				return
 			}
 		}
