@@ -88,8 +88,8 @@ func (h *hub) logHead(ctx context.Context) (uint64, error) {
 		a = &headAsk{done: make(chan struct{})}
 		q.asking = a
 		q.mu.Unlock()
-		if !h.br.goSafe("log head", func() { h.answer(a, true) }) {
-			h.answer(a, false) // shutting down
+		if !h.br.goSafe("log head", func() { h.answer(a, h.askLog) }) {
+			h.answer(a, shutDown)
 		}
 	} else {
 		if q.next == nil {
@@ -109,18 +109,12 @@ func (h *hub) logHead(ctx context.Context) (uint64, error) {
 	}
 }
 
-// answer asks the log (or, with ask false, answers errHubClosed), hands the answer to
-// a's waiters, and goes on with the next question while one is waiting.
-func (h *hub) answer(a *headAsk, ask bool) {
+// answer hands a, and each question that came while it was out, the answer of get,
+// one after the other, until none is waiting.
+func (h *hub) answer(a *headAsk, get func() (uint64, error)) {
 	q := &h.asks
 	for a != nil {
-		if ask {
-			ctx, cancel := h.br.opContext(resetWait)
-			a.seq, a.err = h.br.src.LastSeq(ctx, h.feed)
-			cancel()
-		} else {
-			a.err = errHubClosed
-		}
+		a.seq, a.err = get()
 		close(a.done)
 		q.mu.Lock()
 		a, q.next = q.next, nil
@@ -128,3 +122,13 @@ func (h *hub) answer(a *headAsk, ask bool) {
 		q.mu.Unlock()
 	}
 }
+
+// askLog is the question: the feed's newest seq in the log.
+func (h *hub) askLog() (uint64, error) {
+	ctx, cancel := h.br.opContext(resetWait)
+	defer cancel()
+	return h.br.src.LastSeq(ctx, h.feed)
+}
+
+// shutDown is the answer while the bridge shuts down: no question is asked.
+func shutDown() (uint64, error) { return 0, errHubClosed }
