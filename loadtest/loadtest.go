@@ -11,8 +11,10 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -66,6 +68,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		r.dir = dir
 	} else {
 		r.dir = opts.Dir
+		if err := unusedDir(r.dir); err != nil {
+			return nil, err
+		}
 		if err := os.MkdirAll(r.dir, 0o700); err != nil {
 			return nil, err
 		}
@@ -90,6 +95,23 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		err = fmt.Errorf("%w (logs in %s)", err, r.dir)
 	}
 	return &r.res, err
+}
+
+// unusedDir refuses a directory that holds anything: the run would start its servers
+// on the last run's data, and its publishes, whose event ids repeat the last run's,
+// would be taken as duplicates of events already stored, so no tablet would get one.
+func unusedDir(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if len(entries) > 0 {
+		return fmt.Errorf("dir must be new or empty, not %s, which holds %s and %d more (a run there would start on the last run's data)", dir, entries[0].Name(), len(entries)-1)
+	}
+	return nil
 }
 
 func (r *run) phases(ctx context.Context) error {

@@ -367,6 +367,43 @@ func TestRunReportsServerThatCannotStart(t *testing.T) {
 	}
 }
 
+// TestRunRefusesADirInUse: a --dir that holds a last run's files is refused before
+// anything starts, and nothing in it is touched. A run there used to start its servers
+// on the last run's event log, whose event ids its publishes repeat: every publish was
+// answered as a duplicate and every tablet "missed" every event.
+func TestRunRefusesADirInUse(t *testing.T) {
+	t.Parallel()
+	scratch := t.TempDir()
+	dir := filepath.Join(scratch, "run")
+	if err := os.MkdirAll(filepath.Join(dir, "nats-1"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	kept := filepath.Join(dir, "result.json")
+	if err := os.WriteFile(kept, []byte(`{"tablets":1}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var progress bytes.Buffer
+	res, err := Run(t.Context(), Options{Exe: filepath.Join(scratch, "no-such-kioskfeed"), Dir: dir, Progress: &progress})
+	want := "dir must be new or empty, not " + dir + ", which holds nats-1 and 1 more (a run there would start on the last run's data)"
+	if err == nil || err.Error() != want {
+		t.Fatalf("Run in a used dir: %v, want %q", err, want)
+	}
+	if res != nil || progress.Len() > 0 {
+		t.Errorf("Run started something: result %+v, progress %q", res, progress.String())
+	}
+	if raw, err := os.ReadFile(kept); err != nil || string(raw) != `{"tablets":1}` {
+		t.Errorf("the last run's result.json: %q, %v; want it untouched", raw, err)
+	}
+	// An empty one is taken (and, failing here for want of a binary, left in place).
+	empty := filepath.Join(scratch, "empty")
+	if err := os.Mkdir(empty, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Run(t.Context(), Options{Exe: filepath.Join(scratch, "no-such-kioskfeed"), Dir: empty, Progress: io.Discard}); err == nil || strings.Contains(err.Error(), "dir must be") {
+		t.Errorf("Run in an empty dir: %v, want it taken (and a failure to start the missing binary)", err)
+	}
+}
+
 // TestRunRefusesBadOptions checks that each out-of-range option is refused by name
 // before anything starts: no process, no directory, no progress line.
 func TestRunRefusesBadOptions(t *testing.T) {

@@ -124,7 +124,7 @@ for the three peers ("kioskfeed loadtest plot -h").
 	fs.BoolVar(&o.NoNATS, "no-nats", false, "skip the nats-server WebSocket comparison")
 	fs.BoolVar(&o.NoCentrifugo, "no-centrifugo", false, "skip the Centrifugo "+loadtest.CentrifugoVersion+" comparison (built from the Go module proxy on first use; KIOSKFEED_CENTRIFUGO names a binary instead)")
 	fs.BoolVar(&o.Ack, "ack", false, "tablets acknowledge events with shown (proof of display), at most once a second each, as the PWA does")
-	fs.StringVar(&o.Dir, "dir", "", "keep the server's data, the logs and result.json here (default: a temp dir, removed after a clean run)")
+	fs.StringVar(&o.Dir, "dir", "", "keep the server's data, the logs and result.json here, a new or empty directory (default: a temp dir, removed after a clean run)")
 	fs.StringVar(&o.Scenario, "scenario", loadtest.ScenarioFull, "what to run: full, outage (Wi-Fi outage) or storm (far-behind reconnect storm)")
 	fs.Float64Var(&o.Share, "share", 0, "outage and storm: the share of tablets that go dead or leave and come back (default 0.3 and 0.8)")
 	fs.DurationVar(&o.Heartbeat, "heartbeat", 0, "the server's heartbeat, whole seconds (default the server's 20s; 2s for outage)")
