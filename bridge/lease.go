@@ -138,17 +138,19 @@ func (l *leases) upkeep() {
 // the key's TTL runs from the server's write of it, which comes later, so the lapse is
 // never counted after the key's expiry for want of counting the call's own latency.
 //
-// Every call here ends by the lapse (lease_ttl after the last renewal that took was
-// sent): a renewal may take all the time left, so a saturated JetStream that answers
-// late still keeps the key, but not a moment more. A NATS cut off without a word (a
-// blackholed network, where calls hang instead of failing) thus closes the sockets at
-// the lapse, not one call's timeout or three after it, when another instance may
-// already have taken their leases over.
+// Every call here shares one context that ends at the lapse (lease_ttl after the last
+// renewal that took was sent): a renewal may take all the time left, so a saturated
+// JetStream that answers late still keeps the key, but not a moment more. A NATS cut
+// off without a word (a blackholed network, where calls hang instead of failing) thus
+// closes the sockets at the lapse, not one call's timeout or three after it, when
+// another instance may already have taken their leases over. The context's end is the
+// lapse itself, whatever the clock says when a call returns.
 func (l *leases) renew() {
 	sent := l.br.cfg.Now()
-	ctx, cancel := l.untilLapse(sent)
+	ctx, cancel, toLapse := l.untilLapse(sent)
+	defer cancel()
+	lapsed := func() bool { return toLapse && ctx.Err() != nil || l.lapsed() }
 	rev, err := l.inst.Update(ctx, l.instance, []byte(`{}`), l.instRev)
-	cancel()
 	switch {
 	case err == nil:
 		l.mu.Lock()
@@ -157,7 +159,7 @@ func (l *leases) renew() {
 		ctx, cancel := context.WithTimeout(context.Background(), l.br.cfg.LeaseTTL/3)
 		l.br.checkEpoch(ctx)
 		cancel()
-	case broker.IsKVConflict(err) && l.adoptLateRenewal():
+	case broker.IsKVConflict(err) && l.adoptLateRenewal(ctx):
 		// A renewal that failed was applied after all: the key stands, ours.
 	case broker.IsKVConflict(err) || errors.Is(err, jetstream.ErrKeyNotFound):
 		// Others may have taken us for dead and taken over leases. Come back to
@@ -177,35 +179,34 @@ func (l *leases) renew() {
 		l.mu.Unlock()
 		l.verifyAll()
 	default:
-		// Past the lapse the sockets close first: restore may wait on NATS.
-		if l.lapsed() {
-			l.closeLapsed(err)
-			l.restore() // NATS may be back without the buckets, which new sockets need
+		if !lapsed() && l.restore(ctx) {
 			return
 		}
-		if !l.restore() && l.lapsed() {
-			l.closeLapsed(err)
+		if lapsed() {
+			l.br.log.Warn("cannot renew instance liveness; closing every socket", slog.String("error", err.Error()))
+			l.br.closeAll(reasonBrokerDown)
+			// NATS may be back without the buckets, which new sockets need; the
+			// sockets closed first, as this waits on NATS.
+			ctx, cancel := context.WithTimeout(context.Background(), l.br.cfg.LeaseTTL/3)
+			l.restore(ctx)
+			cancel()
 		}
 	}
 }
 
-// closeLapsed closes every socket: liveness could not be renewed within lease_ttl.
-func (l *leases) closeLapsed(err error) {
-	l.br.log.Warn("cannot renew instance liveness; closing every socket", slog.String("error", err.Error()))
-	l.br.closeAll(reasonBrokerDown)
-}
-
-// untilLapse is the context of one call of the renewal: it ends at the lapse, or, once
-// the key has lapsed (its sockets are closed, nothing is left to keep), after
+// untilLapse is the context of one renewal's calls: it ends at the lapse (toLapse), or,
+// once the key has lapsed (its sockets are closed, nothing is left to keep), after
 // lease_ttl/3.
-func (l *leases) untilLapse(now time.Time) (context.Context, context.CancelFunc) {
+func (l *leases) untilLapse(now time.Time) (ctx context.Context, cancel context.CancelFunc, toLapse bool) {
 	l.mu.Lock()
 	left := l.renewed.Add(l.br.cfg.LeaseTTL).Sub(now)
 	l.mu.Unlock()
 	if left <= 0 {
-		left = l.br.cfg.LeaseTTL / 3
+		ctx, cancel = context.WithTimeout(context.Background(), l.br.cfg.LeaseTTL/3)
+		return ctx, cancel, false
 	}
-	return context.WithTimeout(context.Background(), left)
+	ctx, cancel = context.WithTimeout(context.Background(), left)
+	return ctx, cancel, true
 }
 
 // lapsed reports whether lease_ttl has passed since the last renewal that took was sent.
@@ -221,12 +222,10 @@ func (l *leases) lapsed() bool {
 // here and still be applied, so the next one names a revision that is no longer the
 // key's. No other instance ever writes this instance's key, so a key that stands is
 // ours: its revision is taken and renewal goes on, where closing every socket would
-// only add a reconnect storm to the load. Its read ends by the lapse too. It reports
-// false when the key is gone, not newer, or cannot be read in time (the caller then
-// comes back to life and checks every lease, or closes every socket).
-func (l *leases) adoptLateRenewal() bool {
-	ctx, cancel := l.untilLapse(l.br.cfg.Now())
-	defer cancel()
+// only add a reconnect storm to the load. Its read has the renewal's context, which
+// ends by the lapse. It reports false when the key is gone, not newer, or cannot be
+// read in time (the caller then comes back to life and checks every lease).
+func (l *leases) adoptLateRenewal(ctx context.Context) bool {
 	e, err := l.inst.Get(ctx, l.instance)
 	if err != nil {
 		return false
@@ -247,10 +246,8 @@ func (l *leases) adoptLateRenewal() bool {
 // lost when every node restarts): it sets them up again, comes back to life, and takes
 // the leases of the sockets still open here again. It reports whether liveness is
 // renewed; while NATS is away it fails fast and upkeep goes on counting the lapse. Its
-// calls end by the lapse; taking the leases again has the new TTL.
-func (l *leases) restore() bool {
-	ctx, cancel := l.untilLapse(l.br.cfg.Now())
-	defer cancel()
+// calls have the renewal's context; taking the leases again has the new TTL.
+func (l *leases) restore(ctx context.Context) bool {
 	if _, err := l.inst.Status(ctx); !errors.Is(err, jetstream.ErrBucketNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) {
 		return false // the buckets are there (or NATS is not): nothing to restore
 	}
@@ -266,7 +263,7 @@ func (l *leases) restore() bool {
 	l.instRev, l.renewed = rev, sent
 	l.mu.Unlock()
 	l.br.log.Warn("lease buckets were lost (NATS restarted) and are set up again", slog.String("instance", l.instance))
-	rctx, rcancel := l.untilLapse(l.br.cfg.Now())
+	rctx, rcancel, _ := l.untilLapse(l.br.cfg.Now())
 	defer rcancel()
 	l.reassert(rctx)
 	return true

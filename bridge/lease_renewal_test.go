@@ -58,14 +58,15 @@ func TestRenewalCountsFromItsSending(t *testing.T) {
 // TestUpkeepEndsByTheLapse: a NATS cut off without a word (the network drops every
 // packet, so calls hang until their deadline and none fails) must not keep the sockets
 // open past the lapse either. The instance's clock is moved on so that the next renewal
-// is sent with a tenth of lease_ttl left before the lapse, and the proxy then stalls.
-// The socket must close 1011 at the lapse; the test waits half a TTL for it. On the old
-// code every call of the upkeep had a timeout of lease_ttl/3 of its own, whatever was
-// left, and three of them ran before it closed (the renewal, the buckets' status, a read
-// of the key): it closed a whole TTL after the stall, two thirds of a TTL after the key
-// could have expired.
+// is sent with a tenth of lease_ttl left before the lapse; there the proxy stalls and
+// the clock stops, short of the lapse. The renewal's call must end at the lapse, and
+// its end close the socket 1011. On the old code every call of the upkeep had a
+// timeout of lease_ttl/3 of its own, whatever was left, and it closed only once its
+// clock, read after three of them (the renewal, the buckets' status, a read of the
+// key), said the lapse had passed: with the clock stopped, never; with a clock going
+// on, two thirds of a TTL after the key could have expired.
 func TestUpkeepEndsByTheLapse(t *testing.T) {
-	const ttl = 6 * time.Second
+	const ttl = 3 * time.Second
 	r := startRenewalRig(t, ttl)
 	px, p, renewal := r.px, r.p, r.renewal
 	var renewals atomic.Int32
@@ -75,6 +76,8 @@ func TestUpkeepEndsByTheLapse(t *testing.T) {
 		case 1: // this one takes; the next, lease_ttl/3 later, has a tenth of the TTL left
 			r.clock.shift.Add(int64(ttl - ttl/3 - ttl/10))
 		case 2: // and hangs, as everything after it
+			stop := r.clock.now()
+			r.clock.frozen.Store(&stop)
 			px.stall()
 			close(stalled)
 		}
@@ -86,7 +89,7 @@ func TestUpkeepEndsByTheLapse(t *testing.T) {
 	case <-time.After(4 * ttl):
 		t.Fatalf("saw %d liveness renewals in %v, want 2 (one each lease_ttl/3)", renewals.Load(), 4*ttl)
 	}
-	if code := p.closed(t, ttl/2); code != 1011 {
+	if code := p.closed(t, 2*ttl); code != 1011 {
 		t.Fatalf("socket closed with %d at the lapse of a NATS that went silent, want 1011", code)
 	}
 }
