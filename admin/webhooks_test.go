@@ -23,8 +23,8 @@ import (
 // log only.
 type noFleet struct{}
 
-func (noFleet) Devices() []alerts.Device          { return nil }
-func (noFleet) Presence(string) (bool, time.Time) { return false, time.Time{} }
+func (noFleet) AppendDevices(dst []alerts.Device) []alerts.Device { return dst }
+func (noFleet) Presence(string) (bool, time.Time)                 { return false, time.Time{} }
 
 // startWebhookDashboard runs the admin side with webhooks, wired as cmd/kioskfeed
 // wires it: an alerts.Service on the same broker, private receivers allowed (the

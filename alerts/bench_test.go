@@ -14,9 +14,9 @@ import (
 // building at work.
 type idleFleet struct{ devs []Device }
 
-func (f idleFleet) Devices() []Device                { return append([]Device(nil), f.devs...) }
-func (idleFleet) Presence(string) (bool, time.Time)  { return true, time.Now() }
-func (idleFleet) DisplayState(string, string) string { return "live" }
+func (f idleFleet) AppendDevices(dst []Device) []Device { return append(dst, f.devs...) }
+func (idleFleet) Presence(string) (bool, time.Time)     { return true, time.Now() }
+func (idleFleet) DisplayState(string, string) string    { return "live" }
 
 // BenchmarkOfflineTickIdle10k measures one evaluation of the offline and behind rules
 // over 10,000 idle tablets that were all seen before: what every instance spends every

@@ -34,10 +34,10 @@ func newFleet(devs ...alerts.Device) *fleet {
 	return &fleet{devs: devs, online: map[string]bool{}, lastSeen: map[string]time.Time{}, display: map[string]string{}}
 }
 
-func (f *fleet) Devices() []alerts.Device {
+func (f *fleet) AppendDevices(dst []alerts.Device) []alerts.Device {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return append([]alerts.Device(nil), f.devs...)
+	return append(dst, f.devs...)
 }
 
 func (f *fleet) Presence(id string) (bool, time.Time) {

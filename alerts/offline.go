@@ -78,6 +78,8 @@ type offlineRule struct {
 	// paired is the tick's set of paired devices, kept from tick to tick so that a
 	// tick over 10,000 devices does not allocate and grow a new one.
 	paired map[string]bool
+	// devs is the tick's list of paired devices, kept for the same reason.
+	devs []Device
 	// edges is what is left of the tick's maxEdgesPerTick; deferred counts the edges
 	// left for the next tick (spend).
 	edges, deferred int
@@ -114,7 +116,8 @@ func (o *offlineRule) run(stop <-chan struct{}) {
 // first seen online, offline past the threshold, back online.
 func (o *offlineRule) tick(ctx context.Context, stop <-chan struct{}) {
 	now := o.s.cfg.Now()
-	devs := o.s.fleet.Devices()
+	o.devs = o.s.fleet.AppendDevices(o.devs[:0])
+	devs := o.devs
 	if o.paired == nil {
 		o.paired = make(map[string]bool, len(devs))
 	}
@@ -197,12 +200,20 @@ func (o *offlineRule) tick(ctx context.Context, stop <-chan struct{}) {
 	}
 	// Records of devices no longer paired, forgotten: none when every record is one of
 	// the paired devices' counted above (the steady state), so no look at all of them.
+	// The look copies nothing but the ids to forget (usually none: a tick that records
+	// first-seen devices makes more records than it counted).
 	if o.states.Len() <= withState {
 		return
 	}
-	for _, st := range o.states.All(func(st deviceState) bool { return !paired[st.Device] && now.Sub(st.Seen) > forgetAfter }) {
-		if err := o.states.KV().Delete(ctx, st.Device); err == nil {
-			o.states.Remove(st.Device)
+	var gone []string
+	o.states.Each(func(_ string, st deviceState) {
+		if !paired[st.Device] && now.Sub(st.Seen) > forgetAfter {
+			gone = append(gone, st.Device)
+		}
+	})
+	for _, id := range gone {
+		if err := o.states.KV().Delete(ctx, id); err == nil {
+			o.states.Remove(id)
 		}
 	}
 }

@@ -17,9 +17,9 @@ type tickCounter struct {
 	ticks atomic.Int64
 }
 
-func (c *tickCounter) Devices() []alerts.Device {
+func (c *tickCounter) AppendDevices(dst []alerts.Device) []alerts.Device {
 	c.ticks.Add(1)
-	return c.fleet.Devices()
+	return c.fleet.AppendDevices(dst)
 }
 
 // boundedProgress polls done() until it reaches n, failing if it ever exceeds perTick

@@ -23,8 +23,10 @@ type Device struct {
 // it with pairing's device registry and the bridge's presence, so that this package
 // imports neither.
 type Fleet interface {
-	// Devices lists every paired device.
-	Devices() []Device
+	// AppendDevices appends every paired device to dst and returns it. A tick passes
+	// the slice of the last one, so that it allocates nothing for the list: a copy of
+	// the whole registry every few seconds was most of an idle instance's garbage.
+	AppendDevices(dst []Device) []Device
 	// Presence tells whether a device has a live connection now, and when this
 	// instance last saw it online (zero when it has not).
 	Presence(deviceID string) (online bool, lastSeen time.Time)

@@ -89,6 +89,12 @@ func (r *Registry) List(feed string) []Device {
 	return r.m.All(func(d Device) bool { return feed == "" || d.Feed == feed })
 }
 
+// Each calls fn for every paired device, copying none of the list: fn runs under the
+// registry's read lock and must not block or call back into the registry.
+func (r *Registry) Each(fn func(Device)) {
+	r.m.Each(func(_ string, d Device) { fn(d) })
+}
+
 // revoke deletes a device: its tokens stop working at once and every instance closes
 // its connection. It reports whether the device existed.
 func (r *Registry) revoke(ctx context.Context, id string) (bool, error) {

@@ -26,13 +26,9 @@ var (
 	_ alerts.Quiet   = alertFleet{}
 )
 
-func (f alertFleet) Devices() []alerts.Device {
-	devs := f.devices.List("")
-	out := make([]alerts.Device, len(devs))
-	for i, d := range devs {
-		out[i] = alerts.Device{ID: d.ID, Feed: d.Feed}
-	}
-	return out
+func (f alertFleet) AppendDevices(dst []alerts.Device) []alerts.Device {
+	f.devices.Each(func(d pairing.Device) { dst = append(dst, alerts.Device{ID: d.ID, Feed: d.Feed}) })
+	return dst
 }
 
 func (f alertFleet) Presence(deviceID string) (bool, time.Time) { return f.presence.Presence(deviceID) }
