@@ -2,8 +2,12 @@ package alerts_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kioskfeed/kioskfeed/alerts"
 	"github.com/kioskfeed/kioskfeed/broker/brokertest"
@@ -113,5 +117,35 @@ func TestBehindThenCaughtUp(t *testing.T) {
 	}
 	if len(all) != 2 {
 		t.Errorf("got %d alerts, want only the slow device's two: %+v", len(all), all)
+	}
+}
+
+// TestStateOfAnUnpairedDeviceIsForgotten: the state record of a device the registry no
+// longer lists is deleted once it is older than a minute (forgetAfter); the records of
+// paired devices stay, and so does a recent one of an unlisted device (paired a moment
+// ago on another instance, not yet in this one's registry). The tick that deletes the
+// old one looks at the recent one in the same pass.
+func TestStateOfAnUnpairedDeviceIsForgotten(t *testing.T) {
+	b := brokertest.New(t)
+	paired := alerts.Device{ID: "dev_AAAAAAAAAAAAAAAAAAAA", Feed: "lobby"}
+	startService(t, b, newFleet(paired), alerts.Config{OfflineAfter: time.Hour, Every: 50 * time.Millisecond})
+	ctx := context.Background()
+	kv := stateBucket(t, b)
+	const gone, recent = "dev_GGGGGGGGGGGGGGGGGGGG", "dev_RRRRRRRRRRRRRRRRRRRR"
+	old := time.Now().Add(-2 * time.Minute)
+	for id, seen := range map[string]time.Time{paired.ID: old, gone: old, recent: time.Now()} {
+		val := fmt.Sprintf(`{"device_id":%q,"feed":"lobby","seen":%q}`, id, seen.UTC().Format(time.RFC3339Nano))
+		if _, err := kv.Put(ctx, id, []byte(val)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 10*time.Second, "the unpaired device's old state record deleted", func() bool {
+		_, err := kv.Get(ctx, gone)
+		return errors.Is(err, jetstream.ErrKeyNotFound)
+	})
+	for _, id := range []string{paired.ID, recent} {
+		if _, err := kv.Get(ctx, id); err != nil {
+			t.Errorf("state record of %s: %v, want it kept", id, err)
+		}
 	}
 }

@@ -198,9 +198,7 @@ func (l *leases) renew() {
 // once the key has lapsed (its sockets are closed, nothing is left to keep), after
 // lease_ttl/3.
 func (l *leases) untilLapse(now time.Time) (ctx context.Context, cancel context.CancelFunc, toLapse bool) {
-	l.mu.Lock()
-	left := l.renewed.Add(l.br.cfg.LeaseTTL).Sub(now)
-	l.mu.Unlock()
+	left := l.untilLapseFrom(now)
 	if left <= 0 {
 		ctx, cancel = context.WithTimeout(context.Background(), l.br.cfg.LeaseTTL/3)
 		return ctx, cancel, false
@@ -210,11 +208,14 @@ func (l *leases) untilLapse(now time.Time) (ctx context.Context, cancel context.
 }
 
 // lapsed reports whether lease_ttl has passed since the last renewal that took was sent.
-func (l *leases) lapsed() bool {
-	now := l.br.cfg.Now()
+func (l *leases) lapsed() bool { return l.untilLapseFrom(l.br.cfg.Now()) <= 0 }
+
+// untilLapseFrom is the time from now to the lapse: lease_ttl after the last renewal
+// that took was sent.
+func (l *leases) untilLapseFrom(now time.Time) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return now.Sub(l.renewed) >= l.br.cfg.LeaseTTL
+	return l.renewed.Add(l.br.cfg.LeaseTTL).Sub(now)
 }
 
 // adoptLateRenewal handles a renewal refused for its revision: when NATS is slow (a

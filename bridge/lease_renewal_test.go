@@ -238,48 +238,39 @@ func (px *natsProxy) accept() {
 // send copies the broker's bytes to NATS, watching them for the match (also across
 // two reads).
 func (px *natsProxy) send(in, out net.Conn) {
-	defer in.Close()
-	defer out.Close()
-	buf := make([]byte, 32<<10)
 	var tail []byte
-	for {
-		k, err := in.Read(buf)
-		if k > 0 {
-			px.mu.Lock()
-			match, hook := px.match, px.hook
-			px.mu.Unlock()
-			if hook != nil {
-				seen := append(tail, buf[:k]...)
-				if bytes.Contains(seen, match) && !hook() {
-					return
-				}
-				tail = append(tail[:0], seen[max(0, len(seen)-len(match)+1):]...)
-			}
-			if !px.wait() {
-				return
-			}
-			if _, werr := out.Write(buf[:k]); werr != nil {
-				return
-			}
+	px.copy(out, in, func(read []byte) bool {
+		px.mu.Lock()
+		match, hook := px.match, px.hook
+		px.mu.Unlock()
+		if hook == nil {
+			return true
 		}
-		if err != nil {
-			return
+		seen := append(tail, read...)
+		if bytes.Contains(seen, match) && !hook() {
+			return false
 		}
-	}
+		tail = append(tail[:0], seen[max(0, len(seen)-len(match)+1):]...)
+		return true
+	})
 }
 
-// receive copies NATS's bytes to the broker until either side closes or the proxy
-// stalls.
-func (px *natsProxy) receive(in, out net.Conn) {
-	defer in.Close()
+// receive copies NATS's bytes to the broker.
+func (px *natsProxy) receive(in, out net.Conn) { px.copy(in, out, nil) }
+
+// copy forwards src to dst until either closes, the proxy is cut while stalled, or
+// watch (when set) reports false for what was read; then it closes both.
+func (px *natsProxy) copy(dst, src net.Conn, watch func(read []byte) bool) {
+	defer dst.Close()
+	defer src.Close()
 	buf := make([]byte, 32<<10)
 	for {
-		k, err := out.Read(buf)
+		k, err := src.Read(buf)
 		if k > 0 {
-			if !px.wait() {
+			if watch != nil && !watch(buf[:k]) || !px.wait() {
 				return
 			}
-			if _, werr := in.Write(buf[:k]); werr != nil {
+			if _, werr := dst.Write(buf[:k]); werr != nil {
 				return
 			}
 		}
