@@ -22,8 +22,9 @@ type Config struct {
 	// outside any proxy. It is the token issuer, the base of DPoP htu checks and, unless
 	// AllowedOrigins says otherwise, the only allowed Origin, so it must be exact: an
 	// absolute http or https URL with a host and no path, query or fragment. Load strips
-	// one trailing "/". Default "http://localhost:8080".
-	PublicURL string `key:"public_url" default:"http://localhost:8080" usage:"URL tablets and admins use to reach kioskfeed, without a path"`
+	// one trailing "/". Default "http://localhost:8080", or with Load, when no source
+	// sets it, "http://localhost:" and the port of Listen (unless that is 0).
+	PublicURL string `key:"public_url" default:"http://localhost:8080" usage:"URL tablets and admins use to reach kioskfeed, without a path (unset: http://localhost and the port of --listen)"`
 
 	// DataDir holds everything kioskfeed keeps on local disk: the embedded NATS store and
 	// the secrets and keys it generates on first start. Must not be empty. Default

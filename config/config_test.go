@@ -783,3 +783,38 @@ func FuzzLoadYAML(f *testing.F) {
 		}
 	})
 }
+
+// A public_url no source set takes listen's port, so that changing only the port leaves
+// a working set-up (the tablet app signs its proofs for the address it was loaded
+// from); any public_url that is set wins, and a port chosen at start changes nothing.
+func TestPublicURLFollowsListen(t *testing.T) {
+	tests := []struct {
+		name       string
+		in         input
+		want       string
+		wantSource string
+	}{
+		{"default", input{}, "http://localhost:8080", "default"},
+		{"listen flag", input{args: []string{"--listen", ":9000"}}, "http://localhost:9000", "default, with the port of listen"},
+		{"listen with a host", input{env: map[string]string{"KIOSKFEED_LISTEN": "127.0.0.1:9001"}}, "http://localhost:9001", "default, with the port of listen"},
+		{"listen in the file", input{file: "listen: \"[::1]:9002\"\n"}, "http://localhost:9002", "default, with the port of listen"},
+		{"port 0", input{args: []string{"--listen", "127.0.0.1:0"}}, "http://localhost:8080", "default"},
+		{"listen 8080", input{args: []string{"--listen", "0.0.0.0:8080"}}, "http://localhost:8080", "default"},
+		{"public_url set", input{args: []string{"--listen", ":9000", "--public-url", "https://kiosk.example"}}, "https://kiosk.example", "flag --public-url"},
+		{"public_url set to the default", input{env: map[string]string{"KIOSKFEED_PUBLIC_URL": "http://localhost:8080"}, args: []string{"--listen", ":9000"}}, "http://localhost:8080", "env KIOSKFEED_PUBLIC_URL"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, _ := mustLoad(t, tt.in)
+			if c.PublicURL != tt.want {
+				t.Fatalf("PublicURL = %q, want %q", c.PublicURL, tt.want)
+			}
+			if err := c.Validate(); err != nil {
+				t.Fatalf("Validate: %v", err)
+			}
+			if got := effectiveLine(t, c, "public_url"); !strings.HasSuffix(got, "  # "+tt.wantSource) {
+				t.Fatalf("WriteEffective line %q: want source %q", got, tt.wantSource)
+			}
+		})
+	}
+}

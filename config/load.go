@@ -6,9 +6,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"os"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -82,7 +85,37 @@ func Load(fs *flag.FlagSet, args []string, lookupEnv func(string) (string, bool)
 	if err := errors.Join(errs...); err != nil {
 		return Config{}, err
 	}
+	c.publicURLFollowsListen()
 	return c, nil
+}
+
+// publicURLFollowsListen gives a public_url that no source set the port of listen, so
+// that `--listen :9000` alone still works: the tablet app signs its DPoP proofs for the
+// address it was loaded from, and the server checks them against public_url. Port 0 (a
+// port chosen at start) and a listen address that is not host:port leave the default
+// as it is; Validate reports the latter.
+func (c *Config) publicURLFollowsListen() {
+	if _, set := c.sources["public_url"]; set {
+		return
+	}
+	_, port, err := net.SplitHostPort(c.Listen)
+	if err != nil || port == "" || port == "0" {
+		return
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return
+	}
+	def := Default()
+	u, err := url.Parse(def.PublicURL)
+	if err != nil || u.Port() == port {
+		return
+	}
+	c.PublicURL = u.Scheme + "://" + u.Hostname() + ":" + port
+	for _, f := range fields() {
+		if f.key == "public_url" {
+			c.sources[f.key] = origin{kind: fromListen, val: f.canonical(c)}
+		}
+	}
 }
 
 // apply parses o.raw into f and records o as its source.

@@ -10,6 +10,7 @@ const (
 	fromFile
 	fromEnv
 	fromFlag
+	fromListen // public_url's default, given listen's port (publicURLFollowsListen)
 )
 
 // origin records where Load found one setting's value.
@@ -39,6 +40,8 @@ func (o origin) sourceName(f field) string {
 		return "env " + f.env()
 	case fromFlag:
 		return "flag --" + f.flag()
+	case fromListen:
+		return "default, with the port of listen"
 	}
 	return "default"
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -262,6 +263,29 @@ func TestDisplayShowsAnOverride(t *testing.T) {
 		t.Fatalf("clear = %d", code)
 	}
 	d.waitOut(t, regexp.MustCompile(`!! ended `+regexp.QuoteMeta(id)+`\n`), 30*time.Second)
+	if err := d.stop(t); err != nil {
+		t.Fatalf("display after an interrupt: %v", err)
+	}
+}
+
+// Changing only the port is a working set-up: serve with --listen alone, and a display
+// that reaches it at http://localhost:<port> pairs and goes live. Its DPoP proofs name
+// the address it uses, which the server checks against public_url; a public_url left at
+// localhost:8080 refused them.
+func TestOnlyTheListenPortChanged(t *testing.T) {
+	addr := freeAddr(t)
+	_, port, _ := net.SplitHostPort(addr)
+	pub := "http://localhost:" + port
+	s := startServe(t, t.TempDir(), "--listen", addr)
+	if want := "public URL:     " + pub + "\n"; !strings.Contains(s.stdout.String(), want) {
+		t.Fatalf("banner: %s\nwant the line %q", s.stdout, want)
+	}
+	code, res := s.call(t, "POST", "/api/admin/feeds/lobby/pins", s.token, `{}`)
+	if code != 201 {
+		t.Fatalf("issue PIN = %d %v", code, res)
+	}
+	d := startDisplay(t, "--server", pub, "--state-dir", t.TempDir(), "--pin", "lobby:"+res["pin"].(string))
+	d.waitOut(t, regexp.MustCompile(`-- live \(seq \d+\) --`), 30*time.Second)
 	if err := d.stop(t); err != nil {
 		t.Fatalf("display after an interrupt: %v", err)
 	}
